@@ -1,0 +1,46 @@
+# One command each on a fresh clone: `make demo`, `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup demo test test-all bench clean system-deps
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+# Debian's Fashion-MNIST (the benchmark dataset) and OpenSSH (the tests start a real sshd on
+# 127.0.0.1), installed when missing and apt is usable; otherwise those tests skip and say why.
+system-deps:
+	@missing=""; \
+	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: apt is not usable; missing:$$missing (see README)"; fi; \
+	fi
+
+demo: setup
+	$(BIN)/compress pipeline examples/demo.yaml --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow and not tensorrt" -p no:cacheprovider
+
+test-all: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``compress`` command line: one module per subcommand, joined in :mod:`compress.cli.main`."""

@@ -1,0 +1,30 @@
+"""Shared CLI pieces: stderr console, JSON output, common options."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from compress.core.runs import dumps
+
+console = Console(stderr=True, highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the machine-readable result on stdout (logs go to stderr).")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Run directory for results and manifest.json.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
+ProfilesOpt = Annotated[Path | None, typer.Option("--profiles", help="Extra directory of device profile YAMLs (also COMPRESS_PROFILES).")]
+TablesOpt = Annotated[Path | None, typer.Option("--tables", help="Latency-table directory (default: the per-user cache, or COMPRESS_TABLES).")]
+
+
+def emit_json(obj: Any) -> None:
+    """Write a result as JSON on stdout (nothing else goes to stdout when --json is given)."""
+    sys.stdout.write(dumps(obj))
+    sys.stdout.flush()
+
+
+def command_line() -> str:
+    return " ".join(["compress", *sys.argv[1:]])

@@ -1,0 +1,99 @@
+"""The ``compress`` typer app. Subcommands are registered from their own modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from compress import __version__
+from compress.core.errors import CompressError
+
+
+class _Group(TyperGroup):
+    """Turns user errors into one ``error: ...`` line and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CompressError as err:
+            _report(err, ctx)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as err:  # noqa: BLE001 - last-resort handler for unexpected bugs
+            _report(err, ctx, unexpected=True)
+            ctx.exit(1)
+
+
+def _debug_on(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool((root.params or {}).get("debug")) or os.environ.get("COMPRESS_DEBUG") == "1"
+
+
+def _report(err: BaseException, ctx: click.Context, *, unexpected: bool = False) -> None:
+    if _debug_on(ctx):
+        traceback.print_exception(err, file=sys.stderr)
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if unexpected:
+        msg = f"{type(err).__name__}: {msg} (this is a bug; rerun with --debug for the traceback)"
+    click.echo(f"error: {msg}", err=True)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="compress",
+    help="Hardware-aware compression and export of vision models: search, prune, export, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"compress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """compress: from a trained supernet and a target device to a checked, deployable engine."""
+
+
+def _register() -> None:
+    """Import every module of :mod:`compress.cli`; each adds its own command(s) to ``app``.
+
+    Importing a command module must not import torch (``compress --help`` stays fast).
+    """
+    import importlib
+    import pkgutil
+
+    import compress.cli as pkg
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)):
+        if mod not in ("main", "common") and not mod.startswith("_"):
+            importlib.import_module(f"compress.cli.{mod}")
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

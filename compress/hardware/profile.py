@@ -1,0 +1,193 @@
+"""Device profiles: schema, loading from ``hardware_profiles/`` and user directories, aliases.
+
+A profile is a YAML file validated by :class:`HardwareProfile` (unknown keys are errors).
+Datasheet figures carry a ``source``; figures that could not be confirmed are marked
+``unconfirmed: true`` and shown as such.
+
+>>> get_profile("jetson").name
+'jetson-orin-nano'
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from compress.core.config import StrictModel, load_model_yaml
+from compress.core.errors import UsageError, unknown
+
+Runtime = Literal["tensorrt", "openvino", "onnxruntime", "torch"]
+RUNTIMES: tuple[str, ...] = ("tensorrt", "openvino", "onnxruntime", "torch")
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+
+
+class Figure(StrictModel):
+    """A datasheet number with where it came from."""
+
+    value: float = Field(gt=0)
+    unit: str
+    source: str = Field(min_length=3)
+    unconfirmed: bool = False
+    note: str | None = None
+
+
+class Spec(StrictModel):
+    """Datasheet figures used by the roofline estimate.
+
+    ``peak`` maps a precision to dense peak throughput (TFLOPS, or TOPS for int8);
+    ``efficiency`` optionally overrides the per-op-kind share of peak reached in practice.
+    """
+
+    peak: dict[Precision, Figure]
+    memory_bandwidth: Figure
+    cores: Figure | None = None
+    clock_ghz: Figure | None = None
+    memory_gb: Figure | None = None
+    layer_overhead_us: Figure | None = None
+    efficiency: dict[str, float] = Field(default_factory=dict)
+    detected: bool = False
+
+    @field_validator("efficiency")
+    @classmethod
+    def _eff_range(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if not 0 < x <= 1:
+                raise ValueError(f"efficiency '{k}' must be in (0, 1], got {x}")
+        return v
+
+
+class HardwareProfile(StrictModel):
+    """One target device."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    aliases: list[str] = Field(default_factory=list)
+    kind: Literal["gpu", "cpu", "edge"]
+    vendor: str
+    description: str = ""
+    runtimes: list[Runtime] = Field(min_length=1)
+    precisions: list[Precision] = Field(min_length=1)
+    power_modes: list[str] = Field(default_factory=list)
+    spec: Spec | None = None
+    latency_tables: list[str] = Field(default_factory=list)
+    detect: bool = False
+
+    @property
+    def default_runtime(self) -> str:
+        return self.runtimes[0]
+
+    def check_runtime(self, runtime: str | None) -> str:
+        """Return ``runtime`` (or the default one) after checking the device supports it."""
+        if runtime is None or runtime == "auto":
+            return self.default_runtime
+        if runtime not in RUNTIMES:
+            raise unknown("runtime", runtime, RUNTIMES)
+        if runtime not in self.runtimes:
+            raise UsageError(
+                f"device '{self.name}' does not run '{runtime}'; its runtimes are: {', '.join(self.runtimes)}"
+            )
+        return runtime
+
+    def check_precision(self, precision: str | None) -> str:
+        if precision is None:
+            return self.precisions[0]
+        if precision not in self.precisions:
+            raise UsageError(
+                f"device '{self.name}' has no precision '{precision}'; choose one of: {', '.join(self.precisions)}"
+            )
+        return precision
+
+
+def builtin_profiles_dir() -> Path:
+    """The shipped ``hardware_profiles/`` directory (repository layout or installed data)."""
+    here = Path(__file__).resolve()
+    for cand in (here.parents[2] / "hardware_profiles", here.parents[1] / "_hardware_profiles"):
+        if cand.is_dir():
+            return cand
+    raise UsageError("the built-in hardware_profiles directory is missing from this installation; reinstall compress")
+
+
+def profile_dirs(extra: str | Path | None = None) -> list[Path]:
+    dirs = [builtin_profiles_dir()]
+    env = os.environ.get("COMPRESS_PROFILES")
+    for d in ([*env.split(os.pathsep)] if env else []) + ([str(extra)] if extra else []):
+        p = Path(d).expanduser()
+        if not p.is_dir():
+            raise UsageError(f"profile directory not found: {p} (from --profiles or COMPRESS_PROFILES)")
+        dirs.append(p)
+    return dirs
+
+
+@lru_cache(maxsize=16)
+def _load_dir(path: str, mtime_key: float) -> tuple[HardwareProfile, ...]:
+    profiles = []
+    for f in sorted(Path(path).glob("*.yaml")) + sorted(Path(path).glob("*.yml")):
+        profiles.append(load_model_yaml(HardwareProfile, f))
+    return tuple(profiles)
+
+
+def load_profiles(extra_dir: str | Path | None = None) -> dict[str, HardwareProfile]:
+    """Load every profile; user directories override built-ins of the same name."""
+    out: dict[str, HardwareProfile] = {}
+    for d in profile_dirs(extra_dir):
+        mtime = max((f.stat().st_mtime for f in d.iterdir()), default=0.0)
+        for prof in _load_dir(str(d), mtime):
+            out[prof.name] = prof
+    seen: dict[str, str] = {}
+    for prof in out.values():
+        for key in (prof.name, *prof.aliases):
+            if key in seen and seen[key] != prof.name:
+                raise UsageError(f"device name or alias '{key}' is used by both '{seen[key]}' and '{prof.name}'")
+            seen[key] = prof.name
+    return out
+
+
+def get_profile(name: str, *, profiles_dir: str | Path | None = None) -> HardwareProfile:
+    """Resolve a device name or alias (``jetson`` -> ``jetson-orin-nano``)."""
+    profiles = load_profiles(profiles_dir)
+    key = name.strip().lower()
+    if key in profiles:
+        prof = profiles[key]
+    else:
+        by_alias = {a: p for p in profiles.values() for a in p.aliases}
+        if key not in by_alias:
+            raise unknown("device", name, [*profiles, *by_alias])
+        prof = by_alias[key]
+    if prof.detect:
+        from compress.hardware.local import detect_local_spec
+
+        prof = prof.model_copy(update={"spec": detect_local_spec(prof.spec)})
+    return prof
+
+
+class DeviceInfo(StrictModel):
+    name: str
+    aliases: list[str]
+    kind: str
+    vendor: str
+    runtimes: list[str]
+    default_runtime: str
+    precisions: list[str]
+    latency_source: Literal["measured", "estimated"]
+    measured_runtimes: list[str]
+    description: str = ""
+
+
+def devices(*, profiles_dir: str | Path | None = None, tables_dir: str | Path | None = None) -> list[DeviceInfo]:
+    """List every known device and whether a measured latency table exists for it."""
+    from compress.latency.store import measured_runtimes
+
+    out = []
+    for prof in load_profiles(profiles_dir).values():
+        measured = measured_runtimes(prof.name, tables_dir=tables_dir, profile_tables=prof.latency_tables)
+        out.append(DeviceInfo(
+            name=prof.name, aliases=prof.aliases, kind=prof.kind, vendor=prof.vendor,
+            runtimes=list(prof.runtimes), default_runtime=prof.default_runtime,
+            precisions=list(prof.precisions),
+            latency_source="measured" if measured else "estimated",
+            measured_runtimes=measured, description=prof.description,
+        ))
+    return out

@@ -1,0 +1,1 @@
+"""Per-device latency tables, prediction, roofline estimates and validation."""

@@ -1,0 +1,17 @@
+"""Model references: one way to turn what the user names (``timm:NAME``, a model directory,
+a search run, a supernet checkpoint plus subnet) into a static ``nn.Module`` with metadata.
+
+A *model directory* is ``model.json`` (how to rebuild the architecture: a base model plus the
+recorded transforms) and ``model.safetensors`` (the weights). No pickle anywhere.
+"""
+
+from compress.models.ref import (
+    LoadedModel,
+    Transform,
+    TRANSFORMS,
+    RESOLVERS,
+    load_model,
+    save_model_dir,
+)
+
+__all__ = ["LoadedModel", "Transform", "TRANSFORMS", "RESOLVERS", "load_model", "save_model_dir"]
