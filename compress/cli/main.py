@@ -7,9 +7,12 @@ import sys
 import traceback
 from typing import Any
 
-import click
 import typer
+from typer import core as _typer_core
 from typer.core import TyperGroup
+
+# typer 0.29 vendors click; use the same module it raises from.
+click = getattr(_typer_core, "_click", None) or __import__("click")
 
 from compress import __version__
 from compress.core.errors import CompressError
@@ -27,7 +30,7 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, click.ClickException):
             raise
         except Exception as err:  # noqa: BLE001 - last-resort handler for unexpected bugs
             _report(err, ctx, unexpected=True)
