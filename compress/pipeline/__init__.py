@@ -1,0 +1,1 @@
+"""One-file pipelines (profile -> search -> prune -> export -> bench -> check) and CI gates."""

@@ -1,0 +1,74 @@
+"""``compress check``: evaluate release gates on a pipeline run directory."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from compress.core.errors import UsageError
+from compress.core.runs import atomic_write_text, read_json
+from compress.pipeline.gates import (
+    GateResult,
+    junit_xml,
+    latency_gate,
+    min_top1_gate,
+    parity_gate,
+    regression_gates,
+    top1_drop_gate,
+)
+
+SUMMARY = "summary.json"
+
+
+def load_metrics(run_dir: str | Path) -> dict[str, Any]:
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise UsageError(f"run directory not found: {d}")
+    if not (d / SUMMARY).is_file():
+        raise UsageError(f"{d} has no {SUMMARY}: is it a `compress pipeline` run directory?")
+    data = read_json(d / SUMMARY, what=SUMMARY)
+    if not isinstance(data, dict):
+        raise UsageError(f"{d / SUMMARY}: expected an object")
+    return data
+
+
+def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latency_ms: float | None = None,
+          device: str | None = None, min_top1: float | None = None, max_top1_drop: float | None = None,
+          max_parity_err: float | None = None, max_latency_regression_pct: float | None = None,
+          junit: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate every requested gate; returns ``{"passed": bool, "gates": [...]}``.
+
+    Gates not given on the command line come from the run's own ``gates`` section (the pipeline
+    YAML), so ``compress check RUN_DIR`` alone re-checks what the pipeline promised.
+    """
+    metrics = load_metrics(run_dir)
+    cfg = dict(metrics.get("gates") or {})
+    if max_latency_ms is not None and device is None:
+        raise UsageError("--max-latency-ms needs --device (which device's benchmark to gate)")
+    if max_latency_regression_pct is not None and baseline is None:
+        raise UsageError("--max-latency-regression-pct needs --baseline RUN_DIR")
+    results: list[GateResult] = []
+    lat_gates: dict[str, float] = dict(cfg.get("max_latency_ms") or {})
+    if max_latency_ms is not None:
+        from compress.hardware.profile import get_profile
+
+        lat_gates = {get_profile(device).name: max_latency_ms}
+    for dev, ms in lat_gates.items():
+        results.append(latency_gate(metrics, dev, float(ms)))
+    if (v := min_top1 if min_top1 is not None else cfg.get("min_top1")) is not None:
+        results.append(min_top1_gate(metrics, float(v)))
+    if (v := max_top1_drop if max_top1_drop is not None else cfg.get("max_top1_drop")) is not None:
+        results.append(top1_drop_gate(metrics, float(v)))
+    if (v := max_parity_err if max_parity_err is not None else cfg.get("max_parity_err")) is not None:
+        results.append(parity_gate(metrics, float(v)))
+    if baseline is not None:
+        pct = max_latency_regression_pct if max_latency_regression_pct is not None else cfg.get("max_latency_regression_pct", 5.0)
+        results.extend(regression_gates(metrics, load_metrics(baseline), float(pct)))
+    if not results:
+        raise UsageError("no gates to check: give --max-latency-ms/--device, --min-top1, --max-top1-drop, "
+                         "--max-parity-err or --baseline, or add `gates:` to the pipeline YAML")
+    if junit is not None:
+        atomic_write_text(junit, junit_xml(results))
+    return {"passed": all(r.passed for r in results), "run_dir": str(run_dir),
+            "baseline": str(baseline) if baseline else None, "gates": [asdict(r) for r in results]}
