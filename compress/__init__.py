@@ -19,9 +19,15 @@ __version__ = "0.1.0"
 # name -> "module:attribute"; resolved on first access so that importing compress stays light.
 _LAZY: dict[str, str] = {
     "devices": "compress.hardware.profile:devices",
+    "get_space": "compress.supernet:get_space",
+    "build_supernet": "compress.supernet:build_supernet",
+    "load_checkpoint": "compress.supernet:load_checkpoint",
     "get_profile": "compress.hardware.profile:get_profile",
     "load_dataset": "compress.data:load_dataset",
     "dataset_names": "compress.data:dataset_names",
+    "bench": "compress.bench.api:bench",
+    "search": "compress.search.api:search",
+    "prune_ftwt": "compress.prune.ftwt.api:prune_ftwt",
 }
 
 

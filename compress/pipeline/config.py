@@ -1,0 +1,124 @@
+"""The pipeline YAML, validated (unknown keys get suggestions).
+
+Example (``examples/demo.yaml``)::
+
+    name: demo
+    seed: 0
+    supernet: default                 # or a checkpoint path; or `model: {timm: NAME, weights: PATH}`
+    data: {name: fashion-mnist, image_size: 28}
+    devices:
+      - {name: jetson, budget_ms: 1.0}
+      - {name: local-cpu, budget_ms: 0.6, profile: true}
+    search: {algorithm: evolution, generations: 100}
+    prune: {method: updp, device: local-cpu, blocks: 2, epochs: 1}
+    export: {formats: [onnx, openvino, tensorrt], precision: fp32}
+    bench: {device: local-cpu, runtimes: [onnxruntime, openvino], iterations: 200}
+    gates: {min_top1: 80, max_top1_drop: 1.0, max_parity_err: 1.0e-4, max_latency_ms: {local-cpu: 2.0}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from compress.core.config import StrictModel, load_model_yaml
+
+
+class ModelSource(StrictModel):
+    timm: str
+    weights: str | None = None
+    num_classes: int | None = None
+
+
+class DataCfg(StrictModel):
+    name: str = "fashion-mnist"
+    image_size: int | None = None
+    train_limit: int | None = None
+    val_size: int | None = None
+
+
+class DeviceCfg(StrictModel):
+    name: str
+    budget_ms: float | None = Field(default=None, gt=0)
+    runtime: str | None = None
+    precision: str | None = None
+    batch: int = Field(default=1, ge=1)
+    profile: bool = False  # measure a latency table on the spot (local devices, or with remote)
+    remote: str | None = None
+
+
+class TrainCfg(StrictModel):
+    family: str = "convnext-small-input"
+    recipe: Literal["deps", "ofa-ps", "bignas"] = "deps"
+    epochs: int = Field(default=2, ge=1)
+    train_limit: int | None = None
+
+
+class SearchCfg(StrictModel):
+    algorithm: Literal["evolution", "nsga2", "random"] = "evolution"
+    population: int = Field(default=100, ge=4)
+    generations: int = Field(default=500, ge=1)
+    predictor_samples: int | None = None
+    rerank: int = Field(default=0, ge=0)
+    max_params: int | None = None
+    max_macs: int | None = None
+    channel_multiple: int | None = None
+
+
+class PruneCfg(StrictModel):
+    method: Literal["updp", "ftwt", "none"] = "updp"
+    device: str | None = None
+    blocks: int | None = Field(default=None, ge=1)
+    latency_ms: float | None = Field(default=None, gt=0)
+    epochs: int = Field(default=1, ge=1)
+    mass: float | None = None
+
+
+class ExportCfg(StrictModel):
+    formats: list[str] = Field(default_factory=lambda: ["onnx", "openvino"])
+    precision: Literal["fp32", "fp16"] = "fp32"
+    batch: Literal["1", "dynamic"] | int = 1
+
+
+class BenchCfg(StrictModel):
+    device: str = "local-cpu"
+    runtimes: list[str] = Field(default_factory=lambda: ["onnxruntime"])
+    iterations: int = Field(default=200, ge=1)
+    warmup: int = Field(default=20, ge=0)
+    threads: int | None = None
+
+
+class GatesCfg(StrictModel):
+    max_latency_ms: dict[str, float] = Field(default_factory=dict)
+    min_top1: float | None = None
+    max_top1_drop: float | None = None
+    max_parity_err: float | None = None
+    max_latency_regression_pct: float | None = None
+
+
+class PipelineCfg(StrictModel):
+    name: str = "pipeline"
+    seed: int = 0
+    supernet: str | None = None
+    model: ModelSource | None = None
+    train: TrainCfg | None = None
+    data: DataCfg = Field(default_factory=DataCfg)
+    devices: list[DeviceCfg] = Field(min_length=1)
+    search: SearchCfg = Field(default_factory=SearchCfg)
+    prune: PruneCfg = Field(default_factory=PruneCfg)
+    export: ExportCfg = Field(default_factory=ExportCfg)
+    bench: BenchCfg = Field(default_factory=BenchCfg)
+    gates: GatesCfg = Field(default_factory=GatesCfg)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PipelineCfg":
+        given = [x for x in (self.supernet, self.model, self.train) if x is not None]
+        if len(given) > 1:
+            raise ValueError("give one of `supernet`, `model` or `train`")
+        return self
+
+
+def load_pipeline(path: str | Path) -> PipelineCfg:
+    return load_model_yaml(PipelineCfg, path)
