@@ -25,9 +25,17 @@ _LAZY: dict[str, str] = {
     "get_profile": "compress.hardware.profile:get_profile",
     "load_dataset": "compress.data:load_dataset",
     "dataset_names": "compress.data:dataset_names",
+    "export_model": "export.api:export_model",
+    "LatencyModel": "compress.latency.predict:LatencyModel",
+    "profile_table": "compress.latency.profile:profile_table",
+    "validate_latency": "compress.latency.validate:validate",
+    "measure_block": "compress.latency.measure:measure_block",
     "bench": "compress.bench.api:bench",
     "search": "compress.search.api:search",
     "prune_ftwt": "compress.prune.ftwt.api:prune_ftwt",
+    "train_supernet": "compress.train:train",
+    "TrainConfig": "compress.train.config:TrainConfig",
+    "evaluate_supernet": "compress.train.evaluate:evaluate_supernet",
 }
 
 

@@ -117,7 +117,8 @@ class OvRunner(Runner):
         eff: dict[str, Any] = {}
         for key in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT"):
             try:
-                eff[key] = str(compiled.get_property(key))
+                val = compiled.get_property(key)
+                eff[key] = val.get_type_name() if hasattr(val, "get_type_name") else str(val)
             except Exception:  # noqa: BLE001 - not every plugin exposes every property
                 continue
         settings = {"device": dev, "precision": p, "threads": threads, "requested": config, "effective": eff,

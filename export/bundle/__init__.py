@@ -1,0 +1,1 @@
+"""Templates of the TensorRT device build bundle (copied verbatim into each bundle)."""

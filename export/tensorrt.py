@@ -1,0 +1,271 @@
+"""TensorRT: engines are specific to the GPU and the TensorRT version, so they are built ON THE
+TARGET. Every export writes a device build bundle (``tensorrt/``):
+
+  model.onnx            the fp32 ONNX (sha256 pinned in bundle.json)
+  build_engine.py       TensorRT Python API build (parser, fp16/int8 flags, optimisation profile for
+                        a dynamic batch, workspace limit, timing cache, DLA) + parity check
+  build_engine.sh       the equivalent ``trtexec`` line
+  bundle.json           the build settings, parity thresholds, input name/shape
+  parity_inputs.npy / parity_reference.npy   inputs and PyTorch outputs for the on-device check
+  calib.npy             int8 only: calibration images
+  README.md
+
+Where TensorRT and a CUDA GPU are present the bundle is built here (in-process, the same
+``build_engine.py`` code) and verified with the shared TensorRT runner; with ``remote`` it is
+built on ``user@host`` over SSH and the engine and its ``build.json`` fetched back. Otherwise
+only the bundle exists, and the result says so: an engine is never reported that was not built.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.core.errors import Failure
+from compress.core.runs import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+
+TEMPLATE = Path(__file__).with_name("bundle") / "build_engine.py"
+
+
+def tensorrt_available() -> bool:
+    from export.runtimes import get_runner
+
+    return get_runner("tensorrt").available()
+
+
+def trtexec_command(cfg: dict[str, Any]) -> list[str]:
+    """The ``trtexec`` argument list equivalent to ``build_engine.py`` with ``cfg``."""
+    argv = ["trtexec", f"--onnx={cfg['onnx']}", f"--saveEngine={cfg['engine']}",
+            f"--memPoolSize=workspace:{int(cfg['workspace_mb'])}M", f"--timingCacheFile={cfg['timing_cache']}"]
+    if cfg["precision"] in ("fp16", "int8"):
+        argv.append("--fp16")
+    if cfg["precision"] == "bf16":
+        argv.append("--bf16")
+    if cfg["precision"] == "int8":
+        argv += ["--int8", "--calib=calib.cache"]
+    if cfg["dynamic"]:
+        dims = lambda b: "x".join(str(d) for d in [b, *cfg["input_shape"][1:]])  # noqa: E731
+        name = cfg["input_name"]
+        argv += [f"--minShapes={name}:{dims(cfg['min_batch'])}", f"--optShapes={name}:{dims(cfg['opt_batch'])}",
+                 f"--maxShapes={name}:{dims(cfg['max_batch'])}"]
+    if cfg.get("dla_core") is not None:
+        argv.append(f"--useDLACore={int(cfg['dla_core'])}")
+        if cfg.get("dla_gpu_fallback"):
+            argv.append("--allowGPUFallback")
+    return argv
+
+
+def _script(cfg: dict[str, Any]) -> str:
+    line = " ".join(shlex.quote(a) for a in trtexec_command(cfg))
+    int8 = ""
+    if cfg["precision"] == "int8":
+        int8 = ('# int8: trtexec reads the calibration cache that build_engine.py writes (calib.cache);\n'
+                '# run `python3 build_engine.py` once first, or trtexec would use placeholder scales.\n'
+                'if [ ! -f calib.cache ]; then echo "error: calib.cache missing; run python3 build_engine.py" >&2; exit 1; fi\n')
+    return ("#!/usr/bin/env bash\n"
+            "# Equivalent of build_engine.py with trtexec (no parity check). Run it ON the target device:\n"
+            "# engines only load on the GPU model and TensorRT version that built them.\n"
+            "set -euo pipefail\n"
+            'cd "$(dirname "$0")"\n'
+            'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"\n'
+            'if [ ! -x "$TRTEXEC" ]; then echo "error: trtexec not found (JetPack: /usr/src/tensorrt/bin/trtexec)" >&2; exit 2; fi\n'
+            f"{int8}"
+            f'"$TRTEXEC" {line.split(" ", 1)[1]}\n')
+
+
+def _readme(cfg: dict[str, Any]) -> str:
+    shapes = (f"dynamic batch {cfg['min_batch']}..{cfg['max_batch']} (optimised for {cfg['opt_batch']})"
+              if cfg["dynamic"] else f"static shape {'x'.join(map(str, cfg['input_shape']))}")
+    dla = f"\n- DLA core {cfg['dla_core']}{' with GPU fallback' if cfg.get('dla_gpu_fallback') else ''}" if cfg.get("dla_core") is not None else ""
+    return f"""# TensorRT build bundle
+
+Built by `compress export` on a machine without TensorRT/CUDA. TensorRT engines are specific to the
+GPU and the TensorRT version, so build the engine **on the target device**:
+
+```bash
+python3 build_engine.py        # TensorRT Python API: builds {cfg['engine']}, checks it against PyTorch, writes build.json
+bash build_engine.sh           # or the equivalent trtexec line (no parity check)
+```
+
+- input `{cfg['input_name']}`: {shapes}
+- precision {cfg['precision']}, workspace {cfg['workspace_mb']} MiB, timing cache `{cfg['timing_cache']}`{dla}
+- model.onnx sha256 `{cfg['onnx_sha256']}` (build_engine.py refuses a modified file)
+- parity: {cfg['parity_source'] or 'none'}; passes when max_rel_err <= {cfg['threshold']['max_rel_err']:g} and top-1 agreement >= {cfg['threshold']['min_top1']:g}
+
+Exit codes of build_engine.py: 0 built and parity passed, 1 build failed, 2 TensorRT/CUDA missing, 3 parity failed.
+Needs: TensorRT's Python package (JetPack's `python3-libnvinfer`, or `pip install tensorrt` on x86), numpy,
+and torch with CUDA or `cuda-python` for GPU buffers. `compress export --remote user@host` runs this for you.
+"""
+
+
+def write_bundle(onnx_path: str | Path, out_dir: str | Path, *, precision: str, input_shape: tuple[int, ...],
+                 dynamic: bool, max_batch: int = 32, workspace_mb: int = 2048, dla_core: int | None = None,
+                 dla_gpu_fallback: bool = False, parity_inputs: np.ndarray | None = None,
+                 parity_reference: np.ndarray | None = None, parity_source: str = "",
+                 calib_inputs: np.ndarray | None = None, input_name: str = "input") -> dict[str, Any]:
+    """Write the device build bundle; returns ``{"dir", "files", "config"}``."""
+    from export.parity import THRESHOLDS
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    onnx_dst = out / "model.onnx"
+    with atomic_path(onnx_dst) as tmp:
+        shutil.copyfile(onnx_path, tmp)
+    files.append(onnx_dst)
+    t = THRESHOLDS[precision]
+    cfg: dict[str, Any] = {
+        "schema": 1, "onnx": "model.onnx", "onnx_sha256": sha256_file(onnx_dst), "engine": "model.engine",
+        "precision": precision, "input_name": input_name, "input_shape": list(input_shape), "dynamic": dynamic,
+        "min_batch": 1, "opt_batch": 1 if dynamic else int(input_shape[0]),
+        "max_batch": int(max_batch) if dynamic else int(input_shape[0]),
+        "workspace_mb": int(workspace_mb), "timing_cache": "timing.cache",
+        "dla_core": dla_core, "dla_gpu_fallback": bool(dla_gpu_fallback),
+        "parity_inputs": None, "parity_reference": None, "parity_source": parity_source,
+        "threshold": {"max_rel_err": t.max_rel_err, "min_top1": t.min_top1},
+    }
+    if parity_inputs is not None and parity_reference is not None:
+        for name, arr in (("parity_inputs.npy", parity_inputs), ("parity_reference.npy", parity_reference)):
+            with atomic_path(out / name) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(arr, dtype=np.float32))
+            files.append(out / name)
+        cfg["parity_inputs"], cfg["parity_reference"] = "parity_inputs.npy", "parity_reference.npy"
+    if precision == "int8":
+        if calib_inputs is None:
+            raise Failure("int8 needs calibration images: pass --data (or use a model that records its dataset)")
+        with atomic_path(out / "calib.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(calib_inputs, dtype=np.float32))
+        files.append(out / "calib.npy")
+        cfg["calib"], cfg["calib_batch"] = "calib.npy", 8
+    with atomic_path(out / "build_engine.py") as tmp:
+        shutil.copyfile(TEMPLATE, tmp)
+    files.append(out / "build_engine.py")
+    files.append(atomic_write_text(out / "build_engine.sh", _script(cfg)))
+    (out / "build_engine.sh").chmod(0o755)
+    files.append(atomic_write_json(out / "bundle.json", cfg))
+    files.append(atomic_write_text(out / "README.md", _readme(cfg)))
+    return {"dir": out, "files": files, "config": cfg}
+
+
+def _load_template(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("compress_trt_build_engine", path)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def build_local(bundle_dir: Path) -> dict[str, Any]:
+    """Build the bundle's engine here with its own build_engine.py (parity is checked by the caller)."""
+    mod = _load_template(bundle_dir / "build_engine.py")
+    code = mod.main(["--config", str(bundle_dir / "bundle.json"), "--no-verify"])
+    record = json.loads((bundle_dir / "build.json").read_text()) if (bundle_dir / "build.json").is_file() else {}
+    if code != 0 or not (bundle_dir / "model.engine").is_file():
+        raise Failure(f"TensorRT engine build failed: {record.get('error', f'exit code {code}')}")
+    return record
+
+
+def build_remote(bundle_dir: Path, files: list[Path], remote: str, *, timeout: float = 3600.0) -> dict[str, Any]:
+    """Copy the bundle to ``remote``, build there (Python API if TensorRT's Python package is
+    installed, else trtexec), fetch ``model.engine`` + ``build.json`` back, remove the remote dir."""
+    from compress.remote import parse_remote
+    from compress.remote.ssh import env_ssh_config
+
+    host = parse_remote(remote, ssh_config=env_ssh_config())
+    host.check()
+    with host.tempdir() as rdir:
+        host.put({p.name: p for p in files}, rdir)
+        has_py = host.run([host.python, "-c", "import tensorrt"], timeout=120, check=False).returncode == 0
+        argv = ([host.python, f"{rdir}/build_engine.py"] if has_py else ["bash", f"{rdir}/build_engine.sh"])
+        res = host.run(argv, timeout=timeout, check=False)
+        log = res.stderr.decode(errors="replace")
+        record: dict[str, Any] = {"remote": host.target, "builder": "build_engine.py" if has_py else "trtexec",
+                                  "exit_code": res.returncode, "log_tail": log[-2000:]}
+        if host.exists(f"{rdir}/build.json"):
+            record.update(json.loads(host.read(f"{rdir}/build.json").decode()))
+            atomic_write_json(bundle_dir / "build.json", record)
+        if host.exists(f"{rdir}/model.engine") and res.returncode in (0, 3):
+            host.get(f"{rdir}/model.engine", bundle_dir / "model.engine")
+            if host.exists(f"{rdir}/timing.cache"):
+                host.get(f"{rdir}/timing.cache", bundle_dir / "timing.cache")
+    if not (bundle_dir / "model.engine").is_file():
+        last = [ln for ln in log.strip().splitlines() if ln.strip()]
+        raise Failure(f"the TensorRT build on {host.target} failed (exit {res.returncode}): "
+                      f"{last[-1] if last else 'no output'}")
+    if not has_py:
+        record["parity"] = None
+    atomic_write_json(bundle_dir / "build.json", record)
+    return record
+
+
+def to_tensorrt(onnx_path: str | Path, out_dir: str | Path, *, precision: str = "fp32",
+                input_shape: tuple[int, ...], dynamic: bool = False, remote: str | None = None,
+                **bundle_opts: Any) -> dict[str, Any]:
+    """Write the bundle and build the engine here or on ``remote`` when possible.
+
+    Returns ``{"bundle": dir, "files": [...], "engine": path | None, "built": "local"|"remote"|None,
+    "build": build.json record, "config": bundle.json}``.
+    """
+    b = write_bundle(onnx_path, out_dir, precision=precision, input_shape=input_shape, dynamic=dynamic, **bundle_opts)
+    out = {"bundle": b["dir"], "files": list(b["files"]), "engine": None, "built": None, "build": {}, "config": b["config"]}
+    if remote:
+        out["build"] = build_remote(b["dir"], b["files"], remote)
+        out["built"] = "remote"
+    elif tensorrt_available():
+        out["build"] = build_local(b["dir"])
+        out["built"] = "local"
+    if out["built"]:
+        out["engine"] = b["dir"] / "model.engine"
+        out["files"] += [p for p in (b["dir"] / "model.engine", b["dir"] / "build.json", b["dir"] / "timing.cache") if p.is_file()]
+    return out
+
+
+# ---- format registration -----------------------------------------------------------------------
+
+def _build(ctx: Any) -> Any:
+    from export.context import FormatArtifact
+
+    cfg = ctx.config
+    res = to_tensorrt(ctx.onnx.path, ctx.out / "tensorrt", precision=cfg.precision,
+                      input_shape=tuple(ctx.onnx.input_shape), dynamic=cfg.dynamic, remote=cfg.remote,
+                      max_batch=cfg.max_batch, workspace_mb=cfg.workspace_mb, dla_core=cfg.dla_core,
+                      dla_gpu_fallback=cfg.dla_gpu_fallback, parity_inputs=ctx.parity_inputs,
+                      parity_reference=ctx.parity_reference, parity_source=ctx.metadata.get("compress.parity_inputs", ""),
+                      calib_inputs=ctx.calib_inputs)
+    notes = []
+    if res["built"] is None:
+        notes.append("engine NOT built: TensorRT and a CUDA GPU are not available here; run build_engine.py "
+                     "(or build_engine.sh) in the bundle on the target, or pass --remote user@host")
+        return FormatArtifact(format="tensorrt", kind="tensorrt-bundle", path=res["bundle"], files=res["files"],
+                              verified=["bundle written"], parity_runtime=None, precision=cfg.precision, notes=notes,
+                              info={"built": None, "bundle": res["config"]})
+    rec = res["build"]
+    info = {"built": res["built"], "build": rec, "bundle": res["config"]}
+    if res["built"] == "remote":
+        parity = rec.get("parity")
+        notes.append(f"engine built on {rec.get('remote')} with {rec.get('builder')}; "
+                     + ("parity checked there" if parity else "parity NOT checked (built with trtexec)"))
+        return FormatArtifact(format="tensorrt", kind="tensorrt-engine", path=res["engine"], files=res["files"],
+                              verified=[f"built on {rec.get('gpu', rec.get('remote'))}"], parity_runtime=None,
+                              precision=cfg.precision, notes=notes, info=info | {"remote_parity": parity})
+    return FormatArtifact(format="tensorrt", kind="tensorrt-engine", path=res["engine"], files=res["files"],
+                          verified=[f"built on {rec.get('gpu')} with TensorRT {rec.get('tensorrt')}"],
+                          parity_runtime="tensorrt", precision=cfg.precision, notes=notes, info=info)
+
+
+def _register() -> None:
+    from export.formats import FORMATS, Format, register
+
+    if "tensorrt" not in FORMATS:
+        register(Format(name="tensorrt", aliases=("trt", "engine", "tensorrt-engine"), suffix=".engine",
+                        dtypes=("fp32", "fp16", "int8"), dynamic_batch=True, needs_gpu=True, runtime="tensorrt",
+                        description="TensorRT engine built on the target (here if TensorRT+CUDA exist, or --remote), "
+                                    "else a device build bundle", build=_build))
+
+
+_register()
