@@ -1,0 +1,82 @@
+"""Search on a real supernet: predictor quality, measured top-1 and measured local-CPU latency of the
+selected subnet (part 3 of bench_search.py).
+
+Steps: (1) a measured ONNX Runtime table for ``local-cpu`` (``compress profile``'s function, with its
+calibration) and its validation error (``compress latency validate``'s function), in a scratch
+tables directory; (2) ``compress.search`` under a budget with ``--rerank``; (3) measured top-1 of the
+selected subnet (BN recalibration + validation split) against the prediction and the predictor's
+held-out RMSE; (4) the selected subnet's end-to-end latency, measured with the drift-controlled
+engine, against the budget and the table's validated error. ``--supernet tiny|small`` trains a
+supernet on digits for a few seconds/minutes instead (then accuracies mean little).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def supernet_section(args, out: dict) -> None:
+    from compress.latency.measure import MeasureSettings, measure_subnets
+    from compress.latency.predict import LatencyModel
+    from compress.latency.profile import profile_table
+    from compress.latency.validate import validate
+    from compress.search.api import search
+    from compress.supernet import load_checkpoint
+
+    work = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    ckpt = args.supernet
+    if str(ckpt) in ("tiny", "small"):
+        # "tiny": the test space (latencies of ~20 us: too small to time meaningfully);
+        # "small": the full mbv3-small-input space at 32 px, trained briefly on digits
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from _search_fixtures import make_checkpoint
+
+        space = None
+        if str(ckpt) == "small":
+            from compress.supernet import get_space
+
+            space = get_space("mbv3-small-input", num_classes=10, in_channels=1)
+        ckpt = make_checkpoint(work / f"{ckpt}.safetensors", train_steps=60 if args.quick else 400, space=space)
+    tables = work / "tables"
+    t0 = time.perf_counter()
+    prof = profile_table(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables,
+                         iterations=20 if args.quick else 50, calibrate=10 if args.quick else 20)
+    val = validate(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables,
+                   samples=8 if args.quick else 30, iterations=20 if args.quick else 30)
+    table_s = time.perf_counter() - t0
+    net = load_checkpoint(ckpt)
+    space = net.space
+    lat = LatencyModel.load(device="local-cpu", runtime="onnxruntime", space=space, tables=tables)
+    g = space.sample_genes(np.random.default_rng(0), 2000)
+    budget = round(float(np.quantile(lat.predict_genes(g), 0.3)), 4)
+    res = search(devices=["local-cpu"], runtime="onnxruntime", latency_ms=budget, supernet=ckpt, tables=tables,
+                 rerank=5, predictor_samples=60 if args.quick else 500, generations=100 if args.quick else 500,
+                 out=work / "run", progress=False)
+    dev = res.devices[0]
+    sel = dev.selected
+    cfg = space.config_from_dict(sel.config)
+    ms, drift = measure_subnets(net, [cfg], MeasureSettings(runtime="onnxruntime", iterations=50), repeats=3)
+    measured_ms = float(np.median(ms))
+    mape = float(val.get("mape", float("nan")))
+    rmse = float(res.predictor.get("test_rmse", float("nan")))
+    out["supernet"] = {
+        "checkpoint": str(ckpt), "family": space.family, "table_build_and_validate_s": round(table_s, 1),
+        "table": {k: v for k, v in (prof.__dict__ if hasattr(prof, "__dict__") else {}).items()
+                  if isinstance(v, (int, float, str, bool))},
+        "validation": {k: val.get(k) for k in ("samples", "within_10pct", "mape", "spearman", "repeatability_mape")},
+        "budget_ms": budget, "latency_source": dev.latency_source, "predictor": res.predictor,
+        "selected": sel.to_dict(), "selection": dev.selection,
+        "measured_top1": sel.measured_top1, "abs_top1_error": None if sel.measured_top1 is None else abs(sel.measured_top1 - sel.predicted_top1),
+        "top1_within_2x_rmse": None if sel.measured_top1 is None else abs(sel.measured_top1 - sel.predicted_top1) <= 2 * rmse,
+        "measured_latency_ms": measured_ms, "measured_over_budget": measured_ms / budget,
+        "latency_within_budget_plus_validated_mape": measured_ms <= budget * (1 + mape / 100.0),
+        "latency_drift": drift, "run_dir": str(work / "run"),
+    }
+    print(f"[supernet] budget {budget} ms: predicted {sel.predicted_latency_ms:.3f} ms, measured {measured_ms:.3f} ms "
+          f"(table MAPE {mape}); predicted top-1 {sel.predicted_top1:.4f}, measured {sel.measured_top1} "
+          f"(predictor RMSE {rmse:.4f})", file=sys.stderr)

@@ -1,0 +1,55 @@
+"""``compress search``: the subnet each device should ship, under its latency budget (or the Pareto front)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt, command_line, console, emit_json
+from compress.cli.main import app
+
+
+@app.command("search")
+def search_cmd(
+    device: Annotated[list[str], typer.Option("--device", "-d", help="Target device (repeat for several: one front and one selected subnet per device).")],
+    latency_ms: Annotated[list[float] | None, typer.Option("--latency-ms", help="Latency budget in ms (one for all devices, or one per --device).")] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="Return the Pareto front (the default without --latency-ms); selected = its knee.")] = False,
+    supernet: Annotated[Path | None, typer.Option("--supernet", help="Supernet checkpoint (default: the embedded one).")] = None,
+    runtime: Annotated[str | None, typer.Option("--runtime", help="Runtime (default: the device's first).")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="Precision (default: the device's first).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size the latency is predicted for.")] = 1,
+    max_params: Annotated[int | None, typer.Option("--max-params", help="Upper limit on parameters.")] = None,
+    max_macs: Annotated[int | None, typer.Option("--max-macs", help="Upper limit on multiply-accumulates.")] = None,
+    channel_multiple: Annotated[int | None, typer.Option("--channel-multiple", help="Every chosen channel count must be a multiple (e.g. 8 for tensor cores).")] = None,
+    algorithm: Annotated[str, typer.Option("--algorithm", help="evolution | nsga2 | random (the front always comes from NSGA-II without a budget).")] = "evolution",
+    rerank: Annotated[int, typer.Option("--rerank", help="Evaluate the top K for real (BN recalibration + validation split) and choose by measured top-1.")] = 0,
+    population: Annotated[int, typer.Option("--population", help="Population size (OFA: 100).")] = 100,
+    generations: Annotated[int, typer.Option("--generations", help="Generations (OFA: 500).")] = 500,
+    predictor_samples: Annotated[int, typer.Option("--predictor-samples", help="Subnets evaluated to train the accuracy predictor (cached beside the checkpoint).")] = 300,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset for BN recalibration/evaluation (default: the checkpoint's).")] = None,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    json: JsonOpt = False,
+    tables: TablesOpt = None,
+    profiles: ProfilesOpt = None,
+) -> None:
+    """Search a supernet for the subnet that fits each device's latency budget.
+
+    Example: compress search --device jetson --latency-ms 8 --supernet supernet.safetensors --out runs/s1
+    """
+    from compress.search.api import search
+    from compress.search.result import render_table
+
+    res = search(devices=device, latency_ms=latency_ms or None, pareto=pareto, supernet=supernet, runtime=runtime,
+                 precision=precision, batch=batch, max_params=max_params, max_macs=max_macs,
+                 channel_multiple=channel_multiple, algorithm=algorithm, rerank=rerank, seed=seed, out=out,  # type: ignore[arg-type]
+                 population=population, generations=generations, predictor_samples=predictor_samples,
+                 dataset=dataset, tables=tables, profiles=profiles, console=console, progress=True,
+                 command=command_line())
+    render_table(res, console)
+    if out is not None:
+        console.print(f"[dim]wrote {out}/result.json, subnet files, pareto.csv, pareto.png[/dim]")
+    if json:
+        emit_json(res.to_dict())

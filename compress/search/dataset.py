@@ -1,0 +1,168 @@
+"""The accuracy predictor's data: sampled subnets evaluated for real, cached beside the checkpoint.
+
+For each sampled subnet: export it from the supernet, re-estimate its BN statistics on the
+calibration split (:func:`compress.supernet.recalibrate_bn`), and measure top-1 on the validation
+split. (config, top-1) pairs and the trained predictor are cached in
+``<checkpoint>.search-cache/<sha256[:16] of the checkpoint>/`` (or, if that directory is not
+writable, under ``~/.cache/compress/search/``), so a second search on the same checkpoint starts
+at once. The pair file is rewritten atomically every few evaluations: an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.core.errors import UsageError
+from compress.core.runs import atomic_write_json, read_json, sha256_file
+
+PAIRS = "pairs.json"
+
+
+def cache_dir_for(checkpoint: str | Path, sha: str | None = None) -> Path:
+    """Where this checkpoint's search cache lives (created; falls back to the user cache)."""
+    p = Path(checkpoint).resolve()
+    sha = sha or sha256_file(p)
+    for cand in (p.parent / f"{p.name}.search-cache" / sha[:16],
+                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compress" / "search" / sha[:16]):
+        try:
+            cand.mkdir(parents=True, exist_ok=True)
+            probe = cand / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return cand
+        except OSError:
+            continue
+    raise UsageError(f"cannot create a search cache beside {p} or in the user cache directory")
+
+
+@dataclass
+class EvalData:
+    """Calibration and validation images for real subnet evaluation, and how they were made."""
+
+    calib_images: Any
+    val_images: Any
+    val_labels: Any
+    meta: dict[str, Any]
+
+
+def eval_data_for(header: dict[str, Any], *, dataset: str | None = None, calib_images: int = 512,
+                  val_images: int | None = None) -> EvalData:
+    """Rebuild the checkpoint's data splits from its header (``data`` = the training run's dataset meta)."""
+    from compress.data import load_dataset
+
+    meta = dict(header.get("data") or {})
+    space = header.get("space") or {}
+    name = dataset or meta.get("name") or meta.get("dataset")
+    if not name:
+        raise UsageError("the supernet checkpoint does not record its dataset; pass --dataset NAME "
+                         "(the data the supernet was trained on) so subnets can be evaluated")
+    image_size = meta.get("image_size") if not dataset or dataset == meta.get("name") else None
+    image_size = image_size or max(space.get("resolutions") or [32])
+    kw: dict[str, Any] = {"image_size": int(image_size), "channels": int(meta.get("channels") or space.get("in_channels") or 3),
+                          "seed": int(meta.get("seed") or 0)}
+    if meta.get("val_size") is not None:
+        kw["val_size"] = meta["val_size"]
+    if meta.get("train_limit"):
+        kw["train_limit"] = meta["train_limit"]
+    data = load_dataset(str(name), calib_size=int(calib_images), **kw)
+    val = data.val if val_images is None else data.val.subset(int(val_images))
+    return EvalData(calib_images=data.calib.images, val_images=val.images, val_labels=val.labels,
+                    meta={"dataset": str(name), **kw, "calib_split": "calib", "calib_images": int(len(data.calib)),
+                          "eval_split": "val", "val_images": int(len(val)), "fingerprint": data.fingerprint})
+
+
+class SubnetEvaluator:
+    """Measured top-1 of subnets of one supernet (the supernet itself is never modified)."""
+
+    def __init__(self, net: Any, data: EvalData, *, batch_size: int = 500) -> None:
+        self.net = net
+        self.data = data
+        self.batch_size = batch_size
+
+    def export(self, cfg: Any) -> Any:
+        """The static subnet with BN recalibrated on the calibration split (eval mode)."""
+        from compress.supernet import recalibrate_bn
+
+        self.net.set_active(cfg)
+        static = self.net.export_active()
+        return recalibrate_bn(static, cfg, self.data.calib_images, batch_size=256)
+
+    def top1(self, cfg: Any) -> float:
+        import torch
+
+        from compress.supernet import resize_input
+
+        model = self.export(cfg)
+        correct = 0
+        n = len(self.data.val_labels)
+        with torch.no_grad():
+            for i in range(0, n, self.batch_size):
+                x = resize_input(self.data.val_images[i:i + self.batch_size], cfg.resolution)
+                correct += int((model(x).argmax(1) == self.data.val_labels[i:i + self.batch_size]).sum())
+        return correct / max(1, n)
+
+
+def planned_genes(space: Any, n: int, *, seed: int) -> list[tuple[int, ...]]:
+    """The first ``n`` distinct canonical gene rows of the seeded sample sequence (min and max first).
+
+    The sequence depends only on ``seed``, so growing ``n`` extends it and a cache filled by an
+    earlier run is reused exactly: same ``(n, seed)``, same training pairs.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[tuple[int, ...]] = []
+    seen: set[tuple[int, ...]] = set()
+    pool = [space.to_genes(space.min_config()), space.to_genes(space.max_config())]
+    rounds = 0
+    while len(out) < n and rounds < 50:
+        pool += list(space.sample_genes(rng, max(2 * n, 16)))
+        for g in pool:
+            t = tuple(int(v) for v in g)
+            if t not in seen:
+                seen.add(t)
+                out.append(t)
+                if len(out) == n:
+                    break
+        pool = []
+        rounds += 1
+    return out
+
+
+def collect_pairs(space: Any, evaluator: SubnetEvaluator, cache: Path | None, *, n: int, seed: int,
+                  eval_key: str, progress: Callable[[int, int], None] | None = None,
+                  save_every: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``(genes, top1)`` of the :func:`planned_genes` rows, evaluating only those not cached yet.
+
+    ``eval_key`` identifies the evaluation protocol (data, split sizes); cached pairs made with
+    another protocol are ignored. New pairs are saved every ``save_every`` evaluations (resumable).
+    """
+    cached: dict[tuple[int, ...], dict[str, Any]] = {}
+    path = cache / PAIRS if cache else None
+    if path is not None and path.is_file():
+        rec = read_json(path, what="search cache")
+        if isinstance(rec, dict) and rec.get("space_hash") == space.hash() and rec.get("eval_key") == eval_key:
+            cached = {tuple(r["genes"]): r for r in rec.get("rows", [])}
+    plan = planned_genes(space, n, seed=seed)
+    todo = [t for t in plan if t not in cached]
+
+    def save() -> None:
+        if path is not None:
+            atomic_write_json(path, {"format": "compress-search-pairs", "version": 1, "space_hash": space.hash(),
+                                     "eval_key": eval_key, "rows": list(cached.values())})
+
+    for i, t in enumerate(todo):
+        cfg = space.from_genes(np.asarray(t))
+        cached[t] = {"genes": list(t), "config": cfg.to_dict(), "top1": evaluator.top1(cfg)}
+        if progress:
+            progress(i + 1, len(todo))
+        if (i + 1) % save_every == 0:
+            save()
+    if todo:
+        save()
+    genes = np.asarray(plan, dtype=np.int64).reshape(len(plan), -1)
+    return genes, np.asarray([cached[t]["top1"] for t in plan], dtype=np.float64)
