@@ -1,0 +1,112 @@
+"""``compress latency validate|predict``: check a latency table against measurement, or use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt, command_line, console, emit_json
+from compress.cli.main import app
+
+latency_app = typer.Typer(help="Latency tables: validate against measurement, predict subnets.", no_args_is_help=True)
+app.add_typer(latency_app, name="latency")
+
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile (see `compress devices`).")]
+RuntimeOpt = Annotated[str | None, typer.Option("--runtime", "-r", help="onnxruntime|openvino|tensorrt|torch (default: the device's first).")]
+PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="fp32|fp16|bf16|int8 (default: the device's first).")]
+SupernetOpt = Annotated[str | None, typer.Option("--supernet", help="Supernet checkpoint or family name (default: the embedded supernet).")]
+
+
+@latency_app.command("validate")
+def validate_cmd(
+    device: DeviceOpt = "local-cpu",
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
+    supernet: SupernetOpt = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Random subnets measured end to end (each twice).")] = 20,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size of the table.")] = 1,
+    resolution: Annotated[str | None, typer.Option("--resolution", help="Sample subnets only at these input sizes (comma-separated).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for the runtime.")] = None,
+    iterations: Annotated[int, typer.Option("--iterations", help="Timed runs per subnet and pass.")] = 30,
+    tables: TablesOpt = None,
+    profiles: ProfilesOpt = None,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure random subnets and report how well the table predicts them (and the noise)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from compress.cli.profile import parse_resolutions
+    from compress.latency.validate import validate
+
+    with Progress(TextColumn("[bold]validate[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("measuring", total=None)
+        res = validate(device=device, runtime=runtime, precision=precision, supernet=supernet, batch=batch,
+                       samples=samples, resolutions=parse_resolutions(resolution), tables=tables, profiles=profiles,
+                       threads=threads, iterations=iterations, seed=seed, out=out, command=command_line(),
+                       progress=lambda ph, d, t: bar.update(task, description=ph, completed=d, total=t))
+    if json_out:
+        emit_json(res)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{res['device']} / {res['runtime']} / {res['precision']}: {res['samples']} subnets")
+    for col in ("predictor", "within ±10%", "MAPE %", "Spearman"):
+        t.add_column(col)
+    for name, m in (("calibrated table", res), ("uncalibrated sum", res["uncalibrated"]),
+                    ("roofline (estimated)", res["roofline"])):
+        t.add_row(name, f"{m['within_10pct']:.0%}", f"{m['mape']:.1f}", f"{m['spearman']:.3f}")
+    console.print(t)
+    console.print(f"measurement noise: repeatability MAPE {res['repeatability_mape']:.1f}%, two passes agree within "
+                  f"±10% for {res['noise_ceiling_within_10pct']:.0%} of subnets; drift: {res['drift']['status']}")
+    if "warning" in res:
+        console.print(f"[yellow]warning:[/] {res['warning']}")
+    if res.get("scatter_png"):
+        console.print(f"scatter: {res['scatter_png']}")
+
+
+@latency_app.command("predict")
+def predict_cmd(
+    config: Annotated[Path | None, typer.Argument(help="Subnet config JSON (our layout or OFA's ks/e/d/r); default: min and max subnets.")] = None,
+    device: DeviceOpt = "local-cpu",
+    runtime: RuntimeOpt = None,
+    precision: PrecisionOpt = None,
+    supernet: SupernetOpt = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size of the table.")] = 1,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Per-layer entries.")] = False,
+    tables: TablesOpt = None,
+    profiles: ProfilesOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Predicted latency of a subnet from the device's table (or the roofline estimate)."""
+    from compress.core.runs import read_json
+    from compress.latency.predict import LatencyModel
+    from compress.latency.spaces import resolve_space
+
+    space = resolve_space(supernet)
+    model = LatencyModel.load(device=device, runtime=runtime, precision=precision, batch=batch, space=space,
+                              tables=tables, profiles=profiles)
+    if config is not None:
+        data = read_json(config, what="subnet config")
+        data = data.get("config", data) if isinstance(data, dict) else data
+        cfgs = {"subnet": space.config_from_dict(data)}
+    else:
+        cfgs = {"min": space.min_config(), "max": space.max_config()}
+    out = {"model": model.info(), "predictions": {}}
+    for name, cfg in cfgs.items():
+        entry = {"config": cfg.to_dict(), "latency_ms": model.predict(cfg),
+                 "uncalibrated_ms": float(model.predict_sum_genes(space.to_genes(cfg))[0])}
+        if breakdown:
+            entry["layers"] = model.breakdown(cfg)
+        out["predictions"][name] = entry
+    if json_out:
+        emit_json(out)
+        return
+    for name, e in out["predictions"].items():
+        console.print(f"{name}: {e['latency_ms']:.3f} ms ({model.source}; uncalibrated sum {e['uncalibrated_ms']:.3f} ms)")
+        for layer in e.get("layers", []):
+            console.print(f"  {layer['layer']:<20} {layer['ms']:8.4f} ms  {layer['source']:<12} {layer['signature']}")

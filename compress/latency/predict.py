@@ -1,0 +1,210 @@
+"""The vectorised latency predictor search uses: ``LatencyModel``.
+
+Subnet latency = calibrated correction of (sum of its layers' table entries). The space is
+compiled once into per-layer lookup arrays over the genes each layer depends on
+(:mod:`compress.latency.compiled`), so scoring is integer indexing and a few additions:
+
+>>> from compress.supernet import get_space                                  # doctest: +SKIP
+>>> m = LatencyModel.load(device="local-cpu", runtime="onnxruntime", space=get_space("ofa-mbv3"))  # doctest: +SKIP
+>>> m.predict_genes(space.sample_genes(rng, 100_000)).shape                    # doctest: +SKIP
+(100000,)
+
+Entries the table lacks are interpolated from measured neighbours and flagged; without any table
+the model is a roofline estimate (``source == "estimated"``), which is announced once on stderr
+with how to measure instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.core.errors import UsageError
+from compress.latency.calibrate import Calibration
+from compress.latency.compiled import CompiledSpace, compiled_space
+from compress.latency.interpolate import fill_missing
+from compress.latency.roofline import ESTIMATE_NOTE, block_time_ms, roof_from_profile
+from compress.latency.signature import BlockSignature
+from compress.latency.table import LatencyTable
+
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def warn_estimated(device: str, runtime: str, precision: str, *, stream: Any = None) -> None:
+    """Say once per (device, runtime, precision) that latency is an estimate, and how to measure."""
+    key = (device, runtime, precision)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    (stream or sys.stderr).write(f"warning: {ESTIMATE_NOTE.format(device=device)} "
+                                 f"[{device}, {runtime}, {precision}]\n")
+
+
+class LatencyModel:
+    """Predicts milliseconds per subnet for one (device, runtime, precision, batch, space)."""
+
+    def __init__(self, *, space: Any, compiled: CompiledSpace, sig_ms: np.ndarray, sig_source: list[str],
+                 source: str, device: str, runtime: str, precision: str, batch: int,
+                 calibration: Calibration | None = None, table: LatencyTable | None = None,
+                 roofline_ms: np.ndarray | None = None) -> None:
+        self.space = space
+        self.compiled = compiled
+        self.sig_ms = np.asarray(sig_ms, dtype=np.float64)
+        self.sig_source = list(sig_source)
+        self.source = source                  # "measured" | "estimated"
+        self.device, self.runtime, self.precision, self.batch = device, runtime, precision, int(batch)
+        self.calibration = calibration
+        self.table = table
+        self.roofline_ms = roofline_ms
+        ids = compiled.sig_ids
+        self._ms = [np.where(i >= 0, self.sig_ms[np.maximum(i, 0)], 0.0) for i in ids]
+        self._cnt = [(i >= 0).astype(np.float64) for i in ids]
+        self._kinds = sorted({s.kind for s in compiled.signatures})
+        self._kind_ms: dict[str, list[np.ndarray]] | None = None
+
+    # ---- counts --------------------------------------------------------------------------------
+    @property
+    def n_interpolated(self) -> int:
+        return sum(s == "interpolated" for s in self.sig_source)
+
+    @property
+    def n_estimated(self) -> int:
+        return sum(s == "estimated" for s in self.sig_source)
+
+    def info(self) -> dict[str, Any]:
+        return {"device": self.device, "runtime": self.runtime, "precision": self.precision, "batch": self.batch,
+                "space": getattr(self.space, "family", None), "source": self.source,
+                "signatures": len(self.compiled.signatures), "interpolated": self.n_interpolated,
+                "estimated": self.n_estimated, "calibrated": self.calibration is not None,
+                "calibration_model": self.calibration.model if self.calibration else None,
+                "table": str(self.table.path) if self.table is not None and self.table.path else None}
+
+    # ---- vectorised prediction -----------------------------------------------------------------
+    def _genes(self, genes: Any) -> np.ndarray:
+        g = np.asarray(genes)
+        if g.ndim == 1:
+            g = g[None, :]
+        sizes = self.compiled.gene_sizes
+        if g.ndim != 2 or g.shape[1] != sizes.size:
+            raise UsageError(f"genes must have shape (N, {sizes.size}) for this space, got {np.shape(genes)}")
+        g = g.astype(np.int64, copy=False)
+        if g.size and ((g < 0).any() or (g >= sizes[None, :]).any()):
+            raise UsageError("gene values out of range for this space (see space.gene_sizes)")
+        return g
+
+    def _gather(self, tables: list[np.ndarray], g: np.ndarray) -> np.ndarray:
+        out = np.zeros(g.shape[0], dtype=np.float64)
+        c = self.compiled
+        gt = np.ascontiguousarray(g.T)
+        for p, t in enumerate(tables):
+            out += t[c.flat_index(p, gt, transposed=True)]
+        return out
+
+    def predict_sum_genes(self, genes: Any) -> np.ndarray:
+        """Uncalibrated: the sum of each subnet's layer entries (ms), shape (N,)."""
+        return self._gather(self._ms, self._genes(genes))
+
+    def count_genes(self, genes: Any) -> np.ndarray:
+        """Number of layers of each subnet."""
+        return self._gather(self._cnt, self._genes(genes))
+
+    def features_genes(self, genes: Any, *, per_kind: bool = False) -> dict[str, np.ndarray]:
+        """Calibration features: ``sum``, ``blocks`` and (``per_kind``) ``sum_<kind>``."""
+        g = self._genes(genes)
+        feats = {"sum": self._gather(self._ms, g), "blocks": self._gather(self._cnt, g)}
+        need_kinds = per_kind or (self.calibration is not None and any(
+            f.startswith("sum_") for f in self.calibration.features))
+        if need_kinds:
+            if self._kind_ms is None:
+                kind_of = np.asarray([s.kind for s in self.compiled.signatures] + [""])
+                self._kind_ms = {k: [np.where(kind_of[i] == k, m, 0.0) for i, m in zip(self.compiled.sig_ids, self._ms)]
+                                 for k in self._kinds}
+            for k, tabs in self._kind_ms.items():
+                feats[f"sum_{k}"] = self._gather(tabs, g)
+        return feats
+
+    def predict_genes(self, genes: Any) -> np.ndarray:
+        """Predicted latency (ms) per gene row: calibrated when the table has a calibration."""
+        if self.calibration is None:
+            return self.predict_sum_genes(genes)
+        pred = self.calibration.apply(self.features_genes(genes))
+        return np.maximum(pred, 1e-6)
+
+    def predict(self, cfg: Any) -> float:
+        return float(self.predict_genes(self.space.to_genes(cfg)[None, :])[0])
+
+    def breakdown(self, cfg: Any) -> list[dict[str, Any]]:
+        """Per-layer view of one subnet: name, signature key, ms, source."""
+        g = self._genes(self.space.to_genes(cfg))
+        ids = self.compiled.layer_sig_ids(g)[0]
+        return [{"layer": n, "signature": self.compiled.signatures[i].key(), "ms": float(self.sig_ms[i]),
+                 "source": self.sig_source[i]} for n, i in zip(self.compiled.layer_names, ids) if i >= 0]
+
+    # ---- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_table(cls, table: LatencyTable, space: Any, *, profile: Any = None,
+                   compiled: CompiledSpace | None = None) -> "LatencyModel":
+        comp = compiled or compiled_space(space)
+        measured = {s: e.value(table.meta.estimator) for s, e in table.entries.items() if e.source == "measured"}
+        if not measured:
+            raise UsageError(f"latency table {table.path} has no measured entries; run `compress profile` again")
+        filled = fill_missing(comp.signatures, measured)
+        ms, src = [], []
+        for s in comp.signatures:
+            if s in measured:
+                ms.append(measured[s])
+                src.append("measured")
+            else:
+                v, how, _note = filled[s]
+                ms.append(v)
+                src.append(how)
+        cal = Calibration.from_dict(table.calibration) if table.calibration else None
+        roof = _roofline_array(comp.signatures, profile, table.meta.precision, table.meta.batch) if profile else None
+        return cls(space=space, compiled=comp, sig_ms=np.asarray(ms), sig_source=src, source="measured",
+                   device=table.meta.device, runtime=table.meta.runtime, precision=table.meta.precision,
+                   batch=table.meta.batch, calibration=cal, table=table, roofline_ms=roof)
+
+    @classmethod
+    def from_roofline(cls, space: Any, profile: Any, *, runtime: str, precision: str, batch: int = 1,
+                      compiled: CompiledSpace | None = None) -> "LatencyModel":
+        comp = compiled or compiled_space(space)
+        ms = _roofline_array(comp.signatures, profile, precision, batch)
+        return cls(space=space, compiled=comp, sig_ms=ms, sig_source=["estimated"] * len(ms), source="estimated",
+                   device=profile.name, runtime=runtime, precision=precision, batch=batch, roofline_ms=ms)
+
+    @classmethod
+    def load(cls, *, device: str, runtime: str | None = None, precision: str | None = None, batch: int = 1,
+             space: Any = None, tables: str | Path | None = None, profiles: str | Path | None = None,
+             allow_estimate: bool = True, warn: bool = True) -> "LatencyModel":
+        """The measured table for (device, runtime, precision, batch, space), else a roofline estimate.
+
+        ``space``: a ``SearchSpace``, a family name, a checkpoint path or ``None`` (the default supernet).
+        With ``allow_estimate=False`` a missing table is an error naming the command that measures it.
+        """
+        from compress.hardware import get_profile
+        from compress.latency.spaces import resolve_space, space_label
+        from compress.latency.store import tables_dir
+
+        prof = get_profile(device, profiles_dir=profiles)
+        rt = prof.check_runtime(runtime)
+        prec = prof.check_precision(precision)
+        sp = resolve_space(space)
+        label = space_label(sp)
+        comp = compiled_space(sp, cache_dir=tables_dir(tables) / "_compiled")
+        path = LatencyTable.locate(device=prof.name, runtime=rt, precision=prec, batch=batch, space=label, tables=tables)
+        if path.is_file():
+            return cls.from_table(LatencyTable.load(path), sp, profile=prof, compiled=comp)
+        if not allow_estimate:
+            raise UsageError(f"no measured latency table for {prof.name} / {rt} / {prec} / batch {batch} / {label} "
+                             f"(looked for {path}); measure one with `compress profile --device {prof.name} --runtime {rt}`")
+        if warn:
+            warn_estimated(prof.name, rt, prec)
+        return cls.from_roofline(sp, prof, runtime=rt, precision=prec, batch=batch, compiled=comp)
+
+
+def _roofline_array(sigs: list[BlockSignature], profile: Any, precision: str, batch: int) -> np.ndarray:
+    roof = roof_from_profile(profile, precision)
+    return np.asarray([block_time_ms(s, roof, batch=batch) for s in sigs], dtype=np.float64)

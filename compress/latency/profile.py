@@ -1,0 +1,273 @@
+"""``compress profile``: measure a latency table for (device, runtime, precision, batch, space).
+
+1. enumerate every distinct block signature the search space can produce (optionally only at
+   some resolutions, plus the merged forms depth pruning may choose: ``merged=True``);
+2. export each block alone to ONNX and time it on the runtime - locally, or on ``remote``
+   (``user@host``) through the SSH agent - with warm-up, repeated runs, a robust estimator and the
+   canary for drift control;
+3. save the table atomically after every stretch (a killed run resumes: measured entries are kept);
+4. calibrate: measure ``calibrate`` random whole subnets end to end and fit the correction
+   (:mod:`compress.latency.calibrate`), stored with the table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.core.errors import UsageError
+from compress.core.runs import now_iso
+from compress.latency.compiled import CompiledSpace, compiled_space
+from compress.latency.measure import (BlockTimer, MeasureSettings, campaign_basis, entry_from_timing, measure_subnets,
+                                     runtime_info)
+from compress.latency.signature import BlockSignature
+from compress.latency.table import LatencyTable
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def space_signatures(comp: CompiledSpace, space: Any, *, resolutions: list[int] | None = None) -> list[BlockSignature]:
+    """Every distinct signature of the space (only subnets at ``resolutions`` when given)."""
+    if not resolutions:
+        return list(comp.signatures)
+    bad = [r for r in resolutions if r not in space.resolutions]
+    if bad:
+        raise UsageError(f"resolution(s) {bad} are not in the space; choose from {space.resolutions}")
+    allowed = np.asarray([space.resolutions.index(r) for r in resolutions])
+    res_gene = 0  # SearchSpace gene layout: resolution first
+    used: set[int] = set()
+    for p, d in enumerate(comp.deps):
+        ids = comp.sig_ids[p]
+        if res_gene in d:
+            k = int(np.where(d == res_gene)[0][0])
+            sizes = comp.gene_sizes[d]
+            combos = np.asarray(np.unravel_index(np.arange(ids.size), tuple(sizes))).T if d.size else np.zeros((1, 0))
+            mask = np.isin(combos[:, k], allowed)
+            ids = ids[mask]
+        used.update(int(i) for i in ids if i >= 0)
+    return [comp.signatures[i] for i in sorted(used)]
+
+
+def sample_genes(space: Any, rng: np.random.Generator, n: int, *, resolutions: list[int] | None = None) -> np.ndarray:
+    """``n`` random canonical gene rows, restricted to ``resolutions`` when given."""
+    genes = space.sample_genes(rng, n)
+    if resolutions:
+        allowed = np.asarray([space.resolutions.index(r) for r in resolutions])
+        genes[:, 0] = rng.choice(allowed, size=n)
+    return genes
+
+
+def merged_forms(sig: BlockSignature) -> list[BlockSignature]:
+    """The merged forms UPDP may turn a residual block into (empty when it cannot be merged)."""
+    if not sig.residual or sig.stride != 1 or sig.in_ch != sig.out_ch:
+        return []
+    base = dict(in_hw=sig.in_hw, in_ch=sig.in_ch, out_hw=sig.out_hw, out_ch=sig.out_ch)
+    if sig.kind == "convnext":
+        return [BlockSignature(kind="merged_dw_pw", kernel=sig.kernel, residual=True, bias=True, **base),
+                BlockSignature(kind="merged_dense", kernel=sig.kernel, bias=True, **base)]
+    if sig.kind == "mbconv":
+        return [BlockSignature(kind="merged_dense", kernel=sig.kernel, bias=True, **base)]
+    if sig.kind == "basic":
+        return [BlockSignature(kind="merged_dense", kernel=2 * sig.kernel - 1, bias=True, act=sig.act, **base)]
+    if sig.kind == "bottleneck":
+        return [BlockSignature(kind="merged_dense", kernel=sig.kernel, bias=True, act=sig.act, **base)]
+    return []
+
+
+def table_is_raw(table: LatencyTable) -> bool:
+    """True when any campaign of the table kept raw samples (its drift could not be controlled)."""
+    return any(d.get("basis") == "raw" for d in table.meta.drift)
+
+
+def host_meta(runtime: str) -> dict[str, Any]:
+    """Device state of this machine for the table metadata (CPU model, GPU, driver, Jetson mode...)."""
+    try:
+        from compress.bench.device_state import device_state
+
+        return device_state()
+    except Exception as err:  # noqa: BLE001 - metadata must never break a measurement
+        from compress.hardware.local import cpu_model
+
+        return {"cpu_model": cpu_model(), "note": f"device_state unavailable: {err}"}
+
+
+@dataclass
+class ProfileResult:
+    path: str
+    device: str
+    runtime: str
+    precision: str
+    batch: int
+    space: str
+    signatures: int
+    measured_now: int
+    already_measured: int
+    drift: dict[str, Any]
+    wall_s: float
+    calibration: dict[str, Any] | None = None
+    remote: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _open_table(*, device: str, runtime: str, precision: str, batch: int, space: Any, label: str,
+                tables: str | Path | None, settings: MeasureSettings, rt_info: dict[str, Any],
+                remote: str | None) -> LatencyTable:
+    path = LatencyTable.locate(device=device, runtime=runtime, precision=precision, batch=batch, space=label, tables=tables)
+    if path.is_file():
+        table = LatencyTable.load(path)
+        if table.meta.space_hash and table.meta.space_hash != space.hash():
+            raise UsageError(f"{path} was measured for another '{space.family}' space (hash "
+                             f"{table.meta.space_hash}); remove it or choose another --tables directory")
+        if table.meta.estimator != settings.estimator:
+            raise UsageError(f"{path} uses estimator '{table.meta.estimator}', not '{settings.estimator}'; "
+                             "keep one estimator per table")
+        return table
+    table = LatencyTable.new(device=device, runtime=runtime, precision=precision, batch=batch, space=label,
+                             runtime_version=str(rt_info["version"]) if rt_info.get("version") else None,
+                             threads=settings.threads,
+                             space_hash=space.hash(), estimator=settings.estimator, remote=remote)
+    table.path = path
+    return table
+
+
+def profile_table(*, device: str, runtime: str | None = None, precision: str | None = None, supernet: Any = None,
+                  batch: int = 1, resolutions: list[int] | None = None, merged: bool = False,
+                  remote: str | None = None, ssh_config: str | Path | None = None, remote_python: str = "python3",
+                  tables: str | Path | None = None,
+                  threads: int | None = None, iterations: int = 50, warmup: int = 5, canary_every: int = 8,
+                  estimator: str = "p10", calibrate: int = 20, calibrate_iterations: int = 30, seed: int = 0,
+                  progress: Progress | None = None, profiles: str | Path | None = None) -> ProfileResult:
+    """Measure (or complete) the table; see the module docstring. Returns a summary."""
+    from compress.hardware import get_profile
+    from compress.latency.spaces import resolve_space, space_label
+    from compress.latency.store import tables_dir
+
+    t0 = time.perf_counter()
+    prof = get_profile(device, profiles_dir=profiles)
+    rt = prof.check_runtime(runtime)
+    prec = prof.check_precision(precision)
+    if batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch}")
+    space = resolve_space(supernet)
+    label = space_label(space)
+    comp = compiled_space(space, cache_dir=tables_dir(tables) / "_compiled")
+    sigs = space_signatures(comp, space, resolutions=resolutions)
+    if merged:
+        sigs = sorted(set(sigs) | {m for s in sigs for m in merged_forms(s)})
+    settings = MeasureSettings(runtime=rt, precision=prec, batch=batch, threads=threads, iterations=iterations,
+                               warmup=warmup, canary_every=canary_every, estimator=estimator, seed=seed)
+    rt_info = runtime_info(rt) if remote is None else {"runtime": rt}
+    if remote is None and not rt_info.get("available", False):
+        from compress.core.errors import MissingDependency
+
+        raise MissingDependency(f"{rt} is not available here ({rt_info.get('install', 'not installed')}); "
+                                f"or measure on the device: compress profile --device {prof.name} --runtime {rt} "
+                                "--remote user@host")
+    table = _open_table(device=prof.name, runtime=rt, precision=prec, batch=batch, space=space, label=label,
+                        tables=tables, settings=settings, rt_info=rt_info, remote=remote)
+    todo = table.missing(sigs)
+    already = len(sigs) - len(todo)
+    if remote is None:
+        table.meta.host = host_meta(rt)
+        drift = _profile_local(table, todo, settings, progress)
+    else:
+        from compress.latency.remote import profile_remote
+
+        drift = profile_remote(table, todo, settings, remote=remote, ssh_config=ssh_config,
+                               remote_python=remote_python, progress=progress)
+    table.meta.timing = {"warmup": warmup, "iterations": iterations, "canary_every": canary_every,
+                         "estimator": estimator, "drift_threshold": settings.drift_threshold,
+                         "canary_reference_ms": table.meta.timing.get("canary_reference_ms") or drift.get("reference_ms")}
+    if todo:
+        table.meta.drift.append({**{k: drift.get(k) for k in ("status", "controlled", "max_drift", "remeasured",
+                                                              "normalised", "uncontrolled", "reference_ms", "note",
+                                                              "basis")},
+                                 "when": now_iso(), "blocks": len(todo), "phase": "table"})
+    table.save()
+    cal = None
+    if calibrate and remote is None:
+        cal = calibrate_table(table, supernet=supernet, space=space, settings=settings, n=calibrate,
+                              iterations=calibrate_iterations, seed=seed, resolutions=resolutions, progress=progress)
+    notes = []
+    bad = [d for d in table.meta.drift if d.get("status") == "uncontrolled"]
+    if bad:
+        notes.append("drift was NOT controlled in part of the measurement (the reference model moved within a "
+                     "stretch even after re-measuring); re-run `compress profile` on a quiet machine")
+    if calibrate and remote is not None:
+        notes.append("calibration over --remote is not implemented yet: the table predicts the uncalibrated sum")
+    return ProfileResult(path=str(table.path), device=prof.name, runtime=rt, precision=prec, batch=batch, space=label,
+                         signatures=len(sigs), measured_now=len(todo), already_measured=already,
+                         drift=table.meta.drift[-1] if table.meta.drift else {}, wall_s=time.perf_counter() - t0,
+                         calibration=cal, remote=remote, notes=notes)
+
+
+def _profile_local(table: LatencyTable, todo: list[BlockSignature], settings: MeasureSettings,
+                   progress: Progress | None) -> dict[str, Any]:
+    """Time ``todo`` here; entries are written (and the table saved) after every settled stretch."""
+    from compress.latency.blocks import build_module
+    from compress.latency.measure import block_artifact
+
+    if not todo:
+        return {"status": "stable", "note": "nothing to measure"}
+    prev_ref = table.meta.timing.get("canary_reference_ms")
+    by_name = {s.key(): s for s in todo}
+
+    def scale(timer: BlockTimer) -> float:
+        ref = timer.mon.reference_ms
+        return float(prev_ref) / ref if (prev_ref and ref) else 1.0
+
+    with BlockTimer(settings) as timer:
+        def on_settle(names: list[str]) -> None:  # checkpoint; rewritten with the final basis at the end
+            f = scale(timer)
+            st = timer.mon.drift().status
+            for n in names:
+                table.add(by_name[n], entry_from_timing(timer.mon.item(n), basis=campaign_basis(st),
+                                                        drift_status=st, scale=f))
+            table.save()
+
+        timer.on_settle = on_settle
+        for i, sig in enumerate(todo):
+            art, opts = block_artifact(build_module(sig, seed=settings.seed), sig.input_shape, timer.workdir, f"b{i}",
+                                       settings)
+            timer.add(sig.key(), art, opts=opts)
+            if progress:
+                progress("blocks", i + 1, len(todo))
+        run = timer.finish()
+        f = scale(timer)
+        for n, it in run.items.items():  # final normalisation (the reference may have improved)
+            table.add(by_name[n], entry_from_timing(it, basis=campaign_basis(run.drift.status),
+                                                    drift_status=run.drift.status, scale=f))
+        return {**run.drift.to_dict(), "basis": campaign_basis(run.drift.status)}
+
+
+def calibrate_table(table: LatencyTable, *, supernet: Any, space: Any, settings: MeasureSettings, n: int = 20,
+                    iterations: int = 30, seed: int = 0, resolutions: list[int] | None = None,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Measure ``n`` random subnets end to end, fit the correction, store it in the table."""
+    from compress.latency.calibrate import fit
+    from compress.latency.predict import LatencyModel
+    from compress.latency.spaces import resolve_supernet
+
+    net = resolve_supernet(supernet if supernet is not None else space, seed=seed)
+    rng = np.random.default_rng(seed + 7919)
+    genes = sample_genes(space, rng, n, resolutions=resolutions)
+    cfgs = [space.from_genes(g) for g in genes]
+    st = MeasureSettings(**{**settings.__dict__, "iterations": iterations, "canary_every": 4})
+    ms, drift = measure_subnets(net, cfgs, st, repeats=1, force_raw=table_is_raw(table),
+                                progress=(lambda d, t: progress("calibrate", d, t)) if progress else None)
+    model = LatencyModel.from_table(table, space)
+    feats = model.features_genes(genes, per_kind=True)
+    cal = fit(feats, ms[0])
+    cal.drift = {k: drift.get(k) for k in ("status", "controlled", "max_drift", "remeasured", "note", "basis")}
+    cal.configs = [c.key() for c in cfgs]
+    cal.measured_ms = [float(x) for x in ms[0]]
+    cal.created = now_iso()
+    table.calibration = cal.to_dict()
+    table.save()
+    return {"model": cal.model, "loo_mape": cal.loo_mape, "uncalibrated_mape": cal.uncalibrated_mape,
+            "samples": cal.samples, "drift": cal.drift["status"]}
