@@ -76,7 +76,7 @@ def _ensure_builtin() -> None:
     import importlib
 
     for mod in ("compress.models.timm_source", "compress.supernet.source", "compress.search.source",
-                "compress.prune.source"):
+                "compress.prune.source", "compress.prune.ftwt.source"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as err:

@@ -1,0 +1,166 @@
+"""FTWT training (ALGORITHMS.md §4.3): CE + w_mask * mask BCE, cooldown, two optimisers, resume.
+
+``L = CE + w_mask * (1/L) * sum_l sum_c mean_batch BCEWithLogits(P^l_c, g^l_c)``; ``w_mask`` is on
+for the first ``cooldown * epochs`` epochs and 0 afterwards, when the predictor optimiser also stops
+stepping (so momentum cannot keep moving the frozen predictors). The backbone uses SGD (momentum
+0.9, wd 5e-4, cosine schedule over all epochs); the predictors SGD at ``mlr`` with wd 0, no schedule.
+The same loop (without gates) pre-trains baselines and fine-tunes the static L1 baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from compress.core.errors import UsageError
+from compress.core.runs import atomic_path, sha256_json
+from compress.data import Batches, Split
+from compress.prune.ftwt.wrap import backbone_parameters, configure, iter_gates, predictor_parameters
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    mass: float = 0.95
+    lr: float = 0.01
+    mlr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    cooldown: float = 0.5
+    w_mask: float = 1.0
+    augment: bool = False
+    seed: int = 0
+
+
+def mask_weight(epoch: int, cfg: TrainConfig) -> float:
+    """``w_mask`` for 0-based ``epoch``: on while ``epoch < cooldown * epochs``, then 0."""
+    return cfg.w_mask if epoch < cfg.cooldown * cfg.epochs else 0.0
+
+
+def mask_loss(model: nn.Module) -> torch.Tensor | None:
+    """BCE of every gate's last logits against its mass labels: mean over batch, sum over filters,
+    mean over layers. ``None`` when no gate collected anything."""
+    terms = [F.binary_cross_entropy_with_logits(g.last_logits, g.last_labels, reduction="none").mean(0).sum()
+             for _, g in iter_gates(model) if g.last_logits is not None]
+    return torch.stack(terms).mean() if terms else None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:
+    """Top-1 accuracy (fraction) on ``split``, in eval mode."""
+    was = model.training
+    model.eval()
+    correct = 0
+    for x, y in Batches(split, batch_size=batch_size, shuffle=False):
+        correct += int((model(x).argmax(1) == y).sum())
+    model.train(was)
+    return correct / max(len(split), 1)
+
+
+def _cosine(opt: torch.optim.Optimizer, base_lr: float, step: int, total: int) -> None:
+    lr = 0.5 * base_lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def train(model: nn.Module, train_split: Split, *, cfg: TrainConfig, checkpoint: str | Path | None = None,
+          progress: bool = True, desc: str = "train", val: Split | None = None,
+          log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` in place; returns the per-epoch history.
+
+    With ``checkpoint`` set, the state after every epoch is written there atomically and a later call
+    with the same config resumes after the last finished epoch (a checkpoint made with a different
+    config is refused). Gated models get the FTWT mask loss; others plain CE.
+    """
+    log = log or (lambda s: print(s, file=sys.stderr))
+    torch.manual_seed(cfg.seed)
+    gated = any(True for _ in iter_gates(model))
+    opt_b = torch.optim.SGD(backbone_parameters(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt_p = (torch.optim.SGD(predictor_parameters(model), lr=cfg.mlr, momentum=cfg.momentum, weight_decay=0.0)
+             if gated else None)
+    steps_per_epoch = len(Batches(train_split, batch_size=cfg.batch_size, drop_last=True))
+    total = steps_per_epoch * cfg.epochs
+    fingerprint = sha256_json({"cfg": asdict(cfg), "n": len(train_split), "gated": gated,
+                               "params": [list(p.shape) for p in model.parameters()]})[:16]
+    history: list[dict[str, Any]] = []
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.is_file():
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+            raise UsageError(f"{ckpt}: cannot read the training checkpoint ({str(err).splitlines()[0]}); "
+                             "delete it to start over") from None
+        if state.get("fingerprint") != fingerprint:
+            raise UsageError(f"{ckpt} was written by a run with different settings; use another --out or delete it")
+        model.load_state_dict(state["model"])
+        opt_b.load_state_dict(state["opt_b"])
+        if opt_p is not None:
+            opt_p.load_state_dict(state["opt_p"])
+        start, history = int(state["epoch"]), list(state["history"])
+        log(f"{desc}: resuming after epoch {start}/{cfg.epochs} from {ckpt}")
+
+    configure(model, mass=cfg.mass)
+    for epoch in range(start, cfg.epochs):
+        w = mask_weight(epoch, cfg) if gated else 0.0
+        configure(model, collect=gated and w > 0)
+        model.train()
+        sums = {"ce": 0.0, "mask": 0.0, "acc": 0.0, "n": 0}
+        batches = Batches(train_split, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                          augment=cfg.augment, drop_last=True)
+        it = _progress(batches, progress, f"{desc} epoch {epoch + 1}/{cfg.epochs}")
+        for b, (x, y) in enumerate(it):
+            _cosine(opt_b, cfg.lr, epoch * steps_per_epoch + b, total)
+            out = model(x)
+            ce = F.cross_entropy(out, y)
+            loss = ce
+            ml = mask_loss(model) if w > 0 else None
+            if ml is not None:
+                loss = ce + w * ml
+            opt_b.zero_grad(set_to_none=True)
+            if opt_p is not None:
+                opt_p.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_b.step()
+            if opt_p is not None and w > 0:
+                opt_p.step()
+            n = int(y.shape[0])
+            sums["ce"] += float(ce.detach()) * n
+            sums["mask"] += float(ml.detach()) * n if ml is not None else 0.0
+            sums["acc"] += float((out.argmax(1) == y).sum())
+            sums["n"] += n
+        configure(model, collect=False)
+        n = max(sums["n"], 1)
+        rec = {"epoch": epoch + 1, "w_mask": w, "ce": sums["ce"] / n, "mask_loss": sums["mask"] / n,
+               "train_acc": sums["acc"] / n}
+        if val is not None:
+            rec["val_acc"] = evaluate(model, val)
+        history.append(rec)
+        log(f"{desc} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in rec.items()
+                                                                  if isinstance(v, float)))
+        if ckpt is not None:
+            state = {"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+                     "opt_b": opt_b.state_dict(), "opt_p": opt_p.state_dict() if opt_p is not None else {},
+                     "history": history}
+            with atomic_path(ckpt) as tmp:
+                torch.save(state, tmp)
+    model.eval()
+    return history
+
+
+def _progress(batches: Batches, enabled: bool, desc: str):
+    if not enabled:
+        return batches
+    from rich.progress import track
+
+    return track(batches, description=desc, total=len(batches), transient=True,
+                 console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True))
