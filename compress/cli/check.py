@@ -26,6 +26,8 @@ def check_cmd(
     json: JsonOpt = False,
 ) -> None:
     """Check release gates on a run; exit 0 when all hold, 1 when any fails."""
+    from rich.markup import escape
+
     from compress.pipeline.check import check
 
     res = check(run_dir, baseline=baseline, max_latency_ms=max_latency_ms, device=device, min_top1=min_top1,
@@ -39,8 +41,8 @@ def check_cmd(
             t.add_column(c)
         for g in res["gates"]:
             fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
-            t.add_row(g["name"], "[green]PASS[/green]" if g["passed"] else "[red]FAIL[/red]", fmt(g["measured"]),
-                      fmt(g["threshold"]), fmt(g["margin"]), g["detail"])
+            t.add_row(escape(g["name"]), "[green]PASS[/green]" if g["passed"] else "[red]FAIL[/red]", fmt(g["measured"]),
+                      fmt(g["threshold"]), fmt(g["margin"]), escape(g["detail"]))
         console.print(t)
         console.print("[green]all gates hold[/green]" if res["passed"] else "[red]gate(s) failed[/red]")
     if not res["passed"]:

@@ -53,14 +53,30 @@ class TrainCfg(StrictModel):
     family: str = "convnext-small-input"
     recipe: Literal["deps", "ofa-ps", "bignas"] = "deps"
     epochs: int = Field(default=2, ge=1)
-    train_limit: int | None = None
+    train_limit: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    space: dict = Field(default_factory=dict)  # search-space overrides passed to the family
+    options: dict = Field(default_factory=dict)  # any other compress.train.TrainConfig field (validated there)
+
+
+class ProfilingCfg(StrictModel):
+    """How devices with ``profile: true`` get their latency table measured on the spot."""
+
+    iterations: int = Field(default=20, ge=1)
+    warmup: int = Field(default=3, ge=0)
+    calibrate: int = Field(default=8, ge=0)  # whole subnets measured to calibrate the table (0 = none)
+    resolutions: list[int] | None = None  # only blocks of subnets at these resolutions
+    threads: int | None = Field(default=None, ge=1)
 
 
 class SearchCfg(StrictModel):
     algorithm: Literal["evolution", "nsga2", "random"] = "evolution"
     population: int = Field(default=100, ge=4)
     generations: int = Field(default=500, ge=1)
-    predictor_samples: int | None = None
+    predictor_samples: int = Field(default=300, ge=10)
+    calib_images: int = Field(default=512, ge=1)
+    val_images: int | None = Field(default=None, ge=1)
     rerank: int = Field(default=0, ge=0)
     max_params: int | None = None
     max_macs: int | None = None
@@ -72,14 +88,21 @@ class PruneCfg(StrictModel):
     device: str | None = None
     blocks: int | None = Field(default=None, ge=1)
     latency_ms: float | None = Field(default=None, gt=0)
-    epochs: int = Field(default=1, ge=1)
-    mass: float | None = None
+    epochs: int = Field(default=1, ge=0)
+    train_limit: int | None = Field(default=None, ge=1)  # train on a subset (keeps the demo short)
+    max_steps: int | None = Field(default=None, ge=1)
+    timing_iterations: int = Field(default=60, ge=1)  # per block form, when measuring merged forms
+    # updp block latencies: measured on `device` (default), or UPDP's MACs estimate (deterministic;
+    # for tests and dry runs; reported as `estimate:macs`)
+    latency: Literal["measured", "macs-estimate"] = "measured"
+    mass: float | None = None  # ftwt: the target mass (fraction of channels kept)
 
 
 class ExportCfg(StrictModel):
     formats: list[str] = Field(default_factory=lambda: ["onnx", "openvino"])
     precision: Literal["fp32", "fp16"] = "fp32"
-    batch: Literal["1", "dynamic"] | int = 1
+    batch: Literal["dynamic"] | int = 1
+    samples: int = Field(default=64, ge=1)  # images in the parity batch
 
 
 class BenchCfg(StrictModel):
@@ -87,7 +110,9 @@ class BenchCfg(StrictModel):
     runtimes: list[str] = Field(default_factory=lambda: ["onnxruntime"])
     iterations: int = Field(default=200, ge=1)
     warmup: int = Field(default=20, ge=0)
-    threads: int | None = None
+    rounds: int = Field(default=5, ge=1)
+    threads: int | None = Field(default=None, ge=1)
+    remote: str | None = None  # user@host: time on the device over SSH (e.g. a Jetson)
 
 
 class GatesCfg(StrictModel):
@@ -106,6 +131,8 @@ class PipelineCfg(StrictModel):
     train: TrainCfg | None = None
     data: DataCfg = Field(default_factory=DataCfg)
     devices: list[DeviceCfg] = Field(min_length=1)
+    tables: str | None = None  # measured tables for devices not profiled here (copied into the run)
+    profiling: ProfilingCfg = Field(default_factory=ProfilingCfg)
     search: SearchCfg = Field(default_factory=SearchCfg)
     prune: PruneCfg = Field(default_factory=PruneCfg)
     export: ExportCfg = Field(default_factory=ExportCfg)

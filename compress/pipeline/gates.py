@@ -2,7 +2,7 @@
 
 A run's metrics come from its ``summary.json`` (written by ``compress pipeline``)::
 
-    {"latency": {DEVICE: {"median_ms", "std_ms", "iterations", "runtime", ...}},
+    {"latency": {DEVICE: {"median_ms", "std_ms", "iterations", "runtime", "drift_controlled", "noisy", ...}},
      "accuracy": {"top1", "top1_before", "top1_after"},
      "parity": {FORMAT: {"max_abs_err", "max_rel_err", "passed"}}}
 
@@ -52,8 +52,14 @@ def latency_gate(metrics: dict[str, Any], device: str, max_ms: float) -> GateRes
     if lat is None:
         return GateResult(f"latency[{device}]", False, None, max_ms, None, "ms",
                           f"no benchmark for device '{device}' in the run (devices: {', '.join(metrics.get('latency', {})) or 'none'})")
+    caveats = []
+    if lat.get("drift_controlled") is False:
+        caveats.append(f"drift {lat.get('drift_status') or 'uncontrolled'}: machine too busy, re-measure")
+    if lat.get("noisy"):
+        caveats.append("noisy")
     return _gate(f"latency[{device}]", lat.get("median_ms"), max_ms, upper=True, unit="ms",
-                 detail=f"median of {lat.get('iterations', '?')} runs on {lat.get('runtime', '?')}")
+                 detail=f"median of {lat.get('iterations', '?')} runs on {lat.get('runtime', '?')}"
+                        + (f" ({'; '.join(caveats)})" if caveats else ""))
 
 
 def min_top1_gate(metrics: dict[str, Any], min_top1: float) -> GateResult:

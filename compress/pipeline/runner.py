@@ -1,0 +1,172 @@
+"""``run_pipeline``: run the enabled stages in order, reusing every stage whose cache key still matches.
+
+The run directory holds ``pipeline.json`` (status: running | failed | done, and the stage in
+progress), ``manifest.json`` (versions, input hashes, seeds, stage keys), ``stages/<stage>/`` (each
+stage's JSON and files), ``summary.json`` (what ``compress check`` reads), ``report.md`` and
+``report.html``. A run that did not finish must be continued with ``resume=True`` (or written
+elsewhere), so a crashed CI job is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from compress.core.errors import UsageError
+from compress.core.runs import RunDir, atomic_write_json, now_iso, sha256_file
+from compress.pipeline.cache import StageStore, stage_key
+from compress.pipeline.config import PipelineCfg, load_pipeline
+from compress.pipeline.stages import STAGES, Context, canonical_devices, supernet_path
+
+STATE = "pipeline.json"
+SUMMARY = "summary.json"
+
+
+def _read_state(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    p = run_dir / STATE
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"status": "running", "stage": None}
+
+
+def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: bool = False,
+                 console: Any = None) -> dict[str, Any]:
+    """Run ``PIPELINE.yaml`` into ``out`` (default ``runs/<name>``); returns the JSON result.
+
+    ``result["passed"]`` is False when a gate failed (None when the YAML has no gates).
+    Raises :class:`UsageError` for a bad YAML, an unfinished run without ``resume`` or ``resume``
+    without a run; stage errors propagate after the state is recorded as failed.
+    """
+    path = Path(path)
+    cfg = load_pipeline(path)
+    run_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    devices = canonical_devices(cfg)  # bad device names fail before anything is written
+    prev = _read_state(run_dir)
+    if resume and prev is None:
+        raise UsageError(f"--resume: {run_dir} holds no pipeline run to continue; run without --resume")
+    if prev is not None and prev.get("status") != "done" and not prev.get("usage_error") and not resume:
+        where = f" (stopped in stage '{prev['stage']}')" if prev.get("stage") else ""
+        raise UsageError(f"{run_dir} holds an unfinished pipeline run{where}; pass --resume to continue it "
+                         f"or choose another --out")
+    ctx = Context(cfg=cfg, run_dir=run_dir, stage_dir=lambda name: run_dir / "stages" / name, console=console)
+    _preflight(ctx)  # usage errors (missing checkpoint, bad prune device, ...) before anything is written
+    store = StageStore(run_dir)
+    ctx.stage_dir = store.final
+    if not resume:
+        store.discard_partials()
+    state: dict[str, Any] = {"status": "running", "pipeline": str(path), "pipeline_sha256": sha256_file(path),
+                             "started": now_iso(), "resumed": bool(resume), "stage": None, "stages": {}}
+    atomic_write_json(run_dir / STATE, state)
+    run = RunDir(run_dir, command="compress pipeline", seeds={"seed": cfg.seed})
+    run.add_input("pipeline", path)
+    run.set("pipeline", cfg.model_dump(mode="json"))
+    enabled = [s for s in STAGES if s.enabled(cfg)]
+    t_all = time.perf_counter()
+    try:
+        for i, st in enumerate(enabled, 1):
+            if st.name == "check":
+                write_summary(ctx, devices)
+            upstream = {n: ctx.records[n]["key"] for n in st.needs if n in ctx.records}
+            conf = st.config(cfg)
+            inputs = st.inputs(ctx)
+            key = stage_key(st.name, st.version, conf, upstream, inputs)
+            rec = store.lookup(st.name, key)
+            if rec is not None:
+                ctx.records[st.name] = rec
+                state["stages"][st.name] = {"key": key, "cached": True}
+                ctx.log(f"[bold][{i}/{len(enabled)}] {st.name}[/bold] [dim]cached ({key})[/dim]")
+                continue
+            state["stage"] = st.name
+            atomic_write_json(run_dir / STATE, state)
+            work, resumed = store.begin(st.name, key, resume=resume)
+            ctx.log(f"[bold][{i}/{len(enabled)}] {st.name}[/bold]" + (" [dim](resuming kept work)[/dim]" if resumed else ""))
+            t0 = time.perf_counter()
+            result = st.run(ctx, work, resumed)
+            rec = store.commit(st.name, key, result, inputs={"config": conf, "upstream": upstream, "files": inputs})
+            ctx.records[st.name] = rec
+            secs = round(time.perf_counter() - t0, 2)
+            state["stages"][st.name] = {"key": key, "cached": False, "seconds": secs}
+            ctx.log(f"  [dim]done in {secs:.1f} s[/dim]")
+        state["stage"] = None
+        summary = write_summary(ctx, devices)
+        from compress.pipeline.report import write_report
+
+        ctx.log("writing the report")
+        report = write_report(ctx, summary)
+    except BaseException as err:
+        state["status"] = "failed"
+        state["usage_error"] = isinstance(err, UsageError)  # the YAML must change anyway: no --resume needed
+        state["error"] = f"{type(err).__name__}: {err}"
+        state["traceback"] = traceback.format_exc(limit=6)
+        atomic_write_json(run_dir / STATE, state)
+        raise
+    chk = ctx.records.get("check", {}).get("result", {})
+    state.update(status="done", finished=now_iso(), seconds=round(time.perf_counter() - t_all, 1))
+    atomic_write_json(run_dir / STATE, state)
+    if "search" in ctx.records or "train" in ctx.records:
+        run.add_input("supernet", supernet_path(ctx))
+    run.set("stages", state["stages"])
+    for name in ("summary.json", "report.md", "report.html"):
+        if (run_dir / name).is_file():
+            run.add_output(run_dir / name)
+    run.save_manifest()
+    return {"run_dir": str(run_dir), "passed": chk.get("passed"), "stages": state["stages"],
+            "report": {k: str(v) for k, v in report.items()}, "summary": summary,
+            "gates": chk.get("gates", []), "seconds": state["seconds"]}
+
+
+def _preflight(ctx: Context) -> None:
+    from compress.pipeline.stages import external_tables, prune_device
+
+    cfg = ctx.cfg
+    if cfg.train is None and cfg.model is None:
+        supernet_path(ctx)
+    if cfg.model is None:
+        prune_device(ctx)
+        external_tables(cfg)
+    if cfg.model is not None and cfg.model.weights and not Path(cfg.model.weights).expanduser().is_file():
+        raise UsageError(f"model.weights: file not found: {cfg.model.weights}")
+
+
+def write_summary(ctx: Context, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary.json``: the metrics ``compress check`` gates on (format: compress.pipeline.gates)."""
+    from compress.hardware import get_profile
+
+    cfg: PipelineCfg = ctx.cfg
+    s: dict[str, Any] = {"schema": 1, "name": cfg.name, "seed": cfg.seed, "latency": {}, "accuracy": {}, "parity": {},
+                         "search": {}, "benchmarks": {}}
+    gates = cfg.gates.model_dump(mode="json")
+    gates["max_latency_ms"] = {get_profile(k).name: v for k, v in (gates.get("max_latency_ms") or {}).items()}
+    s["gates"] = gates
+    if "search" in ctx.records:
+        for dev, r in ctx.result("search")["devices"].items():
+            sel = r["selected"]
+            s["search"][dev] = {"latency_source": r["latency_source"], "runtime": r["runtime"], "budget_ms": r["budget_ms"],
+                                "predicted_latency_ms": sel["predicted_latency_ms"], "predicted_top1": sel["predicted_top1"],
+                                "params": sel["params"], "macs": sel["macs"], "config": sel["config"]}
+    if "prune" in ctx.records:
+        pr = ctx.result("prune")
+        if pr.get("top1_after") is not None:
+            s["accuracy"] = {"top1": pr["top1_after"], "top1_before": pr["top1_before"], "top1_after": pr["top1_after"],
+                             "split": "test", "unit": "%"}
+    if "export" in ctx.records:
+        for f in ctx.result("export")["formats"]:
+            if f.get("max_rel_err") is not None:
+                s["parity"][f["format"]] = {"max_abs_err": f["max_abs_err"], "max_rel_err": f["max_rel_err"],
+                                            "passed": f["passed"], "top1_agreement": f.get("top1_agreement")}
+    if "bench" in ctx.records:
+        b = ctx.result("bench")
+        s["benchmarks"] = b["items"]
+        prim = b["items"].get(b["primary"])
+        if prim is not None:
+            s["latency"][b["device"]] = {**prim, "artefact": b["primary"]}
+    s["devices"] = [d["name"] for d in devices]
+    atomic_write_json(ctx.run_dir / SUMMARY, s)
+    return s
