@@ -55,12 +55,16 @@ def supernet_section(args, out: dict) -> None:
     g = space.sample_genes(np.random.default_rng(0), 2000)
     budget = round(float(np.quantile(lat.predict_genes(g), 0.3)), 4)
     res = search(devices=["local-cpu"], runtime="onnxruntime", latency_ms=budget, supernet=ckpt, tables=tables,
-                 rerank=5, predictor_samples=60 if args.quick else 500, generations=100 if args.quick else 500,
+                 rerank=5, predictor_samples=50 if args.quick else 500, generations=100 if args.quick else 500,
                  out=work / "run", progress=False)
     dev = res.devices[0]
     sel = dev.selected
     cfg = space.config_from_dict(sel.config)
-    ms, drift = measure_subnets(net, [cfg], MeasureSettings(runtime="onnxruntime", iterations=50), repeats=3)
+    from compress.latency.profile import table_is_raw
+
+    # same basis as the table (raw when its drift was uncontrolled), as validate and calibration use
+    ms, drift = measure_subnets(net, [cfg], MeasureSettings(runtime="onnxruntime", iterations=50), repeats=3,
+                                force_raw=table_is_raw(lat.table))
     measured_ms = float(np.median(ms))
     mape = float(val.get("mape", float("nan")))
     rmse = float(res.predictor.get("test_rmse", float("nan")))

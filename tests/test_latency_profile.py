@@ -12,6 +12,7 @@ from compress.cli.main import app
 from compress.core.errors import UsageError
 from compress.latency.blocks import build_module
 from compress.latency.measure import measure_block
+from compress.latency.predict import LatencyModel
 from compress.latency.profile import merged_forms, profile_table
 from compress.latency.signature import BlockSignature
 from compress.latency.table import LatencyTable
@@ -47,6 +48,9 @@ def test_profile_resume_devices_validate(tmp_path) -> None:
     assert all(e.count == 4 and e.median_ms > 0 and e.drift_status for e in t.entries.values())
     assert t.meta.runtime_version and t.meta.host and t.meta.drift and t.meta.drift[-1]["status"]
     assert t.calibration and t.calibration["samples"] == 4 and len(t.calibration["measured_ms"]) == 4
+    # the calibration set always holds the smallest and largest subnets (where search goes)
+    assert t.calibration["roles"][:2] == ["extreme", "extreme"]
+    assert t.calibration["configs"][:2] == [space.min_config().key(), space.max_config().key()]
     # resumable: nothing left to measure the second time
     again = profile_table(**kw, calibrate=0)
     assert again.measured_now == 0 and again.already_measured == res.signatures
@@ -63,6 +67,11 @@ def test_profile_resume_devices_validate(tmp_path) -> None:
     assert set(v["uncalibrated"]) >= {"within_10pct", "mape", "spearman"} and "mape" in v["roofline"]
     assert (tmp_path / "val" / "scatter.png").stat().st_size > 1000
     assert (tmp_path / "val" / "manifest.json").is_file()
+    # the calibration and the validation summary persist in the table file: a fresh load sees both
+    m = LatencyModel.load(device="local-cpu", runtime="onnxruntime", space=space, tables=tmp_path)
+    info = m.info()
+    assert info["calibrated"] and info["calibration_loo_mape"] is not None
+    assert info["validated"]["mape"] == pytest.approx(v["mape"]) and info["validated"]["stale"] is False
 
 
 def test_merged_kinds_are_measured_and_stored(tmp_path) -> None:

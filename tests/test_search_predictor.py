@@ -101,3 +101,31 @@ def test_vectorised_cost_matches_space_count():
                 dims += [s.se_mid] if (s.se and s.se_mid) else []
                 direct += sum(d % mult != 0 for d in dims)
             assert vv == direct
+
+
+def test_pair_cache_keeps_each_protocol_and_never_writes_inside_the_package(tmp_path, monkeypatch) -> None:
+    from pathlib import Path
+
+    import compress
+    from compress.search.dataset import cache_dir_for, collect_pairs
+    from compress.supernet import get_space
+
+    space = get_space("convnext-small-input")
+    calls: list[str] = []
+
+    class Fake:  # top-1 = a deterministic function of the config; counts real evaluations
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def top1(self, cfg) -> float:
+            calls.append(self.tag)
+            return float(sum(cfg.depths)) / 10.0
+
+    g1, y1 = collect_pairs(space, Fake("a"), tmp_path, n=6, seed=0, eval_key="protoA")
+    collect_pairs(space, Fake("b"), tmp_path, n=6, seed=0, eval_key="protoB")
+    g2, y2 = collect_pairs(space, Fake("a"), tmp_path, n=6, seed=0, eval_key="protoA")  # all cached
+    assert calls == ["a"] * 6 + ["b"] * 6 and np.array_equal(g1, g2) and np.array_equal(y1, y2)
+    # a checkpoint inside the installed package caches in the user cache, not beside itself
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    inside = Path(compress.__file__).resolve().parent / "supernet" / "default" / "supernet.safetensors"
+    assert cache_dir_for(inside, sha="0" * 64) == tmp_path / "xdg" / "compress" / "search" / ("0" * 16)

@@ -27,7 +27,9 @@ def search_cmd(
     rerank: Annotated[int, typer.Option("--rerank", help="Evaluate the top K for real (BN recalibration + validation split) and choose by measured top-1.")] = 0,
     population: Annotated[int, typer.Option("--population", help="Population size (OFA: 100).")] = 100,
     generations: Annotated[int, typer.Option("--generations", help="Generations (OFA: 500).")] = 500,
-    predictor_samples: Annotated[int, typer.Option("--predictor-samples", help="Subnets evaluated to train the accuracy predictor (cached beside the checkpoint).")] = 300,
+    predictor_samples: Annotated[int, typer.Option("--predictor-samples", help="Subnets evaluated to train the accuracy predictor (cached beside the checkpoint).")] = 50,
+    predictor_val_images: Annotated[int, typer.Option("--predictor-val-images", help="Validation images the predictor's training subnets are scored on (recorded; 0 = the whole split).")] = 1000,
+    predictor_calib_images: Annotated[int, typer.Option("--predictor-calib-images", help="Calibration images for their BN recalibration (recorded; 0 = all --calib images).")] = 256,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset for BN recalibration/evaluation (default: the checkpoint's).")] = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
@@ -47,7 +49,8 @@ def search_cmd(
                  channel_multiple=channel_multiple, algorithm=algorithm, rerank=rerank, seed=seed, out=out,  # type: ignore[arg-type]
                  population=population, generations=generations, predictor_samples=predictor_samples,
                  dataset=dataset, tables=tables, profiles=profiles, console=console, progress=True,
-                 command=command_line())
+                 command=command_line(), predictor_val_images=predictor_val_images or None,
+                 predictor_calib_images=predictor_calib_images or None)
     render_table(res, console)
     if out is not None:
         console.print(f"[dim]wrote {out}/result.json, subnet files, pareto.csv, pareto.png[/dim]")

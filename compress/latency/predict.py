@@ -80,7 +80,19 @@ class LatencyModel:
                 "signatures": len(self.compiled.signatures), "interpolated": self.n_interpolated,
                 "estimated": self.n_estimated, "calibrated": self.calibration is not None,
                 "calibration_model": self.calibration.model if self.calibration else None,
+                "calibration_loo_mape": self.calibration.loo_mape if self.calibration else None,
+                "calibration_loo_max_error_pct": self.calibration.loo_max_error_pct if self.calibration else None,
+                "calibration_samples": self.calibration.samples if self.calibration else None,
+                "validated": self.validated(),
                 "table": str(self.table.path) if self.table is not None and self.table.path else None}
+
+    def validated(self) -> dict[str, Any] | None:
+        """The last `compress latency validate` recorded in the table (MAPE, max error...), if any."""
+        v = self.table.meta.validation if self.table is not None else None
+        if not v:
+            return None
+        cal_created = (self.table.calibration or {}).get("created")
+        return {**v, "stale": v.get("calibration_created") != cal_created}
 
     # ---- vectorised prediction -----------------------------------------------------------------
     def _genes(self, genes: Any) -> np.ndarray:
@@ -115,8 +127,9 @@ class LatencyModel:
         """Calibration features: ``sum``, ``blocks`` and (``per_kind``) ``sum_<kind>``."""
         g = self._genes(genes)
         feats = {"sum": self._gather(self._ms, g), "blocks": self._gather(self._cnt, g)}
-        need_kinds = per_kind or (self.calibration is not None and any(
-            f.startswith("sum_") for f in self.calibration.features))
+        if per_kind or (self.calibration is not None and "gflop" in self.calibration.features):
+            feats["gflop"] = self._gather(self._flop_tables(), g)
+        need_kinds = per_kind or (self.calibration is not None and self.calibration.needs_kinds())
         if need_kinds:
             if self._kind_ms is None:
                 kind_of = np.asarray([s.kind for s in self.compiled.signatures] + [""])
@@ -125,6 +138,15 @@ class LatencyModel:
             for k, tabs in self._kind_ms.items():
                 feats[f"sum_{k}"] = self._gather(tabs, g)
         return feats
+
+    def _flop_tables(self) -> list[np.ndarray]:
+        """Per-layer GFLOP lookup arrays (roofline op counts of each signature)."""
+        if getattr(self, "_flops", None) is None:
+            from compress.latency.roofline import block_cost
+
+            gf = np.asarray([block_cost(s)[0] * self.batch / 1e9 for s in self.compiled.signatures], dtype=np.float64)
+            self._flops = [np.where(i >= 0, gf[np.maximum(i, 0)], 0.0) for i in self.compiled.sig_ids]
+        return self._flops
 
     def predict_genes(self, genes: Any) -> np.ndarray:
         """Predicted latency (ms) per gene row: calibrated when the table has a calibration."""
@@ -200,9 +222,31 @@ class LatencyModel:
         if not allow_estimate:
             raise UsageError(f"no measured latency table for {prof.name} / {rt} / {prec} / batch {batch} / {label} "
                              f"(looked for {path}); measure one with `compress profile --device {prof.name} --runtime {rt}`")
+        near = near_miss_tables(path, sp)
         if warn:
             warn_estimated(prof.name, rt, prec)
+            if near:
+                sys.stderr.write(f"warning: no table for this exact space ({label}), but {len(near)} table(s) of the "
+                                 f"'{sp.family}' family exist for {prof.name}/{rt}/{prec}/batch {batch}: "
+                                 f"{', '.join(p.name for p in near)} - measured for a different space (its "
+                                 "definition or hash changed); they are NOT used. Re-run `compress profile` for this "
+                                 "supernet.\n")
         return cls.from_roofline(sp, prof, runtime=rt, precision=prec, batch=batch, compiled=comp)
+
+
+def near_miss_tables(path: Path, space: Any) -> list[Path]:
+    """Tables beside ``path`` (same device/runtime/precision/batch) for another space of the same family.
+
+    A table is found by its space label (family, plus a hash for a customised space); when the
+    space's definition changes, the label changes and the old table is silently not found - this
+    names it so the fallback to an estimate is never a surprise.
+    """
+    prefix = path.name.split("__b")[0]  # "<runtime>__<precision>"
+    batch = path.name.split("__")[2] if path.name.count("__") >= 3 else ""
+    fam = str(getattr(space, "family", ""))
+    if not path.parent.is_dir() or not fam:
+        return []
+    return sorted(p for p in path.parent.glob(f"{prefix}__{batch}__{fam}*.json") if p != path)
 
 
 def _roofline_array(sigs: list[BlockSignature], profile: Any, precision: str, batch: int) -> np.ndarray:

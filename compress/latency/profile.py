@@ -6,8 +6,10 @@
    (``user@host``) through the SSH agent - with warm-up, repeated runs, a robust estimator and the
    canary for drift control;
 3. save the table atomically after every stretch (a killed run resumes: measured entries are kept);
-4. calibrate: measure ``calibrate`` random whole subnets end to end and fit the correction
-   (:mod:`compress.latency.calibrate`), stored with the table.
+4. calibrate: measure ``calibrate`` whole subnets end to end (min, max, subnets on the
+   compute-per-millisecond front search goes to, quantiles of the summed latency, random ones;
+   :func:`calibration_genes`), twice each, and fit the correction (:mod:`compress.latency.calibrate`),
+   stored in the table file with the subnets, their roles and the measurements.
 """
 
 from __future__ import annotations
@@ -60,6 +62,57 @@ def sample_genes(space: Any, rng: np.random.Generator, n: int, *, resolutions: l
         allowed = np.asarray([space.resolutions.index(r) for r in resolutions])
         genes[:, 0] = rng.choice(allowed, size=n)
     return genes
+
+
+def calibration_genes(space: Any, model: Any, rng: np.random.Generator, n: int, *,
+                      resolutions: list[int] | None = None, pool: int = 4096) -> tuple[np.ndarray, list[str]]:
+    """The ``n`` subnets calibration measures, covering where search goes, and each one's role.
+
+    Search picks the most accurate subnet under a latency budget, i.e. subnets with the most compute
+    per predicted millisecond, at every budget; a correction fitted on uniformly random subnets is
+    least accurate exactly there (and at the smallest/largest subnets). So the set is: the min and
+    max configs (``extreme``); about a third from the upper front of MACs against the uncalibrated
+    sum over a seeded random pool, spread over the latency range (``front``); about a third at even
+    quantiles of the uncalibrated sum (``quantile``); the rest uniformly random (``random``).
+    Canonical and distinct; same ``rng`` state, same rows.
+    """
+    from compress.search.cost import SpaceCost
+
+    ext = [space.to_genes(space.min_config()), space.to_genes(space.max_config())]
+    if resolutions:
+        ext = [g for g in ext if space.resolutions[int(g[0])] in resolutions]
+    cand = space.canonical_genes(sample_genes(space, rng, pool, resolutions=resolutions))
+    raw = model.predict_sum_genes(cand)
+    macs = SpaceCost(space).macs_genes(cand).astype(np.float64)
+    chosen: list[np.ndarray] = []
+    roles: list[str] = []
+    seen: set[bytes] = set()
+
+    def take(g: np.ndarray, role: str) -> None:
+        key = np.asarray(g, dtype=np.int64).tobytes()
+        if key not in seen and len(chosen) < n:
+            seen.add(key)
+            chosen.append(np.asarray(g, dtype=np.int64))
+            roles.append(role)
+
+    for g in ext:
+        take(g, "extreme")
+    k_front = max(0, (n - len(chosen)) // 3)
+    k_quant = max(0, (n - len(chosen) - k_front) // 2)
+    # upper front: for each slice of the latency range, the pool row with the most MACs
+    edges = np.quantile(raw, np.linspace(0, 1, k_front + 1)) if k_front else []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        idx = np.where((raw >= lo) & (raw <= hi))[0]
+        if idx.size:
+            take(cand[idx[np.argmax(macs[idx])]], "front")
+    order = np.argsort(raw, kind="stable")
+    for q in np.linspace(0, 1, k_quant + 2)[1:-1] if k_quant else []:
+        take(cand[order[int(round(q * (len(order) - 1)))]], "quantile")
+    for g in cand[rng.permutation(len(cand))]:
+        if len(chosen) >= n:
+            break
+        take(g, "random")
+    return np.stack(chosen), roles
 
 
 def merged_forms(sig: BlockSignature) -> list[BlockSignature]:
@@ -247,27 +300,31 @@ def _profile_local(table: LatencyTable, todo: list[BlockSignature], settings: Me
 
 def calibrate_table(table: LatencyTable, *, supernet: Any, space: Any, settings: MeasureSettings, n: int = 20,
                     iterations: int = 30, seed: int = 0, resolutions: list[int] | None = None,
-                    progress: Progress | None = None) -> dict[str, Any]:
-    """Measure ``n`` random subnets end to end, fit the correction, store it in the table."""
+                    progress: Progress | None = None, repeats: int = 2) -> dict[str, Any]:
+    """Measure ``n`` subnets (:func:`calibration_genes`) end to end, fit the correction, store it in the table."""
     from compress.latency.calibrate import fit
     from compress.latency.predict import LatencyModel
     from compress.latency.spaces import resolve_supernet
 
     net = resolve_supernet(supernet if supernet is not None else space, seed=seed)
     rng = np.random.default_rng(seed + 7919)
-    genes = sample_genes(space, rng, n, resolutions=resolutions)
+    model = LatencyModel.from_table(table, space)
+    genes, roles = calibration_genes(space, model, rng, n, resolutions=resolutions)
     cfgs = [space.from_genes(g) for g in genes]
     st = MeasureSettings(**{**settings.__dict__, "iterations": iterations, "canary_every": 4})
-    ms, drift = measure_subnets(net, cfgs, st, repeats=1, force_raw=table_is_raw(table),
+    # two passes (the second in reverse order), averaged: the target `compress latency validate`
+    # compares with, and a slow spell on a shared machine does not hit one subnet twice
+    ms, drift = measure_subnets(net, cfgs, st, repeats=repeats, force_raw=table_is_raw(table),
                                 progress=(lambda d, t: progress("calibrate", d, t)) if progress else None)
-    model = LatencyModel.from_table(table, space)
+    target = ms.mean(axis=0)
     feats = model.features_genes(genes, per_kind=True)
-    cal = fit(feats, ms[0])
+    cal = fit(feats, target)
+    cal.roles = roles
     cal.drift = {k: drift.get(k) for k in ("status", "controlled", "max_drift", "remeasured", "note", "basis")}
     cal.configs = [c.key() for c in cfgs]
-    cal.measured_ms = [float(x) for x in ms[0]]
+    cal.measured_ms = [float(x) for x in target]
     cal.created = now_iso()
     table.calibration = cal.to_dict()
     table.save()
     return {"model": cal.model, "loo_mape": cal.loo_mape, "uncalibrated_mape": cal.uncalibrated_mape,
-            "samples": cal.samples, "drift": cal.drift["status"]}
+            "samples": cal.samples, "drift": cal.drift["status"], "loo_max_error_pct": cal.loo_max_error_pct}

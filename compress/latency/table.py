@@ -89,6 +89,7 @@ class TableMeta:
     drift: list[dict[str, Any]] = field(default_factory=list)
     remote: str | None = None
     notes: list[str] = field(default_factory=list)
+    validation: dict[str, Any] | None = None   # summary of the last `compress latency validate` of this table
 
 
 class LatencyTable:

@@ -124,6 +124,18 @@ def validate(*, device: str, runtime: str | None = None, precision: str | None =
                      "predicted_ms": float(pred[i]), "uncalibrated_ms": float(raw[i]), "roofline_ms": float(est[i])}
                     for i, c in enumerate(cfgs)],
     }
+    if model.table is not None and model.table.path is not None:
+        # recorded in the table so that search can report the error of the latency it relies on
+        from compress.core.runs import now_iso
+        from compress.latency.table import LatencyTable
+
+        fresh = LatencyTable.load(model.table.path)
+        fresh.meta.validation = {"when": now_iso(), "samples": samples, "seed": seed, "mape": result["mape"],
+                                 "within_10pct": result["within_10pct"], "max_error_pct": result["max_error_pct"],
+                                 "spearman": result["spearman"], "repeatability_mape": result["repeatability_mape"],
+                                 "drift_status": drift.get("status"),
+                                 "calibration_created": (fresh.calibration or {}).get("created")}
+        fresh.save()
     if not drift.get("controlled", False):
         result["warning"] = ("drift was NOT controlled during this validation (" + str(drift.get("note")) +
                              "); these accuracy figures are not reliable")

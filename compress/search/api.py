@@ -29,6 +29,10 @@ from compress.search.result import Candidate, DeviceResult, SearchResult
 Algorithm = Literal["evolution", "nsga2", "random"]
 ALGORITHMS = ("evolution", "nsga2", "random")
 PREDICTOR_VERSION = 3
+# predictor targets: top-1 on a fixed validation subset after BN recalibration on a calibration
+# subset (measured on the default supernet: these cut a subnet evaluation ~5x; see README `search`)
+PREDICTOR_VAL_IMAGES = 1000
+PREDICTOR_CALIB_IMAGES = 256
 
 
 def _log(console: Any, msg: str) -> None:
@@ -49,13 +53,23 @@ def resolve_checkpoint(supernet: str | Path | None) -> Path:
 
 def build_accuracy_predictor(ckpt: Path, header: dict[str, Any], space: Any, *, sha: str, samples: int,
                              data_seed: int, dataset: str | None, calib_images: int, val_images: int | None,
-                             console: Any = None, progress: bool = True) -> tuple[AccuracyEstimator, dict[str, Any], Any]:
-    """Load the cached predictor for this checkpoint and protocol, or evaluate subnets and train one."""
+                             console: Any = None, progress: bool = True,
+                             predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
+                             predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES,
+                             ) -> tuple[AccuracyEstimator, dict[str, Any], Any]:
+    """Load the cached predictor for this checkpoint and protocol, or evaluate subnets and train one.
+
+    The predictor's training targets are measured on the first ``predictor_val_images`` validation
+    images after BN recalibration on the first ``predictor_calib_images`` calibration images (both
+    recorded in the predictor report and part of the cache key); the returned evaluator (for
+    ``--rerank``) uses the full ``calib_images`` / ``val_images`` protocol.
+    """
     from compress.core.runs import sha256_json
-    from compress.search.dataset import SubnetEvaluator, cache_dir_for, collect_pairs, eval_data_for
+    from compress.search.dataset import SubnetEvaluator, cache_dir_for, collect_pairs, eval_data_for, subset_eval_data
     from compress.search.predictor import LayeredPredictor, fit_predictor
 
-    data = eval_data_for(header, dataset=dataset, calib_images=calib_images, val_images=val_images)
+    full = eval_data_for(header, dataset=dataset, calib_images=calib_images, val_images=val_images)
+    data = subset_eval_data(full, calib_images=predictor_calib_images, val_images=predictor_val_images)
     eval_key = sha256_json({"data": data.meta})[:16]
     cache = cache_dir_for(ckpt, sha)
     pkey = f"predictor-v{PREDICTOR_VERSION}-{eval_key}-n{samples}-s{data_seed}"
@@ -64,13 +78,14 @@ def build_accuracy_predictor(ckpt: Path, header: dict[str, Any], space: Any, *, 
         try:
             pred = LayeredPredictor.load(pdir, space.encode_genes)
             _log(console, f"[dim]accuracy predictor: cached ({pdir})[/dim]")
-            return pred, {**pred.meta.get("report", {}), "cache": str(pdir), "cached": True}, data
+            return pred, {**pred.meta.get("report", {}), "targets": data.meta, "cache": str(pdir), "cached": True}, full
         except UsageError:
             pass  # damaged cache: rebuild below
     from compress.supernet import load_checkpoint
 
     net = load_checkpoint(ckpt)
     evaluator = SubnetEvaluator(net, data)
+    t_eval = time.perf_counter()
     _log(console, f"evaluating up to {samples} subnets (BN recalibration on {data.meta['calib_images']} calib images, "
                   f"top-1 on {data.meta['val_images']} val images of {data.meta['dataset']}); cached in {cache}")
     if progress and console is not None:
@@ -86,10 +101,11 @@ def build_accuracy_predictor(ckpt: Path, header: dict[str, Any], space: Any, *, 
             genes, top1 = collect_pairs(space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key, progress=tick)
     else:
         genes, top1 = collect_pairs(space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key)
+    eval_s = time.perf_counter() - t_eval
     pred, rep = fit_predictor(genes, top1, space.encode_genes, seed=data_seed)
     pred.save(pdir, extra={"checkpoint_sha256": sha, "eval": data.meta, "samples": samples})
-    info = {**rep.summary(), "cache": str(pdir), "cached": False}
-    return pred, info, evaluator
+    info = {**rep.summary(), "targets": data.meta, "evaluation_s": eval_s, "cache": str(pdir), "cached": False}
+    return pred, info, SubnetEvaluator(net, full)
 
 
 def _budgets(devices: Sequence[str], latency_ms: float | Sequence[float] | None) -> list[float | None]:
@@ -117,11 +133,12 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
            batch: int = 1, max_params: int | None = None, max_macs: int | None = None,
            channel_multiple: int | None = None, algorithm: Algorithm = "evolution", rerank: int = 0, seed: int = 0,
            out: str | Path | None = None, population: int = 100, generations: int = 500,
-           predictor_samples: int = 300, predictor_seed: int = 0, dataset: str | None = None,
+           predictor_samples: int = 50, predictor_seed: int = 0, dataset: str | None = None,
            calib_images: int = 512, val_images: int | None = None, tables: str | Path | None = None,
            profiles: str | Path | None = None, accuracy: AccuracyEstimator | None = None,
            latency: dict[str, LatencyEstimator] | None = None, console: Any = None, progress: bool = True,
-           command: str = "compress search") -> SearchResult:
+           command: str = "compress search", predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
+           predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES) -> SearchResult:
     """Search the supernet for the subnet each of ``devices`` should ship.
 
     ``latency_ms``: a budget for all devices or one per device; without it (or with ``pareto``) the
@@ -175,7 +192,8 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
     if accuracy is None:
         accuracy, pred_info, ev = build_accuracy_predictor(
             ckpt, header, space, sha=sha, samples=predictor_samples, data_seed=predictor_seed, dataset=dataset,
-            calib_images=calib_images, val_images=val_images, console=console, progress=progress)
+            calib_images=calib_images, val_images=val_images, console=console, progress=progress,
+            predictor_val_images=predictor_val_images, predictor_calib_images=predictor_calib_images)
         from compress.search.dataset import SubnetEvaluator
 
         if isinstance(ev, SubnetEvaluator):

@@ -4,7 +4,8 @@ For each sampled subnet: export it from the supernet, re-estimate its BN statist
 calibration split (:func:`compress.supernet.recalibrate_bn`), and measure top-1 on the validation
 split. (config, top-1) pairs and the trained predictor are cached in
 ``<checkpoint>.search-cache/<sha256[:16] of the checkpoint>/`` (or, if that directory is not
-writable, under ``~/.cache/compress/search/``), so a second search on the same checkpoint starts
+writable or the checkpoint is inside the installed package - the embedded default - under
+``~/.cache/compress/search/``), so a second search on the same checkpoint starts
 at once. The pair file is rewritten atomically every few evaluations: an interrupted run resumes.
 """
 
@@ -26,10 +27,14 @@ PAIRS = "pairs.json"
 
 def cache_dir_for(checkpoint: str | Path, sha: str | None = None) -> Path:
     """Where this checkpoint's search cache lives (created; falls back to the user cache)."""
+    import compress
+
     p = Path(checkpoint).resolve()
     sha = sha or sha256_file(p)
-    for cand in (p.parent / f"{p.name}.search-cache" / sha[:16],
-                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compress" / "search" / sha[:16]):
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compress" / "search" / sha[:16]
+    # never write inside the installed package (the embedded default supernet lives there)
+    in_package = Path(compress.__file__).resolve().parent in p.parents
+    for cand in ((user,) if in_package else (p.parent / f"{p.name}.search-cache" / sha[:16], user)):
         try:
             cand.mkdir(parents=True, exist_ok=True)
             probe = cand / f".probe-{os.getpid()}"
@@ -75,6 +80,18 @@ def eval_data_for(header: dict[str, Any], *, dataset: str | None = None, calib_i
     return EvalData(calib_images=data.calib.images, val_images=val.images, val_labels=val.labels,
                     meta={"dataset": str(name), **kw, "calib_split": "calib", "calib_images": int(len(data.calib)),
                           "eval_split": "val", "val_images": int(len(val)), "fingerprint": data.fingerprint})
+
+
+def subset_eval_data(data: EvalData, *, calib_images: int | None = None, val_images: int | None = None) -> EvalData:
+    """The first ``calib_images`` / ``val_images`` of ``data`` (``None``: all), with the sizes recorded."""
+    nc = len(data.calib_images) if calib_images is None else min(int(calib_images), len(data.calib_images))
+    nv = len(data.val_labels) if val_images is None else min(int(val_images), len(data.val_labels))
+    if nc < 1 or nv < 1:
+        raise UsageError(f"predictor evaluation needs at least 1 calibration and 1 validation image, got {nc} / {nv}")
+    if nc == len(data.calib_images) and nv == len(data.val_labels):
+        return data
+    return EvalData(calib_images=data.calib_images[:nc], val_images=data.val_images[:nv], val_labels=data.val_labels[:nv],
+                    meta={**data.meta, "calib_images": nc, "val_images": nv, "subset": "first images of each split"})
 
 
 class SubnetEvaluator:
@@ -142,7 +159,14 @@ def collect_pairs(space: Any, evaluator: SubnetEvaluator, cache: Path | None, *,
     another protocol are ignored. New pairs are saved every ``save_every`` evaluations (resumable).
     """
     cached: dict[tuple[int, ...], dict[str, Any]] = {}
-    path = cache / PAIRS if cache else None
+    # one file per evaluation protocol: searches with different protocols share a cache directory
+    # without overwriting each other's pairs (the legacy single `pairs.json` is still read)
+    path = cache / f"pairs-{eval_key}.json" if cache else None
+    legacy = cache / PAIRS if cache else None
+    if path is not None and not path.is_file() and legacy is not None and legacy.is_file():
+        rec = read_json(legacy, what="search cache")
+        if isinstance(rec, dict) and rec.get("space_hash") == space.hash() and rec.get("eval_key") == eval_key:
+            cached = {tuple(r["genes"]): r for r in rec.get("rows", [])}
     if path is not None and path.is_file():
         rec = read_json(path, what="search cache")
         if isinstance(rec, dict) and rec.get("space_hash") == space.hash() and rec.get("eval_key") == eval_key:
