@@ -74,7 +74,7 @@ class SearchCfg(StrictModel):
     algorithm: Literal["evolution", "nsga2", "random"] = "evolution"
     population: int = Field(default=100, ge=4)
     generations: int = Field(default=500, ge=1)
-    predictor_samples: int = Field(default=300, ge=10)
+    predictor_samples: int = Field(default=50, ge=10)
     calib_images: int = Field(default=512, ge=1)
     val_images: int | None = Field(default=None, ge=1)
     rerank: int = Field(default=0, ge=0)
