@@ -102,10 +102,20 @@ class Runner(ABC):
     aliases: tuple[str, ...] = ()
     suffixes: tuple[str, ...] = ()
     extra: str = ""  # how to install it, for MissingDependency messages
+    module: str = ""  # the Python package that provides the runtime
 
-    @abstractmethod
     def available(self) -> bool:
-        """True when the runtime can be imported (and its device exists, for GPU-only runtimes)."""
+        """True when the runtime can be imported (GPU-only runtimes also check their device)."""
+        import importlib
+
+        try:
+            importlib.import_module(self.module)
+        except ImportError:
+            return False
+        return True
+
+    def unavailable_info(self) -> dict[str, Any]:
+        return {"runtime": self.name, "available": False, "install": self.extra}
 
     @abstractmethod
     def info(self) -> dict[str, Any]:

@@ -71,16 +71,11 @@ class TorchRunner(Runner):
     aliases = ("pytorch", "eager")
     extra = "pip install torch"
 
-    def available(self) -> bool:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            return False
-        return True
+    module = "torch"
 
     def info(self) -> dict[str, Any]:
         if not self.available():
-            return {"runtime": self.name, "available": False, "install": self.extra}
+            return self.unavailable_info()
         import torch
 
         return {"runtime": self.name, "available": True, "version": torch.__version__,

@@ -85,16 +85,11 @@ class OrtRunner(Runner):
     suffixes = (".onnx",)
     extra = "pip install onnxruntime (or onnxruntime-gpu for CUDA)"
 
-    def available(self) -> bool:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False
-        return True
+    module = "onnxruntime"
 
     def info(self) -> dict[str, Any]:
         if not self.available():
-            return {"runtime": self.name, "available": False, "install": self.extra}
+            return self.unavailable_info()
         import onnxruntime as ort
 
         return {"runtime": self.name, "available": True, "version": ort.__version__,

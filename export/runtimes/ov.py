@@ -58,16 +58,11 @@ class OvRunner(Runner):
     suffixes = (".xml", ".onnx")
     extra = "pip install openvino"
 
-    def available(self) -> bool:
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return False
-        return True
+    module = "openvino"
 
     def info(self) -> dict[str, Any]:
         if not self.available():
-            return {"runtime": self.name, "available": False, "install": self.extra}
+            return self.unavailable_info()
         import openvino as ov
 
         core = ov.Core()
