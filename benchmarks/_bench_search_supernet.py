@@ -44,9 +44,12 @@ def supernet_section(args, out: dict) -> None:
         ckpt = make_checkpoint(work / f"{ckpt}.safetensors", train_steps=60 if args.quick else 400, space=space)
     tables = work / "tables"
     t0 = time.perf_counter()
-    prof = profile_table(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables,
+    # one runtime thread: sub-millisecond subnets on 2 cores time repeatably only single-threaded
+    # (README, latency section); the table, its validation and the final check share the setting
+    threads = getattr(args, "threads", 1)
+    prof = profile_table(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables, threads=threads,
                          iterations=20 if args.quick else 50, calibrate=10 if args.quick else 20)
-    val = validate(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables,
+    val = validate(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables, threads=threads,
                    samples=8 if args.quick else 30, iterations=20 if args.quick else 30)
     table_s = time.perf_counter() - t0
     net = load_checkpoint(ckpt)
@@ -63,13 +66,15 @@ def supernet_section(args, out: dict) -> None:
     from compress.latency.profile import table_is_raw
 
     # same basis as the table (raw when its drift was uncontrolled), as validate and calibration use
-    ms, drift = measure_subnets(net, [cfg], MeasureSettings(runtime="onnxruntime", iterations=50), repeats=3,
+    ms, drift = measure_subnets(net, [cfg], MeasureSettings(runtime="onnxruntime", iterations=50, threads=threads),
+                                repeats=3,
                                 force_raw=table_is_raw(lat.table))
     measured_ms = float(np.median(ms))
     mape = float(val.get("mape", float("nan")))
     rmse = float(res.predictor.get("test_rmse", float("nan")))
     out["supernet"] = {
         "checkpoint": str(ckpt), "family": space.family, "table_build_and_validate_s": round(table_s, 1),
+        "threads": threads,
         "table": {k: v for k, v in (prof.__dict__ if hasattr(prof, "__dict__") else {}).items()
                   if isinstance(v, (int, float, str, bool))},
         "validation": {k: val.get(k) for k in ("samples", "within_10pct", "mape", "spearman", "repeatability_mape")},

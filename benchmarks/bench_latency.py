@@ -40,7 +40,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=None, help="validation runs per case (default 2; quick 1)")
     ap.add_argument("--runtimes", default="onnxruntime,openvino")
     ap.add_argument("--cases", default="default,ofa-mbv3@224", help="comma list: default | FAMILY[@RES]")
-    ap.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="runtime threads (default: the runtime's; 1 is far more repeatable for sub-ms models on 2 cores)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -87,7 +88,7 @@ def main() -> int:
                 results.append(row)
                 print(json.dumps({k: row[k] for k in ("case", "runtime", "table_blocks", "table_build_s")}), file=sys.stderr)
     summary = {"machine": {"cpu": cpu_model(), "cores": usable_cores()}, "versions": package_versions(),
-               "quick": args.quick, "samples": samples, "runs_per_case": runs, "targets": {
+               "quick": args.quick, "threads": args.threads, "samples": samples, "runs_per_case": runs, "targets": {
                    "within_10pct": TARGET_WITHIN, "spearman": TARGET_SPEARMAN, "default_table_build_s": TARGET_BUILD_S},
                "results": results}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +100,7 @@ def main() -> int:
 
 def to_markdown(summary: dict) -> str:
     lines = [f"# Latency tables vs measurement ({summary['machine']['cpu']}, {summary['machine']['cores']} cores"
+             f", threads {summary.get('threads') or 'runtime default'}"
              f"{', QUICK' if summary['quick'] else ''})", "",
              "| case | runtime | blocks | build s | run | within ±10% (cal / sum / roofline) | Spearman (cal / sum / roofline) "
              "| MAPE % cal | noise ceiling | repeat. MAPE % | drift |",

@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="100 generations, 1 repeat, 2 seeds")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/search"))
     ap.add_argument("--supernet", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="runtime threads for the --supernet latency part")
     ap.add_argument("--skip", nargs="*", default=[], choices=["speed", "quality", "supernet"])
     args = ap.parse_args()
     out: dict = {"quick": args.quick}

@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--ramp-epochs", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="recipes trained at once (each with --threads threads); wall times then include contention")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_train_recipes")
     args = ap.parse_args()
@@ -97,14 +99,20 @@ def main() -> None:
     from compress.train.evaluate import evaluate_supernet
 
     results = {}
-    for recipe in ("deps", "ofa-ps", "bignas"):
-        out = args.out / recipe
+    outs = {r: args.out / r for r in ("deps", "ofa-ps", "bignas")}
+    for recipe, out in outs.items():
         if out.exists():
             import shutil
 
             shutil.rmtree(out)
         print(f"[{recipe}] {epochs[recipe]} epochs", file=sys.stderr, flush=True)
-        res = run_recipe(recipe, epochs[recipe], args, out)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # subprocesses: threads only wait
+        futures = {r: pool.submit(run_recipe, r, epochs[r], args, out) for r, out in outs.items()}
+        trained = {r: f.result() for r, f in futures.items()}
+    for recipe, out in outs.items():
+        res = trained[recipe]
         evals = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in ln]
         from compress.supernet import load_checkpoint
 
@@ -129,12 +137,14 @@ def main() -> None:
         hit = next((e["passes"] for e in r["val_curve"] if ofa_val_min is not None and e["top1"].get("min", 0) >= ofa_val_min), None)
         r["passes_to_ofa_min_val"] = hit
     report = {"family": args.family, "data": args.data, "train_limit": args.train_limit, "quick": args.quick,
+              "batch_size": args.batch_size, "threads": args.threads, "jobs": args.jobs, "seed": args.seed,
               "budget_passes_expected": budget, "ofa_min_test_top1": target, "results": results}
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     name = "train_recipes_quick" if args.quick else "train_recipes"
     (res_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
-    lines = [f"# Recipes at equal compute ({args.family}, {args.data}, {args.train_limit} train images)", "",
+    lines = [f"# Recipes at equal compute ({args.family}, {args.data}, {args.train_limit} train images, batch "
+             f"{args.batch_size}, {args.threads} thread(s) each, {args.jobs} recipe(s) at once, seed {args.seed})", "",
              "| recipe | epochs | passes | wall s | min top-1 | max top-1 | middle top-1 (mean) | passes to OFA-PS min (val) |",
              "|---|---|---|---|---|---|---|---|"]
     for recipe, r in results.items():

@@ -129,7 +129,7 @@ def _pruned(c):
     return to_pruned(copy.deepcopy(c.module), c.name)
 
 
-def lite0_part(*, quick: bool, seed: int, iterations: int) -> dict:
+def lite0_part(*, quick: bool, seed: int, iterations: int, train_limit: int | None = None, epochs: int | None = None) -> dict:
     from compress.models import load_model
     from compress.prune.updp.forms import forms_for
     from compress.prune.updp.surgery import pruned_blocks
@@ -155,16 +155,19 @@ def lite0_part(*, quick: bool, seed: int, iterations: int) -> dict:
         out["rows"].append({"k": k, "blocks": names, "photo_top1_agreement": agree})
         log(f"lite0 K={k}: agreement on {x.shape[0]} photos {agree:.0f}% (merged at λ=1, no training)")
     # fine-tune on Fashion-MNIST (3-channel, 64 px), then prune 2 blocks with the progressive schedule
-    ds = load_dataset("fashion-mnist", image_size=64, channels=3, seed=seed, train_limit=2000 if quick else None)
+    ds = load_dataset("fashion-mnist", image_size=64, channels=3, seed=seed,
+                      train_limit=train_limit or (2000 if quick else None))
+    ep = epochs or (1 if quick else 3)
+    out["fmnist_train_images"], out["fmnist_epochs"] = len(ds.train.labels), ep
     lm64 = load_model("efficientnet-lite0", num_classes=10, image_size=64)
     base = lm64.module
-    train_base(base, ds, epochs=1 if quick else 3, lr=1e-3, seed=seed)
+    train_base(base, ds, epochs=ep, lr=1e-3, seed=seed)
     out["fmnist_top1_base"] = top1(base, ds.test.images, ds.test.labels)
     names = [c.name for c in find_candidates(base)[0]][-2:]
     st = copy.deepcopy(base)
     insert_pruned(st, names, lam=0.0)
     train_progressive(st, copy.deepcopy(base).eval(), ds.train,
-                      config=TrainConfig(epochs=1 if quick else 3, batch_size=128, lr=5e-4, seed=seed))
+                      config=TrainConfig(epochs=ep, batch_size=128, lr=5e-4, seed=seed))
     merged = merged_copy(st, {n: "dense" for n in names})
     out["fmnist_pruned_blocks"] = names
     out["fmnist_top1_pruned"] = top1(merged, ds.test.images, ds.test.labels)
@@ -173,7 +176,10 @@ def lite0_part(*, quick: bool, seed: int, iterations: int) -> dict:
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# UPDP benchmark ({'quick' if res['quick'] else 'full'}), {res['date']}", ""]
+    lines = [f"# UPDP benchmark ({'quick' if res['quick'] else 'full'}), {res['date']}", "",
+             f"Fashion-MNIST 32 px, {res.get('train_images')} training images, base trained {res.get('pretrain_epochs')} "
+             f"epochs, each variant fine-tuned {res.get('ft_epochs')} epochs (same loss and budget), torch threads "
+             f"{res.get('threads')}, seed {res['seed']}; top-1 on the test split.", ""]
     for m in res["models"]:
         lines += [f"## {m['model']} on Fashion-MNIST, input {m['input_shape']}, base top-1 {m['top1_base']:.2f}", "",
                   "| K | blocks | top-1 updp | top-1 drop | top-1 λ=1 | ORT ms base/updp/drop | ORT speed-up updp/drop "
@@ -195,7 +201,8 @@ def markdown(res: dict) -> str:
         lines += ["## EfficientNet-Lite0 (ImageNet weights)", ""]
         lines += [f"- K={r['k']} ({', '.join(r['blocks'])}): top-1 agreement with the unpruned model on "
                   f"{l0['photos']} photos: {r['photo_top1_agreement']:.0f}% (merged at λ=1, no training)" for r in l0["rows"]]
-        lines.append(f"- Fashion-MNIST 64 px: base {l0['fmnist_top1_base']:.2f}, with {', '.join(l0['fmnist_pruned_blocks'])} "
+        lines.append(f"- Fashion-MNIST 64 px ({l0.get('fmnist_train_images')} training images, {l0.get('fmnist_epochs')} "
+                     f"epochs each): base {l0['fmnist_top1_base']:.2f}, with {', '.join(l0['fmnist_pruned_blocks'])} "
                      f"merged after progressive training {l0['fmnist_top1_pruned']:.2f}")
     return "\n".join(lines) + "\n"
 
@@ -206,16 +213,32 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "updp")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-lite0", action="store_true")
+    ap.add_argument("--train-limit", type=int, default=None, help="training images (default: all 60k; quick 3k)")
+    ap.add_argument("--pretrain-epochs", type=int, default=None, help="base-model training (default 10; quick 1)")
+    ap.add_argument("--ft-epochs", type=int, default=None, help="fine-tune epochs per variant (default 5; quick 1)")
+    ap.add_argument("--ks", default=None, help="comma list of K (default 1..8; quick 1,2)")
+    ap.add_argument("--models", default="convnext,mobilenetv2", help="comma list: convnext, mobilenetv2")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
+    ap.add_argument("--lite0-train-limit", type=int, default=None, help="Lite0 Fashion-MNIST images (default all; quick 2k)")
+    ap.add_argument("--lite0-epochs", type=int, default=None, help="Lite0 fine-tune epochs (default 3; quick 1)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     torch.set_flush_denormal(True)
     q = a.quick
-    ds = load_dataset("fashion-mnist", image_size=32, channels=1, seed=a.seed, train_limit=3000 if q else None)
+    limit = a.train_limit or (3000 if q else None)
+    ds = load_dataset("fashion-mnist", image_size=32, channels=1, seed=a.seed, train_limit=limit)
     if q:
         ds.test = ds.test.subset(2000)
     iters = 30 if q else 100
-    ks = [1, 2] if q else list(range(1, 9))
-    results: dict = {"quick": q, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seed": a.seed, "models": []}
+    ks = [int(k) for k in a.ks.split(",")] if a.ks else ([1, 2] if q else list(range(1, 9)))
+    pre = a.pretrain_epochs or (1 if q else 10)
+    ft = a.ft_epochs or (1 if q else 5)
+    models = a.models.split(",")
+    results: dict = {"quick": q, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seed": a.seed,
+                     "train_images": len(ds.train.labels), "pretrain_epochs": pre, "ft_epochs": ft, "ks": ks,
+                     "threads": torch.get_num_threads(), "models": []}
 
     from compress.supernet import build_supernet
 
@@ -224,20 +247,23 @@ def main() -> None:
                            expands=[[4, 4], [4, 4, 4], [4, 4, 4]])
     net.set_active(cfg)
     convnext = net.export_active()
-    log(f"training supernet subnet {cfg} on Fashion-MNIST")
-    train_base(convnext, ds, epochs=1 if q else 10, lr=2e-3, seed=a.seed)
-    results["models"].append(run_model(f"convnext-small-input {cfg}", convnext, ds, (1, 32, 32), ks=ks,
-                                       ft_epochs=1 if q else 5, seed=a.seed, iterations=iters, score_images=500 if q else 2000))
+    if "convnext" in models:
+        log(f"training supernet subnet {cfg} on Fashion-MNIST")
+        train_base(convnext, ds, epochs=pre, lr=2e-3, seed=a.seed)
+        results["models"].append(run_model(f"convnext-small-input {cfg}", convnext, ds, (1, 32, 32), ks=ks,
+                                           ft_epochs=ft, seed=a.seed, iterations=iters, score_images=500 if q else 2000))
     import timm
 
-    torch.manual_seed(a.seed)
-    mbv2 = timm.create_model("mobilenetv2_100", num_classes=10, in_chans=1)
-    log("training timm mobilenetv2_100 on Fashion-MNIST")
-    train_base(mbv2, ds, epochs=1 if q else 10, lr=2e-3, seed=a.seed)
-    results["models"].append(run_model("timm:mobilenetv2_100", mbv2, ds, (1, 32, 32), ks=ks, ft_epochs=1 if q else 5,
-                                       seed=a.seed, iterations=iters, score_images=500 if q else 2000))
+    if "mobilenetv2" in models:
+        torch.manual_seed(a.seed)
+        mbv2 = timm.create_model("mobilenetv2_100", num_classes=10, in_chans=1)
+        log("training timm mobilenetv2_100 on Fashion-MNIST")
+        train_base(mbv2, ds, epochs=pre, lr=2e-3, seed=a.seed)
+        results["models"].append(run_model("timm:mobilenetv2_100", mbv2, ds, (1, 32, 32), ks=ks, ft_epochs=ft,
+                                           seed=a.seed, iterations=iters, score_images=500 if q else 2000))
     if not a.skip_lite0:
-        results["lite0"] = lite0_part(quick=q, seed=a.seed, iterations=iters)
+        results["lite0"] = lite0_part(quick=q, seed=a.seed, iterations=iters, train_limit=a.lite0_train_limit,
+                                      epochs=a.lite0_epochs)
     a.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(a.out / "bench_updp.json", results)
     atomic_write_text(a.out / "bench_updp.md", markdown(results))

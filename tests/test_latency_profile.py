@@ -54,6 +54,9 @@ def test_profile_resume_devices_validate(tmp_path) -> None:
     # resumable: nothing left to measure the second time
     again = profile_table(**kw, calibrate=0)
     assert again.measured_now == 0 and again.already_measured == res.signatures
+    # a table is for one thread setting: resuming it with another is refused, not mixed
+    with pytest.raises(UsageError, match="measured with --threads 1, not the runtime's default threads"):
+        profile_table(**{**kw, "threads": None}, calibrate=0)
     # `compress devices` now reports the device as measured for onnxruntime
     out = CliRunner().invoke(app, ["devices", "--json", "--tables", str(tmp_path)])
     info = {d["name"]: d for d in json.loads(out.stdout)}

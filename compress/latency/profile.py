@@ -26,7 +26,7 @@ from compress.core.errors import UsageError
 from compress.core.runs import now_iso
 from compress.latency.compiled import CompiledSpace, compiled_space
 from compress.latency.measure import (BlockTimer, MeasureSettings, campaign_basis, entry_from_timing, measure_subnets,
-                                     runtime_info)
+                                      pick_stats, runtime_info)
 from compress.latency.signature import BlockSignature
 from compress.latency.table import LatencyTable
 
@@ -179,6 +179,12 @@ def _open_table(*, device: str, runtime: str, precision: str, batch: int, space:
         if table.meta.estimator != settings.estimator:
             raise UsageError(f"{path} uses estimator '{table.meta.estimator}', not '{settings.estimator}'; "
                              "keep one estimator per table")
+        if table.meta.threads != settings.threads:
+            def name(t: int | None) -> str:
+                return "the runtime's default threads" if t is None else f"--threads {t}"
+
+            raise UsageError(f"{path} was measured with {name(table.meta.threads)}, not {name(settings.threads)}; "
+                             "use the same setting or another --tables directory")
         return table
     table = LatencyTable.new(device=device, runtime=runtime, precision=precision, batch=batch, space=label,
                              runtime_version=str(rt_info["version"]) if rt_info.get("version") else None,
@@ -192,7 +198,7 @@ def profile_table(*, device: str, runtime: str | None = None, precision: str | N
                   batch: int = 1, resolutions: list[int] | None = None, merged: bool = False,
                   remote: str | None = None, ssh_config: str | Path | None = None, remote_python: str = "python3",
                   tables: str | Path | None = None,
-                  threads: int | None = None, iterations: int = 50, warmup: int = 5, canary_every: int = 8,
+                  threads: int | None = None, iterations: int = 50, warmup: int = 20, canary_every: int = 8,
                   estimator: str = "p10", calibrate: int = 20, calibrate_iterations: int = 30, seed: int = 0,
                   progress: Progress | None = None, profiles: str | Path | None = None) -> ProfileResult:
     """Measure (or complete) the table; see the module docstring. Returns a summary."""
@@ -275,26 +281,37 @@ def _profile_local(table: LatencyTable, todo: list[BlockSignature], settings: Me
         return float(prev_ref) / ref if (prev_ref and ref) else 1.0
 
     with BlockTimer(settings) as timer:
-        def on_settle(names: list[str]) -> None:  # checkpoint; rewritten with the final basis at the end
+        def on_settle(names: list[str]) -> None:  # checkpoint (first pass); rewritten with the best pass at the end
             f = scale(timer)
             st = timer.mon.drift().status
             for n in names:
-                table.add(by_name[n], entry_from_timing(timer.mon.item(n), basis=campaign_basis(st),
-                                                        drift_status=st, scale=f))
+                if n in by_name:
+                    table.add(by_name[n], entry_from_timing(timer.mon.item(n), basis=campaign_basis(st),
+                                                            drift_status=st, scale=f))
             table.save()
 
         timer.on_settle = on_settle
+        arts = []
         for i, sig in enumerate(todo):
-            art, opts = block_artifact(build_module(sig, seed=settings.seed), sig.input_shape, timer.workdir, f"b{i}",
-                                       settings)
-            timer.add(sig.key(), art, opts=opts)
-            if progress:
-                progress("blocks", i + 1, len(todo))
+            arts.append(block_artifact(build_module(sig, seed=settings.seed), sig.input_shape, timer.workdir, f"b{i}",
+                                       settings))
+        # every block is timed in ``block_passes`` passes (alternating direction) and its entry is the
+        # pass with the lower estimate: a short slow spell inflates one pass, never both
+        passes = max(1, settings.block_passes)
+        for p in range(passes):
+            order = range(len(todo)) if p % 2 == 0 else range(len(todo) - 1, -1, -1)
+            for j, i in enumerate(order):
+                key = todo[i].key()
+                timer.add(key if p == 0 else f"{key}#p{p}", arts[i][0], opts=arts[i][1])
+                if progress:
+                    progress("blocks", p * len(todo) + j + 1, passes * len(todo))
         run = timer.finish()
         f = scale(timer)
-        for n, it in run.items.items():  # final normalisation (the reference may have improved)
-            table.add(by_name[n], entry_from_timing(it, basis=campaign_basis(run.drift.status),
-                                                    drift_status=run.drift.status, scale=f))
+        basis = campaign_basis(run.drift.status)
+        for key, sig in by_name.items():  # final normalisation (the reference may have improved), best pass
+            its = [run.items[key]] + [run.items[f"{key}#p{p}"] for p in range(1, passes)]
+            best = min(its, key=lambda it: pick_stats(it, basis).estimate(settings.estimator))
+            table.add(sig, entry_from_timing(best, basis=basis, drift_status=run.drift.status, scale=f))
         return {**run.drift.to_dict(), "basis": campaign_basis(run.drift.status)}
 
 
