@@ -60,7 +60,7 @@ def run_recipe(recipe: str, epochs: int, args, out: Path) -> dict:
     cmd = [sys.executable, "-m", "compress", "train", "--family", args.family, "--data", args.data,
            "--recipe", recipe, "--epochs", str(epochs), "--out", str(out), "--seed", str(args.seed),
            "--batch-size", str(args.batch_size), "--fixed-kernel", "--threads", str(args.threads),
-           "--checkpoint-every", "100000", "--json"]
+           "--checkpoint-every", "100000", "--device", args.device, "--json"]
     if args.train_limit:
         cmd += ["--train-limit", str(args.train_limit)]
     if recipe == "deps" and args.ramp_epochs is not None:
@@ -73,6 +73,14 @@ def run_recipe(recipe: str, epochs: int, args, out: Path) -> dict:
     result = json.loads(res.stdout)
     result["wall_s_total"] = wall
     return result
+
+
+def _gpu_name(device: str) -> str | None:
+    if device != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(0)
 
 
 def main() -> None:
@@ -88,6 +96,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1,
                     help="recipes trained at once (each with --threads threads); wall times then include contention")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (compress train --device)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_train_recipes")
     args = ap.parse_args()
     if args.quick:
@@ -138,13 +147,15 @@ def main() -> None:
         r["passes_to_ofa_min_val"] = hit
     report = {"family": args.family, "data": args.data, "train_limit": args.train_limit, "quick": args.quick,
               "batch_size": args.batch_size, "threads": args.threads, "jobs": args.jobs, "seed": args.seed,
+              "device": args.device, "gpu": _gpu_name(args.device),
               "budget_passes_expected": budget, "ofa_min_test_top1": target, "results": results}
     res_dir = ROOT / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     name = "train_recipes_quick" if args.quick else "train_recipes"
     (res_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
-    lines = [f"# Recipes at equal compute ({args.family}, {args.data}, {args.train_limit} train images, batch "
-             f"{args.batch_size}, {args.threads} thread(s) each, {args.jobs} recipe(s) at once, seed {args.seed})", "",
+    lines = [f"# Recipes at equal compute ({args.family}, {args.data}, {args.train_limit or 'all 60,000'} train images, batch "
+             f"{args.batch_size}, {args.threads} thread(s) each, {args.jobs} recipe(s) at once, seed {args.seed}"
+             f"{', device ' + args.device + (' ' + report['gpu'] if report['gpu'] else '')})", "",
              "| recipe | epochs | passes | wall s | min top-1 | max top-1 | middle top-1 (mean) | passes to OFA-PS min (val) |",
              "|---|---|---|---|---|---|---|---|"]
     for recipe, r in results.items():

@@ -103,7 +103,8 @@ def tensorrt_version() -> str | None:
         pass
     out = _cmd(["dpkg-query", "-W", "-f=${Version}", "libnvinfer10"]) or _cmd(
         ["dpkg-query", "-W", "-f=${Version}", "libnvinfer8"])
-    return out.splitlines()[0] if out else None
+    first = out.splitlines()[0].strip() if out else ""
+    return first if re.match(r"\d+\.\d+", first) else None  # not dpkg-query's "no packages found" line
 
 
 def jetson_state() -> dict[str, Any] | None:

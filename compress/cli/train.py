@@ -48,6 +48,7 @@ def train_cmd(
     fp16: Annotated[bool, Opt("--fp16", help="Store the final supernet in float16.")] = False,
     max_steps: Annotated[Optional[int], Opt("--max-steps", help="Stop after this many steps.")] = None,
     threads: Annotated[Optional[int], Opt("--threads", help="torch intra-op threads per process.")] = None,
+    device: Annotated[str, Opt("--device", help="cpu, or cuda (one GPU per process: rank r uses cuda:r; NCCL under --nproc).")] = "cpu",
     config: Annotated[Optional[Path], Opt("--config", help="YAML with TrainConfig fields (options given here override it).")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue from the run directory's latest checkpoint.")] = False,
     json: JsonOpt = False,
@@ -68,7 +69,7 @@ def train_cmd(
                  inplace_distillation="kd", temperature="temperature", reorganize_weights="reorganize",
                  elastic_kernel="elastic_kernel", sampling="sampling", accum_steps="accum_steps",
                  ist_rounds_iters="ist_rounds", checkpoint_every="checkpoint_every", eval_subnets="eval_subnets",
-                 save_dtype="fp16", max_steps="max_steps")
+                 save_dtype="fp16", max_steps="max_steps", device="device")
     opts = dict(family=family, data=data, out=str(out), recipe=recipe, strategy=strategy, epochs=epochs, seed=seed,
                 nproc=nproc, batch_size=batch_size, image_size=image_size, train_limit=train_limit, base_lr=lr,
                 min_lr=min_lr, shrink_start=shrink_start, ramp_epochs=ramp_epochs,
@@ -76,7 +77,8 @@ def train_cmd(
                 temperature=temperature, reorganize_weights=reorganize, elastic_kernel=elastic_kernel,
                 sampling=sampling, accum_steps=accum_steps, ist_rounds_iters=ist_rounds,
                 checkpoint_every=checkpoint_every, eval_subnets=eval_subnets,
-                save_dtype="float16" if fp16 else "float32", max_steps=max_steps)
+                save_dtype="float16" if fp16 else "float32", max_steps=max_steps,
+                device=device)
     base = {}
     if config is not None:
         base = load_yaml(config) or {}

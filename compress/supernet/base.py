@@ -177,7 +177,8 @@ class Supernet(nn.Module):
         narrower active expand."""
         blk = self._block(block_index)
         n = self.hidden_size(block_index)
-        p = torch.as_tensor(np.asarray(perm), dtype=torch.long)
+        p = perm.detach().to("cpu", torch.long) if isinstance(perm, torch.Tensor) else \
+            torch.as_tensor(np.asarray(perm), dtype=torch.long)
         if p.ndim != 1 or p.numel() != n or not torch.equal(torch.sort(p).values, torch.arange(n)):
             raise UsageError(f"perm must be a permutation of 0..{n - 1} for block {block_index}")
         p = p.to(next(self.parameters()).device)

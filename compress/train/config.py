@@ -71,6 +71,7 @@ class TrainConfig(StrictModel):
     eval_subnets: int = Field(0, ge=0, description="random subnets evaluated besides min/max at each eval")
     save_dtype: Literal["float32", "float16"] = "float32"
     device: str = "cpu"
+    deterministic: bool = Field(True, description="on CUDA: deterministic kernels, so --resume is exact (a little slower)")
     space: dict = Field(default_factory=dict, description="search-space overrides passed to the family")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (tests, benchmarks)")
 

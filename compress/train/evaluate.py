@@ -18,10 +18,12 @@ def accuracy(model, split, *, batch_size: int = 500) -> float:
 
     model.eval()
     correct = 0
+    dev = next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(split), batch_size):
-            x = split.images[i:i + batch_size]
-            correct += int((netapi.forward(model, x).argmax(1) == split.labels[i:i + batch_size]).sum())
+            x = split.images[i:i + batch_size].to(dev)
+            pred = netapi.forward(model, x).argmax(1).cpu()
+            correct += int((pred == split.labels[i:i + batch_size].cpu()).sum())
     return correct / max(1, len(split))
 
 

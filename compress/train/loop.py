@@ -50,6 +50,33 @@ def check_inputs(cfg: TrainConfig) -> None:
     if cfg.family not in names:
         raise unknown("supernet family", cfg.family, names)
     dataset_info(cfg.data)
+    check_device(cfg.device, cfg.nproc)
+
+
+def check_device(device: str, nproc: int = 1) -> None:
+    """``cpu`` or ``cuda`` (one GPU per process); a one-line error when the GPUs are not there."""
+    if device == "cpu":
+        return
+    if device != "cuda":
+        raise UsageError(f"--device {device!r} is not supported; use cpu or cuda (rank r takes cuda:r)")
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        raise UsageError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
+    if nproc > n:
+        raise UsageError(f"--device cuda --nproc {nproc}: only {n} GPU(s) visible, and NCCL needs one GPU per "
+                         f"process; use --nproc {n} or --device cpu")
+
+
+def _deterministic_cuda() -> None:
+    """cuDNN/cuBLAS pick run-to-run identical kernels, so a resumed CUDA run equals an uninterrupted one."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _augment(x, seed: int):
@@ -103,6 +130,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> T
     from compress.data import Batches
 
     check_inputs(cfg)
+    if cfg.device == "cuda" and cfg.deterministic:
+        _deterministic_cuda()
     d = distributed.init(cfg.device)
     t0 = time.perf_counter()
     out = Path(cfg.out)
