@@ -83,14 +83,23 @@ def fmt_drift(d: Any) -> str:
 
 def agreement(path: Path, label: str, *, cfg: TimingConfig, niter: int, canary: Any) -> dict[str, Any]:
     ours = session("openvino", path, threads=None)
+    # benchmark_app gets the very input our runner binds (raw f32 file); its own default, random u8
+    # values 0-255, is timed as a third item because some models' speed depends on the data
+    x = np.random.default_rng(0).standard_normal(ours.input_shape).astype(np.float32)
+    x_file = path.with_suffix(".input.bin")
+    x.tofile(x_file)
     items = [Item("compress (OpenVINO runner)", ours.run_bound),
-             Item("benchmark_app -hint latency", burst=lambda: [vendor.run_benchmark_app(path, iterations=niter)["median_ms"]])]
+             Item("benchmark_app -hint latency", burst=lambda: [
+                 vendor.run_benchmark_app(path, iterations=niter, input_file=x_file)["median_ms"]]),
+             Item("benchmark_app, its own u8 input", burst=lambda: [
+                 vendor.run_benchmark_app(path, iterations=niter)["median_ms"]])]
     run = time_items(items, canary=canary, config=cfg)
     ours.close()
-    a, b = (run.items[i.name] for i in items)
+    a, b, c = (run.items[i.name] for i in items)
     ratio = a.stats.median_ms / b.stats.median_ms
     return {"model": label, "ours_median_ms": a.stats.median_ms, "ours_raw_median_ms": a.raw_stats.median_ms,
             "benchmark_app_median_ms": b.stats.median_ms, "benchmark_app_raw_median_ms": b.raw_stats.median_ms,
+            "benchmark_app_u8_input_median_ms": c.stats.median_ms,
             "ratio": ratio, "within_10pct": abs(ratio - 1) <= 0.10, "drift": run.drift.to_dict(),
             "drift_text": fmt_drift(run.drift), "ours_n": a.stats.n, "benchmark_app_runs": b.stats.n}
 
@@ -119,7 +128,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="two small models, few rounds (development)")
     ap.add_argument("--threads", type=int, default=None, help="threads for part 2 (default: runtime default)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/vendor_tools"))
+    ap.add_argument("--parts", default="agreement,runtimes", help="comma list: agreement, runtimes")
+    ap.add_argument("--previous", type=Path, default=None,
+                    help="a previous result JSON whose parts not run now are kept (reported with their dates)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     import torch
 
     torch.set_flush_denormal(True)
@@ -150,7 +163,7 @@ def main() -> None:
             sub = export_default_subnet(work)
             if sub:
                 paths.append(sub)
-        agree_models = paths if not args.quick else paths[:2]
+        agree_models = (paths if not args.quick else paths[:2]) if "agreement" in parts else []
         for label, p in agree_models:
             r = agreement(p, label, cfg=TimingConfig(**{**cfg.__dict__, "rounds": max(cfg.rounds, 3)}),
                           niter=niter, canary=canary)
@@ -158,13 +171,22 @@ def main() -> None:
             print(f"[agreement] {label:28s} ours {r['ours_median_ms']:.3f} ms  benchmark_app "
                   f"{r['benchmark_app_median_ms']:.3f} ms  ratio {r['ratio']:.3f}  "
                   f"{'OK' if r['within_10pct'] else 'OUTSIDE 10%'}  drift {r['drift_text']}")
-        for label, p in paths:
+        for label, p in (paths if "runtimes" in parts else []):
             r = runtimes(p, label, cfg=cfg, threads=args.threads, canary=canary, bf16=True)
             result["runtimes"].append(r)
             meds = "  ".join(f"{k} {v:.3f}" for k, v in r["median_ms"].items())
             print(f"[runtimes]  {label:28s} {meds} ms  OV/ORT {r['ov_over_ort']:.2f}  drift {r['drift_text']}")
         can.close()
     result["wall_s"] = time.time() - t_start
+    result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if args.previous is not None:  # keep the parts not re-run, with where they came from
+        import json
+
+        prev = json.loads(args.previous.read_text())
+        for part in ("agreement", "runtimes"):
+            if part not in parts:
+                result[part] = prev.get(part, [])
+                result[f"{part}_from"] = prev.get("date") or f"{args.previous} (earlier run)"
     out = args.out
     atomic_write_json(out.with_suffix(".json"), result)
     atomic_write_text(out.with_suffix(".md"), to_md(result))
@@ -175,13 +197,19 @@ def to_md(r: dict[str, Any]) -> str:
     cpu = r["device_state"]["cpu"]
     lines = [f"Machine: {cpu['model']}, {cpu['usable_cores']} usable cores; versions: onnxruntime "
              f"{r['versions'].get('onnxruntime')}, openvino {r['versions'].get('openvino')}; "
-             f"{'quick' if r['quick'] else 'full'} run.", "",
-             "| model | compress (OV runner) ms | benchmark_app ms | ratio | within 10% | drift |",
-             "|---|---:|---:|---:|---|---|"]
+             f"{'quick' if r['quick'] else 'full'} run, {r.get('date', '')}.", "",
+             f"Agreement{' (from ' + r['agreement_from'] + ')' if r.get('agreement_from') else ''}: both tools time "
+             "the same f32 input (benchmark_app `-ip f32 -i input.bin`); the last column is benchmark_app with its "
+             "default input (random u8 values 0-255).", "",
+             "| model | compress (OV runner) ms | benchmark_app ms | ratio | within 10% | drift | benchmark_app, u8 input ms |",
+             "|---|---:|---:|---:|---|---|---:|"]
     for a in r["agreement"]:
+        u8 = a.get("benchmark_app_u8_input_median_ms")
         lines.append(f"| {a['model']} | {a['ours_median_ms']:.3f} | {a['benchmark_app_median_ms']:.3f} | "
-                     f"{a['ratio']:.3f} | {'yes' if a['within_10pct'] else 'no'} | {a['drift_text']} |")
+                     f"{a['ratio']:.3f} | {'yes' if a['within_10pct'] else 'no'} | {a['drift_text']} | "
+                     f"{f'{u8:.3f}' if u8 else '-'} |")
     lines += ["", f"onnxruntime_perf_test: {r['onnxruntime_perf_test']}", "",
+              f"Runtimes{' (from ' + r['runtimes_from'] + ')' if r.get('runtimes_from') else ''}:", "",
               "| model | ORT ms | OV f32 ms | OV bf16 ms | OV f32 / ORT | drift |", "|---|---:|---:|---:|---:|---|"]
     for x in r["runtimes"]:
         m = x["median_ms"]

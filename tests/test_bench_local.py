@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -163,6 +164,25 @@ def test_benchmark_app_real_run(two_models):
         pytest.skip("benchmark_app (openvino) not installed")
     got = run_benchmark_app(two_models[0], iterations=20, threads=1, timeout=120)
     assert got["iterations"] == 20 and 0 < got["min_ms"] <= got["median_ms"] <= got["max_ms"]
+
+
+def test_benchmark_app_times_our_input_file(two_models, tmp_path):
+    """benchmark_app fed the exact f32 input we time with (its default is random u8 0-255)."""
+    import onnx
+
+    from compress.bench.vendor import find_tool, run_benchmark_app
+
+    if find_tool("benchmark_app") is None:
+        pytest.skip("benchmark_app (openvino) not installed")
+    dims = [d.dim_value for d in onnx.load(str(two_models[0])).graph.input[0].type.tensor_type.shape.dim]
+    f = tmp_path / "x.bin"
+    np.random.default_rng(0).standard_normal(dims).astype(np.float32).tofile(f)
+    got = run_benchmark_app(two_models[0], iterations=10, threads=1, timeout=120, input_file=f)
+    assert got["command"][-4:] == ["-ip", "f32", "-i", str(f)] and got["iterations"] == 10
+    bad = tmp_path / "short.bin"
+    np.zeros(3, np.float32).tofile(bad)
+    with pytest.raises(VendorToolError, match="benchmark_app failed"):
+        run_benchmark_app(two_models[0], iterations=10, threads=1, timeout=120, input_file=bad)
 
 
 @pytest.mark.tensorrt
