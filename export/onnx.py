@@ -232,6 +232,11 @@ def to_onnx(model: Any, path: str | Path, *, batch: int | str = 1, opset: int | 
         simplified = False
         if simplify:
             proto, simplified = _simplify(proto, x.numpy(), notes)
+        from export.onnx_rewrite import reorder_gelu
+
+        n_gelu = reorder_gelu(proto)
+        if n_gelu:
+            notes.append(f"{n_gelu} GELU(s) reordered to (x*(1+erf))*0.5, the form ONNX Runtime fuses (exact)")
         tag_modules(proto, maps)
         set_metadata(proto, {"compress.exporter": used, **(metadata or {})})
         if proto.ByteSize() > MAX_PROTO_BYTES:

@@ -100,3 +100,32 @@ def test_timm_models_export_and_match(tmp_path, name, opts):
     res = export_model(f"timm:{name}", out=tmp_path, formats=["onnx", "ov"], batch="dynamic", samples=8, threads=1,
                        model_options={"num_classes": 10, "image_size": 32, **opts})
     _check_formats(res, ["onnx", "openvino"])
+
+
+def test_dynamo_gelu_is_reordered_so_onnxruntime_fuses_it(tmp_path):
+    """The dynamo exporter's x*(0.5*(1+erf)) would stay 5 unfused ops in ONNX Runtime (0.177 vs
+    0.126 ms on a default-supernet subnet); the export rewrites it to the fusable order, exactly."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from compress.models import LoadedModel
+    from export.onnx import to_onnx
+    from export.onnx_rewrite import reorder_gelu
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(8, 8, 1),
+                              torch.nn.GELU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    lm = LoadedModel(module=net.eval(), input_shape=(3, 16, 16), num_classes=4, source={"kind": "test"})
+    res = to_onnx(lm, tmp_path / "m.onnx", exporter="dynamo")
+    assert res.exporter == "dynamo" and any("2 GELU(s) reordered" in n for n in res.notes), res.notes
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert reorder_gelu(proto) == 0  # idempotent: nothing left to rewrite
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert ops.count("Gelu") == 2 and "Erf" not in ops, ops
+    x = torch.randn(1, 3, 16, 16)
+    y = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(y, net(x).detach().numpy(), atol=1e-5)
