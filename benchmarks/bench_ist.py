@@ -12,7 +12,7 @@ excluded) to reach a target validation top-1 of the full model, and the final to
 
 Both processes share this machine's cores, so "wall time" here measures compute contention more
 than network cost; bytes per step is the machine-independent number. Writes
-benchmarks/results/ist.json and .md.
+benchmarks/results/ist/ist.json and .md.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
     ratio = res["ddp"]["bytes_sent_per_step_per_rank"] / max(1e-9, res["ist"]["bytes_sent_per_step_per_rank"])
     report = {"family": args.family, "data": args.data, "epochs": args.epochs, "train_limit": args.train_limit,
               "quick": args.quick, "target_top1": target, "bytes_ratio_ddp_over_ist": ratio, "runs": res}
-    d = ROOT / "benchmarks" / "results"
+    d = ROOT / "benchmarks" / "results" / "ist"
     d.mkdir(parents=True, exist_ok=True)
     name = "ist_quick" if args.quick else "ist"
     (d / f"{name}.json").write_text(json.dumps(report, indent=2))

@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--cases", default="default,ofa-mbv3@224", help="comma list: default | FAMILY[@RES]")
     ap.add_argument("--threads", type=int, default=None,
                     help="runtime threads (default: the runtime's; 1 is far more repeatable for sub-ms models on 2 cores)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latency")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 

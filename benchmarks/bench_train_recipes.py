@@ -11,7 +11,7 @@ validation curves the passes each recipe needed to reach OFA-PS's final smallest
     python benchmarks/bench_train_recipes.py --quick          # minutes: smoke test of the harness
     python benchmarks/bench_train_recipes.py                  # about 30 min per recipe on 2 cores
 
-Writes benchmarks/results/train_recipes.json and .md. Numbers are from one seed on one machine.
+Writes benchmarks/results/train_recipes/train_recipes.json and .md. Numbers are from one seed on one machine.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main() -> None:
               "batch_size": args.batch_size, "threads": args.threads, "jobs": args.jobs, "seed": args.seed,
               "device": args.device, "gpu": _gpu_name(args.device),
               "budget_passes_expected": budget, "ofa_min_test_top1": target, "results": results}
-    res_dir = ROOT / "benchmarks" / "results"
+    res_dir = ROOT / "benchmarks" / "results" / "train_recipes"
     res_dir.mkdir(parents=True, exist_ok=True)
     name = "train_recipes_quick" if args.quick else "train_recipes"
     (res_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
