@@ -194,7 +194,7 @@ def main() -> None:
     from compress.core.runs import atomic_write_json
 
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / ("result_quick.json" if args.quick else "result.json"), out)
+    atomic_write_json(args.out / ("search_quick.json" if args.quick else "search.json"), out)
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("reps", "rows")} if isinstance(v, dict) else v
                       for k, v in out.items()}, indent=2))
 
