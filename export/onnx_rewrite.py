@@ -16,21 +16,24 @@ from typing import Any
 import numpy as np
 
 
-def _const_values(graph: Any) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    vals = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+def _const_tensors(graph: Any) -> dict[str, Any]:
+    """Name -> TensorProto of every initializer and Constant output (not converted: weights stay put)."""
+    vals = {i.name: i for i in graph.initializer}
     for n in graph.node:
         if n.op_type == "Constant" and n.output:
             for a in n.attribute:
                 if a.name == "value":
-                    vals[n.output[0]] = numpy_helper.to_array(a.t)
+                    vals[n.output[0]] = a.t
     return vals
 
 
-def _is_scalar(vals: dict[str, np.ndarray], name: str, value: float, tol: float = 1e-6) -> bool:
-    v = vals.get(name)
-    return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - value) <= tol * max(1.0, abs(value))
+def _is_scalar(vals: dict[str, Any], name: str, value: float, tol: float = 1e-6) -> bool:
+    t = vals.get(name)
+    if t is None or int(np.prod(t.dims)) != 1:  # only one-element tensors are ever converted
+        return False
+    from onnx import numpy_helper
+
+    return abs(float(numpy_helper.to_array(t).reshape(-1)[0]) - value) <= tol * max(1.0, abs(value))
 
 
 def reorder_gelu(model: Any) -> int:
@@ -39,7 +42,7 @@ def reorder_gelu(model: Any) -> int:
     Only chains whose intermediate results feed nothing else are touched. Returns how many.
     """
     g = model.graph
-    vals = _const_values(g)
+    vals = _const_tensors(g)
     producer = {o: n for n in g.node for o in n.output}
     uses: dict[str, int] = {}
     for n in g.node:

@@ -35,3 +35,10 @@ def tiny_args(out, **kw) -> list[str]:
     path.write_text(json.dumps(d))
     return ["--config", str(path), "--family", cfg.family, "--data", cfg.data, "--epochs", str(cfg.epochs),
             "--out", str(out), "--recipe", cfg.recipe, "--strategy", cfg.strategy]
+
+
+def load_state(path):
+    """A saved supernet's tensors (safetensors), for comparing runs."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import tiny  # noqa: E402
+from _train_fixtures import load_state, tiny  # noqa: E402
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
@@ -126,12 +126,6 @@ def test_micro_batches_equal_one_batch_without_batch_statistics(setup):
         torch.testing.assert_close(G1[n], G2[n], atol=1e-6, rtol=1e-4)
 
 
-def _state(path):
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
 def test_run_changes_weights_and_resume_is_bitwise(tmp_path):
     """A 32-step DεpS run (teacher, ramp, shrink) and the same run stopped at step 13 and resumed
     give bit-identical weights (per-step seeds, saved optimizer and data position)."""
@@ -156,7 +150,7 @@ def test_run_changes_weights_and_resume_is_bitwise(tmp_path):
         train(tiny(tmp_path / "b"), progress=False)
     b2 = train(tiny(tmp_path / "b"), resume=True, progress=False)
     assert b2.resumed_from == 13 and b2.steps == 32
-    sa, sb = _state(a.supernet), _state(b2.supernet)
+    sa, sb = load_state(a.supernet), load_state(b2.supernet)
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     init = {k: v for k, v in __import__("compress.train.net", fromlist=["x"]).build(

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_fixtures import tiny  # noqa: E402
+from _train_fixtures import load_state, tiny  # noqa: E402
 
 from compress.cli.main import app
 
@@ -33,12 +33,6 @@ def test_device_errors_are_one_line(tmp_path):
     assert line.startswith("error: ") and needle in line and "Traceback" not in res.output
 
 
-def _state(path):
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("recipe", ["deps", "ofa-ps", "bignas"])
@@ -54,10 +48,10 @@ def test_recipe_on_cuda_resumes_and_matches_cpu(tmp_path, recipe):
     assert part.steps == 13
     whole = train(tiny(tmp_path / "part", device="cuda", **kw), resume=True, progress=False)
     assert whole.resumed_from == 13 and whole.steps == gpu.steps
-    sg, sr = _state(gpu.supernet), _state(whole.supernet)
+    sg, sr = load_state(gpu.supernet), load_state(whole.supernet)
     assert all(torch.equal(sg[k], sr[k]) for k in sg), "a resumed CUDA run must equal the uninterrupted one"
     cpu = train(tiny(tmp_path / "cpu", **kw), progress=False)
-    sc = _state(cpu.supernet)
+    sc = load_state(cpu.supernet)
     # same seeds and data order: only floating-point order differs between the devices
     worst = max(float((sg[k].float() - sc[k].float()).abs().max()) for k in sc if sc[k].is_floating_point())
     assert worst < 5e-2, f"CUDA and CPU runs diverged: max |Δw| {worst:.3g}"

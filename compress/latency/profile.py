@@ -312,7 +312,7 @@ def _profile_local(table: LatencyTable, todo: list[BlockSignature], settings: Me
             its = [run.items[key]] + [run.items[f"{key}#p{p}"] for p in range(1, passes)]
             best = min(its, key=lambda it: pick_stats(it, basis).estimate(settings.estimator))
             table.add(sig, entry_from_timing(best, basis=basis, drift_status=run.drift.status, scale=f))
-        return {**run.drift.to_dict(), "basis": campaign_basis(run.drift.status)}
+        return {**run.drift.to_dict(), "basis": basis}
 
 
 def calibrate_table(table: LatencyTable, *, supernet: Any, space: Any, settings: MeasureSettings, n: int = 20,
