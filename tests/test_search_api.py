@@ -193,3 +193,31 @@ def test_public_function_is_compress_search(ckpt, tables):
 
     r = compress.search(devices=["local-cpu"], latency_ms=10.0, supernet=ckpt, tables=tables, progress=False, **FAST)
     assert r.devices[0].device == "local-cpu" and r.devices[0].selected.predicted_latency_ms <= 10.0
+
+
+def test_refinement_scores_top_candidates_refits_and_repeats_from_the_cache(ckpt, tables, monkeypatch):
+    from compress.search.dataset import SubnetEvaluator
+
+    calls: list[int] = []
+    real = SubnetEvaluator.top1
+    monkeypatch.setattr(SubnetEvaluator, "top1", lambda self, cfg: calls.append(1) or real(self, cfg))
+    r0 = _search(ckpt, tables, devices=["local-cpu"], latency_ms=10.0, seed=11, refine=0)
+    assert r0.devices[0].refinement == [] and r0.predictor["refined_subnets"] == 0
+    calls.clear()
+    a = _search(ckpt, tables, devices=["local-cpu"], latency_ms=10.0, seed=11, refine=2)
+    rounds = a.devices[0].refinement
+    assert 1 <= len(rounds) <= 2 and rounds[0]["evaluated"] >= 1
+    scored = sum(rd["evaluated"] for rd in rounds)
+    assert a.predictor["refined_subnets"] == scored and len(calls) <= scored
+    for rd in rounds:
+        if rd["evaluated"]:
+            assert abs(rd["mean_error"]) <= rd["max_abs_error"] + 1e-12 and 0 <= rd["best_measured_top1"] <= 1
+    # every scored subnet is in the pair cache, flagged as refinement data
+    pairs = [row for f in Path(a.predictor["cache"]).parent.glob("pairs-*.json") for row in json.loads(f.read_text())["rows"]]
+    assert sum(1 for row in pairs if row.get("refine")) >= len(calls)
+    # the repeat evaluates nothing (measurements and refitted predictors come from the cache): same result
+    calls.clear()
+    b = _search(ckpt, tables, devices=["local-cpu"], latency_ms=10.0, seed=11, refine=2)
+    assert calls == [] and b.devices[0].refinement == rounds
+    assert a.to_dict()["selected"] == b.to_dict()["selected"]
+    assert isinstance(a.devices[0].selected_in_predictor_data, bool)

@@ -48,7 +48,23 @@ def test_fit_is_deterministic_and_round_trips(tmp_path):
     a.save(tmp_path / "p")
     c = LayeredPredictor.load(tmp_path / "p", enc)
     np.testing.assert_allclose(c.predict_genes(g), a.predict_genes(g), rtol=0, atol=0)
-    assert len(c.weights) == 4 and c.weights[1].shape == (400, 400) and c.biases[-1] is None  # OFA's 3x400 MLP
+    # an ensemble of OFA's 3x400 MLP (members first), no bias on the output layer
+    assert len(c.weights) == 4 and c.weights[1].shape == (5, 400, 400) and c.biases[-1] is None and c.members == 5
+
+
+def test_ensemble_is_the_mean_of_its_members_and_one_member_is_a_plain_mlp():
+    from compress.search.predictor import train_mlp
+
+    g, y, enc = _data(120)
+    x = enc(g)
+    ws, bs, base = train_mlp(x, y, seed=3, epochs=15, members=3)
+    ens = LayeredPredictor(ws, bs, base, enc)
+    parts = [LayeredPredictor([w[m] for w in ws], [None if b is None else b[m] for b in bs], base, enc) for m in range(3)]
+    np.testing.assert_allclose(ens.predict_features(x), np.mean([p.predict_features(x) for p in parts], 0), rtol=1e-6)
+    # members differ (own initialisation and minibatch order)
+    assert not np.allclose(parts[0].predict_features(x), parts[1].predict_features(x))
+    ws1, _, _ = train_mlp(x, y, seed=3, epochs=2, members=1)
+    assert ws1[0].ndim == 2 and LayeredPredictor(ws1, [None] * 4, base, enc).members == 1
 
 
 def test_memo_gives_identical_predictions():

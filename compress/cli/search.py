@@ -25,10 +25,11 @@ def search_cmd(
     channel_multiple: Annotated[int | None, typer.Option("--channel-multiple", help="Every chosen channel count must be a multiple (e.g. 8 for tensor cores).")] = None,
     algorithm: Annotated[str, typer.Option("--algorithm", help="evolution | nsga2 | random (the front always comes from NSGA-II without a budget).")] = "evolution",
     rerank: Annotated[int, typer.Option("--rerank", help="Evaluate the top K for real (BN recalibration + validation split) and choose by measured top-1.")] = 0,
+    refine: Annotated[int, typer.Option("--refine", help="Refinement rounds: score the top candidates (5, or --rerank K) for real, add them to the predictor's data, refit and search again.")] = 2,
     population: Annotated[int, typer.Option("--population", help="Population size (OFA: 100).")] = 100,
     generations: Annotated[int, typer.Option("--generations", help="Generations (OFA: 500).")] = 500,
     predictor_samples: Annotated[int, typer.Option("--predictor-samples", help="Subnets evaluated to train the accuracy predictor (cached beside the checkpoint).")] = 50,
-    predictor_val_images: Annotated[int, typer.Option("--predictor-val-images", help="Validation images the predictor's training subnets are scored on (recorded; 0 = the whole split).")] = 1000,
+    predictor_val_images: Annotated[int, typer.Option("--predictor-val-images", help="Validation images the predictor's training subnets are scored on (recorded; 0 = the whole split).")] = 0,
     predictor_calib_images: Annotated[int, typer.Option("--predictor-calib-images", help="Calibration images for their BN recalibration (recorded; 0 = all --calib images).")] = 256,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset for BN recalibration/evaluation (default: the checkpoint's).")] = None,
     seed: SeedOpt = 0,
@@ -46,7 +47,7 @@ def search_cmd(
 
     res = search(devices=device, latency_ms=latency_ms or None, pareto=pareto, supernet=supernet, runtime=runtime,
                  precision=precision, batch=batch, max_params=max_params, max_macs=max_macs,
-                 channel_multiple=channel_multiple, algorithm=algorithm, rerank=rerank, seed=seed, out=out,  # type: ignore[arg-type]
+                 channel_multiple=channel_multiple, algorithm=algorithm, rerank=rerank, refine=refine, seed=seed, out=out,  # type: ignore[arg-type]
                  population=population, generations=generations, predictor_samples=predictor_samples,
                  dataset=dataset, tables=tables, profiles=profiles, console=console, progress=True,
                  command=command_line(), predictor_val_images=predictor_val_images or None,

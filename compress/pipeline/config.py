@@ -78,6 +78,7 @@ class SearchCfg(StrictModel):
     calib_images: int = Field(default=512, ge=1)
     val_images: int | None = Field(default=None, ge=1)
     rerank: int = Field(default=0, ge=0)
+    refine: int = Field(default=2, ge=0)
     max_params: int | None = None
     max_macs: int | None = None
     channel_multiple: int | None = None

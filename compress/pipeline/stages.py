@@ -222,7 +222,8 @@ class SearchStage(Stage):
                     + (f"budget {budget:g} ms" if budget else "Pareto front, knee point"))
             res = search(devices=[d["name"]], latency_ms=budget, supernet=ckpt, runtime=d["runtime"],
                          precision=d["precision"], batch=d["batch"], max_params=s.max_params, max_macs=s.max_macs,
-                         channel_multiple=s.channel_multiple, algorithm=s.algorithm, rerank=s.rerank, seed=ctx.cfg.seed,
+                         channel_multiple=s.channel_multiple, algorithm=s.algorithm, rerank=s.rerank, refine=s.refine,
+                         seed=ctx.cfg.seed,
                          out=work / d["name"], population=s.population, generations=s.generations,
                          predictor_samples=s.predictor_samples, predictor_seed=ctx.cfg.seed, dataset=ctx.cfg.data.name,
                          calib_images=s.calib_images, val_images=s.val_images, tables=tables, console=ctx.console,

@@ -190,3 +190,36 @@ def collect_pairs(space: Any, evaluator: SubnetEvaluator, cache: Path | None, *,
         save()
     genes = np.asarray(plan, dtype=np.int64).reshape(len(plan), -1)
     return genes, np.asarray([cached[t]["top1"] for t in plan], dtype=np.float64)
+
+
+def _read_pairs(space: Any, cache: Path, eval_key: str) -> dict[tuple[int, ...], dict[str, Any]]:
+    path = cache / f"pairs-{eval_key}.json"
+    if not path.is_file():
+        return {}
+    rec = read_json(path, what="search cache")
+    if isinstance(rec, dict) and rec.get("space_hash") == space.hash() and rec.get("eval_key") == eval_key:
+        return {tuple(r["genes"]): r for r in rec.get("rows", [])}
+    return {}
+
+
+def cached_top1(space: Any, cache: Path | None, eval_key: str, genes: np.ndarray) -> list[float | None]:
+    """Top-1 already measured under this protocol for each gene row (``None`` where not cached)."""
+    rows = _read_pairs(space, cache, eval_key) if cache else {}
+    return [None if (r := rows.get(tuple(int(v) for v in g))) is None else float(r["top1"]) for g in genes]
+
+
+def add_refined_pairs(space: Any, cache: Path | None, eval_key: str, genes: np.ndarray, top1: np.ndarray) -> None:
+    """Append evaluated top candidates to the pair file (flagged ``refine`` with their order), atomically."""
+    if cache is None or not len(genes):
+        return
+    cached = _read_pairs(space, cache, eval_key)
+    order = 1 + max((int(r.get("refine") or 0) for r in cached.values()), default=0)
+    for g, y in zip(genes, top1):
+        t = tuple(int(v) for v in g)
+        if t not in cached:
+            cached[t] = {"genes": list(t), "config": space.from_genes(np.asarray(t)).to_dict(), "top1": float(y),
+                         "refine": order}
+            order += 1
+    atomic_write_json(cache / f"pairs-{eval_key}.json", {"format": "compress-search-pairs", "version": 1,
+                                                       "space_hash": space.hash(), "eval_key": eval_key,
+                                                       "rows": list(cached.values())})

@@ -61,6 +61,11 @@ class DeviceResult:
     min_latency_ms: float | None = None
     constraints: dict[str, float] = field(default_factory=dict)
     latency_info: dict[str, Any] = field(default_factory=dict)
+    # --refine: one entry per round (candidates scored, mean predicted - measured top-1 before refitting)
+    refinement: list[dict[str, Any]] = field(default_factory=list)
+    # the selected subnet's top-1 under the predictor's protocol when a refinement round scored it
+    # (it is then part of the predictor's training data, and its prediction is no longer out of sample)
+    selected_in_predictor_data: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "runtime": self.runtime, "precision": self.precision, "batch": self.batch,
@@ -68,7 +73,8 @@ class DeviceResult:
                 "selected": self.selected.to_dict(), "pareto": [c.to_dict() for c in self.pareto],
                 "algorithm": self.algorithm, "selection": self.selection, "search_s": round(self.search_s, 4),
                 "evaluations": self.evaluations, "fallbacks": self.fallbacks, "min_latency_ms": self.min_latency_ms,
-                "constraints": self.constraints, "latency_model": self.latency_info}
+                "constraints": self.constraints, "latency_model": self.latency_info, "refinement": self.refinement,
+                "selected_in_predictor_data": self.selected_in_predictor_data}
 
 
 @dataclass
