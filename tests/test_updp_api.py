@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -197,3 +198,41 @@ def test_supernet_scorer_trains_random_masks_and_scores():
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())   # the base is untouched
     p = proxy_scorer(base, t, ds.calib.images, val)
     assert p(()) > -1e-4   # no block pruned: (almost) the unpruned model itself
+
+
+@pytest.mark.parametrize("controlled,ratios,campaigns,faster", [
+    (True, [0.8], 1, False),               # a controlled campaign decides alone
+    (False, [1.25, 0.8, 0.9], 3, False),   # busy machine: the median of 3 campaigns (0.9x) refuses
+    (False, [0.85, 1.3, 1.2], 3, True),    # ... and a slow first campaign does not refuse a faster merge
+])
+def test_whole_model_speed_check_repeats_uncontrolled_campaigns(controlled, ratios, campaigns, faster):
+    import timm
+
+    from compress.prune.updp.api import verify_speedup
+    from compress.prune.updp.candidates import chain_of, find_candidates
+    from compress.prune.updp.forms import forms_for
+    from compress.prune.updp.surgery import insert_pruned, pruned_blocks
+
+    model = timm.create_model("test_convnext", num_classes=10).eval()
+    name = find_candidates(model)[0][0].name
+    probe = copy.deepcopy(model)
+    insert_pruned(probe, [name], lam=1.0)
+    form = forms_for(chain_of(pruned_blocks(probe)[name]))[0]
+
+    class Fake:  # what a measured BlockLatency reports: ms per item, the campaign's drift, its source
+        source = "measured:fake"
+
+        def __init__(self):
+            self.calls, self.drift = 0, {}
+
+        def latencies(self, items):
+            r = ratios[self.calls]
+            self.calls += 1
+            self.drift = {"controlled": controlled}
+            assert [i.key for i in items] == ["original", "merged"]
+            return {"original": 1.0, "merged": 1.0 / r}
+
+    lat = Fake()
+    check = verify_speedup(model, [name], {name: form}, (3, 32, 32), lat)
+    assert lat.calls == campaigns and check["campaigns"] == campaigns and check["faster"] is faster
+    assert check["speedup"] == pytest.approx(sorted(ratios[:campaigns])[campaigns // 2])

@@ -84,20 +84,34 @@ def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.
     return ms["__model__"], decisions
 
 
-def verify_speedup(module, mask, forms, input_shape, latency) -> dict[str, Any]:
+def verify_speedup(module, mask, forms, input_shape, latency, *, uncontrolled_repeats: int = 3) -> dict[str, Any]:
     """Time the whole model with the selected blocks merged (structure only, weights as they are)
-    against the original, side by side, so a selection that is not faster is caught before training."""
+    against the original, side by side, so a selection that is not faster is caught before training.
+
+    When the timing engine reports uncontrolled drift (a busy machine), one side-by-side campaign is
+    not evidence either way: it is repeated up to ``uncontrolled_repeats`` times in all and the
+    median speed-up decides.
+    """
     from compress.prune.updp.latency import BlockItem
     from compress.prune.updp.surgery import insert_pruned, merge_model
 
     m = copy.deepcopy(module)
     insert_pruned(m, list(mask), lam=1.0)
     merged = merge_model(m.eval(), dict(forms))
-    ms = latency.latencies([BlockItem("original", copy.deepcopy(module).eval(), tuple(input_shape), "original"),
-                            BlockItem("merged", merged, tuple(input_shape), "merged")])
-    drift = getattr(latency, "drift", {}) or {}
-    return {"original_ms": ms["original"], "merged_ms": ms["merged"], "speedup": ms["original"] / ms["merged"],
-            "faster": ms["merged"] < ms["original"], "controlled": drift.get("controlled", True),
+    items = [BlockItem("original", copy.deepcopy(module).eval(), tuple(input_shape), "original"),
+             BlockItem("merged", merged, tuple(input_shape), "merged")]
+    runs: list[tuple[float, float]] = []
+    controlled = False
+    while len(runs) < max(1, uncontrolled_repeats):
+        ms = latency.latencies(items)
+        runs.append((ms["original"], ms["merged"]))
+        controlled = (getattr(latency, "drift", {}) or {}).get("controlled", True)
+        if controlled:
+            break
+    speedups = [o / m_ for o, m_ in runs]
+    k = sorted(range(len(speedups)), key=speedups.__getitem__)[len(speedups) // 2]  # median campaign (upper of two)
+    return {"original_ms": runs[k][0], "merged_ms": runs[k][1], "speedup": speedups[k], "faster": speedups[k] > 1.0,
+            "controlled": controlled, "campaigns": len(runs), "speedups": [round(v, 4) for v in speedups],
             "source": latency.source}
 
 
@@ -195,11 +209,12 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
         by_name[n].selected = True
     _log(progress, f"pruning {', '.join(sel.mask)}; checking the whole model gets faster")
     check = verify_speedup(base, sel.mask, {n: by_name[n].form for n in sel.mask}, lm.input_shape, latency)
-    if not check["faster"] and check["controlled"]:
+    if not check["faster"]:
         from compress.core.errors import Failure
 
+        how = "" if check["controlled"] else f", median of {check['campaigns']} campaigns on a busy machine"
         raise Failure(f"merging {', '.join(sel.mask)} does not make the whole model faster on {latency.source} "
-                      f"({check['merged_ms']:.4f} ms vs {check['original_ms']:.4f} ms); ask for fewer blocks or a looser budget")
+                      f"({check['merged_ms']:.4f} ms vs {check['original_ms']:.4f} ms{how}); ask for fewer blocks or a looser budget")
 
     # -- progressive training --------------------------------------------------------------------
     top1_before = top1(base, ds.test.images, ds.test.labels)
