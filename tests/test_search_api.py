@@ -202,11 +202,11 @@ def test_refinement_scores_top_candidates_refits_and_repeats_from_the_cache(ckpt
     real = SubnetEvaluator.top1
     monkeypatch.setattr(SubnetEvaluator, "top1", lambda self, cfg: calls.append(1) or real(self, cfg))
     r0 = _search(ckpt, tables, devices=["local-cpu"], latency_ms=10.0, seed=11, refine=0)
-    assert r0.devices[0].refinement == [] and r0.predictor["refined_subnets"] == 0
+    assert r0.devices[0].refinement == [] and r0.predictor["refined_subnets"] == 0 and r0.devices[0].refine_s == 0
     calls.clear()
     a = _search(ckpt, tables, devices=["local-cpu"], latency_ms=10.0, seed=11, refine=2)
     rounds = a.devices[0].refinement
-    assert 1 <= len(rounds) <= 2 and rounds[0]["evaluated"] >= 1
+    assert 1 <= len(rounds) <= 2 and rounds[0]["evaluated"] >= 1 and a.devices[0].refine_s > 0
     scored = sum(rd["evaluated"] for rd in rounds)
     assert a.predictor["refined_subnets"] == scored and len(calls) <= scored
     for rd in rounds:

@@ -308,6 +308,7 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
                           generations=generations, seeds=g_min[None, :]), "evolution"
 
         r, algo_used = run_searcher(accuracy)
+        t_refine = time.perf_counter()
         rounds: list[dict[str, Any]] = []
         for rd in range(refine if state is not None else 0):
             # refinement: score the searcher's top candidates for real under the predictor's protocol
@@ -328,7 +329,8 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
             state.add(g_new, y_new)
             accuracy = state.predictor
             r, algo_used = run_searcher(accuracy)
-        search_s = time.perf_counter() - t0
+        refine_s = time.perf_counter() - t_refine if rounds else 0.0
+        search_s = time.perf_counter() - t0 - refine_s
         front = _front(space, r)
         if pareto_mode:
             k = knee_index(np.array([c.predicted_latency_ms for c in front]), np.array([c.predicted_top1 for c in front]))
@@ -357,7 +359,7 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
         results.append(DeviceResult(
             device=prof.name, runtime=rt, precision=prec, batch=batch, budget_ms=budget,
             latency_source=str(getattr(lat, "source", "estimated")), selected=selected, pareto=front,
-            algorithm=algo_used, selection=how, search_s=search_s, evaluations=r.evaluations, fallbacks=r.fallbacks,
+            algorithm=algo_used, selection=how, search_s=search_s, refine_s=refine_s, evaluations=r.evaluations, fallbacks=r.fallbacks,
             min_latency_ms=min_ms, constraints=cs.describe(),
             latency_info=lat.info() if hasattr(lat, "info") else {}, refinement=rounds,
             selected_in_predictor_data=state is not None and _genes_of(space, selected.config) in state.known()))

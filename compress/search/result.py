@@ -63,6 +63,7 @@ class DeviceResult:
     latency_info: dict[str, Any] = field(default_factory=dict)
     # --refine: one entry per round (candidates scored, mean predicted - measured top-1 before refitting)
     refinement: list[dict[str, Any]] = field(default_factory=list)
+    refine_s: float = 0.0  # wall time of the refinement rounds (evaluations, refits, repeated searches)
     # the selected subnet's top-1 under the predictor's protocol when a refinement round scored it
     # (it is then part of the predictor's training data, and its prediction is no longer out of sample)
     selected_in_predictor_data: bool = False
@@ -74,6 +75,7 @@ class DeviceResult:
                 "algorithm": self.algorithm, "selection": self.selection, "search_s": round(self.search_s, 4),
                 "evaluations": self.evaluations, "fallbacks": self.fallbacks, "min_latency_ms": self.min_latency_ms,
                 "constraints": self.constraints, "latency_model": self.latency_info, "refinement": self.refinement,
+                "refine_s": round(self.refine_s, 4),
                 "selected_in_predictor_data": self.selected_in_predictor_data}
 
 
