@@ -57,9 +57,12 @@ def supernet_section(args, out: dict) -> None:
     lat = LatencyModel.load(device="local-cpu", runtime="onnxruntime", space=space, tables=tables)
     g = space.sample_genes(np.random.default_rng(0), 2000)
     budget = round(float(np.quantile(lat.predict_genes(g), 0.3)), 4)
-    res = search(devices=["local-cpu"], runtime="onnxruntime", latency_ms=budget, supernet=ckpt, tables=tables,
-                 rerank=5, predictor_samples=50 if args.quick else 500, generations=100 if args.quick else 500,
-                 out=work / "run", progress=False)
+    def run_search(budget_ms: float, out=None):  # noqa: ANN001, ANN202
+        return search(devices=["local-cpu"], runtime="onnxruntime", latency_ms=budget_ms, supernet=ckpt, tables=tables,
+                      rerank=5, predictor_samples=50 if args.quick else 500, generations=100 if args.quick else 500,
+                      out=out, progress=False)
+
+    res = run_search(budget, work / "run")
     dev = res.devices[0]
     sel = dev.selected
     cfg = space.config_from_dict(sel.config)
@@ -87,9 +90,7 @@ def supernet_section(args, out: dict) -> None:
     others = []
     for q in getattr(args, "extra_quantiles", (0.15, 0.6)):
         b = round(float(np.quantile(lat.predict_genes(g), q)), 4)
-        ro = search(devices=["local-cpu"], runtime="onnxruntime", latency_ms=b, supernet=ckpt, tables=tables,
-                    rerank=5, predictor_samples=50 if args.quick else 500, generations=100 if args.quick else 500,
-                    progress=False)
+        ro = run_search(b)
         so = ro.devices[0].selected
         others.append({"quantile": q, "budget_ms": b, "predicted_top1": so.predicted_top1, "measured_top1": so.measured_top1,
                        "error": so.predicted_top1 - so.measured_top1, "refinement": ro.devices[0].refinement,

@@ -15,7 +15,6 @@ Writes ``<out>/bench_updp_ceiling.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -27,8 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from compress.core.runs import atomic_write_json, atomic_write_text  # noqa: E402
 from compress.prune.updp.api import block_decisions, verify_speedup  # noqa: E402
-from compress.prune.updp.candidates import chain_of, find_candidates, to_pruned  # noqa: E402
+from compress.prune.updp.candidates import chain_of, find_candidates  # noqa: E402
 from compress.prune.updp.latency import MeasuredBlockLatency  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_updp import _pruned  # noqa: E402  (the same identity-shortcut filter as the trained benchmark)
 
 
 def ceiling(name: str, size: int, ks: list[int], *, runtime: str, iterations: int, threads: int) -> dict:
@@ -38,7 +40,7 @@ def ceiling(name: str, size: int, ks: list[int], *, runtime: str, iterations: in
     model = timm.create_model(name, num_classes=10, in_chans=1).eval()
     shape = (1, size, size)
     cands, skipped = find_candidates(model)
-    cands = [c for c in cands if chain_of(to_pruned(copy.deepcopy(c.module), c.name)).residual]
+    cands = [c for c in cands if chain_of(_pruned(c)).residual]
     lat = MeasuredBlockLatency(runtime=runtime, iterations=iterations, threads=threads)
     base_ms, decisions = block_decisions(model, cands, shape, lat)
     eligible = sorted((d for d in decisions if d.eligible), key=lambda d: d.original_ms - d.forms_ms[d.form], reverse=True)

@@ -161,23 +161,15 @@ def collect_pairs(space: Any, evaluator: SubnetEvaluator, cache: Path | None, *,
     cached: dict[tuple[int, ...], dict[str, Any]] = {}
     # one file per evaluation protocol: searches with different protocols share a cache directory
     # without overwriting each other's pairs (the legacy single `pairs.json` is still read)
-    path = cache / f"pairs-{eval_key}.json" if cache else None
-    legacy = cache / PAIRS if cache else None
-    if path is not None and not path.is_file() and legacy is not None and legacy.is_file():
-        rec = read_json(legacy, what="search cache")
-        if isinstance(rec, dict) and rec.get("space_hash") == space.hash() and rec.get("eval_key") == eval_key:
-            cached = {tuple(r["genes"]): r for r in rec.get("rows", [])}
-    if path is not None and path.is_file():
-        rec = read_json(path, what="search cache")
-        if isinstance(rec, dict) and rec.get("space_hash") == space.hash() and rec.get("eval_key") == eval_key:
-            cached = {tuple(r["genes"]): r for r in rec.get("rows", [])}
+    path = _pairs_path(cache, eval_key) if cache else None
+    if path is not None:
+        cached = _read_pairs(space, path if path.is_file() else cache / PAIRS, eval_key)
     plan = planned_genes(space, n, seed=seed)
     todo = [t for t in plan if t not in cached]
 
     def save() -> None:
         if path is not None:
-            atomic_write_json(path, {"format": "compress-search-pairs", "version": 1, "space_hash": space.hash(),
-                                     "eval_key": eval_key, "rows": list(cached.values())})
+            _write_pairs(space, path, eval_key, cached)
 
     for i, t in enumerate(todo):
         cfg = space.from_genes(np.asarray(t))
@@ -192,8 +184,12 @@ def collect_pairs(space: Any, evaluator: SubnetEvaluator, cache: Path | None, *,
     return genes, np.asarray([cached[t]["top1"] for t in plan], dtype=np.float64)
 
 
-def _read_pairs(space: Any, cache: Path, eval_key: str) -> dict[tuple[int, ...], dict[str, Any]]:
-    path = cache / f"pairs-{eval_key}.json"
+def _pairs_path(cache: Path, eval_key: str) -> Path:
+    return cache / f"pairs-{eval_key}.json"
+
+
+def _read_pairs(space: Any, path: Path, eval_key: str) -> dict[tuple[int, ...], dict[str, Any]]:
+    """The rows of a pair file keyed by gene tuple (empty when absent or made for another space/protocol)."""
     if not path.is_file():
         return {}
     rec = read_json(path, what="search cache")
@@ -202,9 +198,14 @@ def _read_pairs(space: Any, cache: Path, eval_key: str) -> dict[tuple[int, ...],
     return {}
 
 
+def _write_pairs(space: Any, path: Path, eval_key: str, rows: dict[tuple[int, ...], dict[str, Any]]) -> None:
+    atomic_write_json(path, {"format": "compress-search-pairs", "version": 1, "space_hash": space.hash(),
+                             "eval_key": eval_key, "rows": list(rows.values())})
+
+
 def cached_top1(space: Any, cache: Path | None, eval_key: str, genes: np.ndarray) -> list[float | None]:
     """Top-1 already measured under this protocol for each gene row (``None`` where not cached)."""
-    rows = _read_pairs(space, cache, eval_key) if cache else {}
+    rows = _read_pairs(space, _pairs_path(cache, eval_key), eval_key) if cache else {}
     return [None if (r := rows.get(tuple(int(v) for v in g))) is None else float(r["top1"]) for g in genes]
 
 
@@ -212,7 +213,8 @@ def add_refined_pairs(space: Any, cache: Path | None, eval_key: str, genes: np.n
     """Append evaluated top candidates to the pair file (flagged ``refine`` with their order), atomically."""
     if cache is None or not len(genes):
         return
-    cached = _read_pairs(space, cache, eval_key)
+    path = _pairs_path(cache, eval_key)
+    cached = _read_pairs(space, path, eval_key)
     order = 1 + max((int(r.get("refine") or 0) for r in cached.values()), default=0)
     for g, y in zip(genes, top1):
         t = tuple(int(v) for v in g)
@@ -220,6 +222,4 @@ def add_refined_pairs(space: Any, cache: Path | None, eval_key: str, genes: np.n
             cached[t] = {"genes": list(t), "config": space.from_genes(np.asarray(t)).to_dict(), "top1": float(y),
                          "refine": order}
             order += 1
-    atomic_write_json(cache / f"pairs-{eval_key}.json", {"format": "compress-search-pairs", "version": 1,
-                                                       "space_hash": space.hash(), "eval_key": eval_key,
-                                                       "rows": list(cached.values())})
+    _write_pairs(space, path, eval_key, cached)
