@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,8 +60,13 @@ def block_inputs(module, names: list[str], input_shape: tuple[int, ...]) -> dict
     return shapes
 
 
-def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.03):
-    """Time every candidate's original block and merged forms, plus the whole model."""
+def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.03, uncontrolled_repeats: int = 3):
+    """Time every candidate's original block and merged forms, plus the whole model.
+
+    Under uncontrolled drift (a busy machine) one campaign can be off by several times for some
+    blocks, which would pick the wrong blocks; it is repeated up to ``uncontrolled_repeats`` times in
+    all and each item's median is used (as in :func:`verify_speedup`).
+    """
     from compress.prune.updp.forms import forms_for, merge
     from compress.prune.updp.candidates import chain_of, to_pruned
     from compress.prune.updp.latency import BlockItem
@@ -78,7 +84,12 @@ def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.
         forms[c.name] = forms_for(chain_of(pruned))
         for f in forms[c.name]:
             items.append(BlockItem(f"{c.name}|{f}", merge(pruned, f).eval(), shapes[c.name], f))
-    ms = latency.latencies(items)
+    runs: list[dict[str, float]] = []
+    while len(runs) < max(1, uncontrolled_repeats):
+        runs.append(latency.latencies(items))
+        if (getattr(latency, "drift", {}) or {}).get("controlled", True):
+            break
+    ms = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     decisions = [decide(c.name, c.kind, ms[f"{c.name}|original"], {f: ms[f"{c.name}|{f}"] for f in forms[c.name]},
                         min_gain=min_gain) for c in cands]
     return ms["__model__"], decisions
@@ -123,13 +134,15 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
                batch_size: int = 64, lr: float = 1e-3, ramp_share: float = 0.4, schedule: str = "linear",
                kd_weight: float = 0.5, min_gain: float = 0.03, score_images: int = 512,
                train_limit: int | None = None, max_steps: int | None = None, latency: Any = None,
-               timing_iterations: int = 60, threads: int | None = None, selection: str = "proxy",
+               timing_iterations: int = 60, threads: int | None = 1, selection: str = "proxy",
                selection_steps: int = 200) -> dict[str, Any]:
     """Prune ``blocks`` blocks (or down to ``latency_ms``) of ``model`` by UPDP and merge them.
 
     ``device``/``runtime`` pick the latency target (default: this machine, ``local-cpu``, and its
     default runtime); block forms are measured on the spot with the shared runner and timing
-    engine. ``latency`` (Python only) overrides that with any :class:`BlockLatency`. Returns the
+    engine, with ``threads`` intra-op threads (default 1: blocks take microseconds, and two threads on
+    a small CPU contend and time unrepeatably; ``None`` = the runtime's default). ``latency``
+    (Python only) overrides that with any :class:`BlockLatency`. Returns the
     JSON-able result; with ``out`` writes ``result.json``, the merged model directory ``model/``
     (loadable with ``compress.models.load_model``) and ``manifest.json``.
     """

@@ -92,7 +92,8 @@ def predicted_latency(base_ms: float, decisions: dict[str, BlockDecision], mask:
 
 
 def _fixed_k(pool: list[str], k: int, score: Callable[[Mask], float], feasible: Callable[[Mask], bool],
-             cfg: SearchConfig, cache: dict[Mask, float]) -> tuple[Mask | None, str]:
+             cfg: SearchConfig, cache: dict[Mask, float], saving: Callable[[str], float] | None = None,
+             ) -> tuple[Mask | None, str]:
     def s(m: Mask) -> float:
         m = tuple(sorted(m, key=pool.index))
         if m not in cache:
@@ -108,11 +109,21 @@ def _fixed_k(pool: list[str], k: int, score: Callable[[Mask], float], feasible: 
     rng = random.Random(cfg.seed * 7919 + k)
 
     def sample() -> Mask:
-        for _ in range(1000):
-            m = tuple(sorted(rng.sample(pool, k), key=pool.index))
-            if feasible(m):
-                return m
-        raise UsageError("no block set of this size meets the latency budget (1000 random tries)")
+        m = tuple(sorted(rng.sample(pool, k), key=pool.index))
+        if feasible(m) or saving is None:
+            return m
+        # repair a random mask that misses the budget: swap its smallest-saving block for the largest
+        # unchosen one until it fits (a tight budget leaves few feasible masks, which random draws miss;
+        # K >= the smallest feasible K, so the top-K-savings mask always fits)
+        chosen = sorted(m, key=saving)
+        rest = sorted((p for p in pool if p not in m), key=saving, reverse=True)
+        while not feasible(tuple(chosen)) and rest and saving(rest[0]) > saving(chosen[0]):
+            chosen[0], rest[0] = rest[0], chosen[0]
+            chosen.sort(key=saving)
+            rest.sort(key=saving, reverse=True)
+        if not feasible(tuple(chosen)):
+            raise UsageError(f"no set of {k} blocks meets the latency budget; raise --latency-ms")
+        return tuple(sorted(chosen, key=pool.index))
 
     def mutate(m: Mask) -> Mask:
         chosen, rest = list(m), [p for p in pool if p not in m]
@@ -188,7 +199,7 @@ def select_blocks(decisions: list[BlockDecision], *, base_ms: float, score: Call
 
     best_sel: Selection | None = None
     for k in range(k_min, min(k_min + 1, len(pool)) + 1):
-        mask, method = _fixed_k(pool, k, score, feasible, cfg, cache)
+        mask, method = _fixed_k(pool, k, score, feasible, cfg, cache, saving=lambda n: by_name[n].saving_ms)
         if mask is None:
             continue
         sel = Selection(mask, cache[tuple(sorted(mask, key=pool.index))], predicted_latency(base_ms, by_name, mask), len(cache), method)
