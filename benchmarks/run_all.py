@@ -24,6 +24,8 @@ SCRIPTS = {  # name -> (script, takes --quick)
     "search": ("bench_search.py", True),
     "vendor": ("bench_vendor_tools.py", True),
     "updp": ("bench_updp.py", True),
+    "updp-proxy": ("bench_updp_proxy.py", True),
+    "updp-ceiling": ("bench_updp_ceiling.py", False),
     "ftwt": ("bench_ftwt.py", True),
     "train": ("bench_train_recipes.py", True),
     "ist": ("bench_ist.py", True),
