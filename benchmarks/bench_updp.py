@@ -50,7 +50,7 @@ from compress.core.errors import UsageError  # noqa: E402
 from compress.core.runs import atomic_write_json, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
 from compress.prune.updp.api import block_decisions  # noqa: E402
-from compress.prune.updp.proxy import proxy_scorer  # noqa: E402
+from compress.prune.updp.proxy import _kl, proxy_scorer  # noqa: E402
 from compress.prune.updp.candidates import chain_of, find_candidates, set_module  # noqa: E402
 from compress.prune.updp.latency import BlockItem, MeasuredBlockLatency  # noqa: E402
 from compress.prune.updp.measure import count_macs, logits, recalibrate_bn, top1  # noqa: E402
@@ -95,6 +95,18 @@ def convnext_subnet(seed: int):
                            expands=[[4, 4], [4, 4, 4], [4, 4, 4]])
     net.set_active(cfg)
     return cfg, net.export_active()
+
+
+def finetune_merged(base: nn.Module, teacher: nn.Module, forms: dict[str, str], ds, config: TrainConfig) -> nn.Module:
+    """The blocks in ``forms`` put in pruned form (swapped norms re-estimated), trained with ``config``
+    (progressive λ or constant) and KD from ``teacher``, then merged into their forms."""
+    st = copy.deepcopy(base)
+    insert_pruned(st, list(forms), lam=0.0)
+    swaps = [m for m in st.modules() if isinstance(m, NormSwapStep)]
+    if swaps:
+        recalibrate_bn(st, ds.calib.images, only=swaps)
+    train_progressive(st, teacher, ds.train, config=config)
+    return merged_copy(st, forms)
 
 
 def drop_blocks(model: nn.Module, names) -> nn.Module:
@@ -184,8 +196,7 @@ def run_model(name: str, base: nn.Module, ds, shape, *, ks: list[int], ft_epochs
     def drop_score(mask) -> float:
         m = drop_blocks(base, mask)
         recalibrate_bn(m, ds.calib.images[:256])
-        return -float(torch.nn.functional.kl_div(torch.log_softmax(logits(m, val), 1), torch.log_softmax(t_logits, 1),
-                                                 reduction="batchmean", log_target=True))
+        return -_kl(logits(m, val), t_logits)
 
     # a row per block count K, then per target speed-up (a latency budget base/s: the selection then
     # weighs each block's measured saving, not only the proxy, as `compress prune --latency-ms` does)
@@ -211,14 +222,8 @@ def run_model(name: str, base: nn.Module, ds, shape, *, ks: list[int], ft_epochs
                      "predicted_base_ms": base_ms, "target_speedup": value if kind == "speedup" else None}
         models: dict[str, nn.Module] = {"base": base}
         for variant, schedule in (("updp", "linear"), ("lambda1", "constant")):
-            st = copy.deepcopy(base)
-            insert_pruned(st, list(sel.mask), lam=0.0)
-            swaps = [m for m in st.modules() if isinstance(m, NormSwapStep)]
-            if swaps:
-                recalibrate_bn(st, ds.calib.images, only=swaps)
-            train_progressive(st, teacher, ds.train, config=TrainConfig(epochs=ft_epochs, batch_size=128, lr=5e-4,
-                                                                         schedule=schedule, seed=seed, augment=True))
-            merged = merged_copy(st, forms)
+            merged = finetune_merged(base, teacher, forms, ds, TrainConfig(epochs=ft_epochs, batch_size=128, lr=5e-4,
+                                                                           schedule=schedule, seed=seed, augment=True))
             row[f"top1_{variant}"] = top1(merged, ds.test.images, ds.test.labels)
             models[variant] = merged
         row["blocks_drop_matched"] = list(sel_drop.mask)

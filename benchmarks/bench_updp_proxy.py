@@ -35,29 +35,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_updp import _pruned, convnext_subnet, log, train_base  # noqa: E402
+from bench_updp import _pruned, convnext_subnet, finetune_merged, log, train_base  # noqa: E402
 
 from compress.core.runs import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
 from compress.prune.updp.candidates import chain_of, find_candidates  # noqa: E402
-from compress.prune.updp.linearize import NormSwapStep  # noqa: E402
-from compress.prune.updp.measure import logits, recalibrate_bn, top1  # noqa: E402
-from compress.prune.updp.progressive import TrainConfig, train_progressive  # noqa: E402
+from compress.prune.updp.measure import logits, top1  # noqa: E402
+from compress.prune.updp.progressive import TrainConfig  # noqa: E402
 from compress.prune.updp.proxy import proxy_scorer, supernet_scorer  # noqa: E402
-from compress.prune.updp.surgery import insert_pruned, merged_copy  # noqa: E402
 
 
 def true_top1(base, teacher, mask, ds, *, steps: int, seed: int) -> float:
     """Fine-tune ``mask`` with the UPDP recipe for ``steps`` steps, merge, test top-1."""
-    st = copy.deepcopy(base)
-    insert_pruned(st, list(mask), lam=0.0)
-    swaps = [m for m in st.modules() if isinstance(m, NormSwapStep)]
-    if swaps:
-        recalibrate_bn(st, ds.calib.images, only=swaps)
     epochs = -(-steps * 128 // len(ds.train.labels))
-    train_progressive(st, teacher, ds.train, config=TrainConfig(epochs=epochs, batch_size=128, lr=5e-4, seed=seed,
-                                                                 augment=True, max_steps=steps))
-    return top1(merged_copy(st, {n: "dw_pw" for n in mask}), ds.test.images, ds.test.labels)
+    merged = finetune_merged(base, teacher, {n: "dw_pw" for n in mask}, ds,
+                             TrainConfig(epochs=epochs, batch_size=128, lr=5e-4, seed=seed, augment=True, max_steps=steps))
+    return top1(merged, ds.test.images, ds.test.labels)
 
 
 def rank_stats(a: list[float], b: list[float]) -> dict:

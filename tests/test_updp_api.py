@@ -236,6 +236,22 @@ def test_supernet_scorer_trains_random_masks_and_scores():
     assert p(()) > -1e-4   # no block pruned: (almost) the unpruned model itself
 
 
+class _FakeLatency:
+    """What a measured BlockLatency reports: ms per item (``campaign(n, items)`` for the n-th call), the
+    campaign's drift, its source."""
+
+    source = "measured:fake"
+
+    def __init__(self, controlled, campaign):
+        self.controlled, self.campaign, self.calls, self.drift = controlled, campaign, 0, {}
+
+    def latencies(self, items):
+        out = self.campaign(self.calls, items)
+        self.calls += 1
+        self.drift = {"controlled": self.controlled}
+        return out
+
+
 @pytest.mark.parametrize("controlled,ratios,campaigns,faster", [
     (True, [0.8], 1, False),               # a controlled campaign decides alone
     (False, [1.25, 0.8, 0.9], 3, False),   # busy machine: the median of 3 campaigns (0.9x) refuses
@@ -255,20 +271,11 @@ def test_whole_model_speed_check_repeats_uncontrolled_campaigns(controlled, rati
     insert_pruned(probe, [name], lam=1.0)
     form = forms_for(chain_of(pruned_blocks(probe)[name]))[0]
 
-    class Fake:  # what a measured BlockLatency reports: ms per item, the campaign's drift, its source
-        source = "measured:fake"
+    def campaign(n, items):
+        assert [i.key for i in items] == ["original", "merged"]
+        return {"original": 1.0, "merged": 1.0 / ratios[n]}
 
-        def __init__(self):
-            self.calls, self.drift = 0, {}
-
-        def latencies(self, items):
-            r = ratios[self.calls]
-            self.calls += 1
-            self.drift = {"controlled": controlled}
-            assert [i.key for i in items] == ["original", "merged"]
-            return {"original": 1.0, "merged": 1.0 / r}
-
-    lat = Fake()
+    lat = _FakeLatency(controlled, campaign)
     check = verify_speedup(model, [name], {name: form}, (3, 32, 32), lat)
     assert lat.calls == campaigns and check["campaigns"] == campaigns and check["faster"] is faster
     assert check["speedup"] == pytest.approx(sorted(ratios[:campaigns])[campaigns // 2])
@@ -286,19 +293,11 @@ def test_block_decisions_take_the_median_of_uncontrolled_campaigns(controlled, c
     # campaign 2 is a busy-machine outlier: the original block looks 10x slower than it is
     originals = [1.0, 10.0, 1.2]
 
-    class Fake:
-        source = "measured:fake"
+    def campaign(n, items):
+        o = originals[n]
+        return {i.key: (5.0 if i.key == "__model__" else o if i.key.endswith("|original") else 0.5) for i in items}
 
-        def __init__(self):
-            self.calls, self.drift = 0, {}
-
-        def latencies(self, items):
-            o = originals[self.calls]
-            self.calls += 1
-            self.drift = {"controlled": controlled}
-            return {i.key: (5.0 if i.key == "__model__" else o if i.key.endswith("|original") else 0.5) for i in items}
-
-    lat = Fake()
+    lat = _FakeLatency(controlled, campaign)
     base_ms, (d,) = block_decisions(model, cand, (3, 32, 32), lat)
     assert lat.calls == campaigns and base_ms == 5.0
     assert d.original_ms == (1.0 if controlled else 1.2)   # the median, not the outlier

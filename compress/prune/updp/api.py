@@ -60,6 +60,19 @@ def block_inputs(module, names: list[str], input_shape: tuple[int, ...]) -> dict
     return shapes
 
 
+def _campaigns(latency, items, repeats: int) -> tuple[list[dict[str, float]], bool]:
+    """Time ``items``; while the drift is uncontrolled (a busy machine), again, up to ``repeats`` campaigns
+    in all. Returns every campaign's latencies and whether the last one was controlled."""
+    runs: list[dict[str, float]] = []
+    controlled = False
+    while len(runs) < max(1, repeats):
+        runs.append(latency.latencies(items))
+        controlled = (getattr(latency, "drift", {}) or {}).get("controlled", True)
+        if controlled:
+            break
+    return runs, controlled
+
+
 def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.03, uncontrolled_repeats: int = 3):
     """Time every candidate's original block and merged forms, plus the whole model.
 
@@ -84,11 +97,7 @@ def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.
         forms[c.name] = forms_for(chain_of(pruned))
         for f in forms[c.name]:
             items.append(BlockItem(f"{c.name}|{f}", merge(pruned, f).eval(), shapes[c.name], f))
-    runs: list[dict[str, float]] = []
-    while len(runs) < max(1, uncontrolled_repeats):
-        runs.append(latency.latencies(items))
-        if (getattr(latency, "drift", {}) or {}).get("controlled", True):
-            break
+    runs, _ = _campaigns(latency, items, uncontrolled_repeats)
     ms = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     decisions = [decide(c.name, c.kind, ms[f"{c.name}|original"], {f: ms[f"{c.name}|{f}"] for f in forms[c.name]},
                         min_gain=min_gain) for c in cands]
@@ -111,14 +120,8 @@ def verify_speedup(module, mask, forms, input_shape, latency, *, uncontrolled_re
     merged = merge_model(m.eval(), dict(forms))
     items = [BlockItem("original", copy.deepcopy(module).eval(), tuple(input_shape), "original"),
              BlockItem("merged", merged, tuple(input_shape), "merged")]
-    runs: list[tuple[float, float]] = []
-    controlled = False
-    while len(runs) < max(1, uncontrolled_repeats):
-        ms = latency.latencies(items)
-        runs.append((ms["original"], ms["merged"]))
-        controlled = (getattr(latency, "drift", {}) or {}).get("controlled", True)
-        if controlled:
-            break
+    campaigns, controlled = _campaigns(latency, items, uncontrolled_repeats)
+    runs = [(ms["original"], ms["merged"]) for ms in campaigns]
     speedups = [o / m_ for o, m_ in runs]
     k = sorted(range(len(speedups)), key=speedups.__getitem__)[len(speedups) // 2]  # median campaign (upper of two)
     return {"original_ms": runs[k][0], "merged_ms": runs[k][1], "speedup": speedups[k], "faster": speedups[k] > 1.0,
