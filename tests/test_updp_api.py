@@ -302,3 +302,140 @@ def test_block_decisions_take_the_median_of_uncontrolled_campaigns(controlled, c
     assert lat.calls == campaigns and base_ms == 5.0
     assert d.original_ms == (1.0 if controlled else 1.2)   # the median, not the outlier
     assert d.saving_ms == pytest.approx(d.original_ms - 0.5)
+
+
+# -- another device: blocks priced from its latency table (or roofline estimate) -------------------
+
+@pytest.fixture(scope="module")
+def subnet_ckpt(tmp_path_factory):
+    """An (untrained) convnext-small-input supernet checkpoint recorded as trained on digits."""
+    from compress.data import load_dataset
+    from compress.supernet import build_supernet, save_checkpoint
+
+    net = build_supernet("convnext-small-input", seed=0)
+    meta = load_dataset("digits", image_size=32, channels=1, seed=0).meta
+    path = tmp_path_factory.mktemp("sn") / "supernet.safetensors"
+    save_checkpoint(path, net, data=meta)
+    return path
+
+
+def _jetson_blocks(ckpt):
+    from compress.models import load_model
+    from compress.prune.updp.latency import subnet_block_signatures
+
+    lm = load_model(str(ckpt), subnet="max", num_classes=10)
+    return subnet_block_signatures(lm.module, lm.source, lm.input_shape)
+
+
+def test_device_table_prices_blocks_and_decides_per_block(subnet_ckpt, tmp_path):
+    """A measured table for jetson-orin-nano (entries written as `compress profile --remote` would) decides
+    which blocks are eligible: a block whose merged form the table says is slower is kept."""
+    from compress.latency.profile import merged_signature
+    from compress.latency.spaces import space_label
+    from compress.latency.table import Entry, LatencyTable
+    from compress.prune.updp.api import prune_updp
+
+    space, cfg, sigs = _jetson_blocks(subnet_ckpt)
+    assert list(sigs) == [n for n in sigs if n.startswith("blocks.")] and all(s.kind == "convnext" for s in sigs.values())
+    # the table says merging the first stage's blocks gains nothing (identical blocks share a signature,
+    # hence an entry: the decision is per block signature)
+    slow = {n for n, sg in sigs.items() if sg == sigs[next(iter(sigs))]}
+    assert 0 < len(slow) < len(sigs)
+    t = LatencyTable.new(device="jetson-orin-nano", runtime="tensorrt", precision="fp16", batch=1,
+                         space=space_label(space), estimator="median")
+    from compress.latency.signature import signature_of
+
+    for spec in space.block_specs(cfg):
+        s = signature_of(spec)
+        t.add(s, Entry(count=5, median_ms=0.1, mean_ms=0.1, std_ms=0.0))
+    for n, s in sigs.items():
+        for form in ("dw_pw", "dense"):
+            ms = 0.2 if n in slow else {"dw_pw": 0.04, "dense": 0.06}[form]
+            t.add(merged_signature(s, form), Entry(count=5, median_ms=ms, mean_ms=ms, std_ms=0.0))
+    t.save(tables=tmp_path / "tables")
+    r = prune_updp(model=str(subnet_ckpt), subnet="max", data="digits", epochs=0, blocks=2, device="jetson-orin-nano",
+                   tables=tmp_path / "tables", progress=False, train_limit=128, score_images=64)
+    assert r["latency_source"] == "table:jetson-orin-nano/tensorrt/fp16"
+    assert r["target"]["device"] == "jetson-orin-nano" and r["measured_latency"] is None
+    by = {b["name"]: b for b in r["blocks"]}
+    assert not any(by[n]["eligible"] for n in slow) and not slow & set(r["pruned_blocks"])
+    assert all(by[n]["eligible"] for n in sigs if n not in slow)
+    n_layers = len(list(space.block_specs(cfg)))
+    assert r["predicted_latency_ms_before"] == pytest.approx(0.1 * n_layers)   # uncalibrated table: the sum
+    for n in r["pruned_blocks"]:
+        assert by[n]["form"] == "dw_pw" and by[n]["saving_ms"] == pytest.approx(0.06)
+    assert r["predicted_latency_ms_after"] == pytest.approx(0.1 * n_layers - 0.12)
+    assert r["speedup_check"]["predicted"] and r["speedup_check"]["faster"]
+    assert set(r["latency_entry_sources"].values()) == {"measured"}
+
+
+def test_device_without_table_uses_the_roofline_estimate_and_says_so(subnet_ckpt, tmp_path, capsys):
+    from compress.hardware import get_profile
+    from compress.latency.profile import merged_signature
+    from compress.latency.roofline import block_time_ms, roof_from_profile
+    from compress.prune.updp.api import prune_updp
+
+    import compress.latency.predict as predict
+
+    predict._WARNED.clear()   # the warning is said once per process; another test may have said it
+    space, cfg, sigs = _jetson_blocks(subnet_ckpt)
+    r = prune_updp(model=str(subnet_ckpt), subnet="max", data="digits", epochs=0, blocks=1, device="jetson-orin-nano",
+                   tables=tmp_path / "none", progress=False, train_limit=128, score_images=64)
+    assert r["latency_source"].startswith("estimate:roofline:jetson-orin-nano")
+    assert "ESTIMATED" in capsys.readouterr().err
+    prof = get_profile("jetson-orin-nano")
+    roof = roof_from_profile(prof, "fp16")
+    (n,) = r["pruned_blocks"]
+    b = next(b for b in r["blocks"] if b["name"] == n)
+    # no table, no calibration: the block's own roofline figures, original and each merged form
+    assert b["original_ms"] == pytest.approx(block_time_ms(sigs[n], roof), abs=1e-5)   # JSON keeps 5 decimals
+    for f, ms in b["forms_ms"].items():
+        assert ms == pytest.approx(block_time_ms(merged_signature(sigs[n], f), roof), abs=1e-5)
+    assert r["predicted_latency_ms_after"] == pytest.approx(r["predicted_latency_ms_before"] - b["saving_ms"], abs=1e-5)
+    assert set(r["latency_entry_sources"].values()) == {"estimated"}
+
+
+def test_device_table_refuses_models_it_cannot_price(tmp_path):
+    from typer.testing import CliRunner
+
+    from compress.cli.main import app
+
+    res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", "timm:test_convnext", "--data", "digits",
+                                   "--epochs", "1", "--blocks", "1", "--device", "jetson-orin-nano"])
+    assert res.exit_code == 2 and "supernet subnets only" in res.output
+    res = CliRunner().invoke(app, ["prune", "--method", "ftwt", "--model", "timm:test_convnext", "--data", "digits",
+                                   "--epochs", "1", "--tables", str(tmp_path)])
+    assert res.exit_code == 2 and "--tables does not apply to --method ftwt" in res.output
+
+
+@pytest.mark.parametrize("family", ["mbv3-small-input", "convnext-small-input"])
+def test_every_subnet_candidate_and_merged_form_has_a_table_signature(family):
+    import numpy as np
+
+    from compress.latency.blocks import build_module
+    from compress.latency.profile import merged_signature
+    from compress.prune.updp.candidates import chain_of, find_candidates, to_pruned
+    from compress.prune.updp.forms import forms_for, merge
+    from compress.prune.updp.latency import subnet_block_signatures
+    from compress.prune.updp.measure import count_macs
+    from compress.supernet import build_supernet
+    from compress.supernet.source import subnet_source
+
+    net = build_supernet(family, seed=0)
+    for i in range(2):
+        cfg = net.space.sample(np.random.default_rng(i))
+        net.set_active(cfg)
+        m = net.export_active().eval()
+        shape = (net.space.in_channels, cfg.resolution, cfg.resolution)
+        _, _, sigs = subnet_block_signatures(m, subnet_source(net.space, cfg), shape)
+        cands, _ = find_candidates(m)
+        assert {c.name for c in cands} <= set(sigs)
+        for c in cands:
+            pruned = to_pruned(copy.deepcopy(c.module), c.name)
+            chain_of(pruned).lam = 1.0
+            for form in forms_for(chain_of(pruned)):
+                sig = merged_signature(sigs[c.name], form)
+                # the table's merged block costs what UPDP's merged block costs
+                assert count_macs(build_module(sig), sig.input_shape) == count_macs(merge(pruned.eval(), form), sig.input_shape)
+    with pytest.raises(UsageError, match="supernet subnets only"):
+        subnet_block_signatures(m, {"kind": "timm"}, shape)

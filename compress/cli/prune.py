@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from compress.cli.common import JsonOpt, OutOpt, SeedOpt, console, emit_json
+from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt, console, emit_json
 from compress.cli.main import app
 from compress.core.errors import UsageError
 
@@ -29,7 +29,7 @@ class Mode(str, Enum):
 
 
 _ONLY = {
-    "updp": ("--blocks", "--latency-ms", "--device", "--runtime", "--teacher", "--selection"),
+    "updp": ("--blocks", "--latency-ms", "--device", "--runtime", "--teacher", "--selection", "--tables", "--profiles"),
     "ftwt": ("--mass", "--mode"),
 }
 
@@ -44,12 +44,14 @@ def prune_cmd(
     weights: Annotated[Path | None, typer.Option("--weights", help="Weights for timm:NAME (safetensors or a torch state_dict).")] = None,
     blocks: Annotated[int | None, typer.Option("--blocks", help="[updp] number of blocks to prune.")] = None,
     latency_ms: Annotated[float | None, typer.Option("--latency-ms", help="[updp] latency budget in ms on --device.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="[updp] target device (default local-cpu, measured here).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="[updp] target device (default local-cpu, measured here; another device: its latency table, `compress profile --merged`, for supernet subnets).")] = None,
     runtime: Annotated[str | None, typer.Option("--runtime", help="[updp] runtime on the device (default: the device's first).")] = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="[updp] KD teacher (default: the unpruned model).")] = None,
     selection: Annotated[Selection | None, typer.Option("--selection", help="[updp] block scorer: proxy (default, no training) or supernet (trains a weight-sharing network with random K-block masks; ranks masks better, ~2.5x the cost).")] = None,
     mass: Annotated[float | None, typer.Option("--mass", help="[ftwt] activation mass kept (default 0.95).")] = None,
     mode: Annotated[Mode | None, typer.Option("--mode", help="[ftwt] decoupled or joint (default decoupled).")] = None,
+    tables: TablesOpt = None,
+    profiles: ProfilesOpt = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     json: JsonOpt = False,
@@ -57,7 +59,7 @@ def prune_cmd(
     """Prune a model: UPDP merges whole blocks into single convs (`--blocks K` or `--latency-ms X`);
     FTWT trains per-layer channel gates (`--mass`)."""
     given = {"--blocks": blocks, "--latency-ms": latency_ms, "--device": device, "--runtime": runtime,
-             "--teacher": teacher, "--selection": selection, "--mass": mass, "--mode": mode}
+             "--teacher": teacher, "--selection": selection, "--tables": tables, "--profiles": profiles, "--mass": mass, "--mode": mode}
     other = "ftwt" if method.value == "updp" else "updp"
     wrong = [k for k in _ONLY[other] if given[k] is not None]
     if wrong:
@@ -70,7 +72,8 @@ def prune_cmd(
             raise UsageError("--method updp needs exactly one of --blocks K or --latency-ms X")
         opts = dict(model=model, data=data, epochs=epochs, blocks=blocks, latency_ms=latency_ms, device=device,
                     runtime=runtime, teacher=teacher, weights=str(weights) if weights else None, subnet=subnet,
-                    seed=seed, out=out, progress=True, selection=(selection or Selection.proxy).value)
+                    seed=seed, out=out, progress=True, selection=(selection or Selection.proxy).value,
+                    tables=tables, profiles=profiles)
     else:
         opts = dict(model=model, subnet=subnet, weights=str(weights) if weights else None, data=data, epochs=epochs,
                     mass=0.95 if mass is None else mass, mode=(mode or Mode.decoupled).value, seed=seed, out=out,

@@ -25,7 +25,7 @@ import numpy as np
 from compress.core.errors import UsageError
 from compress.latency.calibrate import Calibration
 from compress.latency.compiled import CompiledSpace, compiled_space
-from compress.latency.interpolate import fill_missing
+from compress.latency.interpolate import fill_missing, interpolate_one
 from compress.latency.roofline import ESTIMATE_NOTE, block_time_ms, roof_from_profile
 from compress.latency.signature import BlockSignature
 from compress.latency.table import LatencyTable
@@ -49,8 +49,9 @@ class LatencyModel:
     def __init__(self, *, space: Any, compiled: CompiledSpace, sig_ms: np.ndarray, sig_source: list[str],
                  source: str, device: str, runtime: str, precision: str, batch: int,
                  calibration: Calibration | None = None, table: LatencyTable | None = None,
-                 roofline_ms: np.ndarray | None = None) -> None:
+                 roofline_ms: np.ndarray | None = None, profile: Any = None) -> None:
         self.space = space
+        self.profile = profile
         self.compiled = compiled
         self.sig_ms = np.asarray(sig_ms, dtype=np.float64)
         self.sig_source = list(sig_source)
@@ -64,6 +65,8 @@ class LatencyModel:
         self._cnt = [(i >= 0).astype(np.float64) for i in ids]
         self._kinds = sorted({s.kind for s in compiled.signatures})
         self._kind_ms: dict[str, list[np.ndarray]] | None = None
+        self._sig_index = {sig: i for i, sig in enumerate(compiled.signatures)}
+        self._measured: dict[BlockSignature, float] | None = None
 
     # ---- counts --------------------------------------------------------------------------------
     @property
@@ -165,6 +168,26 @@ class LatencyModel:
         return [{"layer": n, "signature": self.compiled.signatures[i].key(), "ms": float(self.sig_ms[i]),
                  "source": self.sig_source[i]} for n, i in zip(self.compiled.layer_names, ids) if i >= 0]
 
+    def signature_ms(self, sig: BlockSignature) -> tuple[float, str]:
+        """``(ms, source)`` of one signature, also one the space never produces (e.g. a merged form of
+        depth pruning): the space's own entry; else the table's measured entry; else interpolated
+        from its measured neighbours (``interpolated`` / ``estimated``, as for missing entries); without a
+        table, the roofline estimate from the device profile (``estimated``). Uncalibrated."""
+        i = self._sig_index.get(sig)
+        if i is not None:
+            return float(self.sig_ms[i]), self.sig_source[i]
+        if self.table is not None:
+            if self._measured is None:
+                est = self.table.meta.estimator
+                self._measured = {s: e.value(est) for s, e in self.table.entries.items() if e.source == "measured"}
+            if sig in self._measured:
+                return float(self._measured[sig]), "measured"
+            v, how, _note = interpolate_one(sig, self._measured)
+            return float(v), how
+        if self.profile is None:
+            raise UsageError(f"no table entry and no device profile to estimate {sig.key()}")
+        return float(block_time_ms(sig, roof_from_profile(self.profile, self.precision), batch=self.batch)), "estimated"
+
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
     def from_table(cls, table: LatencyTable, space: Any, *, profile: Any = None,
@@ -187,7 +210,7 @@ class LatencyModel:
         roof = _roofline_array(comp.signatures, profile, table.meta.precision, table.meta.batch) if profile else None
         return cls(space=space, compiled=comp, sig_ms=np.asarray(ms), sig_source=src, source="measured",
                    device=table.meta.device, runtime=table.meta.runtime, precision=table.meta.precision,
-                   batch=table.meta.batch, calibration=cal, table=table, roofline_ms=roof)
+                   batch=table.meta.batch, calibration=cal, table=table, roofline_ms=roof, profile=profile)
 
     @classmethod
     def from_roofline(cls, space: Any, profile: Any, *, runtime: str, precision: str, batch: int = 1,
@@ -195,7 +218,8 @@ class LatencyModel:
         comp = compiled or compiled_space(space)
         ms = _roofline_array(comp.signatures, profile, precision, batch)
         return cls(space=space, compiled=comp, sig_ms=ms, sig_source=["estimated"] * len(ms), source="estimated",
-                   device=profile.name, runtime=runtime, precision=precision, batch=batch, roofline_ms=ms)
+                   device=profile.name, runtime=runtime, precision=precision, batch=batch, roofline_ms=ms,
+                   profile=profile)
 
     @classmethod
     def load(cls, *, device: str, runtime: str | None = None, precision: str | None = None, batch: int = 1,

@@ -115,21 +115,39 @@ def calibration_genes(space: Any, model: Any, rng: np.random.Generator, n: int, 
     return np.stack(chosen), roles
 
 
+# UPDP form name -> the merged signature kind it deploys as
+MERGED_KIND_OF_FORM: dict[str, str] = {"dw_pw": "merged_dw_pw", "dense": "merged_dense", "pw": "merged_pw"}
+
+
+def merged_signature(sig: BlockSignature, form: str) -> BlockSignature | None:
+    """The signature of ``sig`` merged into UPDP's ``form`` (``dw_pw``, ``dense``), or ``None`` when that
+    form does not apply to the kind. ``dense`` of a ResNet basic block is one (2k-1)x(2k-1) conv
+    (kxk * kxk) with the block's final activation; of a bottleneck, one kxk conv with it; of a
+    ConvNeXt or MBConv block, one kxk conv. ``dw_pw`` (ConvNeXt, MBConv without expansion) is the
+    depthwise kxk then 1x1 conv, plus the residual add when the block keeps an identity shortcut.
+    """
+    kind = MERGED_KIND_OF_FORM.get(form)
+    if kind is None or sig.kind not in ("convnext", "mbconv", "basic", "bottleneck"):
+        return None
+    base = dict(in_hw=sig.in_hw, in_ch=sig.in_ch, out_hw=sig.out_hw, out_ch=sig.out_ch, stride=sig.stride, bias=True)
+    if kind == "merged_dw_pw":
+        if sig.kind == "convnext" or (sig.kind == "mbconv" and not sig.has_expand):
+            identity = sig.residual and sig.stride == 1 and sig.in_ch == sig.out_ch
+            return BlockSignature(kind=kind, kernel=sig.kernel, residual=identity, **base)
+        return None
+    if kind == "merged_dense":
+        k = 2 * sig.kernel - 1 if sig.kind == "basic" else sig.kernel
+        act = sig.act if sig.kind in ("basic", "bottleneck") else "none"
+        return BlockSignature(kind=kind, kernel=k, act=act, **base)
+    return None
+
+
 def merged_forms(sig: BlockSignature) -> list[BlockSignature]:
     """The merged forms UPDP may turn a residual block into (empty when it cannot be merged)."""
     if not sig.residual or sig.stride != 1 or sig.in_ch != sig.out_ch:
         return []
-    base = dict(in_hw=sig.in_hw, in_ch=sig.in_ch, out_hw=sig.out_hw, out_ch=sig.out_ch)
-    if sig.kind == "convnext":
-        return [BlockSignature(kind="merged_dw_pw", kernel=sig.kernel, residual=True, bias=True, **base),
-                BlockSignature(kind="merged_dense", kernel=sig.kernel, bias=True, **base)]
-    if sig.kind == "mbconv":
-        return [BlockSignature(kind="merged_dense", kernel=sig.kernel, bias=True, **base)]
-    if sig.kind == "basic":
-        return [BlockSignature(kind="merged_dense", kernel=2 * sig.kernel - 1, bias=True, act=sig.act, **base)]
-    if sig.kind == "bottleneck":
-        return [BlockSignature(kind="merged_dense", kernel=sig.kernel, bias=True, act=sig.act, **base)]
-    return []
+    forms = {"convnext": ("dw_pw", "dense"), "mbconv": ("dense", "dw_pw")}.get(sig.kind, ("dense",))
+    return [m for f in forms if (m := merged_signature(sig, f)) is not None]
 
 
 def table_is_raw(table: LatencyTable) -> bool:

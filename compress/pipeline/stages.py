@@ -159,7 +159,8 @@ class ProfileStage(Stage):
     def config(self, cfg: PipelineCfg) -> Any:
         devs = [d.model_dump(mode="json", include={"name", "runtime", "precision", "batch", "remote"})
                 for d in cfg.devices if d.profile]
-        return {"devices": devs, "profiling": cfg.profiling.model_dump(mode="json"), "seed": cfg.seed}
+        return {"devices": devs, "profiling": cfg.profiling.model_dump(mode="json"), "seed": cfg.seed,
+                "merged": cfg.prune.method == "updp"}
 
     def inputs(self, ctx: Context) -> dict[str, str]:
         return {"supernet": sha256_file(supernet_path(ctx))}
@@ -181,6 +182,9 @@ class ProfileStage(Stage):
             with _bar(ctx, f"profile {d['name']}") as tick:
                 res = profile_table(device=d["name"], runtime=d["runtime"], precision=d["precision"], supernet=ckpt,
                                     batch=d["batch"], resolutions=p.resolutions, remote=d["remote"], tables=work / "tables",
+                                    # UPDP prices another device's blocks and merged forms from this table
+                                    # (on this machine it times them on the spot)
+                                    merged=ctx.cfg.prune.method == "updp" and not d["detect"],
                                     threads=p.threads, iterations=p.iterations, warmup=p.warmup, calibrate=p.calibrate,
                                     seed=ctx.cfg.seed, progress=tick)
                 _fault(self.name, work)
@@ -304,6 +308,8 @@ class PruneStage(Stage):
             opts.update(blocks=p.blocks if p.blocks is not None else opts.get("blocks"), latency_ms=p.latency_ms,
                         device=device, train_limit=p.train_limit or ctx.cfg.data.train_limit, max_steps=p.max_steps,
                         timing_iterations=p.timing_iterations, weights=extra.get("weights"))
+            if "search" in ctx.records and ctx.path("search", "tables").is_dir():
+                opts["tables"] = ctx.path("search", "tables")   # another device: its table, as search used it
             if p.latency == "macs-estimate":
                 from compress.prune.updp.latency import MacsBlockLatency
 

@@ -138,13 +138,18 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
                kd_weight: float = 0.5, min_gain: float = 0.03, score_images: int = 512,
                train_limit: int | None = None, max_steps: int | None = None, latency: Any = None,
                timing_iterations: int = 60, threads: int | None = 1, selection: str = "proxy",
-               selection_steps: int = 200) -> dict[str, Any]:
+               selection_steps: int = 200, tables: str | Path | None = None,
+               profiles: str | Path | None = None) -> dict[str, Any]:
     """Prune ``blocks`` blocks (or down to ``latency_ms``) of ``model`` by UPDP and merge them.
 
     ``device``/``runtime`` pick the latency target (default: this machine, ``local-cpu``, and its
-    default runtime); block forms are measured on the spot with the shared runner and timing
-    engine, with ``threads`` intra-op threads (default 1: blocks take microseconds, and two threads on
-    a small CPU contend and time unrepeatably; ``None`` = the runtime's default). ``latency``
+    default runtime). On this machine block forms are measured on the spot with the shared runner
+    and timing engine, with ``threads`` intra-op threads (default 1: blocks take microseconds, and two
+    threads on a small CPU contend and time unrepeatably; ``None`` = the runtime's default). For
+    another device a supernet subnet's blocks and merged forms are priced from the device's latency
+    table in ``tables`` (``compress profile --device D --merged``), or from its roofline estimate
+    when there is none (flagged in ``latency_source`` and warned about); nothing is measured then,
+    and the whole-model check is the table's prediction. ``latency``
     (Python only) overrides that with any :class:`BlockLatency`. Returns the
     JSON-able result; with ``out`` writes ``result.json``, the merged model directory ``model/``
     (loadable with ``compress.models.load_model``) and ``manifest.json``.
@@ -188,16 +193,29 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
         from compress.hardware.profile import get_profile
         from compress.prune.updp.latency import MeasuredBlockLatency
 
-        prof = get_profile(device or "local-cpu")
-        if prof.kind != "cpu" or not getattr(prof, "detect", False):
-            raise UsageError(f"device '{prof.name}' has no UPDP latency table yet and cannot be measured from here; "
-                             f"use --device local-cpu (measured on this machine)")
+        prof = get_profile(device or "local-cpu", profiles_dir=profiles)
         rt = prof.check_runtime(runtime)
-        if rt not in ("onnxruntime", "openvino"):
-            raise UsageError(f"UPDP measures blocks with onnxruntime or openvino; got --runtime {rt}")
-        latency = MeasuredBlockLatency(runtime=rt, threads=threads, iterations=timing_iterations)
-        target = {"device": prof.name, "runtime": rt}
-    _log(progress, f"timing {len(cands)} blocks and their merged forms ({latency.source})")
+        if prof.kind == "cpu" and getattr(prof, "detect", False):
+            # this machine: time every block and merged form on the spot
+            if rt not in ("onnxruntime", "openvino"):
+                raise UsageError(f"UPDP measures blocks with onnxruntime or openvino; got --runtime {rt}")
+            latency = MeasuredBlockLatency(runtime=rt, threads=threads, iterations=timing_iterations)
+        else:
+            # another device: its latency table (measured there with `compress profile --merged`), or its
+            # roofline estimate; a supernet subnet's blocks have table signatures, other models do not
+            from compress.latency.predict import LatencyModel
+            from compress.prune.updp.latency import TableBlockLatency, subnet_block_signatures
+
+            if lm.source.get("kind") != "subnet":
+                raise UsageError(f"--device {prof.name}: UPDP prices blocks for another device from its latency table, "
+                                 f"which covers supernet subnets only and {model} is not one; prune for --device "
+                                 "local-cpu (measured here) or run compress prune on the device itself")
+            space, cfg, sigs = subnet_block_signatures(base, lm.source, lm.input_shape)
+            table = LatencyModel.load(device=prof.name, runtime=rt, space=space, tables=tables, profiles=profiles)
+            latency = TableBlockLatency(model=table, config=cfg, blocks=sigs)
+        target = {"device": prof.name, "runtime": rt, "source": latency.source}
+    how = "pricing" if latency.source.startswith(("table", "estimate")) else "timing"
+    _log(progress, f"{how} {len(cands)} blocks and their merged forms ({latency.source})")
     base_ms, decisions = block_decisions(base, cands, lm.input_shape, latency, min_gain=min_gain)
     by_name = {d.name: d for d in decisions}
 
@@ -224,7 +242,16 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     for n in sel.mask:
         by_name[n].selected = True
     _log(progress, f"pruning {', '.join(sel.mask)}; checking the whole model gets faster")
-    check = verify_speedup(base, sel.mask, {n: by_name[n].form for n in sel.mask}, lm.input_shape, latency)
+    from compress.prune.updp.latency import TableBlockLatency
+
+    if isinstance(latency, TableBlockLatency):
+        # nothing to time on another device: the check is the table's prediction
+        merged_pred = sel.predicted_ms
+        check = {"original_ms": base_ms, "merged_ms": merged_pred, "speedup": base_ms / merged_pred,
+                 "faster": merged_pred < base_ms, "controlled": True, "campaigns": 0, "predicted": True,
+                 "source": latency.source}
+    else:
+        check = verify_speedup(base, sel.mask, {n: by_name[n].form for n in sel.mask}, lm.input_shape, latency)
     if not check["faster"]:
         from compress.core.errors import Failure
 
@@ -262,7 +289,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     macs_before, macs_after = count_macs(base, lm.input_shape), count_macs(merged, lm.input_shape)
     pred_after = base_ms - sum(by_name[n].saving_ms for n in sel.mask)
     measured = None
-    if target is not None:
+    if target is not None and not isinstance(latency, TableBlockLatency):
         from compress.prune.updp.latency import BlockItem
 
         ms = latency.latencies([BlockItem("before", copy.deepcopy(base).eval(), tuple(lm.input_shape), "original"),
@@ -280,6 +307,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
         "params_before": count_params(base), "params_after": count_params(merged),
         "predicted_latency_ms_before": base_ms, "predicted_latency_ms_after": pred_after,
         "latency_source": latency.source, "target": target, "measured_latency": measured,
+        "latency_entry_sources": dict(getattr(latency, "sources", {})) or None,
         "selection": {"method": sel.method, "score": sel.score, "masks_evaluated": sel.evaluated, "scorer": selection,
                       "score_definition": "-KL(unpruned || masked at lambda=1, BN recalibrated)"
                       + (" on the weight-sharing network" if selection == "supernet" else ", no training")},

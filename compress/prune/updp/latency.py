@@ -10,8 +10,12 @@ merged form) at an input shape. Implementations:
 * :class:`MacsBlockLatency` is an *estimate* (MACs / a nominal rate, plus a per-conv overhead),
   for tests and dry runs; its ``source`` says ``estimate`` and the report carries it.
 
-A latency-table implementation (issue 4, ``compress.latency``) plugs in by providing the same
-``latencies`` method.
+* :class:`TableBlockLatency` prices a supernet subnet's blocks from the target device's latency
+  table (``compress profile --device D --merged`` measures the merged kinds too; without a table,
+  the device's roofline estimate, flagged). Nothing is timed: items are priced by their block
+  signature (key ``NAME|original`` or ``NAME|FORM``) and the whole model (``__model__``) by the
+  table's calibrated subnet prediction. This is how ``compress prune --device jetson-orin-nano``
+  decides for a device that is not this machine.
 """
 
 from __future__ import annotations
@@ -108,6 +112,90 @@ class MeasuredBlockLatency:
                 s.close()
             canary.close()
         return out
+
+
+@dataclass
+class TableBlockLatency:
+    """Block latencies of one subnet from a device's latency table (see module doc).
+
+    ``blocks``: candidate name -> its block signature (:func:`subnet_block_signatures`);
+    ``model``: the device's :class:`~compress.latency.predict.LatencyModel` for the subnet's space;
+    ``config``: the subnet. Block savings come from uncalibrated entries; they are scaled by the
+    table's calibration ratio at this subnet (calibrated / summed prediction) so that they add up
+    on the same scale as the whole-model prediction.
+    """
+
+    model: Any
+    config: Any
+    blocks: dict[str, Any]
+    source: str = "table"
+    drift: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)   # item key -> measured/interpolated/estimated
+
+    def __post_init__(self) -> None:
+        kind = "table" if self.model.source == "measured" else "estimate:roofline"
+        self.source = f"{kind}:{self.model.device}/{self.model.runtime}/{self.model.precision}"
+        genes = self.model.space.to_genes(self.config)[None, :]
+        self.model_ms = float(self.model.predict_genes(genes)[0])
+        summed = float(self.model.predict_sum_genes(genes)[0])
+        self.scale = self.model_ms / summed if summed > 0 else 1.0
+
+    def latencies(self, items: list[BlockItem]) -> dict[str, float]:
+        from compress.core.errors import UsageError
+        from compress.latency.profile import merged_signature
+
+        out: dict[str, float] = {}
+        for it in items:
+            if it.key == "__model__":
+                out[it.key], self.sources[it.key] = self.model_ms, self.model.source
+                continue
+            name, _, form = it.key.rpartition("|")
+            sig = self.blocks.get(name)
+            if sig is None:
+                raise UsageError(f"the latency table cannot price '{it.key}': only the subnet's blocks and the whole "
+                                 "unpruned model have table entries")
+            if form != "original":
+                sig = merged_signature(sig, form)
+                if sig is None:
+                    raise UsageError(f"no merged signature for form '{form}' of {name} ({self.blocks[name].kind})")
+            ms, how = self.model.signature_ms(sig)
+            out[it.key], self.sources[it.key] = ms * self.scale, how
+        return out
+
+
+def subnet_block_signatures(module: nn.Module, source: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[Any, Any, dict[str, Any]]:
+    """``(space, config, {block name: signature})`` of an exported supernet subnet.
+
+    The layer specs of the subnet's config (``space.block_specs``) are matched in order to the
+    module's MBConv / ConvNeXt / bottleneck blocks, and each pair is checked against the block's
+    real input shape, so a module that is not the recorded subnet is refused rather than priced
+    wrongly.
+    """
+    from compress.core.errors import UsageError
+    from compress.latency.signature import signature_of
+    from compress.supernet import SearchSpace
+    from compress.supernet.static import Bottleneck, ConvNeXtBlock, MBConv
+
+    if (source or {}).get("kind") != "subnet":
+        raise UsageError("latency tables price supernet subnets only (a `compress search` result, or a supernet "
+                         "checkpoint with --subnet); for other models use --device local-cpu, measured here")
+    space = SearchSpace.from_dict(source["space"], source="model source")
+    cfg = space.config_from_dict(source["config"])
+    specs = [signature_of(s) for s in space.block_specs(cfg)]
+    specs = [s for s in specs if s.kind in ("mbconv", "convnext", "bottleneck")]
+    mods = [n for n, m in module.named_modules() if isinstance(m, (MBConv, ConvNeXtBlock, Bottleneck))]
+    if len(mods) != len(specs):
+        raise UsageError(f"the model has {len(mods)} blocks but its recorded subnet has {len(specs)}: it was changed "
+                         "after export (already pruned?); use --device local-cpu, measured here")
+    from compress.prune.updp.api import block_inputs
+
+    shapes = block_inputs(module, mods, input_shape)
+    for n, sig in zip(mods, specs):
+        c, h = shapes[n][0], shapes[n][-1]
+        if (c, h) != (sig.in_ch, sig.in_hw):
+            raise UsageError(f"block {n} sees {c} channels at {h}x{h} but its recorded signature says "
+                             f"{sig.in_ch} at {sig.in_hw}x{sig.in_hw}; the model is not the recorded subnet")
+    return space, cfg, dict(zip(mods, specs))
 
 
 def export_onnx(module: nn.Module, shape: tuple[int, ...], path: Path) -> Path:
