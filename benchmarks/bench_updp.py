@@ -354,7 +354,7 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from compress.core.runs import atomic_path
+    from compress.core.runs import atomic_write_png
 
     models = [m for m in res["models"] if m["rows"]]
     if not models:
@@ -384,9 +384,7 @@ def plot(res: dict, path: Path) -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("UPDP on Fashion-MNIST (dotted: 1.5x and base − 0.5 points)", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    atomic_write_png(fig, path)
 
 
 def main() -> None:

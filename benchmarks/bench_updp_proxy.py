@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_updp import _pruned, convnext_subnet, finetune_merged, log, train_base  # noqa: E402
 
-from compress.core.runs import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
+from compress.core.runs import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
 from compress.prune.updp.candidates import chain_of, find_candidates  # noqa: E402
 from compress.prune.updp.measure import logits, top1  # noqa: E402
@@ -77,9 +77,7 @@ def plot(res: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"UPDP selection scorers, K = {res['k']} of {len(res['candidates'])} blocks", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    atomic_write_png(fig, path)
 
 
 def markdown(res: dict) -> str:

@@ -25,6 +25,7 @@ SCRIPTS = {  # name -> (script, takes --quick)
     "vendor": ("bench_vendor_tools.py", True),
     "updp": ("bench_updp.py", True),
     "updp-proxy": ("bench_updp_proxy.py", True),
+    "updp-schedule": ("bench_updp_schedule.py", True),
     "updp-ceiling": ("bench_updp_ceiling.py", False),
     "ftwt": ("bench_ftwt.py", True),
     "train": ("bench_train_recipes.py", True),

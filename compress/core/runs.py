@@ -65,6 +65,17 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_png(fig: Any, path: str | Path, *, dpi: int | None = None) -> Path:
+    """Write a matplotlib figure as PNG atomically, then close it (frees its memory)."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", **({"dpi": dpi} if dpi else {}))
+    plt.close(fig)
+    return path
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert dataclasses, pydantic models, paths and numpy scalars for ``json.dumps``."""
     if hasattr(obj, "model_dump"):

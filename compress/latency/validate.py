@@ -50,7 +50,7 @@ def scatter_png(path: Path, measured: np.ndarray, series: dict[str, np.ndarray],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from compress.core.runs import atomic_path
+    from compress.core.runs import atomic_write_png
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     lo = float(min(measured.min(), *(s.min() for s in series.values()))) * 0.9
@@ -69,10 +69,7 @@ def scatter_png(path: Path, measured: np.ndarray, series: dict[str, np.ndarray],
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return atomic_write_png(fig, path, dpi=110)
 
 
 def validate(*, device: str, runtime: str | None = None, precision: str | None = None, supernet: Any = None,

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compress.core.runs import atomic_path, atomic_write_text
+from compress.core.runs import atomic_write_png, atomic_write_text
 from compress.pipeline.stages import Context
 
 
@@ -28,10 +28,7 @@ def _plt():
 
 
 def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    _plt().close(fig)
-    return path
+    return atomic_write_png(fig, path)
 
 
 def plot_pareto(search: dict[str, Any], path: Path) -> Path:

@@ -134,7 +134,7 @@ def plot_pareto(res: SearchResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from compress.core.runs import atomic_path
+    from compress.core.runs import atomic_write_png
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -155,9 +155,7 @@ def plot_pareto(res: SearchResult, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    atomic_write_png(fig, path)
 
 
 def write_run(res: SearchResult, run: RunDir) -> dict[str, str]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compress.core.runs import atomic_path, atomic_write_text, to_jsonable
+from compress.core.runs import atomic_write_png, atomic_write_text, to_jsonable
 
 
 class MetricsLog:
@@ -76,8 +76,4 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return atomic_write_png(fig, path, dpi=110)
