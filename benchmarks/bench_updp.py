@@ -408,13 +408,14 @@ def main() -> None:
     ap.add_argument("--timing-threads", type=int, default=1,
                     help="ONNX Runtime / OpenVINO intra-op threads when timing (runs before 2026-11-30 04:00 used 2)")
     ap.add_argument("--retime", type=Path, default=None,
-                    help="a finished run's bench_updp.json: re-time its rows (structure only) and write retime.json")
+                    help="a finished run's bench_updp*.json: re-time its rows (structure only) and write retime*.json beside it")
     ap.add_argument("--retime-campaigns", type=int, default=3)
     a = ap.parse_args()
     if a.retime:
         torch.set_flush_denormal(True)
         rt = retime(a.retime, campaigns=a.retime_campaigns, iterations=100, threads=[1, 2])
-        atomic_write_json(a.retime.parent / "retime.json", rt)
+        # bench_updp.json -> retime.json, bench_updp_k56.json -> retime_k56.json (beside it)
+        atomic_write_json(a.retime.with_name(a.retime.stem.replace("bench_updp", "retime", 1) + ".json"), rt)
         return
     if a.threads:
         torch.set_num_threads(a.threads)
