@@ -143,10 +143,15 @@ def merged_signature(sig: BlockSignature, form: str) -> BlockSignature | None:
 
 
 def merged_forms(sig: BlockSignature) -> list[BlockSignature]:
-    """The merged forms UPDP may turn a residual block into (empty when it cannot be merged)."""
-    if not sig.residual or sig.stride != 1 or sig.in_ch != sig.out_ch:
+    """The merged forms UPDP may turn a block into (empty when it cannot be merged): any MBConv
+    (strided and channel-changing ones too: they merge into a strided dense conv), and ConvNeXt,
+    ResNet basic and bottleneck blocks with an identity shortcut."""
+    if sig.kind == "mbconv":
+        forms: tuple[str, ...] = ("dense", "dw_pw")
+    elif sig.residual and sig.stride == 1 and sig.in_ch == sig.out_ch:
+        forms = ("dw_pw", "dense") if sig.kind == "convnext" else ("dense",)
+    else:
         return []
-    forms = {"convnext": ("dw_pw", "dense"), "mbconv": ("dense", "dw_pw")}.get(sig.kind, ("dense",))
     return [m for f in forms if (m := merged_signature(sig, f)) is not None]
 
 
