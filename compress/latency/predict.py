@@ -178,8 +178,7 @@ class LatencyModel:
             return float(self.sig_ms[i]), self.sig_source[i]
         if self.table is not None:
             if self._measured is None:
-                est = self.table.meta.estimator
-                self._measured = {s: e.value(est) for s, e in self.table.entries.items() if e.source == "measured"}
+                self._measured = self.table.measured_ms()
             if sig in self._measured:
                 return float(self._measured[sig]), "measured"
             v, how, _note = interpolate_one(sig, self._measured)
@@ -193,7 +192,7 @@ class LatencyModel:
     def from_table(cls, table: LatencyTable, space: Any, *, profile: Any = None,
                    compiled: CompiledSpace | None = None) -> "LatencyModel":
         comp = compiled or compiled_space(space)
-        measured = {s: e.value(table.meta.estimator) for s, e in table.entries.items() if e.source == "measured"}
+        measured = table.measured_ms()
         if not measured:
             raise UsageError(f"latency table {table.path} has no measured entries; run `compress profile` again")
         filled = fill_missing(comp.signatures, measured)

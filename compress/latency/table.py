@@ -203,6 +203,10 @@ class LatencyTable:
     def measured(self) -> dict[BlockSignature, Entry]:
         return {s: e for s, e in self.entries.items() if e.source == "measured"}
 
+    def measured_ms(self) -> dict[BlockSignature, float]:
+        """Milliseconds of every measured entry, by the table's estimator."""
+        return {s: e.value(self.meta.estimator) for s, e in self.measured().items()}
+
     def missing(self, sigs: list[BlockSignature] | set[BlockSignature]) -> list[BlockSignature]:
         return sorted(s for s in set(sigs) if s not in self.entries or self.entries[s].source != "measured")
 

@@ -161,6 +161,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     from compress.models import LoadedModel, save_model_dir
     from compress.prune.updp.candidates import find_candidates
     from compress.prune.updp.measure import count_macs, count_params, logits, recalibrate_bn, top1
+    from compress.prune.updp.latency import MeasuredBlockLatency, TableBlockLatency
     from compress.prune.updp.linearize import NormSwapStep
     from compress.prune.updp.progressive import TrainConfig, train_progressive
     from compress.prune.updp.proxy import proxy_scorer, supernet_scorer
@@ -191,7 +192,6 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     target = None
     if latency is None:
         from compress.hardware.profile import get_profile
-        from compress.prune.updp.latency import MeasuredBlockLatency
 
         prof = get_profile(device or "local-cpu", profiles_dir=profiles)
         rt = prof.check_runtime(runtime)
@@ -204,7 +204,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
             # another device: its latency table (measured there with `compress profile --merged`), or its
             # roofline estimate; a supernet subnet's blocks have table signatures, other models do not
             from compress.latency.predict import LatencyModel
-            from compress.prune.updp.latency import TableBlockLatency, subnet_block_signatures
+            from compress.prune.updp.latency import subnet_block_signatures
 
             if lm.source.get("kind") != "subnet":
                 raise UsageError(f"--device {prof.name}: UPDP prices blocks for another device from its latency table, "
@@ -214,6 +214,8 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
             table = LatencyModel.load(device=prof.name, runtime=rt, space=space, tables=tables, profiles=profiles)
             latency = TableBlockLatency(model=table, config=cfg, blocks=sigs)
         target = {"device": prof.name, "runtime": rt, "source": latency.source}
+    # another device's table prices blocks and predicts the whole model: nothing is timed here
+    from_table = isinstance(latency, TableBlockLatency)
     how = "pricing" if latency.source.startswith(("table", "estimate")) else "timing"
     _log(progress, f"{how} {len(cands)} blocks and their merged forms ({latency.source})")
     base_ms, decisions = block_decisions(base, cands, lm.input_shape, latency, min_gain=min_gain)
@@ -242,10 +244,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     for n in sel.mask:
         by_name[n].selected = True
     _log(progress, f"pruning {', '.join(sel.mask)}; checking the whole model gets faster")
-    from compress.prune.updp.latency import TableBlockLatency
-
-    if isinstance(latency, TableBlockLatency):
-        # nothing to time on another device: the check is the table's prediction
+    if from_table:   # the check is the table's prediction
         merged_pred = sel.predicted_ms
         check = {"original_ms": base_ms, "merged_ms": merged_pred, "speedup": base_ms / merged_pred,
                  "faster": merged_pred < base_ms, "controlled": True, "campaigns": 0, "predicted": True,
@@ -289,7 +288,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     macs_before, macs_after = count_macs(base, lm.input_shape), count_macs(merged, lm.input_shape)
     pred_after = base_ms - sum(by_name[n].saving_ms for n in sel.mask)
     measured = None
-    if target is not None and not isinstance(latency, TableBlockLatency):
+    if target is not None and not from_table:
         from compress.prune.updp.latency import BlockItem
 
         ms = latency.latencies([BlockItem("before", copy.deepcopy(base).eval(), tuple(lm.input_shape), "original"),
