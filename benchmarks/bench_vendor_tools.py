@@ -39,7 +39,7 @@ TIMM = ("resnet18", "mobilenetv2_100", "efficientnet_b0", "convnext_atto")
 
 
 def session(runtime: str, path: Path, *, threads: int | None, precision: str = "fp32"):
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     s = get_runner(runtime).load(str(path), threads=threads, precision=precision)
     s.bind(np.random.default_rng(0).standard_normal(s.input_shape).astype(s.input_dtype))
@@ -48,7 +48,7 @@ def session(runtime: str, path: Path, *, threads: int | None, precision: str = "
 
 def export_timm(name: str, size: int, work: Path) -> Path:
     from compress.models import load_model
-    from export.onnx import to_onnx
+    from compress.export.onnx import to_onnx
 
     path = work / f"{name}_{size}.onnx"
     if not path.is_file():

@@ -25,7 +25,7 @@ _LAZY: dict[str, str] = {
     "get_profile": "compress.hardware.profile:get_profile",
     "load_dataset": "compress.data:load_dataset",
     "dataset_names": "compress.data:dataset_names",
-    "export_model": "export.api:export_model",
+    "export_model": "compress.export.api:export_model",
     "LatencyModel": "compress.latency.predict:LatencyModel",
     "profile_table": "compress.latency.profile:profile_table",
     "validate_latency": "compress.latency.validate:validate",

@@ -8,7 +8,7 @@ It runs on the target device (copied there by ``compress bench --remote`` togeth
 torch (except for the torch runtime) nor the rest of ``compress``. ``compress bench`` without
 ``--remote`` calls :func:`run_spec` in-process, so local and remote runs time the same way.
 
-Runners: the shared ``export.runtimes`` runner of each item's runtime. When that runtime's
+Runners: the shared ``compress.export.runtimes`` runner of each item's runtime. When that runtime's
 Python package is missing on the device and fallback is allowed, OpenVINO items are timed with
 ``benchmark_app`` and TensorRT engines with ``trtexec`` (tagged in the result's ``runner``).
 
@@ -41,7 +41,7 @@ from compress.timing import DriftMonitor, Item, TimingConfig, run_to_dict, time_
 
 AGENT_VERSION = 1
 SPEC_SCHEMA = 1
-RUNNER_SHARED = "export.runtimes"
+RUNNER_SHARED = "compress.export.runtimes"
 
 
 class AgentError(Exception):
@@ -81,7 +81,7 @@ def _resolve(artifact: Any, base: Path | None) -> Any:
 
 
 def _session(item: dict[str, Any], base: Path | None):  # -> (Session, info dict)
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     runner = get_runner(item["runtime"])
     opts = dict(item.get("options") or {})
@@ -96,10 +96,10 @@ def _session(item: dict[str, Any], base: Path | None):  # -> (Session, info dict
 
 def _runtime_available(runtime: str) -> bool:
     try:
-        from export.runtimes import get_runner
+        from compress.export.runtimes import get_runner
 
         return get_runner(runtime).available()
-    except Exception:  # noqa: BLE001 - export.runtimes itself may not import (no numpy)
+    except Exception:  # noqa: BLE001 - compress.export.runtimes itself may not import (no numpy)
         return False
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from compress.core.config import validate
 from compress.core.errors import Failure, UsageError
 from compress.core.runs import RunDir, sha256_file
-from export.context import ExportConfig, ExportContext, FormatArtifact
+from compress.export.context import ExportConfig, ExportContext, FormatArtifact
 
 
 @dataclass
@@ -86,10 +86,10 @@ def export_model(model: Any, *, out: str | Path, config: ExportConfig | dict[str
     import numpy as np
 
     from compress.models import LoadedModel, load_model
-    from export.formats import check_capabilities, resolve_formats
-    from export.onnx import to_onnx
-    from export.parity import check_parity, parity_inputs, reference_outputs
-    from export.preflight import preflight
+    from compress.export.formats import check_capabilities, resolve_formats
+    from compress.export.onnx import to_onnx
+    from compress.export.parity import check_parity, parity_inputs, reference_outputs
+    from compress.export.preflight import preflight
 
     if config is None:
         cfg = validate(ExportConfig, options, source="export options")

@@ -80,7 +80,7 @@ class ExportContext:
     model: Any                       # compress.models.LoadedModel
     config: ExportConfig
     out: Path
-    onnx: Any                        # export.onnx.OnnxExport (the fp32 ONNX every format starts from)
+    onnx: Any                        # compress.export.onnx.OnnxExport (the fp32 ONNX every format starts from)
     metadata: dict[str, str]
     parity_inputs: Any = None        # np.ndarray used for parity (also shipped in TensorRT bundles)
     parity_reference: Any = None     # torch outputs for parity_inputs

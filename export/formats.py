@@ -1,6 +1,6 @@
 """The export format registry: each format declares what it can do, checked before any work.
 
->>> from export.formats import resolve_formats
+>>> from compress.export.formats import resolve_formats
 >>> [f.name for f in resolve_formats("onnx,ov,engine")]
 ['onnx', 'openvino', 'tensorrt']
 """
@@ -23,9 +23,9 @@ class Format:
     dtypes: tuple[str, ...]          # precisions this format can be exported in
     dynamic_batch: bool              # supports --batch dynamic
     needs_gpu: bool                  # building / running needs a GPU (TensorRT: on the target)
-    runtime: str                     # the export.runtimes runner used for parity
+    runtime: str                     # the compress.export.runtimes runner used for parity
     description: str
-    build: Callable[..., Any]        # build(ctx) -> FormatArtifact (see export.api)
+    build: Callable[..., Any]        # build(ctx) -> FormatArtifact (see compress.export.api)
 
     def capabilities(self) -> dict[str, Any]:
         return {"name": self.name, "aliases": list(self.aliases), "suffix": self.suffix, "dtypes": list(self.dtypes),
@@ -43,9 +43,9 @@ def register(fmt: Format) -> Format:
 
 def _ensure() -> None:
     # Importing the format modules registers them; none of them imports torch at module level.
-    import export.onnx  # noqa: F401
-    import export.openvino  # noqa: F401
-    import export.tensorrt  # noqa: F401
+    import compress.export.onnx  # noqa: F401
+    import compress.export.openvino  # noqa: F401
+    import compress.export.tensorrt  # noqa: F401
 
 
 def resolve_formats(spec: str | Sequence[str]) -> list[Format]:

@@ -232,7 +232,7 @@ def to_onnx(model: Any, path: str | Path, *, batch: int | str = 1, opset: int | 
         simplified = False
         if simplify:
             proto, simplified = _simplify(proto, x.numpy(), notes)
-        from export.onnx_rewrite import reorder_gelu
+        from compress.export.onnx_rewrite import reorder_gelu
 
         n_gelu = reorder_gelu(proto)
         if n_gelu:
@@ -255,8 +255,8 @@ def to_onnx(model: Any, path: str | Path, *, batch: int | str = 1, opset: int | 
 
 def _build(ctx: Any) -> Any:
     """The ``onnx`` format: the checked fp32 ONNX every export starts from; verified by loading it in ORT."""
-    from export.context import FormatArtifact
-    from export.runtimes import get_runner
+    from compress.export.context import FormatArtifact
+    from compress.export.runtimes import get_runner
 
     verified = ["onnx.checker (full_check)"]
     with get_runner("onnxruntime").load(ctx.onnx.path, threads=ctx.config.threads):
@@ -267,7 +267,7 @@ def _build(ctx: Any) -> Any:
 
 
 def _register() -> None:
-    from export.formats import FORMATS, Format, register
+    from compress.export.formats import FORMATS, Format, register
 
     if "onnx" not in FORMATS:
         register(Format(name="onnx", aliases=("onnxruntime", "ort"), suffix=".onnx", dtypes=("fp32",),

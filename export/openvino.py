@@ -50,7 +50,7 @@ def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
         shutil.rmtree(tmpdir, ignore_errors=True)
     compiled_on: list[str] = []
     if verify:
-        from export.runtimes import get_runner
+        from compress.export.runtimes import get_runner
 
         runner = get_runner("openvino")
         for dev in [d for d in ov.Core().available_devices if d.split(".")[0] in ("CPU", "GPU")]:
@@ -64,7 +64,7 @@ def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
 # ---- format registration -----------------------------------------------------------------------
 
 def _build(ctx: Any) -> Any:
-    from export.context import FormatArtifact
+    from compress.export.context import FormatArtifact
 
     res = to_openvino(ctx.onnx.path, ctx.out / "openvino", precision=ctx.config.precision,
                       metadata=ctx.metadata, threads=ctx.config.threads)
@@ -77,7 +77,7 @@ def _build(ctx: Any) -> Any:
 
 
 def _register() -> None:
-    from export.formats import FORMATS, Format, register
+    from compress.export.formats import FORMATS, Format, register
 
     if "openvino" not in FORMATS:
         register(Format(name="openvino", aliases=("ov", "ir", "openvino-ir"), suffix=".xml",

@@ -119,7 +119,7 @@ def parity_inputs(model: Any, *, data: str | None = None, samples: int = 64, see
 
 def reference_outputs(model: Any, inputs: np.ndarray, *, chunk: int = 16) -> np.ndarray:
     """fp32 PyTorch outputs (first output) for ``inputs``, through the shared torch runner."""
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     n = len(inputs)
     full = (n // chunk) * chunk
@@ -136,7 +136,7 @@ def reference_outputs(model: Any, inputs: np.ndarray, *, chunk: int = 16) -> np.
 def run_artifact(artifact: Any, runtime: str, inputs: np.ndarray, *, batch: int, precision: str,
                  threads: int | None = None, device: str | None = None) -> np.ndarray:
     """Run ``inputs`` through the runtime in chunks of ``batch`` (the tail is dropped if it does not fill one)."""
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     n = (len(inputs) // batch) * batch
     if n == 0:

@@ -7,7 +7,7 @@ target runs, and name each offending layer by its PyTorch module path.
 - openvino: the ONNX frontend's partial conversion (ops without a conversion rule), then
   ``Core().query_model`` on the device (ops the device plugin cannot run).
 - tensorrt: the installed TensorRT's ONNX parser where present (``supports_model``); otherwise
-  the documented operator table for the named/installed version (:mod:`export.trt_ops`), plus
+  the documented operator table for the named/installed version (:mod:`compress.export.trt_ops`), plus
   DLA restrictions with ``dla_core``.
 """
 
@@ -62,7 +62,7 @@ def _module(node: Any) -> str:
     for p in node.metadata_props:
         if p.key == "module":
             return p.value
-    from export.onnx import _module_of
+    from compress.export.onnx import _module_of
 
     return _module_of(node) or ""
 
@@ -200,7 +200,7 @@ def _ov_conversion_offenders(text: str, model: Any) -> list[Offender]:
 
 def _check_trt(model: Any, path: Path, *, version: str | None, dla_core: int | None, dla_gpu_fallback: bool,
                precision: str, dynamic: bool) -> tuple[str, list[Offender], list[str]]:
-    from export.trt_ops import DLA_OPS, MIN_OPSET, table_for
+    from compress.export.trt_ops import DLA_OPS, MIN_OPSET, table_for
 
     warnings: list[str] = []
     offenders: list[Offender] = []
@@ -265,7 +265,7 @@ def preflight(onnx_path: str | Path, target: str, *, precision: str = "fp32", de
     >>> preflight("run/model.onnx", "tensorrt", trt_version="10.3").passed  # doctest: +SKIP
     True
     """
-    from export.formats import FORMATS, _ensure
+    from compress.export.formats import FORMATS, _ensure
 
     _ensure()
     name = FORMATS.canonical(target)

@@ -34,7 +34,7 @@ TEMPLATE = Path(__file__).with_name("bundle") / "build_engine.py"
 
 
 def tensorrt_available() -> bool:
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     return get_runner("tensorrt").available()
 
@@ -110,7 +110,7 @@ def write_bundle(onnx_path: str | Path, out_dir: str | Path, *, precision: str, 
                  parity_reference: np.ndarray | None = None, parity_source: str = "",
                  calib_inputs: np.ndarray | None = None, input_name: str = "input") -> dict[str, Any]:
     """Write the device build bundle; returns ``{"dir", "files", "config"}``."""
-    from export.parity import THRESHOLDS
+    from compress.export.parity import THRESHOLDS
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,7 @@ def to_tensorrt(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
 # ---- format registration -----------------------------------------------------------------------
 
 def _build(ctx: Any) -> Any:
-    from export.context import FormatArtifact
+    from compress.export.context import FormatArtifact
 
     cfg = ctx.config
     res = to_tensorrt(ctx.onnx.path, ctx.out / "tensorrt", precision=cfg.precision,
@@ -259,7 +259,7 @@ def _build(ctx: Any) -> Any:
 
 
 def _register() -> None:
-    from export.formats import FORMATS, Format, register
+    from compress.export.formats import FORMATS, Format, register
 
     if "tensorrt" not in FORMATS:
         register(Format(name="tensorrt", aliases=("trt", "engine", "tensorrt-engine"), suffix=".engine",

@@ -49,7 +49,7 @@ def test_onnxruntime_two_models_interleaved(two_models, tmp_path):
     res = bench([str(small), str(big)], device="local-cpu", out=tmp_path / "run", csv=True, **QUICK)
     _check_result(res, 2)
     assert [it.runtime for it in res.items] == ["onnxruntime", "onnxruntime"]
-    assert res.items[0].runner == "export.runtimes"
+    assert res.items[0].runner == "compress.export.runtimes"
     assert res.items[1].settings["threads"] == 1
     # the 64x64, 32-channel model does ~32x the work of the 32x32, 4-channel one
     assert res.ratios["big.onnx"] > 1.5
@@ -208,7 +208,7 @@ def test_agent_falls_back_to_benchmark_app_when_openvino_python_is_missing(two_m
     spec["fallback"] = False
     from compress.core.errors import MissingDependency
 
-    monkeypatch.setattr("export.runtimes.ov.OvRunner.available", lambda self: False)
+    monkeypatch.setattr("compress.export.runtimes.ov.OvRunner.available", lambda self: False)
     with pytest.raises(MissingDependency):  # without fallback: the shared runner's clear error
         agent.run_spec(spec)
 

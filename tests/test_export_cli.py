@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import _export_helpers  # noqa: F401 - registers the exporttest: model reference
 from compress.cli.main import app
-from export.parity import Threshold
+from compress.export.parity import Threshold
 
 runner = CliRunner()
 
@@ -69,7 +69,7 @@ def test_not_a_model(tmp_path):
 
 
 def test_parity_failure_exits_nonzero_with_numbers(tmp_path, monkeypatch):
-    import export.parity as parity
+    import compress.export.parity as parity
 
     monkeypatch.setitem(parity.THRESHOLDS, "fp32", Threshold(max_rel_err=-1.0, min_top1=1.0))  # impossible bar
     r = _invoke("exporttest:tiny", "--format", "onnx", "--out", tmp_path, "--samples", 8, "--json")
@@ -91,9 +91,9 @@ def test_cli_module_import_is_light():
     assert out == "False"
 
 
-@pytest.mark.parametrize("name", ["export.runtimes", "export.formats"])
+@pytest.mark.parametrize("name", ["compress.export.runtimes", "compress.export.formats"])
 def test_registry_modules_import_light(name):
-    code = f"import sys, {name}; import export.formats as f; f._ensure(); " \
+    code = f"import sys, {name}; import compress.export.formats as f; f._ensure(); " \
            "print(any(m in sys.modules for m in ('torch', 'onnx', 'openvino', 'onnxruntime')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=".").stdout.strip()
     assert out == "False"

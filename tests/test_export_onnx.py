@@ -12,8 +12,8 @@ from _export_helpers import tiny_model
 from compress.core.errors import UsageError
 from compress.core.runs import sha256_file
 from compress.models import load_model, save_model_dir
-from export.api import export_model
-from export.onnx import read_metadata
+from compress.export.api import export_model
+from compress.export.onnx import read_metadata
 
 torch.set_num_threads(1)
 
@@ -109,8 +109,8 @@ def test_dynamo_gelu_is_reordered_so_onnxruntime_fuses_it(tmp_path):
     import onnxruntime as ort
 
     from compress.models import LoadedModel
-    from export.onnx import to_onnx
-    from export.onnx_rewrite import reorder_gelu
+    from compress.export.onnx import to_onnx
+    from compress.export.onnx_rewrite import reorder_gelu
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(8, 8, 1),

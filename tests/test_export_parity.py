@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compress.core.errors import UsageError
-from export.parity import THRESHOLDS, compare, judge
+from compress.export.parity import THRESHOLDS, compare, judge
 
 
 def test_identical_outputs():
@@ -61,7 +61,7 @@ def test_thresholds_loosen_with_precision():
 
 
 def test_input_sensitivity_flags_constant_models():
-    from export.parity import input_sensitivity
+    from compress.export.parity import input_sensitivity
 
     rng = np.random.default_rng(0)
     assert input_sensitivity(np.tile(rng.standard_normal(10), (8, 1))) < 1e-12

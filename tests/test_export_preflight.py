@@ -13,9 +13,9 @@ import _export_helpers  # noqa: F401 - registers the exporttest: model reference
 from _export_helpers import fft_model, tiny_model
 from compress.cli.main import app
 from compress.core.errors import Failure, UsageError
-from export.api import export_model
-from export.onnx import to_onnx
-from export.preflight import preflight, require
+from compress.export.api import export_model
+from compress.export.onnx import to_onnx
+from compress.export.preflight import preflight, require
 
 torch.set_num_threads(1)
 

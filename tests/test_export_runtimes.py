@@ -1,4 +1,4 @@
-"""export.runtimes: one runner per runtime, shared by parity, latency profiling and bench."""
+"""compress.export.runtimes: one runner per runtime, shared by parity, latency profiling and bench."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from compress.core.errors import MissingDependency, UsageError
 from conftest import make_tiny_onnx
-from export.runtimes import get_runner, guess_runtime, runner_names
+from compress.export.runtimes import get_runner, guess_runtime, runner_names
 
 torch.set_num_threads(1)
 

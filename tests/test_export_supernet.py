@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from compress.models import LoadedModel, save_model_dir
-from export.api import export_model
-from export.onnx import read_metadata
+from compress.export.api import export_model
+from compress.export.onnx import read_metadata
 
 torch.set_num_threads(1)
 supernet = pytest.importorskip("compress.supernet")

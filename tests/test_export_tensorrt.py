@@ -16,7 +16,7 @@ import torch
 from _export_helpers import tiny_model
 from compress.core.errors import Failure, UsageError
 from compress.core.runs import sha256_file
-from export.api import export_model
+from compress.export.api import export_model
 
 torch.set_num_threads(1)
 

@@ -114,7 +114,7 @@ def test_errors_are_clean(tmp_path) -> None:
 @pytest.mark.tensorrt
 def test_tensorrt_block_engine_is_timed() -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs a CUDA GPU)")
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     if not get_runner("tensorrt").available():
         pytest.skip("TensorRT is installed but no CUDA GPU is usable")

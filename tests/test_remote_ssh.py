@@ -71,7 +71,7 @@ def test_remote_agent_run_with_hostile_names_and_cleanup(host, tmp_path):
     assert _temp_dirs() == before, "the remote temp dir must be removed"
     item = res["timing"]["items"][f"n'; touch {marker}"]
     assert item["stats"]["n"] == 10 and item["stats"]["median_ms"] > 0
-    assert res["items"][f"n'; touch {marker}"]["runner"] == "export.runtimes"
+    assert res["items"][f"n'; touch {marker}"]["runner"] == "compress.export.runtimes"
     assert res["canary"]["kind"] == "model" and res["timing"]["drift"]["checks"]
     assert res["device_state_before"]["cpu"]["model"]
 
@@ -170,7 +170,7 @@ def test_agent_bundle_is_dependency_light(tmp_path):
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(Path(src).read_bytes())
-    code = ("import sys, compress.bench_agent, export.runtimes; "
+    code = ("import sys, compress.bench_agent, compress.export.runtimes; "
             "bad = [m for m in ('torch', 'pydantic', 'onnx', 'typer', 'rich', 'yaml') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-S", "-c", f"import site; site.main(); {code}"], cwd=tmp_path,

@@ -48,7 +48,7 @@ def _unique_names(arts: list[Artifact]) -> list[str]:
 def _export_ref(ref: str, workdir: Path, *, batch: int, image_size: int | None) -> Path:
     """A model reference (``timm:NAME``, a model directory) exported to ONNX (static batch)."""
     from compress.models import load_model
-    from export.onnx import to_onnx
+    from compress.export.onnx import to_onnx
 
     opts = {"image_size": image_size} if image_size and ref.startswith("timm:") else {}
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(ref.split(":", 1)[-1]).name) or "model"

@@ -23,7 +23,7 @@ class BenchItem(StrictModel):
     artifact: str
     file: str | None = None               # the file timed (after resolving run dirs / timm export)
     runtime: str
-    runner: str                           # export.runtimes | benchmark_app | trtexec
+    runner: str                           # compress.export.runtimes | benchmark_app | trtexec
     runtime_version: str | None = None
     precision: str
     batch: int

@@ -45,8 +45,8 @@ def export_cmd(
     Exit codes: 0 ok; 1 preflight, export or parity failed (the numbers are printed); 2 bad input.
     """
     from compress.core.config import validate
-    from export.api import export_model
-    from export.context import ExportConfig
+    from compress.export.api import export_model
+    from compress.export.context import ExportConfig
 
     cfg = validate(ExportConfig, {
         "formats": [s for s in format.split(",") if s.strip()], "precision": precision, "batch": batch, "opset": opset,
@@ -59,7 +59,7 @@ def export_cmd(
     if out is None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name or model).strip("-") or "model"
         out = Path("runs") / f"export-{slug}"
-    from export.formats import resolve_formats
+    from compress.export.formats import resolve_formats
 
     names = [f.name for f in resolve_formats(cfg.formats)]
     console.print(f"exporting {model} -> {', '.join(names)} ({cfg.precision}, batch {cfg.batch}) into {out}")

@@ -1,6 +1,6 @@
 """Measure blocks and whole subnets on a runtime, under drift control.
 
-Everything goes through the shared runners (``export.runtimes``) and the one timing engine
+Everything goes through the shared runners (``compress.export.runtimes``) and the one timing engine
 (``compress.timing.DriftMonitor``): a fixed reference model (the canary, ``compress.bench.canary``)
 is re-timed every ``canary_every`` items; a stretch in which it moved by more than
 ``drift_threshold`` is measured again, samples are normalised by its drift, and the drift seen is
@@ -53,7 +53,10 @@ class MeasureSettings:
                             estimator=self.estimator).check()
 
     def load_kwargs(self) -> dict[str, Any]:
-        return {"precision": self.precision, "threads": self.threads, "device": self.device, "batch": self.batch}
+        from compress.latency.quantized import load_precision
+
+        return {"precision": load_precision(self.runtime, self.precision), "threads": self.threads,
+                "device": self.device, "batch": self.batch}
 
 
 @dataclass
@@ -89,7 +92,7 @@ def _low_canary(run: Callable[[], float | None], burst: int) -> Callable[[], flo
 
 
 def runtime_info(runtime: str) -> dict[str, Any]:
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     return get_runner(runtime).info()
 
@@ -99,17 +102,20 @@ def block_artifact(module: Any, input_shape: tuple[int, ...], workdir: Path, nam
     """What ``settings.runtime`` loads for ``module``: ``(artifact, extra load options)``.
 
     ONNX Runtime / OpenVINO read the exported ONNX; torch eager runs the module itself; TensorRT
-    gets an engine built from the ONNX by the export layer (``export.tensorrt.to_tensorrt``, which
+    gets an engine built from the ONNX by the export layer (``compress.export.tensorrt.to_tensorrt``, which
     needs TensorRT and a GPU here - otherwise profile on the device with ``--remote``).
     """
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     from compress.latency.blocks import export_onnx
+    from compress.latency.quantized import QDQ_RUNTIMES, is_quantized, quantized_artifact
 
     rt = get_runner(settings.runtime).name
     if rt == "torch":
         return module, {"input_shape": tuple(input_shape)}
     onnx = export_onnx(module, tuple(input_shape), workdir / f"{name}.onnx", batch=settings.batch)
+    if rt in QDQ_RUNTIMES and is_quantized(settings.precision):  # int8: the block as the quantizer places it
+        onnx = quantized_artifact(onnx, tuple(input_shape), batch=settings.batch, seed=settings.seed)
     if rt == "tensorrt":
         return tensorrt_engine(onnx, (settings.batch, *input_shape), workdir / f"{name}-trt", settings.precision), {}
     return onnx, {}
@@ -117,7 +123,7 @@ def block_artifact(module: Any, input_shape: tuple[int, ...], workdir: Path, nam
 
 def tensorrt_engine(onnx: Path, shape: tuple[int, ...], out_dir: Path, precision: str) -> Path:
     from compress.core.errors import MissingDependency
-    from export.tensorrt import to_tensorrt
+    from compress.export.tensorrt import to_tensorrt
 
     calib = np.random.default_rng(0).standard_normal((8, *shape[1:])).astype(np.float32) if precision == "int8" else None
     res = to_tensorrt(onnx, out_dir, precision=precision, input_shape=tuple(shape), calib_inputs=calib)
@@ -135,7 +141,7 @@ class BlockTimer:
 
     def __init__(self, settings: MeasureSettings, *, canary: bool = True, workdir: str | Path | None = None,
                  on_settle: Callable[[list[str]], None] | None = None) -> None:
-        from export.runtimes import get_runner
+        from compress.export.runtimes import get_runner
 
         self.s = settings
         self.runner = get_runner(settings.runtime)
@@ -155,7 +161,8 @@ class BlockTimer:
                 art = tensorrt_engine(art, (1, 3, 192, 192), self.workdir / "canary-trt", settings.precision)
             elif self.runner.name == "torch":  # eager torch cannot read ONNX: the canary runs on ORT
                 crunner = get_runner("onnxruntime")
-            self._canary_sess = crunner.load(art, precision="fp32" if crunner is not self.runner else settings.precision,
+            self._canary_sess = crunner.load(art, precision="fp32" if crunner is not self.runner
+                                             else settings.load_kwargs()["precision"],
                                              threads=settings.threads,
                                              device=settings.device if crunner is self.runner else None)
             self._canary_sess.bind(self._input(self._canary_sess))

@@ -370,7 +370,7 @@ class ExportStage(Stage):
         return {"export": cfg.export.model_dump(mode="json"), "data": cfg.data.name, "seed": cfg.seed}
 
     def run(self, ctx: Context, work: Path, resumed: bool) -> dict[str, Any]:
-        from export.api import export_model  # (not `from export import`: a stale editable install sees a namespace)
+        from compress.export.api import export_model
 
         e = ctx.cfg.export
         ctx.log(f"  exporting the final model to {', '.join(e.formats)} ({e.precision}) with parity checks")

@@ -2,7 +2,7 @@
 
 The device needs Python 3, numpy and its runtime; nothing of ``compress`` has to be installed
 there. A minimal bundle (the timing engine, the agent, the device-state probes, the vendor-tool
-wrappers and the shared runners of ``export/runtimes``) travels with the artefacts into a
+wrappers and the shared runners of ``compress.export.runtimes``) travels with the artefacts into a
 ``mktemp -d`` directory, which is removed afterwards even when the run fails.
 
 >>> res = run_agent(RemoteHost("me@jetson"), items=[{"name": "m", "artifact": Path("m.onnx"),
@@ -30,7 +30,7 @@ _SHIPPED = (
 )
 # package __init__ files replaced by empty ones, so the bundle never pulls in heavier imports
 _EMPTY_INITS = ("compress/__init__.py", "compress/core/__init__.py", "compress/bench/__init__.py",
-                "export/__init__.py")
+                "compress/export/__init__.py")
 
 
 def agent_bundle(workdir: Path) -> dict[str, Path]:
@@ -41,11 +41,11 @@ def agent_bundle(workdir: Path) -> dict[str, Path]:
         if not p.is_file():
             raise Failure(f"cannot build the remote agent bundle: {p} is missing from this installation")
         files[f"pkg/{rel}"] = p
-    import export.runtimes as rts
+    import compress.export.runtimes as rts
 
     rdir = Path(rts.__file__).parent
     for p in sorted(rdir.glob("*.py")):
-        files[f"pkg/export/runtimes/{p.name}"] = p
+        files[f"pkg/compress/export/runtimes/{p.name}"] = p
     for rel in _EMPTY_INITS:
         q = workdir / "inits" / rel
         q.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """ONE runner per runtime, shared by parity checks, latency profiling and ``compress bench``.
 
->>> from export.runtimes import get_runner, runner_names
+>>> from compress.export.runtimes import get_runner, runner_names
 >>> runner_names()
 ['onnxruntime', 'openvino', 'tensorrt', 'torch']
 >>> get_runner("ov").name
@@ -17,11 +17,11 @@ from typing import Any
 
 from compress.core.errors import UsageError
 from compress.core.registry import Registry
-from export.runtimes.base import PRECISIONS, Runner, Session
-from export.runtimes.eager import TorchRunner
-from export.runtimes.ort import OrtRunner
-from export.runtimes.ov import OvRunner
-from export.runtimes.trt import TrtRunner
+from compress.export.runtimes.base import PRECISIONS, Runner, Session
+from compress.export.runtimes.eager import TorchRunner
+from compress.export.runtimes.ort import OrtRunner
+from compress.export.runtimes.ov import OvRunner
+from compress.export.runtimes.trt import TrtRunner
 
 RUNNERS: Registry[Runner] = Registry("runtime")
 for _r in (OrtRunner(), OvRunner(), TrtRunner(), TorchRunner()):

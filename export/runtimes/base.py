@@ -5,7 +5,7 @@ A :class:`Runner` knows one runtime (is it installed, which version, which setti
 pre-allocates its input and output buffers, so ``run`` copies the input in, executes, and returns
 a view of the output buffer: cheap to call in a timing loop.
 
->>> from export.runtimes import get_runner          # doctest: +SKIP
+>>> from compress.export.runtimes import get_runner          # doctest: +SKIP
 >>> with get_runner("ort").load("model.onnx", threads=2) as s:  # doctest: +SKIP
 ...     y = s.run(x)                                 # x: np.float32 array of s.input_shape
 """

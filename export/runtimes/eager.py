@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from compress.core.errors import MissingDependency, UsageError
-from export.runtimes.base import PRECISIONS, Runner, Session, check_opts, check_precision, check_threads
+from compress.export.runtimes.base import PRECISIONS, Runner, Session, check_opts, check_precision, check_threads
 
 
 class TorchSession(Session):

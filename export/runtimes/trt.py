@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from compress.core.errors import Failure, MissingDependency, UsageError
-from export.runtimes.base import Runner, Session, artifact_file, check_opts, check_precision, concrete_shape
+from compress.export.runtimes.base import Runner, Session, artifact_file, check_opts, check_precision, concrete_shape
 
 INSTALL = "pip install 'compress[tensorrt]' on an x86 CUDA machine, or use JetPack's TensorRT on Jetson"
 

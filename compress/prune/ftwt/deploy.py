@@ -4,7 +4,7 @@ The masks are computed inside the exported graph (ReduceMean, Softmax, 1x1 Conv,
 Mul), so the ONNX file is self-contained. Dense runtimes (ONNX Runtime, OpenVINO on CPU) still
 compute every channel and then multiply by the mask: the gated model does the dense model's work
 *plus* the predictors', so FLOPs reduction is not speed on them. :func:`gated_vs_dense_latency`
-measures exactly that, with the shared runners (export.runtimes) and timing engine
+measures exactly that, with the shared runners (compress.export.runtimes) and timing engine
 (compress.timing).
 """
 
@@ -24,7 +24,7 @@ def export_gated(lm: LoadedModel, path: str | Path, *, batch: int = 1) -> dict[s
     outputs are unchanged) and list the mask ops in the graph."""
     import onnx
 
-    from export.onnx import to_onnx
+    from compress.export.onnx import to_onnx
 
     res = to_onnx(lm, path, batch=batch)
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
@@ -34,10 +34,10 @@ def export_gated(lm: LoadedModel, path: str | Path, *, batch: int = 1) -> dict[s
 def onnx_parity(lm: LoadedModel, path: str | Path, images: torch.Tensor, *, batch: int = 1,
                 source: str = "test images", runtime: str = "onnxruntime") -> dict[str, Any]:
     """PyTorch vs ``runtime`` (ONNX Runtime, or OpenVINO at f32) on real ``images`` with the export package's parity check
-    (:func:`export.parity.check_parity`: max abs/rel error, top-1 agreement, near ties, fp32
+    (:func:`compress.export.parity.check_parity`: max abs/rel error, top-1 agreement, near ties, fp32
     thresholds). A predictor logit within float rounding of 0 could flip a mask between runtimes;
     such a sample would show up here as an error, not be hidden."""
-    from export.parity import check_parity, reference_outputs
+    from compress.export.parity import check_parity, reference_outputs
 
     x = np.ascontiguousarray(images.numpy().astype(np.float32))
     ref = reference_outputs(lm, x)
@@ -52,7 +52,7 @@ def gated_vs_dense_latency(gated: LoadedModel, dense: LoadedModel, workdir: str 
     interleaved with a canary (drift control) by :func:`compress.timing.time_items`."""
     from compress.bench.canary import canary_onnx
     from compress.timing import Item, TimingConfig, run_to_dict, time_items
-    from export.runtimes import get_runner
+    from compress.export.runtimes import get_runner
 
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
