@@ -33,7 +33,7 @@ import numpy as np
 from compress.bench import vendor
 from compress.bench.canary import canary_onnx
 from compress.core.runs import atomic_write_json, atomic_write_text, package_versions
-from compress.timing import Item, TimingConfig, time_items
+from compress.bench.timing import Item, TimingConfig, time_items
 
 TIMM = ("resnet18", "mobilenetv2_100", "efficientnet_b0", "convnext_atto")
 

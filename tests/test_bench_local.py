@@ -192,7 +192,7 @@ def test_tensorrt_engine_bench():
 
 
 def test_agent_falls_back_to_benchmark_app_when_openvino_python_is_missing(two_models, monkeypatch):
-    import compress.bench_agent as agent
+    import compress.bench.agent as agent
     from compress.bench.vendor import find_tool
 
     if find_tool("benchmark_app") is None:

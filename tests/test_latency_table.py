@@ -119,7 +119,7 @@ def test_uncontrolled_campaigns_keep_raw_samples() -> None:
     from types import SimpleNamespace
 
     from compress.latency.measure import campaign_basis, entry_from_timing
-    from compress.timing import summarize
+    from compress.bench.timing import summarize
 
     item = SimpleNamespace(stats=summarize([1.0, 1.1, 1.2]), raw_stats=summarize([2.0, 2.2, 2.4]), noisy=False)
     assert campaign_basis("uncontrolled") == "raw" and campaign_basis("normalised") == "normalised"

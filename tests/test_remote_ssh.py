@@ -17,7 +17,7 @@ from compress.core.errors import Failure, UsageError
 from compress.remote import RemoteHost, parse_remote, quote_command
 from compress.remote.agent import agent_bundle, run_agent
 from compress.remote.ssh import TEMP_PREFIX
-from compress.timing import TimingConfig
+from compress.bench.timing import TimingConfig
 
 pytestmark = pytest.mark.ssh
 QUICK = TimingConfig(warmup=2, iterations=10, rounds=2, canary_iterations=3, max_extra_rounds=0)
@@ -170,7 +170,7 @@ def test_agent_bundle_is_dependency_light(tmp_path):
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(Path(src).read_bytes())
-    code = ("import sys, compress.bench_agent, compress.export.runtimes; "
+    code = ("import sys, compress.bench.agent, compress.export.runtimes; "
             "bad = [m for m in ('torch', 'pydantic', 'onnx', 'typer', 'rich', 'yaml') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-S", "-c", f"import site; site.main(); {code}"], cwd=tmp_path,

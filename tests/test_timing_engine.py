@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from compress.timing import (STATUS_NO_CANARY, STATUS_NORMALISED, STATUS_STABLE, STATUS_UNCONTROLLED, DriftMonitor,
+from compress.bench.timing import (STATUS_NO_CANARY, STATUS_NORMALISED, STATUS_STABLE, STATUS_UNCONTROLLED, DriftMonitor,
                              Item, TimingConfig, TimingError, percentile, summarize, time_callable, time_items)
 
 

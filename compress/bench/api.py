@@ -18,7 +18,7 @@ from compress.bench.report import to_csv, to_markdown
 from compress.bench.schema import BenchItem, BenchResult
 from compress.core.errors import UsageError
 from compress.core.runs import now_iso
-from compress.timing import TimingConfig, TimingError
+from compress.bench.timing import TimingConfig, TimingError
 
 
 def _timing(warmup: int, iterations: int | None, duration_s: float | None, rounds: int,
@@ -76,7 +76,7 @@ def bench(artifacts: Sequence[str], *, device: str = "local-cpu", runtime: str =
 
     ``runtime='auto'`` takes the device profile's first runtime that can run each artefact.
     With ``remote='user@host'`` the artefacts are copied to the device and timed there by
-    ``python -m compress.bench_agent`` (``remote_python``); otherwise the same agent code runs here.
+    ``python -m compress.bench.agent`` (``remote_python``); otherwise the same agent code runs here.
     """
     from compress.hardware import get_profile
 
@@ -135,7 +135,7 @@ def bench(artifacts: Sequence[str], *, device: str = "local-cpu", runtime: str =
             raw = run_agent(host, items=[{**it, "artifact": Path(it["artifact"])} for it in items], timing=cfg,
                             canary=canary_path, canary_runtime=canary_rt, fallback=fallback)
         else:
-            from compress.bench_agent import run_spec
+            from compress.bench.agent import run_spec
 
             spec = {"schema": 1, "items": items, "timing": asdict(cfg), "fallback": fallback, "seed": 0,
                     "canary": {"artifact": str(canary_path), "runtime": canary_rt, "threads": threads}

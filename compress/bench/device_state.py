@@ -4,7 +4,7 @@ CPU model, cores, governor and clocks; GPU name, driver, CUDA and TensorRT versi
 when present); on Jetson: L4T release, ``nvpmodel -q``, ``jetson_clocks --show``; thermal zones;
 runtime versions. Every probe is best effort: a missing tool or an unreadable file leaves the
 field ``None`` (never an exception). Standard library only: this module is shipped to remote
-devices with ``compress.bench_agent``.
+devices with ``compress.bench.agent``.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class BenchResult(StrictModel):
     error_pct: float | None = None
     items: list[BenchItem]
     ratios: dict[str, float]
-    drift: dict[str, Any]                 # compress.timing.DriftRecord
+    drift: dict[str, Any]                 # compress.bench.timing.DriftRecord
     drift_controlled: bool
     noisy: bool
     canary: dict[str, Any]

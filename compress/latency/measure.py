@@ -1,7 +1,7 @@
 """Measure blocks and whole subnets on a runtime, under drift control.
 
 Everything goes through the shared runners (``compress.export.runtimes``) and the one timing engine
-(``compress.timing.DriftMonitor``): a fixed reference model (the canary, ``compress.bench.canary``)
+(``compress.bench.timing.DriftMonitor``): a fixed reference model (the canary, ``compress.bench.canary``)
 is re-timed every ``canary_every`` items; a stretch in which it moved by more than
 ``drift_threshold`` is measured again, samples are normalised by its drift, and the drift seen is
 returned with the results (``uncontrolled`` when it could not be controlled).
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from compress.latency.table import Entry
-from compress.timing import DriftMonitor, TimingConfig, TimingRun
+from compress.bench.timing import DriftMonitor, TimingConfig, TimingRun
 
 
 @dataclass
@@ -250,7 +250,7 @@ def pick_stats(item: Any, basis: str) -> Any:
 
 
 def entry_from_timing(item: Any, *, basis: str, drift_status: str | None = None, scale: float = 1.0) -> Entry:
-    """An :class:`Entry` from a ``compress.timing.ItemTiming``; ``scale`` puts normalised values on
+    """An :class:`Entry` from a ``compress.bench.timing.ItemTiming``; ``scale`` puts normalised values on
     the table's canary reference (sessions of a resumed table)."""
     from compress.core.runs import now_iso
 

@@ -20,7 +20,7 @@ from compress.core.runs import now_iso
 from compress.latency.measure import MeasureSettings
 from compress.latency.signature import BlockSignature
 from compress.latency.table import Entry, LatencyTable
-from compress.timing import TimingConfig
+from compress.bench.timing import TimingConfig
 
 CHUNK = 48
 

@@ -61,7 +61,7 @@ class Entry:
 
     @classmethod
     def from_stats(cls, stats: Any, **kw: Any) -> "Entry":
-        """From ``compress.timing.Stats`` (normalised samples)."""
+        """From ``compress.bench.timing.Stats`` (normalised samples)."""
         return cls(count=int(stats.n), median_ms=float(stats.median_ms), mean_ms=float(stats.mean_ms),
                    std_ms=float(stats.std_ms), min_ms=float(stats.min_ms), p10_ms=float(stats.p10_ms), **kw)
 

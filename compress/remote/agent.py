@@ -20,12 +20,12 @@ from typing import Any
 
 from compress.core.errors import Failure, UsageError
 from compress.remote.ssh import RemoteHost
-from compress.timing import TimingConfig
+from compress.bench.timing import TimingConfig
 
 _ROOT = Path(__file__).resolve().parents[2]
 # real modules shipped as they are (paths relative to the repository / site-packages root)
 _SHIPPED = (
-    "compress/core/errors.py", "compress/core/registry.py", "compress/timing.py", "compress/bench_agent.py",
+    "compress/core/errors.py", "compress/core/registry.py", "compress/bench/timing.py", "compress/bench/agent.py",
     "compress/bench/device_state.py", "compress/bench/vendor.py",
 )
 # package __init__ files replaced by empty ones, so the bundle never pulls in heavier imports
@@ -34,7 +34,7 @@ _EMPTY_INITS = ("compress/__init__.py", "compress/core/__init__.py", "compress/b
 
 
 def agent_bundle(workdir: Path) -> dict[str, Path]:
-    """Files (remote relative name -> local path) that make ``python -m compress.bench_agent`` run."""
+    """Files (remote relative name -> local path) that make ``python -m compress.bench.agent`` run."""
     files: dict[str, Path] = {}
     for rel in _SHIPPED:
         p = _ROOT / rel
@@ -97,7 +97,7 @@ def run_agent(host: RemoteHost, *, items: Sequence[dict[str, Any]], timing: Timi
         files["spec.json"] = work / "spec.json"
         with host.tempdir(keep=keep) as rdir:
             host.put(files, rdir)
-            res = host.run([host.python, "-m", "compress.bench_agent", "--spec", f"{rdir}/spec.json",
+            res = host.run([host.python, "-m", "compress.bench.agent", "--spec", f"{rdir}/spec.json",
                             "--out", f"{rdir}/result.json"],
                            env={"PYTHONPATH": f"{rdir}/pkg", "PYTHONDONTWRITEBYTECODE": "1"},
                            timeout=timeout, check=False)

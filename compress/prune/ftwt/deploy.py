@@ -5,7 +5,7 @@ Mul), so the ONNX file is self-contained. Dense runtimes (ONNX Runtime, OpenVINO
 compute every channel and then multiply by the mask: the gated model does the dense model's work
 *plus* the predictors', so FLOPs reduction is not speed on them. :func:`gated_vs_dense_latency`
 measures exactly that, with the shared runners (compress.export.runtimes) and timing engine
-(compress.timing).
+(compress.bench.timing).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def onnx_parity(lm: LoadedModel, path: str | Path, images: torch.Tensor, *, batc
 def gated_vs_dense_latency(gated: LoadedModel, dense: LoadedModel, workdir: str | Path, *, threads: int = 1,
                            iterations: int = 100, rounds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Median batch-1 ONNX Runtime latency of the gated model vs the same model without gates,
-    interleaved with a canary (drift control) by :func:`compress.timing.time_items`."""
+    interleaved with a canary (drift control) by :func:`compress.bench.timing.time_items`."""
     from compress.bench.canary import canary_onnx
-    from compress.timing import Item, TimingConfig, run_to_dict, time_items
+    from compress.bench.timing import Item, TimingConfig, run_to_dict, time_items
     from compress.export.runtimes import get_runner
 
     wd = Path(workdir)

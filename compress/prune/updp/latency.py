@@ -5,7 +5,7 @@ merged form) at an input shape. Implementations:
 
 * :class:`MeasuredBlockLatency` measures on the spot: each block form is exported to ONNX and run
   with the shared runner (``compress.export.runtimes``) under the shared drift-controlled timing engine
-  (``compress.timing``, canary from ``compress.bench.canary``). All forms of a model are timed in
+  (``compress.bench.timing``, canary from ``compress.bench.canary``). All forms of a model are timed in
   one campaign, so their ratios hold when the machine drifts; the drift status is reported.
 * :class:`MacsBlockLatency` is an *estimate* (MACs / a nominal rate, plus a per-conv overhead),
   for tests and dry runs; its ``source`` says ``estimate`` and the report carries it.
@@ -83,7 +83,7 @@ class MeasuredBlockLatency:
 
     def latencies(self, items: list[BlockItem]) -> dict[str, float]:
         from compress.bench.canary import canary_onnx
-        from compress.timing import DriftMonitor, TimingConfig
+        from compress.bench.timing import DriftMonitor, TimingConfig
         from compress.export.runtimes import get_runner
 
         runner = get_runner(self.runtime)

@@ -14,7 +14,7 @@ fixed reference model (the *canary*) throughout a campaign and
 Several items are interleaved (A B A B ...) in rounds, so their ratios hold when the machine drifts.
 
 This module needs only the standard library (it is shipped to remote devices with
-``compress.bench_agent``); keep it free of numpy, torch and the rest of ``compress``.
+``compress.bench.agent``); keep it free of numpy, torch and the rest of ``compress``.
 
 A timed callable runs ONE inference. It may return its own duration in milliseconds (a device
 timer, e.g. CUDA events) - then that value is the sample - or ``None`` and the engine times the

@@ -1,9 +1,9 @@
 """The benchmark agent: times artefacts on THIS machine and writes one JSON result.
 
-``python -m compress.bench_agent --spec spec.json --out result.json``
+``python -m compress.bench.agent --spec spec.json --out result.json``
 
 It runs on the target device (copied there by ``compress bench --remote`` together with
-``compress/timing.py``, ``compress/bench/{device_state,vendor}.py`` and the shared runners of
+``compress/bench/timing.py``, ``compress/bench/{device_state,vendor}.py`` and the shared runners of
 ``export/runtimes``) and needs only Python 3, numpy and the runtime itself: it imports neither
 torch (except for the torch runtime) nor the rest of ``compress``. ``compress bench`` without
 ``--remote`` calls :func:`run_spec` in-process, so local and remote runs time the same way.
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.bench.device_state import device_state
-from compress.timing import DriftMonitor, Item, TimingConfig, run_to_dict, time_items
+from compress.bench.timing import DriftMonitor, Item, TimingConfig, run_to_dict, time_items
 
 AGENT_VERSION = 1
 SPEC_SCHEMA = 1
@@ -238,7 +238,7 @@ def run_spec(spec: dict[str, Any], *, base_dir: str | Path | None = None, progre
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m compress.bench_agent", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m compress.bench.agent", description=__doc__.splitlines()[0])
     ap.add_argument("--spec", required=True, help="spec JSON (artefact paths relative to its directory)")
     ap.add_argument("--out", required=True, help="where to write the result JSON")
     args = ap.parse_args(argv)
