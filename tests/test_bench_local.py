@@ -118,7 +118,7 @@ def test_cli_json(two_models):
     (["--runtime", "onnxrt"], "unknown runtime 'onnxrt' (did you mean 'onnxruntime'?)"),
     (["--device", "jetson", "--runtime", "openvino"], "does not run 'openvino'"),
     (["--device", "jetson", "--runtime", "tensorrt"], "runtime 'tensorrt' cannot run it"),
-    (["--precision", "int8"], "no precision 'int8'"),
+    (["--precision", "fp16"], "no precision 'fp16'"),
     (["--iterations", "0"], "iterations must be >= 1"),
 ])
 def test_cli_usage_errors(two_models, args, needle):

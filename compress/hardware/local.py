@@ -71,8 +71,21 @@ def _detected() -> dict[str, float | str | bool]:
     fpc = flops_per_cycle(flags)
     return {
         "model": cpu_model(), "cores": cores, "ghz": ghz, "fpc": fpc,
-        "bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
+        "bf16": has_bf16(flags),
     }
+
+
+def has_bf16(flags: set[str] | None = None) -> bool:
+    """AVX512-BF16 or AMX-BF16 in the CPU flags: where OpenVINO runs bf16 natively (faster than f32)."""
+    flags = cpu_flags() if flags is None else flags
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def detect_precisions(listed: list[str], flags: set[str] | None = None) -> list[str]:
+    """The profile's precisions this CPU has: bf16 only with AVX512-BF16/AMX (emulated bf16 is slower
+    than f32, so a table or a search at bf16 there would mislead); the others as listed."""
+    bf16 = has_bf16(flags)
+    return [p for p in listed if p != "bf16" or bf16]
 
 
 def detect_local_spec(base: Spec | None) -> Spec:

@@ -157,9 +157,10 @@ def get_profile(name: str, *, profiles_dir: str | Path | None = None) -> Hardwar
             raise unknown("device", name, [*profiles, *by_alias])
         prof = by_alias[key]
     if prof.detect:
-        from compress.hardware.local import detect_local_spec
+        from compress.hardware.local import detect_local_spec, detect_precisions
 
-        prof = prof.model_copy(update={"spec": detect_local_spec(prof.spec)})
+        prof = prof.model_copy(update={"spec": detect_local_spec(prof.spec),
+                                       "precisions": detect_precisions(prof.precisions)})
     return prof
 
 
@@ -182,6 +183,10 @@ def devices(*, profiles_dir: str | Path | None = None, tables_dir: str | Path | 
 
     out = []
     for prof in load_profiles(profiles_dir).values():
+        if prof.detect:  # what this machine has (bf16 only with AVX512-BF16/AMX)
+            from compress.hardware.local import detect_precisions
+
+            prof = prof.model_copy(update={"precisions": detect_precisions(prof.precisions)})
         measured = measured_runtimes(prof.name, tables_dir=tables_dir, profile_tables=prof.latency_tables)
         out.append(DeviceInfo(
             name=prof.name, aliases=prof.aliases, kind=prof.kind, vendor=prof.vendor,

@@ -242,9 +242,14 @@ class LatencyModel:
         path = LatencyTable.locate(device=prof.name, runtime=rt, precision=prec, batch=batch, space=label, tables=tables)
         if path.is_file():
             return cls.from_table(LatencyTable.load(path), sp, profile=prof, compiled=comp)
+        fix = profile_command(prof.name, rt, prec, batch)
         if not allow_estimate:
             raise UsageError(f"no measured latency table for {prof.name} / {rt} / {prec} / batch {batch} / {label} "
-                             f"(looked for {path}); measure one with `compress profile --device {prof.name} --runtime {rt}`")
+                             f"(looked for {path}); measure one with `{fix}`")
+        if prec != "fp32" and (prof.spec is None or prec not in prof.spec.peak):
+            # the roofline would price int8/bf16 with the fp32 peak: a number with nothing behind it
+            raise UsageError(f"no {prec} latency table for {prof.name} / {rt} / batch {batch} / {label} (looked for "
+                             f"{path}), and its profile has no {prec} peak to estimate from; measure one with `{fix}`")
         near = near_miss_tables(path, sp)
         if warn:
             warn_estimated(prof.name, rt, prec)
@@ -255,6 +260,12 @@ class LatencyModel:
                                  "definition or hash changed); they are NOT used. Re-run `compress profile` for this "
                                  "supernet.\n")
         return cls.from_roofline(sp, prof, runtime=rt, precision=prec, batch=batch, compiled=comp)
+
+
+def profile_command(device: str, runtime: str, precision: str, batch: int = 1) -> str:
+    """The ``compress profile`` command that measures the table for this key."""
+    extra = (f" --precision {precision}" if precision != "fp32" else "") + (f" --batch {batch}" if batch != 1 else "")
+    return f"compress profile --device {device} --runtime {runtime}{extra}"
 
 
 def near_miss_tables(path: Path, space: Any) -> list[Path]:

@@ -27,6 +27,7 @@ from compress.core.runs import now_iso
 from compress.latency.compiled import CompiledSpace, compiled_space
 from compress.latency.measure import (BlockTimer, MeasureSettings, campaign_basis, entry_from_timing, measure_subnets,
                                       pick_stats, runtime_info)
+from compress.latency.quantized import check_quantizable
 from compress.latency.signature import BlockSignature
 from compress.latency.table import LatencyTable
 
@@ -233,6 +234,7 @@ def profile_table(*, device: str, runtime: str | None = None, precision: str | N
     prof = get_profile(device, profiles_dir=profiles)
     rt = prof.check_runtime(runtime)
     prec = prof.check_precision(precision)
+    check_quantizable(rt, prec)
     if batch < 1:
         raise UsageError(f"--batch must be >= 1, got {batch}")
     space = resolve_space(supernet)

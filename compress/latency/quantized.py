@@ -3,7 +3,7 @@
 A table at int8 times every block the way the whole quantized model runs it: the block is exported
 alone to ONNX, then quantized by the same function that quantizes whole models
 (``compress.quantize.onnxruntime.quantize_onnx_int8``: ``quant_pre_process`` + ``quantize_static``,
-QDQ, per-channel weights), calibrated on a handful of activations of the block's input shape. So the
+QDQ, per-channel weights, U8S8 on VNNI CPUs), calibrated on a handful of activations of the block's input shape. So the
 Q/DQ nodes inside the block sit where they sit in the whole model, and the runtime fuses them the
 same way (ORT: DQ -> Conv -> Q into ``QLinearConv``; OpenVINO: low-precision transformations).
 
@@ -88,7 +88,21 @@ def quantize_block(onnx: Path, input_shape: tuple[int, ...], out: Path, *, batch
                                    method="minmax", seed=seed))
 
 
+def has_weighted_ops(onnx: Path) -> bool:
+    """Whether the quantizer has anything to quantize in ``onnx`` (a Conv/ConvTranspose/Gemm/MatMul)."""
+    import onnx as onnx_lib
+
+    from compress.quantize.onnxruntime import WEIGHTED_OPS
+
+    return any(n.op_type in WEIGHTED_OPS for n in onnx_lib.load(str(onnx)).graph.node)
+
+
 def quantized_artifact(onnx: Path, input_shape: tuple[int, ...], *, batch: int, seed: int) -> Any:
-    """The QDQ file beside ``onnx`` (``<name>.int8.onnx``)."""
+    """The QDQ file beside ``onnx`` (``<name>.int8.onnx``); ``onnx`` itself for a block without
+    weighted layers (a pooling or normalisation block alone): the quantizer leaves those in float,
+    so the table times them as they are, and the calibration accounts for how they run between
+    quantized neighbours in a whole model."""
+    if not has_weighted_ops(Path(onnx)):
+        return Path(onnx)
     out = Path(onnx).with_name(Path(onnx).stem + ".int8.onnx")
     return quantize_block(Path(onnx), tuple(input_shape), out, batch=batch, seed=seed)

@@ -129,7 +129,8 @@ class LatencyTable:
             if not Path(path).is_file():
                 raise UsageError(f"no latency table for device '{device}', runtime '{runtime}', {precision}, "
                                  f"batch {batch}, space '{space}' at {path}; measure one with "
-                                 f"`compress profile --device {device} --runtime {runtime}`")
+                                 f"`compress profile --device {device} --runtime {runtime}"
+                                 f"{'' if precision == 'fp32' else ' --precision ' + precision}`")
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"latency table not found: {p}")
