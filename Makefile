@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := .ci/constraints.txt
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -10,10 +11,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP) system-deps
 
-$(STAMP): pyproject.toml
+# The exact tested stack: pyproject.toml holds the ranges, the lock file the versions (docs/install.md).
+# Regenerate the lock from a venv that passed the tests: $(BIN)/python .ci/lock.py
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c $(LOCK) --upgrade pip
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[all,dev]"
 	touch $(STAMP)
 
 # Debian's Fashion-MNIST (the benchmark dataset) and OpenSSH (the tests start a real sshd on
