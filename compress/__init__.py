@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "train_supernet": "compress.train:train",
     "TrainConfig": "compress.train.config:TrainConfig",
     "evaluate_supernet": "compress.train.evaluate:evaluate_supernet",
+    "quantize": "compress.quantize.api:quantize",
 }
 
 

@@ -7,7 +7,10 @@ TARGET. Every export writes a device build bundle (``tensorrt/``):
   build_engine.sh       the equivalent ``trtexec`` line
   bundle.json           the build settings, parity thresholds, input name/shape
   parity_inputs.npy / parity_reference.npy   inputs and PyTorch outputs for the on-device check
-  calib.npy             int8 only: calibration images
+  calib.npy             int8 only: calibration images (implicit quantization, TensorRT's calibrator)
+  model.qdq.onnx        int8 from ``compress quantize``: the Q/DQ model (explicit quantization); when
+                        present, build_engine.py builds THIS one (``--int8-mode calibration`` builds
+                        model.onnx with calib.npy instead)
   README.md
 
 Where TensorRT and a CUDA GPU are present the bundle is built here (in-process, the same
@@ -41,14 +44,15 @@ def tensorrt_available() -> bool:
 
 def trtexec_command(cfg: dict[str, Any]) -> list[str]:
     """The ``trtexec`` argument list equivalent to ``build_engine.py`` with ``cfg``."""
-    argv = ["trtexec", f"--onnx={cfg['onnx']}", f"--saveEngine={cfg['engine']}",
+    explicit = cfg["precision"] == "int8" and cfg.get("int8_mode") == "explicit"
+    argv = ["trtexec", f"--onnx={cfg['qdq_onnx'] if explicit else cfg['onnx']}", f"--saveEngine={cfg['engine']}",
             f"--memPoolSize=workspace:{int(cfg['workspace_mb'])}M", f"--timingCacheFile={cfg['timing_cache']}"]
     if cfg["precision"] in ("fp16", "int8"):
         argv.append("--fp16")
     if cfg["precision"] == "bf16":
         argv.append("--bf16")
     if cfg["precision"] == "int8":
-        argv += ["--int8", "--calib=calib.cache"]
+        argv += ["--int8"] if explicit else ["--int8", "--calib=calib.cache"]
     if cfg["dynamic"]:
         dims = lambda b: "x".join(str(d) for d in [b, *cfg["input_shape"][1:]])  # noqa: E731
         name = cfg["input_name"]
@@ -64,7 +68,9 @@ def trtexec_command(cfg: dict[str, Any]) -> list[str]:
 def _script(cfg: dict[str, Any]) -> str:
     line = " ".join(shlex.quote(a) for a in trtexec_command(cfg))
     int8 = ""
-    if cfg["precision"] == "int8":
+    if cfg["precision"] == "int8" and cfg.get("int8_mode") == "explicit":
+        int8 = "# int8, explicit quantization: the Q/DQ nodes of model.qdq.onnx carry the scales (no calibration)\n"
+    elif cfg["precision"] == "int8":
         int8 = ('# int8: trtexec reads the calibration cache that build_engine.py writes (calib.cache);\n'
                 '# run `python3 build_engine.py` once first, or trtexec would use placeholder scales.\n'
                 'if [ ! -f calib.cache ]; then echo "error: calib.cache missing; run python3 build_engine.py" >&2; exit 1; fi\n')
@@ -83,6 +89,14 @@ def _readme(cfg: dict[str, Any]) -> str:
     shapes = (f"dynamic batch {cfg['min_batch']}..{cfg['max_batch']} (optimised for {cfg['opt_batch']})"
               if cfg["dynamic"] else f"static shape {'x'.join(map(str, cfg['input_shape']))}")
     dla = f"\n- DLA core {cfg['dla_core']}{' with GPU fallback' if cfg.get('dla_gpu_fallback') else ''}" if cfg.get("dla_core") is not None else ""
+    int8 = ""
+    if cfg["precision"] == "int8" and cfg.get("int8_mode") == "explicit":
+        int8 = (f"\n- int8 path: **explicit quantization** from `{cfg['qdq_onnx']}` (Q/DQ nodes placed and calibrated by "
+                "`compress quantize`, symmetric int8, per-channel weights); this is what build_engine.py and "
+                "build_engine.sh build. The calibration-cache path (model.onnx + calib.npy through TensorRT's "
+                "entropy calibrator) is also in the bundle: `python3 build_engine.py --int8-mode calibration`")
+    elif cfg["precision"] == "int8":
+        int8 = "\n- int8 path: **calibration cache** (model.onnx + calib.npy through TensorRT's entropy calibrator)"
     return f"""# TensorRT build bundle
 
 Built by `compress export` on a machine without TensorRT/CUDA. TensorRT engines are specific to the
@@ -94,7 +108,7 @@ bash build_engine.sh           # or the equivalent trtexec line (no parity check
 ```
 
 - input `{cfg['input_name']}`: {shapes}
-- precision {cfg['precision']}, workspace {cfg['workspace_mb']} MiB, timing cache `{cfg['timing_cache']}`{dla}
+- precision {cfg['precision']}, workspace {cfg['workspace_mb']} MiB, timing cache `{cfg['timing_cache']}`{dla}{int8}
 - model.onnx sha256 `{cfg['onnx_sha256']}` (build_engine.py refuses a modified file)
 - parity: {cfg['parity_source'] or 'none'}; passes when max_rel_err <= {cfg['threshold']['max_rel_err']:g} and top-1 agreement >= {cfg['threshold']['min_top1']:g}
 
@@ -108,8 +122,13 @@ def write_bundle(onnx_path: str | Path, out_dir: str | Path, *, precision: str, 
                  dynamic: bool, max_batch: int = 32, workspace_mb: int = 2048, dla_core: int | None = None,
                  dla_gpu_fallback: bool = False, parity_inputs: np.ndarray | None = None,
                  parity_reference: np.ndarray | None = None, parity_source: str = "",
-                 calib_inputs: np.ndarray | None = None, input_name: str = "input") -> dict[str, Any]:
-    """Write the device build bundle; returns ``{"dir", "files", "config"}``."""
+                 calib_inputs: np.ndarray | None = None, input_name: str = "input",
+                 qdq_onnx: str | Path | None = None) -> dict[str, Any]:
+    """Write the device build bundle; returns ``{"dir", "files", "config"}``.
+
+    ``qdq_onnx`` (int8 only): a Q/DQ ONNX (``compress quantize --runtime tensorrt``) shipped as
+    ``model.qdq.onnx`` and built by default (explicit quantization); the calibration-cache path
+    (``calib.npy``) stays in the bundle when ``calib_inputs`` are given."""
     from compress.export.parity import THRESHOLDS
 
     out = Path(out_dir)
@@ -136,13 +155,21 @@ def write_bundle(onnx_path: str | Path, out_dir: str | Path, *, precision: str, 
                 np.save(fh, np.ascontiguousarray(arr, dtype=np.float32))
             files.append(out / name)
         cfg["parity_inputs"], cfg["parity_reference"] = "parity_inputs.npy", "parity_reference.npy"
-    if precision == "int8":
+    if precision == "int8" and (calib_inputs is not None or qdq_onnx is None):
         if calib_inputs is None:
             raise Failure("int8 needs calibration images: pass --data (or use a model that records its dataset)")
         with atomic_path(out / "calib.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(calib_inputs, dtype=np.float32))
         files.append(out / "calib.npy")
         cfg["calib"], cfg["calib_batch"] = "calib.npy", 8
+    if qdq_onnx is not None:
+        if precision != "int8":
+            raise Failure("a Q/DQ ONNX is an int8 model: write it into an int8 bundle")
+        with atomic_path(out / "model.qdq.onnx") as tmp:
+            shutil.copyfile(qdq_onnx, tmp)
+        files.append(out / "model.qdq.onnx")
+        cfg["qdq_onnx"], cfg["qdq_onnx_sha256"] = "model.qdq.onnx", sha256_file(out / "model.qdq.onnx")
+    cfg["int8_mode"] = ("explicit" if qdq_onnx is not None else "calibration") if precision == "int8" else None
     with atomic_path(out / "build_engine.py") as tmp:
         shutil.copyfile(TEMPLATE, tmp)
     files.append(out / "build_engine.py")

@@ -158,6 +158,11 @@ def _samples(calib: Iterable[np.ndarray], dims: list[int | None]) -> Iterator[np
             yield np.ascontiguousarray(a)
 
 
+def _stride(n: int, most: int = 32) -> int:
+    """The largest chunk size <= ``most`` that divides ``n`` (ORT's strided calibration needs one)."""
+    return next(d for d in range(min(most, n), 0, -1) if n % d == 0)
+
+
 def _reader(q: Any, name: str, samples: list[np.ndarray]) -> Any:
     class _Reader(q.CalibrationDataReader):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
@@ -169,6 +174,12 @@ def _reader(q: Any, name: str, samples: list[np.ndarray]) -> Any:
 
         def rewind(self) -> None:
             self._it = iter(samples)
+
+        def __len__(self) -> int:
+            return len(samples)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(samples[start_index:end_index])
 
     return _Reader()
 
@@ -223,7 +234,10 @@ def _scheme_options(q: Any, scheme: str) -> dict[str, Any]:
 
 def _quantize(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Sequence[np.ndarray],
               input_name: str | None, per_channel: bool, method: str, exclude_nodes: Sequence[str], seed: int,
-              scheme: str) -> Path:
+              scheme: str, calibration_cache: Path | None = None) -> Path:
+    """The implementation; ``calibration_cache`` (a JSON file, ORT's ``calibration_cache_path``) is
+    written by the first call and read by the next ones, so accuracy control re-quantizes with other
+    layers kept in fp32 without calibrating again (ranges do not depend on which nodes are excluded)."""
     import onnx
 
     from compress.core.runs import atomic_path
@@ -249,7 +263,10 @@ def _quantize(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Se
             raise UsageError(f"nothing to quantize in {onnx_in}: no Conv/ConvTranspose/Gemm/MatMul "
                              f"{'outside exclude_nodes ' if weighted else ''}(int8 needs weighted layers)")
         opts = _scheme_options(q, scheme)
-        extra: dict[str, Any] = {"CalibMaxIntermediateOutputs": 16, **opts["extra"]}
+        extra: dict[str, Any] = dict(opts["extra"])
+        if key == "minmax":
+            # ranges merged chunk by chunk: memory for one chunk's activations, not the whole calib set
+            extra["CalibStridedMinMax"] = _stride(len(samples))
         if key == "percentile":
             extra["CalibPercentile"] = PERCENTILE
         np.random.seed(seed)  # noqa: NPY002 - ORT's histogram calibrators use the legacy global RNG if any
@@ -260,7 +277,8 @@ def _quantize(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Se
                     per_channel=per_channel, reduce_range=opts["reduce_range"],
                     activation_type=opts["activation_type"], weight_type=opts["weight_type"],
                     nodes_to_exclude=excluded or None, calibrate_method=getattr(q.CalibrationMethod, METHODS[key]),
-                    calibration_providers=["CPUExecutionProvider"], extra_options=extra)
+                    calibration_providers=["CPUExecutionProvider"], extra_options=extra,
+                    calibration_cache_path=str(calibration_cache) if calibration_cache is not None else None)
             except Exception as err:  # noqa: BLE001 - ORT raises plain exceptions for graph problems
                 raise Failure(f"onnxruntime quantize_static failed on {onnx_in}: {type(err).__name__}: {err}") from None
             if "QuantizeLinear" not in {n.op_type for n in onnx.load(str(tmp_out)).graph.node}:

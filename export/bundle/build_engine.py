@@ -152,7 +152,9 @@ def build(cfg, trt):
     flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    onnx_path = _path(cfg["onnx"])
+    # int8 "explicit": the Q/DQ ONNX carries the scales (no calibrator); else the fp32 ONNX + calibrator
+    explicit = cfg["precision"] == "int8" and cfg.get("int8_mode") == "explicit"
+    onnx_path = _path(cfg["qdq_onnx"] if explicit else cfg["onnx"])
     if not parser.parse_from_file(onnx_path):
         errors = []
         for i in range(parser.num_errors):
@@ -178,10 +180,11 @@ def build(cfg, trt):
     calibrator = None
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-        calibrator = make_calibrator(trt, cfg, shape)
-        config.int8_calibrator = calibrator
-        if profile is not None:
-            config.set_calibration_profile(profile)
+        if not explicit:
+            calibrator = make_calibrator(trt, cfg, shape)
+            config.int8_calibrator = calibrator
+            if profile is not None:
+                config.set_calibration_profile(profile)
     if cfg.get("dla_core") is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(cfg["dla_core"])
@@ -318,11 +321,13 @@ def main(argv=None):
     ap.add_argument("--max-batch", type=int)
     ap.add_argument("--dla-core", type=int)
     ap.add_argument("--timing-cache")
+    ap.add_argument("--int8-mode", choices=["explicit", "calibration"],
+                    help="int8: build model.qdq.onnx (explicit) or model.onnx with calib.npy (calibration)")
     ap.add_argument("--no-verify", action="store_true")
     args = ap.parse_args(argv)
     with open(_path(args.config)) as fh:
         cfg = json.load(fh)
-    for key in ("onnx", "engine", "precision", "workspace_mb", "min_batch", "opt_batch", "max_batch", "dla_core", "timing_cache"):
+    for key in ("onnx", "engine", "precision", "workspace_mb", "min_batch", "opt_batch", "max_batch", "dla_core", "timing_cache", "int8_mode"):
         val = getattr(args, key)
         if val is not None:
             cfg[key] = val
@@ -337,6 +342,13 @@ def main(argv=None):
     if record["onnx_sha256"] != cfg.get("onnx_sha256", record["onnx_sha256"]):
         sys.stderr.write("error: model.onnx does not match the sha256 in bundle.json; the bundle was modified\n")
         return 1
+    if cfg.get("int8_mode") == "explicit":
+        if not cfg.get("qdq_onnx"):
+            sys.stderr.write("error: --int8-mode explicit needs model.qdq.onnx (made by compress quantize --runtime tensorrt)\n")
+            return 2
+        if _sha256(_path(cfg["qdq_onnx"])) != cfg.get("qdq_onnx_sha256"):
+            sys.stderr.write("error: model.qdq.onnx does not match the sha256 in bundle.json; the bundle was modified\n")
+            return 1
     try:
         record["gpu"] = Gpu().name()
     except Exception as err:  # noqa: BLE001
