@@ -1,16 +1,15 @@
 """Finding mergeable blocks in a model (UPDP stage 1) and listing the ones that are not.
 
-Each *adapter* recognises one block class and rewrites it as a
-:class:`~compress.prune.updp.linearize.PrunedChain` (or raises ``Unsupported`` with a reason).
-Supported: timm ResNet ``BasicBlock``/``Bottleneck`` (identity shortcut), timm
-``InvertedResidual``/``DepthwiseSeparableConv`` (MobileNetV2, EfficientNet; with or without skip,
-strided where the strided conv is the last padded one; SE gates fade to 1), timm ``ConvNeXtBlock``
-(LN → BN), timm ViT/DeiT ``Block`` MLP sub-blocks (LN2 → BN over tokens), EfficientNet-Lite
-``MBConvBlock`` (``efficientnet_lite_pytorch``), and the supernet's static blocks
-(``compress.supernet.static``) when that module is installed.
+Blocks are found from the traced graph (:mod:`compress.prune.updp.graph`): any module whose forward
+is a chain of convs/linears, eval-affine or swappable norms, activations, squeeze-excitation gates
+and per-channel scales, optionally closed by an identity residual, becomes a
+:class:`~compress.prune.updp.linearize.PrunedChain`; that covers timm's ResNet/RegNet/MobileNet/
+EfficientNet/MNASNet/ConvNeXt blocks, EfficientNet-Lite, the supernet's static blocks and a user's
+own ``nn.Module`` blocks alike. A per-class *adapter* remains only where the graph cannot see
+enough (:func:`_adapters` says why for each).
 
-Blocks of a recognised family that fail a condition, and other residual-looking blocks
-(class names containing Block/Residual/Bottleneck), are listed with the reason, never touched.
+Modules holding two or more convs that are not chains and contain no candidate are listed with the
+reason the graph gave, never touched.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from compress.prune.updp.linearize import (
-    ActStep, BNStep, ConvStep, NormSwapStep, PrunedChain, PrunedViTBlock, ScaleStep, SEStep, Unsupported,
+    ActStep, ConvStep, NormSwapStep, PrunedChain, PrunedViTBlock, ScaleStep, Unsupported,
 )
 
 
@@ -44,92 +43,11 @@ def _identity(m: nn.Module | None) -> bool:
     return m is None or isinstance(m, nn.Identity) or type(m).__name__ == "Identity"
 
 
-def _drop_ok(m: nn.Module | None) -> bool:
-    """Dropout/DropPath/DropBlock modules are identities in eval mode; keep them out of the chain."""
-    return _identity(m) or any(k in type(m).__name__ for k in ("Drop", "drop"))
-
-
-def _bn_act(bn: nn.Module) -> list[nn.Module]:
-    """timm BatchNormAct2d -> [BN, act]; plain BN -> [BN]."""
-    steps: list[nn.Module] = [BNStep(bn)]
-    if not _drop_ok(getattr(bn, "drop", None)):
-        raise Unsupported("dropout inside a norm-act layer")
-    act = getattr(bn, "act", None)
-    if act is not None and not _identity(act):
-        steps.append(ActStep(act))
-    return steps
-
-
 def _act(m: nn.Module | None) -> list[nn.Module]:
     return [] if _identity(m) else [ActStep(m)]
 
 
-def _se(m: nn.Module | None) -> list[nn.Module]:
-    if _identity(m):
-        return []
-    if all(hasattr(m, a) for a in ("conv_reduce", "act1", "conv_expand", "gate")):
-        return [SEStep(m, "timm")]
-    raise Unsupported(f"squeeze-excitation {type(m).__name__}")
-
-
-# ---- adapters --------------------------------------------------------------------------------
-
-def _timm_basic(m: nn.Module, name: str) -> PrunedChain:
-    if m.downsample is not None:
-        raise Unsupported("downsample shortcut (not an identity)")
-    if not _identity(m.aa) or m.se is not None:
-        raise Unsupported("anti-aliasing or SE inside the block")
-    steps = [ConvStep(m.conv1), *_bn_act(m.bn1), *_act(m.act1), ConvStep(m.conv2), *_bn_act(m.bn2)]
-    return PrunedChain(steps, kind="resnet_basic", name=name, residual=True, post_act=m.act2)
-
-
-def _timm_bottleneck(m: nn.Module, name: str) -> PrunedChain:
-    if m.downsample is not None:
-        raise Unsupported("downsample shortcut (not an identity)")
-    if not _identity(m.aa) or m.se is not None:
-        raise Unsupported("anti-aliasing or SE inside the block")
-    steps = [ConvStep(m.conv1), *_bn_act(m.bn1), *_act(m.act1), ConvStep(m.conv2), *_bn_act(m.bn2),
-             *_act(m.act2), ConvStep(m.conv3), *_bn_act(m.bn3)]
-    return PrunedChain(steps, kind="resnet_bottleneck", name=name, residual=True, post_act=m.act3)
-
-
-def _timm_ir(m: nn.Module, name: str) -> PrunedChain:
-    if getattr(m, "conv_s2d", None) is not None:
-        raise Unsupported("space-to-depth stem")
-    if not _identity(getattr(m, "aa", None)):
-        raise Unsupported("anti-aliased downsampling")
-    steps = [ConvStep(m.conv_pw), *_bn_act(m.bn1), ConvStep(m.conv_dw), *_bn_act(m.bn2), *_se(m.se),
-             ConvStep(m.conv_pwl), *_bn_act(m.bn3)]
-    return PrunedChain(steps, kind="mbconv", name=name, residual=bool(m.has_skip))
-
-
-def _timm_ds(m: nn.Module, name: str) -> PrunedChain:
-    if getattr(m, "conv_s2d", None) is not None:
-        raise Unsupported("space-to-depth stem")
-    if not _identity(getattr(m, "aa", None)):
-        raise Unsupported("anti-aliased downsampling")
-    steps = [ConvStep(m.conv_dw), *_bn_act(m.bn1), *_se(m.se), ConvStep(m.conv_pw), *_bn_act(m.bn2)]
-    return PrunedChain(steps, kind="mbconv", name=name, residual=bool(m.has_skip))
-
-
-def _timm_convnext(m: nn.Module, name: str) -> PrunedChain:
-    if not _identity(m.shortcut):
-        raise Unsupported("projection shortcut (channel change)")
-    if getattr(m.conv_dw, "stride", (1, 1)) != (1, 1):
-        raise Unsupported("strided depthwise conv")
-    mlp = m.mlp
-    if type(mlp).__name__ not in ("Mlp", "ConvMlp") or not hasattr(mlp, "fc1"):
-        raise Unsupported(f"MLP kind {type(mlp).__name__}")
-    if not _identity(getattr(mlp, "norm", None)):
-        raise Unsupported("norm inside the MLP")
-    if "LayerNorm" not in type(m.norm).__name__:
-        raise Unsupported(f"norm {type(m.norm).__name__}")
-    c = m.conv_dw.out_channels
-    steps = [ConvStep(m.conv_dw), NormSwapStep(m.norm, c), ConvStep(mlp.fc1), *_act(mlp.act), ConvStep(mlp.fc2)]
-    if m.gamma is not None:
-        steps.append(ScaleStep(m.gamma))
-    return PrunedChain(steps, kind="convnext", name=name, residual=True)
-
+# ---- per-class adapters (only where the graph cannot see enough) ---------------------------
 
 def _timm_vit(m: nn.Module, name: str) -> PrunedViTBlock:
     mlp = m.mlp
@@ -146,82 +64,90 @@ def _timm_vit(m: nn.Module, name: str) -> PrunedViTBlock:
     return PrunedViTBlock(m, PrunedChain(steps, kind="vit_mlp", name=name, residual=True))
 
 
-def _lite_mbconv(m: nn.Module, name: str) -> PrunedChain:
-    a = m._block_args
-    if m.has_se:
-        raise Unsupported("squeeze-excitation (not in EfficientNet-Lite)")
-    steps: list[nn.Module] = []
-    if a.expand_ratio != 1:
-        steps += [ConvStep(m._expand_conv), BNStep(m._bn0), ActStep(m._swish)]
-    steps += [ConvStep(m._depthwise_conv), BNStep(m._bn1), ActStep(m._swish), ConvStep(m._project_conv), BNStep(m._bn2)]
-    skip = bool(m.id_skip and a.stride in (1, [1], (1, 1), [1, 1]) and a.input_filters == a.output_filters)
-    return PrunedChain(steps, kind="mbconv", name=name, residual=skip)
-
-
 Adapter = Callable[[nn.Module, str], nn.Module]
 
 
 def _adapters() -> list[tuple[str, Adapter]]:
-    """(class path, adapter) pairs; matched by exact class, so subclasses are not assumed to fit."""
-    out: list[tuple[str, Adapter]] = [
-        ("timm.models.resnet.BasicBlock", _timm_basic),
-        ("timm.models.resnet.Bottleneck", _timm_bottleneck),
-        ("timm.models._efficientnet_blocks.InvertedResidual", _timm_ir),
-        ("timm.models._efficientnet_blocks.DepthwiseSeparableConv", _timm_ds),
-        ("timm.models.convnext.ConvNeXtBlock", _timm_convnext),
+    """(class path, adapter) pairs, matched by exact class; everything else goes through the graph.
+
+    Each stays for one reason the traced graph cannot cover:
+    """
+    return [
+        # ViT: the MLP half is not a module of its own (attention shares the block's forward), so
+        # replacing it needs the block's class to rebuild the attention half around the chain.
         ("timm.models.vision_transformer.Block", _timm_vit),
-        ("efficientnet_lite_pytorch.model.MBConvBlock", _lite_mbconv),
     ]
-    try:
-        from compress.prune.updp import static_blocks
-        out += static_blocks.adapters()
-    except ImportError:
-        pass
-    return out
 
 
 def _cls_path(m: nn.Module) -> str:
     return f"{type(m).__module__}.{type(m).__qualname__}"
 
 
-_BLOCKISH = re.compile(r"Block|Residual|Bottleneck|MBConv|Basic", re.I)
+_BLOCKISH = re.compile(r"Block|Residual|Bottleneck|MBConv|Basic|Stage|Layer", re.I)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _n_convs(m: nn.Module) -> int:
+    return sum(isinstance(k, (nn.Conv2d, nn.Linear)) for k in m.modules())
 
 
 def find_candidates(model: nn.Module) -> tuple[list[Candidate], list[Skipped]]:
     """Blocks of ``model`` that can be pruned (in model order), and blocks left intact with why.
 
-    A block's *kind* is the :class:`PrunedChain` kind (``resnet_basic``, ``mbconv``...).
+    Modules are visited outermost first. A module whose traced forward is a chain with two or more
+    convs/linears (:func:`compress.prune.updp.graph.chain_from_module`) is a candidate and its
+    children are not visited; containers (Sequential, ModuleList) and the model itself never are.
+    A module that is not a chain is looked into; when nothing inside it is a candidate and it holds
+    two or more convs/linears, it is listed as skipped with the reason the graph gave.
+    A block's *kind* is its :class:`PrunedChain` kind (``resnet_basic``, ``mbconv``, ``chain``...).
+    Train-time branches (RepVGG, MobileOne) must be folded first (:func:`graph.fold_reparameterizable`).
     """
+    from compress.prune.updp.graph import _is_leaf, chain_from_module, has_train_branches
+
     adapters = dict(_adapters())
-    cands: list[Candidate] = []
-    skipped: list[Skipped] = []
-    covered: list[str] = []
-    for name, m in model.named_modules():
-        if not name or any(name.startswith(c + ".") for c in covered):
-            continue
+
+    def visit(m: nn.Module, name: str) -> tuple[list[Candidate], list[Skipped]]:
         path = _cls_path(m)
-        if path in adapters:
-            covered.append(name)
+        if name and path in adapters:
             try:
                 pruned = adapters[path](m, name)
             except Unsupported as err:
-                skipped.append(Skipped(name, type(m).__name__, str(err)))
-                continue
-            chain = pruned.chain if isinstance(pruned, PrunedViTBlock) else pruned
-            cands.append(Candidate(name, chain.kind, m))
-        elif _BLOCKISH.search(type(m).__name__) and not isinstance(m, (nn.Sequential, nn.ModuleList)):
-            covered.append(name)
-            skipped.append(Skipped(name, type(m).__name__, "block type not supported by UPDP"))
-    return cands, skipped
+                return [], [Skipped(name, type(m).__name__, str(err))]
+            return [Candidate(name, chain_of(pruned).kind, m)], []
+        if name and has_train_branches(m):
+            return [], [Skipped(name, type(m).__name__, "train-time branches (RepVGG/MobileOne style): fold them "
+                                                        "first with reparameterize(); compress prune does")]
+        reason = None
+        if name and not isinstance(m, _CONTAINERS) and not _is_leaf(m):
+            try:
+                chain = chain_from_module(m, name)
+            except Unsupported as err:
+                reason = str(err)
+            else:
+                if len(chain.convs) >= 2:
+                    return [Candidate(name, chain.kind, m)], []
+                if _BLOCKISH.search(type(m).__name__):
+                    return [], [Skipped(name, type(m).__name__, "one conv/linear only: nothing to merge inside the block")]
+                return [], []
+        cands: list[Candidate] = []
+        skipped: list[Skipped] = []
+        for child, sub in m.named_children():
+            c, s = visit(sub, f"{name}.{child}" if name else child)
+            cands += c
+            skipped += s
+        if reason is not None and not cands and _n_convs(m) >= 2:
+            return [], [Skipped(name, type(m).__name__, reason)]
+        return cands, skipped
+
+    return visit(model, "")
 
 
 def to_pruned(block: nn.Module, name: str) -> nn.Module:
     """The pruned form of ``block`` (a PrunedChain or PrunedViTBlock); raises ``Unsupported``."""
-    adapters = dict(_adapters())
-    path = _cls_path(block)
-    if path not in adapters:
-        raise Unsupported(f"{type(block).__name__} is not a supported block type")
-    return adapters[path](block, name)
+    from compress.prune.updp.graph import chain_from_module
+
+    adapter = dict(_adapters()).get(_cls_path(block))
+    return adapter(block, name) if adapter is not None else chain_from_module(block, name)
 
 
 def chain_of(pruned: nn.Module) -> PrunedChain:

@@ -36,6 +36,7 @@ FORMS: dict[str, tuple[str, ...]] = {
     "mbconv": ("dense", "dw_pw"),
     "convnext": ("dw_pw", "dense"),
     "vit_mlp": ("linear",),
+    "chain": ("dense", "dw_pw"),
 }
 
 

@@ -151,7 +151,11 @@ class ActStep(nn.Module):
     def forward(self, x: torch.Tensor, lam: float) -> torch.Tensor:
         if lam >= 1.0:
             return x
-        return (1.0 - lam) * self.act(x) + lam * x if lam > 0 else self.act(x)
+        if lam <= 0:
+            return self.act(x)
+        # an in-place activation (timm's ReLU(inplace=True)) would overwrite x before λ·x is read
+        y = self.act(x.clone()) if getattr(self.act, "inplace", False) else self.act(x)
+        return (1.0 - lam) * y + lam * x
 
 
 class SEStep(nn.Module):
