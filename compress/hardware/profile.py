@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -60,8 +60,51 @@ class Spec(StrictModel):
         return v
 
 
+class PowerMode(StrictModel):
+    """One power mode of a device (a Jetson ``nvpmodel`` mode, or a published clock setting).
+
+    Only the figures that change with the mode are listed; each carries its source. ``peak``
+    is the GPU's dense peak per precision at this mode; a figure that no stored source confirms
+    is ``unconfirmed: true``. ``nvpmodel_name`` is what ``nvpmodel -q`` prints for the mode
+    (matched against a board's state); ``custom`` marks a setting that is not a stock nvpmodel
+    mode (e.g. MLPerf's MaxQ clock caps), which a board can only reach with a custom mode.
+    """
+
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    nvpmodel_id: int | None = None
+    nvpmodel_name: str | None = None
+    custom: bool = False
+    description: str = ""
+    gpu_clock_mhz: Figure | None = None
+    gpu_tpcs: Figure | None = None
+    peak: dict[Precision, Figure] = Field(default_factory=dict)
+    emc_clock_mhz: Figure | None = None
+    memory_bandwidth: Figure | None = None
+    cpu_cores_online: Figure | None = None
+    cpu_clock_mhz: Figure | None = None
+    dla_clock_mhz: Figure | None = None
+    dla_peak: dict[Precision, Figure] = Field(default_factory=dict)  # per DLA core, dense
+
+
+class DlaSpec(StrictModel):
+    """Deep Learning Accelerator cores: their own engine (never counted in the GPU's peak)."""
+
+    cores: int = Field(ge=1)
+    precisions: list[Precision] = Field(min_length=1)
+    peak: dict[Precision, Figure]      # per core, dense, at the default mode (modes override)
+    layer_overhead_us: Figure | None = None
+    note: str | None = None
+
+
 class HardwareProfile(StrictModel):
-    """One target device."""
+    """One target device.
+
+    ``power_modes`` lists the device's modes (plain names are accepted for profiles that know no
+    figures per mode); ``default_power_mode`` is the one used when none is asked for, and
+    ``power_mode`` is filled in when a profile is resolved at a mode (``get_profile``).
+    ``calibration`` names a fitted roofline calibration in ``hardware_profiles/calibration/``.
+    """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     aliases: list[str] = Field(default_factory=list)
@@ -70,10 +113,29 @@ class HardwareProfile(StrictModel):
     description: str = ""
     runtimes: list[Runtime] = Field(min_length=1)
     precisions: list[Precision] = Field(min_length=1)
-    power_modes: list[str] = Field(default_factory=list)
+    power_modes: list[PowerMode] = Field(default_factory=list)
+    default_power_mode: str | None = None
+    power_mode: str | None = None
     spec: Spec | None = None
+    dla: DlaSpec | None = None
+    calibration: str | None = None
     latency_tables: list[str] = Field(default_factory=list)
     detect: bool = False
+
+    @field_validator("power_modes", mode="before")
+    @classmethod
+    def _mode_names(cls, v: Any) -> Any:
+        # a plain name (the older profile format) is a mode without figures of its own
+        return [{"name": m} if isinstance(m, str) else m for m in (v or [])]
+
+    @property
+    def mode_names(self) -> list[str]:
+        return [m.name for m in self.power_modes]
+
+    @property
+    def table_device(self) -> str:
+        """The key latency tables are stored under: ``name`` or ``name@mode`` (tables are per mode)."""
+        return f"{self.name}@{self.power_mode}" if self.power_mode else self.name
 
     @property
     def default_runtime(self) -> str:
@@ -145,8 +207,15 @@ def load_profiles(extra_dir: str | Path | None = None) -> dict[str, HardwareProf
     return out
 
 
-def get_profile(name: str, *, profiles_dir: str | Path | None = None) -> HardwareProfile:
-    """Resolve a device name or alias (``jetson`` -> ``jetson-orin-nano``)."""
+def get_profile(name: str, *, profiles_dir: str | Path | None = None, power_mode: str | None = None) -> HardwareProfile:
+    """Resolve a device name or alias (``jetson`` -> ``jetson-orin-nano``), at a power mode.
+
+    ``name@MODE`` (as in pipeline YAML) and ``power_mode=`` choose the mode; a device with modes
+    is otherwise resolved at its ``default_power_mode`` (see compress/hardware/modes.py).
+    """
+    from compress.hardware.modes import apply_power_mode, split_device
+
+    name, at_mode = split_device(name, power_mode)
     profiles = load_profiles(profiles_dir)
     key = name.strip().lower()
     if key in profiles:
@@ -161,7 +230,7 @@ def get_profile(name: str, *, profiles_dir: str | Path | None = None) -> Hardwar
 
         prof = prof.model_copy(update={"spec": detect_local_spec(prof.spec),
                                        "precisions": detect_precisions(prof.precisions)})
-    return prof
+    return apply_power_mode(prof, at_mode)
 
 
 class DeviceInfo(StrictModel):

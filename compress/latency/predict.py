@@ -33,13 +33,19 @@ from compress.latency.table import LatencyTable
 _WARNED: set[tuple[str, str, str]] = set()
 
 
-def warn_estimated(device: str, runtime: str, precision: str, *, stream: Any = None) -> None:
-    """Say once per (device, runtime, precision) that latency is an estimate, and how to measure."""
-    key = (device, runtime, precision)
+def warn_estimated(device: str, runtime: str, precision: str, *, stream: Any = None, profile: Any = None) -> None:
+    """Say once per (device, runtime, precision) that latency is an estimate, and how to measure
+    (with ``profile``: its power mode and calibration, ``compress.latency.roofline.estimate_note``)."""
+    key = (device, runtime, precision, getattr(profile, "power_mode", None))
     if key in _WARNED:
         return
     _WARNED.add(key)
-    (stream or sys.stderr).write(f"warning: {ESTIMATE_NOTE.format(device=device)} "
+    extra = ""
+    if profile is not None:
+        from compress.latency.roofline import estimate_detail
+
+        extra = f" Estimate: {estimate_detail(profile)}."
+    (stream or sys.stderr).write(f"warning: {ESTIMATE_NOTE.format(device=device)}.{extra} "
                                  f"[{device}, {runtime}, {precision}]\n")
 
 
@@ -78,7 +84,10 @@ class LatencyModel:
         return sum(s == "estimated" for s in self.sig_source)
 
     def info(self) -> dict[str, Any]:
-        return {"device": self.device, "runtime": self.runtime, "precision": self.precision, "batch": self.batch,
+        from compress.latency.roofline import estimate_info
+
+        return {"device": self.device, **estimate_info(self.profile, self.source),
+                "runtime": self.runtime, "precision": self.precision, "batch": self.batch,
                 "space": getattr(self.space, "family", None), "source": self.source,
                 "signatures": len(self.compiled.signatures), "interpolated": self.n_interpolated,
                 "estimated": self.n_estimated, "calibrated": self.calibration is not None,
@@ -239,9 +248,14 @@ class LatencyModel:
         sp = resolve_space(space)
         label = space_label(sp)
         comp = compiled_space(sp, cache_dir=tables_dir(tables) / "_compiled")
-        path = LatencyTable.locate(device=prof.name, runtime=rt, precision=prec, batch=batch, space=label, tables=tables)
+        path = LatencyTable.locate(device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=label,
+                                   tables=tables)
         if path.is_file():
-            return cls.from_table(LatencyTable.load(path), sp, profile=prof, compiled=comp)
+            from compress.hardware.modes import check_table_mode
+
+            table = LatencyTable.load(path)
+            check_table_mode(prof, table.meta, path)  # measured in another power mode: refused with the fix
+            return cls.from_table(table, sp, profile=prof, compiled=comp)
         fix = profile_command(prof.name, rt, prec, batch)
         if not allow_estimate:
             raise UsageError(f"no measured latency table for {prof.name} / {rt} / {prec} / batch {batch} / {label} "
@@ -251,8 +265,12 @@ class LatencyModel:
             raise UsageError(f"no {prec} latency table for {prof.name} / {rt} / batch {batch} / {label} (looked for "
                              f"{path}), and its profile has no {prec} peak to estimate from; measure one with `{fix}`")
         near = near_miss_tables(path, sp)
+        if prof.power_mode:
+            from compress.latency.roofline import gpu_roof_base
+
+            gpu_roof_base(prof, prec)  # a mode without published figures: refused before anything else
         if warn:
-            warn_estimated(prof.name, rt, prec)
+            warn_estimated(prof.name, rt, prec, profile=prof)
             if near:
                 sys.stderr.write(f"warning: no table for this exact space ({label}), but {len(near)} table(s) of the "
                                  f"'{sp.family}' family exist for {prof.name}/{rt}/{prec}/batch {batch}: "

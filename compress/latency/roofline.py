@@ -25,6 +25,8 @@ OP_KINDS: tuple[str, ...] = ("dense", "pointwise", "depthwise", "linear", "eleme
 DEFAULT_EFFICIENCY: dict[str, dict[str, float]] = {
     "cpu": {"dense": 0.45, "pointwise": 0.40, "depthwise": 0.06, "linear": 0.25, "elementwise": 0.05, "pool": 0.05},
     "gpu": {"dense": 0.55, "pointwise": 0.45, "depthwise": 0.03, "linear": 0.30, "elementwise": 0.02, "pool": 0.02},
+    # DLA: an assumption (no published per-layer DLA figures); depthwise and pooling are weak there
+    "dla": {"dense": 0.50, "pointwise": 0.40, "depthwise": 0.05, "linear": 0.20, "elementwise": 0.05, "pool": 0.05},
 }
 BYTES_PER_ELEM: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 ESTIMATE_NOTE = ("latency is ESTIMATED from datasheet figures (roofline), not measured; "
@@ -156,11 +158,11 @@ def block_time_ms(sig: BlockSignature, roof: Roof, *, batch: int = 1) -> float:
     return total * 1000.0
 
 
-def roof_from_profile(profile: Any, precision: str) -> Roof:
-    """Build :class:`Roof` from a ``HardwareProfile`` (its ``spec``) for one precision.
+def gpu_roof_base(profile: Any, precision: str) -> tuple[float, float]:
+    """(peak FLOP/s, bandwidth bytes/s) of the device's GPU at its power mode (``profile.power_mode``).
 
-    A precision without its own peak falls back to fp32's (and says nothing else: the estimate is
-    coarse by nature). Raises ``UsageError`` when the profile has no spec at all.
+    Refuses a mode whose figures are not published (a mode listed by name only): pricing it with
+    another mode's figures would be a number with nothing behind it.
     """
     from compress.core.errors import UsageError
 
@@ -168,12 +170,118 @@ def roof_from_profile(profile: Any, precision: str) -> Roof:
     if spec is None:
         raise UsageError(f"device '{profile.name}' has no datasheet figures to estimate latency from; "
                          f"measure a table with `compress profile --device {profile.name}`")
+    mode = _mode(profile)
+    if mode is not None and mode.gpu_clock_mhz is None and not mode.peak:
+        raise UsageError(f"{profile.name} at power mode {mode.name}: its clocks and peaks are not published in the "
+                         f"material this profile cites, so there is no estimate for it; measure a table there "
+                         f"(`compress profile --device {profile.name} --power-mode {mode.name} --remote user@host`) "
+                         f"or choose a mode with figures: {', '.join(m.name for m in profile.power_modes if m.gpu_clock_mhz or m.peak)}")
     fig = spec.peak.get(precision) or spec.peak.get("fp32") or next(iter(spec.peak.values()))
-    peak = fig.value * 1e12
-    bw = spec.memory_bandwidth.value * 1e9
-    overhead = (spec.layer_overhead_us.value if spec.layer_overhead_us else 10.0) * 1e-6
+    return fig.value * 1e12, spec.memory_bandwidth.value * 1e9
+
+
+def _mode(profile: Any) -> Any:
+    if not getattr(profile, "power_modes", None):
+        return None
+    from compress.hardware.modes import current_mode
+
+    return current_mode(profile)
+
+
+def profile_calibration(profile: Any) -> Any:
+    """The :class:`~compress.latency.published.RoofCalibration` a profile names, or None."""
+    name = getattr(profile, "calibration", None)
+    if not name:
+        return None
+    from compress.latency.published import load_calibration
+
+    return load_calibration(name)
+
+
+def roof_from_profile(profile: Any, precision: str, *, engine: str = "gpu") -> Roof:
+    """Build :class:`Roof` from a ``HardwareProfile`` (its ``spec``, at its power mode) for one precision.
+
+    A precision without its own peak falls back to fp32's (and says nothing else: the estimate is
+    coarse by nature). Raises ``UsageError`` when the profile has no spec at all. A profile that
+    names a ``calibration`` gets its fitted efficiencies and per-layer overhead (GPU cycles at the
+    mode's clock); ``engine="dla"`` prices one DLA core with its own peak (uncalibrated).
+    """
+    from compress.core.errors import UsageError
+
     kind = "cpu" if profile.kind == "cpu" else "gpu"
+    if engine == "dla":
+        from compress.hardware.modes import dla_peak
+
+        peak_fig = dla_peak(profile, precision)
+        if peak_fig is None or profile.spec is None:
+            has = f"DLA precisions {', '.join(profile.dla.precisions)}" if profile.dla else "no DLA"
+            raise UsageError(f"device '{profile.name}' has no DLA estimate at {precision} ({has}); "
+                             "use --engine gpu" + ("" if profile.dla else " (the Orin Nano has no DLA)"))
+        _ = gpu_roof_base(profile, precision)  # same refusal for modes without figures
+        ov = profile.dla.layer_overhead_us.value if profile.dla.layer_overhead_us else 30.0
+        return Roof(peak_flops=peak_fig.value * 1e12, bandwidth=profile.spec.memory_bandwidth.value * 1e9,
+                    overhead_s=ov * 1e-6, efficiency=dict(DEFAULT_EFFICIENCY["dla"]),
+                    bytes_per_elem=BYTES_PER_ELEM.get(precision, 4))
+    if engine != "gpu":
+        from compress.core.errors import unknown
+
+        raise unknown("engine", engine, ("gpu", "dla"))
+    peak, bw = gpu_roof_base(profile, precision)
+    spec = profile.spec
+    overhead = (spec.layer_overhead_us.value if spec.layer_overhead_us else 10.0) * 1e-6
     eff = dict(DEFAULT_EFFICIENCY[kind])
     eff.update(spec.efficiency or {})
+    cal = profile_calibration(profile)
+    if cal is not None:
+        from compress.hardware.modes import clock_figure
+
+        clock, _unc = clock_figure(profile)
+        if clock is None:
+            raise UsageError(f"device '{profile.name}' names calibration '{cal.name}' but has no GPU clock "
+                             "(spec.clock_ghz or its mode's gpu_clock_mhz) to turn its per-layer cycles into time")
+        eff.update(cal.efficiency)
+        overhead = cal.layer_overhead_cycles / clock
     return Roof(peak_flops=peak, bandwidth=bw, overhead_s=overhead, efficiency=eff,
                 bytes_per_elem=BYTES_PER_ELEM.get(precision, 4))
+
+
+def estimate_detail(profile: Any, *, engine: str = "gpu") -> str:
+    """``calibrated to N published figures, leave-one-out error X%; power mode MAXN (default)``."""
+    cal = profile_calibration(profile) if engine == "gpu" else None
+    parts = [cal.label if cal is not None else "not calibrated"]
+    if getattr(profile, "power_mode", None):
+        from compress.hardware.modes import mode_label
+
+        parts.append(f"power mode {mode_label(profile)}")
+    if engine == "dla":
+        parts.append("one DLA core, DLA peak derived")
+    return "; ".join(parts)
+
+
+def estimate_note(profile: Any, *, engine: str = "gpu") -> str:
+    """How an estimate for ``profile`` is labelled: ESTIMATED, its calibration if any, the power mode."""
+    return f"ESTIMATED (roofline, {estimate_detail(profile, engine=engine)})"
+
+
+def estimate_info(profile: Any, source: str = "estimated") -> dict[str, Any]:
+    """JSON fields every prediction carries: the power mode (and whether it is the default) and, for
+    an estimate, its label and calibration (rows, leave-one-out error)."""
+    out: dict[str, Any] = {}
+    if profile is None:
+        return out
+    mode = getattr(profile, "power_mode", None)
+    if mode:
+        from compress.hardware.modes import default_mode_name
+
+        out["power_mode"] = mode
+        out["power_mode_is_default"] = mode == default_mode_name(profile)
+    if source == "estimated":
+        try:
+            cal = profile_calibration(profile)
+        except Exception:  # noqa: BLE001 - a broken calibration file must not hide the prediction's label
+            cal = None
+        out["estimate_note"] = estimate_note(profile) if getattr(profile, "spec", None) is not None else None
+        out["estimate_calibration"] = ({"name": cal.name, "published_figures": len(cal.rows),
+                                        "loo_max_error_pct": cal.loo_max_error_pct,
+                                        "fit_max_error_pct": cal.fit_max_error_pct} if cal is not None else None)
+    return out

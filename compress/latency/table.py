@@ -90,6 +90,7 @@ class TableMeta:
     remote: str | None = None
     notes: list[str] = field(default_factory=list)
     validation: dict[str, Any] | None = None   # summary of the last `compress latency validate` of this table
+    power_mode: str | None = None   # the device's power mode the table was measured in (Jetson nvpmodel)
 
 
 class LatencyTable:
