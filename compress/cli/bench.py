@@ -9,6 +9,7 @@ import typer
 
 from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, command_line, console, emit_json
 from compress.cli.main import app
+from compress.core.runs import claim_run_dir
 
 
 @app.command("bench")
@@ -40,6 +41,9 @@ def bench_cmd(
 
     from compress.bench.api import bench
     from compress.bench.report import to_markdown
+
+    if out is not None:
+        claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
 
     with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True, disable=remote is not None) as bar:

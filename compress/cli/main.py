@@ -23,7 +23,11 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:  # run-directory and table locks end with the command (also when run in-process)
+                if "compress.core.locks" in sys.modules:
+                    sys.modules["compress.core.locks"].release_all()
         except CompressError as err:
             _report(err, ctx)
             ctx.exit(err.exit_code)
@@ -32,6 +36,12 @@ class _Group(TyperGroup):
             ctx.exit(130)
         except (typer.Exit, typer.Abort, click.ClickException):
             raise
+        except OSError as err:  # a storage fault a writer did not map itself is still not a bug
+            from compress.core.storage import describe
+
+            mapped = describe(err)
+            _report(mapped or err, ctx, unexpected=mapped is None)
+            ctx.exit(mapped.exit_code if mapped is not None else 1)
         except Exception as err:  # noqa: BLE001 - last-resort handler for unexpected bugs
             _report(err, ctx, unexpected=True)
             ctx.exit(1)

@@ -42,6 +42,7 @@ def profile_cmd(
     tables: TablesOpt = None,
     profiles: ProfilesOpt = None,
     seed: SeedOpt = 0,
+    lock_wait: Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run measuring the same table (then its entries are kept and only the rest measured).")] = 600.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure every block the search space can produce on the device's runtime (resumable)."""
@@ -62,7 +63,7 @@ def profile_cmd(
                             resolutions=parse_resolutions(resolution), merged=merged, remote=remote,
                             ssh_config=ssh_config, remote_python=remote_python, tables=tables, threads=threads, iterations=iterations,
                             warmup=warmup, estimator=estimator, calibrate=calibrate, seed=seed,
-                            progress=progress, profiles=profiles)
+                            progress=progress, profiles=profiles, lock_wait=lock_wait)
     if json_out:
         emit_json(asdict(res))
         return

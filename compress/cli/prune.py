@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt, console, emit_json
+from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt, command_line, console, emit_json
 from compress.cli.main import app
 from compress.core.errors import UsageError
+from compress.core.runs import claim_run_dir
 
 
 class Method(str, Enum):
@@ -67,6 +68,8 @@ def prune_cmd(
                          f"(only to --method {other}); remove {'it' if len(wrong) == 1 else 'them'}")
     from compress.prune import prune
 
+    if out is not None:
+        claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
     if method is Method.updp:
         if (blocks is None) == (latency_ms is None):
             raise UsageError("--method updp needs exactly one of --blocks K or --latency-ms X")

@@ -9,6 +9,7 @@ import typer
 
 from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt, command_line, console, emit_json
 from compress.cli.main import app
+from compress.core.runs import claim_run_dir
 
 
 @app.command("search")
@@ -44,6 +45,9 @@ def search_cmd(
     """
     from compress.search.api import search
     from compress.search.result import render_table
+
+    if out is not None:
+        claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
 
     res = search(devices=device, latency_ms=latency_ms or None, pareto=pareto, supernet=supernet, runtime=runtime,
                  precision=precision, batch=batch, max_params=max_params, max_macs=max_macs,

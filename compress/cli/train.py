@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from compress.cli.common import JsonOpt, console, emit_json
+from compress.cli.common import JsonOpt, command_line, console, emit_json
+from compress.core.runs import claim_run_dir
 from compress.cli.main import app
 
 Opt = typer.Option
@@ -103,6 +104,7 @@ def train_cmd(
         from compress.train.loop import check_inputs
 
         check_inputs(cfg)
+        claim_run_dir(cfg.out, command=command_line())  # the launcher holds the lock for its workers
         args = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else []
         console.print(f"launching {nproc} processes under torchrun (max restarts {max_restarts})")
         rc = distributed.launch(nproc, args, max_restarts=max_restarts)

@@ -6,12 +6,15 @@ renamed into place, so a killed process never leaves a half-written file.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.core.errors import UsageError
+from compress.core.storage import check_writable, mark_user_path, storage_errors
 
 TRACKED_PACKAGES = (
     "compress", "torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxscript",
@@ -36,19 +40,132 @@ def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path
 
         with atomic_path(out / "model.onnx") as tmp:
             onnx.save(model, tmp)
+
+    A storage fault (read-only, permission, disk full, quota) inside the block becomes a one-line
+    :class:`~compress.core.storage.StorageError`. The temp name (``.NAME.XXXXXXXX<sfx>.tmp``) is one
+    of the patterns :func:`clean_stale_temps` removes after a killed run.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sfx = suffix if suffix is not None else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{sfx}.tmp", dir=path.parent)
-    os.close(fd)
+    with storage_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{sfx}.tmp", dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with storage_errors(path):
+            yield tmp_path
+            os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            if tmp_path.exists():
+                tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temp directory beside ``path``; when the block succeeds it becomes ``path``, as a unit.
+
+    For artefacts of several files (an OpenVINO ``.xml`` + ``.bin``, a TensorRT bundle): a reader
+    sees the old set or the new one, never half of each. An existing ``path`` is renamed aside
+    (``.NAME.XXXXXXXX.old``), the new one renamed in, then the old one deleted; a crash between the
+    two renames leaves no ``path`` and a complete ``.old``, which :func:`clean_stale_temps` puts back.
+    The whole directory is replaced: callers make sure it holds only the artefact.
+    """
+    path = Path(path)
+    with storage_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
+    try:
+        with storage_errors(path):
+            yield tmp
+            old = None
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, old)  # onto the empty directory just made
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The toolkit's own temp names (and nothing else): atomic_path's files, atomic_dir's directories,
+# write probes, the old OpenVINO temp dir and StageStore's trash directories.
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$|^\.write-test-\d+$|^\.compress-probe-[a-z0-9_]{8}$")
+_TEMP_DIR = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmpdir$|^\.openvino-[a-z0-9_]{8}$|^\..+\.old-\d+$")
+_OLD_DIR = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.old$")
+
+
+def clean_stale_temps(root: str | Path, *, recursive: bool = True) -> list[Path]:
+    """Remove the toolkit's temp files and directories a killed run left under ``root``; returns them.
+
+    Call it only while holding ``root``'s lock (no other writer is inside). Only names matching the
+    toolkit's temp patterns go; a sub-directory locked by a live process is skipped. A ``.old``
+    directory whose target is missing (a crash inside :func:`atomic_dir`) is renamed back.
+    """
+    from compress.core.locks import DIR_LOCK, holder, holder_gone
+
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        if d != root:
+            info = holder(d / DIR_LOCK)
+            if info is not None and info.get("pid") != os.getpid() and not holder_gone(info):
+                dirnames[:] = []
+                continue
+        for name in filenames:
+            if _TEMP_FILE.match(name):
+                with contextlib.suppress(OSError):
+                    (d / name).unlink()
+                    removed.append(d / name)
+        keep = []
+        for name in dirnames:
+            m = _OLD_DIR.match(name)
+            if m and not (d / m["name"]).exists():
+                with contextlib.suppress(OSError):
+                    os.replace(d / name, d / m["name"])
+                    keep.append(m["name"])
+                continue
+            if _TEMP_DIR.match(name) or m:
+                shutil.rmtree(d / name, ignore_errors=True)
+                removed.append(d / name)
+            else:
+                keep.append(name)
+        dirnames[:] = keep if recursive else []
+    return removed
+
+
+def clean_stale_temp_dirs(prefix: str, *, base: str | Path | None = None) -> list[Path]:
+    """Remove ``<TMPDIR>/<prefix><pid>-*`` directories whose process (on this host) is gone."""
+    from compress.core.locks import pid_alive
+
+    base = Path(base or tempfile.gettempdir())
+    pat = re.compile(rf"^{re.escape(prefix)}(\d+)-[a-z0-9_]{{8}}$")
+    removed = []
+    with contextlib.suppress(OSError):
+        for p in base.iterdir():
+            m = pat.match(p.name)
+            if m and int(m[1]) != os.getpid() and not pid_alive(int(m[1])) and p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def temp_workdir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A ``TemporaryDirectory`` named ``<prefix><pid>-XXXXXXXX``, after removing those of dead processes.
+
+    A SIGKILLed run cannot delete its temp directory; the pid in the name lets the next run with
+    the same prefix remove it safely (never one of a live process). A full or read-only temp
+    directory fails here with a one-line error (exit 1) naming TMPDIR.
+    """
+    clean_stale_temp_dirs(prefix)
+    with storage_errors(tempfile.gettempdir(), what="temp directory", user=False):
+        return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -150,6 +267,77 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def claim_run_dir(path: str | Path, *, command: str, what: str = "--out") -> bool:
+    """Lock the run directory ``path`` for this process before anything is written; returns True if newly taken.
+
+    Creates ``path``, proves it writable (a read-only or full location fails here, exit 2, not after
+    an hour of work), takes its exclusive lock (a second writer is refused at once, exit 2, naming
+    the holder) and removes the temp files a killed earlier run left there. The lock is held until
+    :func:`release_run_dir` or the end of the process. Claiming a directory this process already
+    holds does nothing and returns False (then the caller must not release it).
+    """
+    from compress.core.locks import acquire, dir_lock_path, held
+
+    path = Path(path).expanduser()
+    mark_user_path(path)
+    if held(dir_lock_path(path)):
+        return False
+    if not path.exists():
+        _CREATED.add(path)
+    check_writable(path, what=what, user=True)
+    acquire(dir_lock_path(path), what=f"run directory {path}", command=command)
+    clean_stale_temps(path)
+    return True
+
+
+_CREATED: set[Path] = set()
+
+
+def _remove_unused_created() -> None:
+    """At exit: a run directory claimed but never written (a usage error came first) is removed again."""
+    from compress.core.locks import DIR_LOCK, info_path
+
+    for path in _CREATED:
+        with contextlib.suppress(OSError):
+            if {p.name for p in path.iterdir()} <= {DIR_LOCK, info_path(DIR_LOCK).name}:
+                for p in path.iterdir():
+                    p.unlink()
+                path.rmdir()
+
+
+atexit.register(_remove_unused_created)  # registered before the locks' handler, so it runs after it
+
+
+def release_run_dir(path: str | Path) -> None:
+    from compress.core.locks import dir_lock_path, release
+
+    release(dir_lock_path(Path(path).expanduser()))
+
+
+@contextlib.contextmanager
+def run_dir_lock(path: str | Path, *, command: str, what: str = "--out") -> Iterator[Path]:
+    """``with run_dir_lock(out, command=...)``: :func:`claim_run_dir` for the block.
+
+    A directory that this call created and that holds nothing but the lock when the block ends
+    (a usage error before any output) is removed again, so a bad input leaves nothing behind.
+    """
+    from compress.core.locks import DIR_LOCK
+
+    path = Path(path).expanduser()
+    existed = path.exists()
+    took = claim_run_dir(path, command=command, what=what)
+    try:
+        yield path
+    finally:
+        if took:
+            release_run_dir(path)
+        if took and not existed:
+            with contextlib.suppress(OSError):
+                if {p.name for p in path.iterdir()} <= {DIR_LOCK}:
+                    (path / DIR_LOCK).unlink()
+                    path.rmdir()
+
+
 class RunDir:
     """A run's output directory with its ``manifest.json``.
 
@@ -160,13 +348,8 @@ class RunDir:
 
     def __init__(self, path: str | Path, *, command: str, seeds: dict[str, int] | None = None) -> None:
         self.path = Path(path)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise UsageError(f"cannot write to output directory {self.path}: {err.strerror}; choose another --out") from None
+        # locked (and proven writable) until save_manifest(); free when the command already claimed it
+        self._locked = claim_run_dir(self.path, command=command)
         self.manifest: dict[str, Any] = {
             "schema": 1,
             "command": command,
@@ -217,4 +400,8 @@ class RunDir:
         self.manifest[key] = to_jsonable(value)
 
     def save_manifest(self) -> Path:
-        return atomic_write_json(self.path / "manifest.json", self.manifest)
+        p = atomic_write_json(self.path / "manifest.json", self.manifest)
+        if self._locked:
+            self._locked = False
+            release_run_dir(self.path)
+        return p

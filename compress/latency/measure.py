@@ -147,7 +147,10 @@ class BlockTimer:
         self.runner = get_runner(settings.runtime)
         self._tmp = None
         if workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="compress-latency-")
+            from compress.core.runs import temp_workdir
+
+            # named with our pid: the next run removes it if this process is killed
+            self._tmp = temp_workdir("compress-latency-")
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self._canary_sess = None

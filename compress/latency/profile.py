@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from compress.latency.measure import (BlockTimer, MeasureSettings, campaign_basi
                                       pick_stats, runtime_info)
 from compress.latency.quantized import check_quantizable
 from compress.latency.signature import BlockSignature
+from compress.latency.store import lock_table, release_tables
 from compress.latency.table import LatencyTable
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -193,8 +195,10 @@ class ProfileResult:
 
 def _open_table(*, device: str, runtime: str, precision: str, batch: int, space: Any, label: str,
                 tables: str | Path | None, settings: MeasureSettings, rt_info: dict[str, Any],
-                remote: str | None) -> LatencyTable:
+                remote: str | None, wait: float = 0.0) -> LatencyTable:
     path = LatencyTable.locate(device=device, runtime=runtime, precision=precision, batch=batch, space=label, tables=tables)
+    # one writer per table: wait for another run measuring it, then load what it measured (kept, not redone)
+    lock_table(path, tables=tables, wait=wait)
     if path.is_file():
         table = LatencyTable.load(path)
         if table.meta.space_hash and table.meta.space_hash != space.hash():
@@ -218,14 +222,31 @@ def _open_table(*, device: str, runtime: str, precision: str, batch: int, space:
     return table
 
 
+def _releases_table_locks(fn: Callable[..., ProfileResult]) -> Callable[..., ProfileResult]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> ProfileResult:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            release_tables()
+
+    return wrapper
+
+
+@_releases_table_locks
 def profile_table(*, device: str, runtime: str | None = None, precision: str | None = None, supernet: Any = None,
                   batch: int = 1, resolutions: list[int] | None = None, merged: bool = False,
                   remote: str | None = None, ssh_config: str | Path | None = None, remote_python: str = "python3",
                   tables: str | Path | None = None,
                   threads: int | None = None, iterations: int = 50, warmup: int = 20, canary_every: int = 8,
                   estimator: str = "p10", calibrate: int = 20, calibrate_iterations: int = 30, seed: int = 0,
-                  progress: Progress | None = None, profiles: str | Path | None = None) -> ProfileResult:
-    """Measure (or complete) the table; see the module docstring. Returns a summary."""
+                  progress: Progress | None = None, profiles: str | Path | None = None,
+                  lock_wait: float = 600.0) -> ProfileResult:
+    """Measure (or complete) the table; see the module docstring. Returns a summary.
+
+    The table is locked while it is measured: another run measuring the same table is waited for
+    (up to ``lock_wait`` seconds, then refused naming it), and what it measured is kept.
+    """
     from compress.hardware import get_profile
     from compress.latency.spaces import resolve_space, space_label
     from compress.latency.store import tables_dir

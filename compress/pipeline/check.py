@@ -34,6 +34,50 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
 
 
 def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latency_ms: float | None = None,
+def verify_finished(run_dir: str | Path) -> None:
+    """Refuse a pipeline run directory that is not a finished, self-consistent run (exit 2).
+
+    ``pipeline.json`` must say ``done``; ``summary.json`` must be the one that run wrote (its sha256
+    is recorded when the run finishes) and every stage record must carry the key the run used. A
+    directory without ``pipeline.json`` (a summary written by another tool) is not checked here.
+    """
+    import json
+
+    from compress.core.locks import dir_lock_path, holder, holder_gone
+    from compress.core.runs import sha256_file
+
+    d = Path(run_dir)
+    state_p = d / "pipeline.json"
+    if not state_p.is_file():
+        return
+    try:
+        state = json.loads(state_p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(f"{state_p} is corrupted or truncated: the run did not finish cleanly; rerun the pipeline "
+                         "with --resume") from None
+    status = state.get("status")
+    if status != "done":
+        info = holder(dir_lock_path(d))
+        live = f"; it is being written now by pid {info.get('pid')} (`{info.get('command')}`)" \
+            if info and not holder_gone(info) else ""
+        where = f", stopped in stage '{state['stage']}'" if state.get("stage") else ""
+        raise UsageError(f"{d} is not a finished pipeline run (status '{status}'{where}){live}; gates are checked only "
+                         f"on a finished run: finish it with `compress pipeline ... --resume --out {d}`")
+    want = state.get("summary_sha256")
+    if want and (d / SUMMARY).is_file() and sha256_file(d / SUMMARY) != want:
+        raise UsageError(f"{d / SUMMARY} is not the summary its run wrote (changed after the run finished); "
+                         "rerun the pipeline into this directory")
+    for name, st in (state.get("stages") or {}).items():
+        rec_p = d / "stages" / name / "stage.json"
+        try:
+            key = json.loads(rec_p.read_text(encoding="utf-8")).get("key")
+        except (OSError, ValueError):
+            key = None
+        if key != st.get("key"):
+            raise UsageError(f"{d}/stages/{name} does not hold the result this run's summary was made from (stage key "
+                             f"{key} vs {st.get('key')}); rerun the pipeline into this directory")
+
+
           device: str | None = None, min_top1: float | None = None, max_top1_drop: float | None = None,
           max_parity_err: float | None = None, max_latency_regression_pct: float | None = None,
           junit: str | Path | None = None) -> dict[str, Any]:

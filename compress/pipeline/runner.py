@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.core.errors import UsageError
-from compress.core.runs import RunDir, atomic_write_json, now_iso, sha256_file
+from compress.core.runs import RunDir, atomic_write_json, now_iso, run_dir_lock, sha256_file
 from compress.pipeline.cache import StageStore, stage_key
 from compress.pipeline.config import PipelineCfg, load_pipeline
 from compress.pipeline.stages import STAGES, Context, canonical_devices, supernet_path
@@ -48,6 +48,13 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: boo
     cfg = load_pipeline(path)
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
     devices = canonical_devices(cfg)  # bad device names fail before anything is written
+    # one writer per run directory: a second run (or a --resume) while this one lives is refused at once
+    with run_dir_lock(run_dir, command="compress pipeline" + (" --resume" if resume else "")):
+        return _run_locked(path, cfg, run_dir, devices, resume=resume, console=console)
+
+
+def _run_locked(path: Path, cfg: PipelineCfg, run_dir: Path, devices: list[dict[str, Any]], *, resume: bool,
+                console: Any) -> dict[str, Any]:
     prev = _read_state(run_dir)
     if resume and prev is None:
         raise UsageError(f"--resume: {run_dir} holds no pipeline run to continue; run without --resume")
@@ -108,7 +115,9 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: boo
         atomic_write_json(run_dir / STATE, state)
         raise
     chk = ctx.records.get("check", {}).get("result", {})
-    state.update(status="done", finished=now_iso(), seconds=round(time.perf_counter() - t_all, 1))
+    # the commit point of the report set: `compress check` trusts summary.json only with this hash
+    state.update(status="done", finished=now_iso(), seconds=round(time.perf_counter() - t_all, 1),
+                 summary_sha256=sha256_file(run_dir / SUMMARY))
     atomic_write_json(run_dir / STATE, state)
     if "search" in ctx.records or "train" in ctx.records:
         run.add_input("supernet", supernet_path(ctx))

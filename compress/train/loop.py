@@ -124,7 +124,23 @@ def prepare(cfg: TrainConfig):
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train a supernet as ``cfg`` says; see the module docstring. Returns where the results are."""
+    """Train a supernet as ``cfg`` says; see the module docstring. Returns where the results are.
+
+    The run directory ``cfg.out`` is locked for the run (a second writer is refused, exit 2) and
+    the temp files a killed run left there (``checkpoints/.step-*.pt.*.tmp``) are removed first.
+    Workers of ``compress train --nproc K`` leave the lock to their launcher; under a plain
+    ``torchrun`` rank 0 takes it.
+    """
+    from compress.core.runs import run_dir_lock
+
+    check_inputs(cfg)
+    if os.environ.get(distributed.LAUNCHED_ENV) == "1" or int(os.environ.get("RANK", "0") or 0) != 0:
+        return _train(cfg, resume=resume, progress=progress)
+    with run_dir_lock(cfg.out, command="compress train" + (" --resume" if resume else "")):
+        return _train(cfg, resume=resume, progress=progress)
+
+
+def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
     import torch
 
     from compress.data import Batches
