@@ -30,10 +30,10 @@ def check_cmd(
 
     from compress.pipeline.check import check, verify_finished
 
-    res = check(run_dir, baseline=baseline, max_latency_ms=max_latency_ms, device=device, min_top1=min_top1,
     for d in (run_dir, baseline):  # a running, failed or mixed-up run directory has no gates to check
         if d is not None:
             verify_finished(d)
+    res = check(run_dir, baseline=baseline, max_latency_ms=max_latency_ms, device=device, min_top1=min_top1,
                 max_top1_drop=max_top1_drop, max_parity_err=max_parity_err,
                 max_latency_regression_pct=max_latency_regression_pct, junit=junit)
     if json:

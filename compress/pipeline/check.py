@@ -33,7 +33,6 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latency_ms: float | None = None,
 def verify_finished(run_dir: str | Path) -> None:
     """Refuse a pipeline run directory that is not a finished, self-consistent run (exit 2).
 
@@ -78,6 +77,7 @@ def verify_finished(run_dir: str | Path) -> None:
                              f"{key} vs {st.get('key')}); rerun the pipeline into this directory")
 
 
+def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latency_ms: float | None = None,
           device: str | None = None, min_top1: float | None = None, max_top1_drop: float | None = None,
           max_parity_err: float | None = None, max_latency_regression_pct: float | None = None,
           junit: str | Path | None = None) -> dict[str, Any]:
