@@ -132,13 +132,15 @@ def _onnx_source(path: Path) -> dict[str, Any]:
 
     import onnx
 
-    from compress.quantize.onnxruntime import check_not_quantized
+    from compress.quantize.onnxruntime import check_not_quantized, weighted_nodes
 
     try:
         m = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001
         raise UsageError(f"{path} is not a readable ONNX model ({type(err).__name__}: {err})") from None
     check_not_quantized(m, what=str(path))
+    if not weighted_nodes(m):
+        raise UsageError(f"nothing to quantize in {path}: no Conv/ConvTranspose/Gemm/MatMul (int8 needs weighted layers)")
     meta = {p.key: p.value for p in m.metadata_props}
     inits = {i.name for i in m.graph.initializer}
     inp = [i for i in m.graph.input if i.name not in inits]
@@ -353,6 +355,11 @@ def quantize(model: Any, *, out: str | Path, runtime: str = "onnxruntime", preci
         run.set("result", result.to_json())
         run.save_manifest()
         return result
+    except BaseException:
+        from compress.core.runs import release_run_dir
+
+        release_run_dir(run.path)  # no manifest for a failed run: nothing claims to be a result
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
