@@ -21,6 +21,7 @@ def check_cmd(
     min_top1: Annotated[float | None, typer.Option("--min-top1", help="Minimum final top-1 (%).")] = None,
     max_top1_drop: Annotated[float | None, typer.Option("--max-top1-drop", help="Maximum top-1 drop from pruning (points).")] = None,
     max_parity_err: Annotated[float | None, typer.Option("--max-parity-err", help="Maximum relative parity error of any exported format.")] = None,
+    max_quant_drop: Annotated[float | None, typer.Option("--max-quant-drop", help="Maximum top-1 drop from quantization (points, worst runtime).")] = None,
     max_latency_regression_pct: Annotated[float | None, typer.Option("--max-latency-regression-pct", help="Allowed latency regression vs --baseline beyond measurement noise (%).")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML (one test case per gate).")] = None,
     json: JsonOpt = False,
@@ -35,7 +36,7 @@ def check_cmd(
             verify_finished(d)
     res = check(run_dir, baseline=baseline, max_latency_ms=max_latency_ms, device=device, min_top1=min_top1,
                 max_top1_drop=max_top1_drop, max_parity_err=max_parity_err,
-                max_latency_regression_pct=max_latency_regression_pct, junit=junit)
+                max_latency_regression_pct=max_latency_regression_pct, max_quant_drop=max_quant_drop, junit=junit)
     if json:
         emit_json(res)
     else:

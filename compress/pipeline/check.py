@@ -14,6 +14,7 @@ from compress.pipeline.gates import (
     latency_gate,
     min_top1_gate,
     parity_gate,
+    quant_drop_gate,
     regression_gates,
     top1_drop_gate,
 )
@@ -80,7 +81,7 @@ def verify_finished(run_dir: str | Path) -> None:
 def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latency_ms: float | None = None,
           device: str | None = None, min_top1: float | None = None, max_top1_drop: float | None = None,
           max_parity_err: float | None = None, max_latency_regression_pct: float | None = None,
-          junit: str | Path | None = None) -> dict[str, Any]:
+          max_quant_drop: float | None = None, junit: str | Path | None = None) -> dict[str, Any]:
     """Evaluate every requested gate; returns ``{"passed": bool, "gates": [...]}``.
 
     Gates not given on the command line come from the run's own ``gates`` section (the pipeline
@@ -106,12 +107,14 @@ def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latenc
         results.append(top1_drop_gate(metrics, float(v)))
     if (v := max_parity_err if max_parity_err is not None else cfg.get("max_parity_err")) is not None:
         results.append(parity_gate(metrics, float(v)))
+    if (v := max_quant_drop if max_quant_drop is not None else cfg.get("max_quant_drop")) is not None:
+        results.append(quant_drop_gate(metrics, float(v)))
     if baseline is not None:
         pct = max_latency_regression_pct if max_latency_regression_pct is not None else cfg.get("max_latency_regression_pct", 5.0)
         results.extend(regression_gates(metrics, load_metrics(baseline), float(pct)))
     if not results:
         raise UsageError("no gates to check: give --max-latency-ms/--device, --min-top1, --max-top1-drop, "
-                         "--max-parity-err or --baseline, or add `gates:` to the pipeline YAML")
+                         "--max-parity-err, --max-quant-drop or --baseline, or add `gates:` to the pipeline YAML")
     if junit is not None:
         atomic_write_text(junit, junit_xml(results))
     return {"passed": all(r.passed for r in results), "run_dir": str(run_dir),

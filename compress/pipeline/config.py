@@ -11,9 +11,11 @@ Example (``examples/demo.yaml``)::
       - {name: local-cpu, budget_ms: 0.6, profile: true}
     search: {algorithm: evolution, generations: 100}
     prune: {method: updp, device: local-cpu, blocks: 2, epochs: 1}
+    quantize: {precision: int8, runtimes: [onnxruntime, openvino], max_drop: 0.5}
     export: {formats: [onnx, openvino, tensorrt], precision: fp32}
     bench: {device: local-cpu, runtimes: [onnxruntime, openvino], iterations: 200}
-    gates: {min_top1: 80, max_top1_drop: 1.0, max_parity_err: 1.0e-4, max_latency_ms: {local-cpu: 2.0}}
+    gates: {min_top1: 80, max_top1_drop: 1.0, max_parity_err: 1.0e-4, max_latency_ms: {local-cpu: 2.0},
+            max_quant_drop: 0.5}
 """
 
 from __future__ import annotations
@@ -99,6 +101,17 @@ class PruneCfg(StrictModel):
     mass: float | None = None  # ftwt: the target mass (fraction of channels kept)
 
 
+class QuantizeCfg(StrictModel):
+    """The ``quantize`` stage, between prune and export: the pruned model quantized for each runtime
+    (``compress.quantize``), with accuracy control (``max_drop`` points of top-1 on the test split)."""
+
+    precision: Literal["int8", "fp16"] = "int8"
+    runtimes: list[str] = Field(default_factory=lambda: ["onnxruntime"], min_length=1)
+    max_drop: float | None = Field(default=0.5, ge=0)  # points; None: report the drop, keep every layer quantized
+    calib_images: int = Field(default=512, ge=1)  # from the dataset's calib split
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+
 class ExportCfg(StrictModel):
     formats: list[str] = Field(default_factory=lambda: ["onnx", "openvino"])
     precision: Literal["fp32", "fp16"] = "fp32"
@@ -122,6 +135,7 @@ class GatesCfg(StrictModel):
     max_top1_drop: float | None = None
     max_parity_err: float | None = None
     max_latency_regression_pct: float | None = None
+    max_quant_drop: float | None = None  # points of top-1 lost by quantization (worst runtime of the quantize stage)
 
 
 class PipelineCfg(StrictModel):
@@ -136,6 +150,7 @@ class PipelineCfg(StrictModel):
     profiling: ProfilingCfg = Field(default_factory=ProfilingCfg)
     search: SearchCfg = Field(default_factory=SearchCfg)
     prune: PruneCfg = Field(default_factory=PruneCfg)
+    quantize: QuantizeCfg | None = None  # no quantize stage unless given
     export: ExportCfg = Field(default_factory=ExportCfg)
     bench: BenchCfg = Field(default_factory=BenchCfg)
     gates: GatesCfg = Field(default_factory=GatesCfg)

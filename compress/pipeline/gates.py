@@ -4,7 +4,8 @@ A run's metrics come from its ``summary.json`` (written by ``compress pipeline``
 
     {"latency": {DEVICE: {"median_ms", "std_ms", "iterations", "runtime", "drift_controlled", "noisy", ...}},
      "accuracy": {"top1", "top1_before", "top1_after"},
-     "parity": {FORMAT: {"max_abs_err", "max_rel_err", "passed"}}}
+     "parity": {FORMAT: {"max_abs_err", "max_rel_err", "passed"}},
+     "quantization": {RUNTIME: {"precision", "top1_fp32", "top1_quant", "drop_points", "speedup", ...}}}
 
 Regression against a baseline is noise-aware: the allowance is derived from the spread both runs
 recorded (standard error of each median), not a fixed tolerance.
@@ -82,6 +83,20 @@ def parity_gate(metrics: dict[str, Any], max_err: float) -> GateResult:
     worst_fmt, worst = max(((f, float(p.get("max_rel_err", math.inf))) for f, p in par.items()), key=lambda t: t[1])
     return _gate("max-parity-err", worst, max_err, upper=True, unit="rel",
                  detail=f"worst format: {worst_fmt} (max relative error)")
+
+
+def quant_drop_gate(metrics: dict[str, Any], max_drop: float) -> GateResult:
+    """Top-1 points lost by quantization, on the worst runtime the pipeline quantized for."""
+    q = metrics.get("quantization") or {}
+    drops = {rt: r.get("drop_points") for rt, r in q.items() if r.get("drop_points") is not None}
+    if not drops:
+        return GateResult("max-quant-drop", False, None, max_drop, None, "points",
+                          "no quantized model in the run (add `quantize:` to the pipeline YAML)")
+    rt, worst = max(drops.items(), key=lambda t: float(t[1]))
+    r = q[rt]
+    return _gate("max-quant-drop", float(worst), max_drop, upper=True, unit="points",
+                 detail=f"worst runtime: {rt} ({r.get('precision', '?')}): top-1 {r.get('top1_fp32')} -> "
+                        f"{r.get('top1_quant')}; fp32 layers kept: {len(r.get('fp32_layers') or [])}")
 
 
 def regression_gates(metrics: dict[str, Any], baseline: dict[str, Any], max_pct: float) -> list[GateResult]:

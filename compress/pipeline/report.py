@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.core.runs import atomic_write_png, atomic_write_text
+from compress.pipeline.quant_report import plot_quant, quant_pvm, quant_rows, quant_table
 from compress.pipeline.stages import Context
 
 
@@ -167,25 +168,30 @@ def collect(ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
                         v.get("drift_status")] for k, v in b["items"].items()])
         dev = b["device"]
         srch = (rec.get("search") or {}).get("devices", {}).get(dev)
+        fp32_search = srch is not None and srch.get("precision", "fp32") == "fp32"  # else: quant_pvm below
         for label, v in b["items"].items():
-            if label.startswith("searched:") and srch and srch["runtime"] == v["runtime"]:
+            if label.startswith("searched:") and srch and srch["runtime"] == v["runtime"] and fp32_search:
                 pvm.append({"what": f"searched subnet ({srch['latency_source']} table, {v['runtime']})",
                             "predicted_ms": srch["selected"]["predicted_latency_ms"], "measured_ms": v["median_ms"]})
-            if label.startswith("final:") and pr and pr.get("method") == "none" and srch and srch["runtime"] == v["runtime"]:
+            if (label.startswith("final:") and pr and pr.get("method") == "none" and srch and srch["runtime"] == v["runtime"]
+                    and fp32_search):
                 pvm.append({"what": f"searched subnet, not pruned ({srch['latency_source']} table, {v['runtime']})",
                             "predicted_ms": srch["selected"]["predicted_latency_ms"], "measured_ms": v["median_ms"]})
             updp_rt = str((pr or {}).get("latency_source") or "").rpartition(":")[2]
             # UPDP's own prediction sums the candidate blocks only; the whole pruned model is predicted
             # as the search's whole-subnet prediction minus UPDP's predicted saving.
             if (label.startswith("final:") and pr and pr.get("predicted_latency_ms_after") is not None
-                    and pr.get("device") == dev and srch and updp_rt == v["runtime"] == srch["runtime"]):
+                    and pr.get("device") == dev and srch and updp_rt == v["runtime"] == srch["runtime"] and fp32_search):
                 saving = pr["predicted_latency_ms_before"] - pr["predicted_latency_ms_after"]
                 pvm.append({"what": f"pruned model (searched-subnet prediction - UPDP's block saving, {v['runtime']})",
                             "predicted_ms": srch["selected"]["predicted_latency_ms"] - saving,
                             "measured_ms": v["median_ms"]})
+        pvm += quant_pvm(rec)
         t["pvm"] = (["model", "predicted ms", "measured ms", "error %"],
                     [[r["what"], r["predicted_ms"], r["measured_ms"], 100 * (r["measured_ms"] - r["predicted_ms"]) / r["predicted_ms"]]
                      for r in pvm])
+    t["quant_rows"] = quant_rows(rec)
+    t["quant"] = quant_table(t["quant_rows"])
     chk = rec.get("check") or {}
     if chk.get("gates"):
         t["gates"] = (["gate", "result", "measured", "threshold", "margin", "detail"],
@@ -208,6 +214,8 @@ def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
             bds[dev] = json.loads(ctx.path("search", r["breakdown"]).read_text())
         if (p := plot_breakdown(bds, figs / "breakdown.png")) is not None:
             pngs["Per-block latency of the chosen subnets"] = p
+    if (p := plot_quant(_plt(), t.get("quant_rows") or [], figs / "quantization.png")) is not None:
+        pngs["fp32 vs quantized: top-1 and latency"] = p
     if (p := plot_pred_vs_measured(data["pvm"], figs / "pred_vs_measured.png")) is not None:
         pngs["Predicted vs measured latency (plot)"] = p
 
@@ -219,13 +227,18 @@ def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
          "Latency from a table measured on the device, or ESTIMATED from the roofline model where no table exists "
          "(estimated numbers are indicative only)."),
         ("Pruning: accuracy before/after", t.get("prune"), f"pruned blocks: {t.get('prune_blocks', '-')}"),
+        ("Quantization: fp32 vs " + ((ctx.cfg.quantize.precision if ctx.cfg.quantize else "") or "int8")
+         + " side by side", t.get("quant"),
+         "Top-1 of the fp32 and the quantized final model on the test split, each run in its runtime; layers kept in "
+         "fp32 by accuracy control; latency: the bench stage's interleaved medians of both models (else the "
+         "quantizer's own timing), with the timing engine's drift verdict."),
         ("Export parity", t.get("parity"), "Relative error = max |y_export - y_torch| / max |y_torch| on the parity batch."),
         ("Benchmarks", t.get("bench"), f"measured on {(ctx.records.get('bench') or {}).get('result', {}).get('device', '-')}; "
                                         "interleaved rounds with a canary model for drift control (drift = the timing "
                                         "engine's verdict: 'uncontrolled' means the machine was too busy to trust the numbers)"),
         ("Predicted vs measured latency", t.get("pvm"),
          "Searched subnet: the search's prediction from its latency table vs the benchmark median of the same subnet "
-         "unpruned. Pruned model: that prediction minus the saving UPDP predicted from its block timings, vs the "
+         "unpruned (at the search's precision: an int8 search is checked against the quantized subnet). Pruned model: that prediction minus the saving UPDP predicted from its block timings, vs the "
          "benchmark median of the pruned model."),
     ]
     md = [f"# Pipeline report: {ctx.cfg.name}", "", f"**{verdict}** — run directory `{rd}`", ""]

@@ -176,6 +176,10 @@ def write_summary(ctx: Context, devices: list[dict[str, Any]]) -> dict[str, Any]
         prim = b["items"].get(b["primary"])
         if prim is not None:
             s["latency"][b["device"]] = {**prim, "artefact": b["primary"]}
+    from compress.pipeline.quantize_stage import summary_section
+
+    if q := summary_section(ctx):  # fp32 vs quantized per runtime (the max_quant_drop gate reads it)
+        s["quantization"] = q
     s["devices"] = [d["name"] for d in devices]
     atomic_write_json(ctx.run_dir / SUMMARY, s)
     return s

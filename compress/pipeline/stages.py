@@ -1,4 +1,4 @@
-"""One small object per pipeline stage: (train) -> profile -> search -> prune -> export -> bench -> check.
+"""One small object per pipeline stage: (train) -> profile -> search -> prune -> (quantize) -> export -> bench -> check.
 
 Each stage names the config it depends on (:meth:`Stage.config`), the external files it reads
 (:meth:`Stage.inputs`, hashed) and the stages it needs; the runner turns those into the cache key
@@ -398,7 +398,7 @@ _RUNTIME_KINDS = {"onnxruntime": ("onnx",), "openvino": ("openvino-ir", "onnx"),
 
 class BenchStage(Stage):
     name = "bench"
-    needs = ("train", "profile", "search", "prune", "export")
+    needs = ("train", "profile", "search", "prune", "quantize", "export")
 
     def config(self, cfg: PipelineCfg) -> Any:
         return {"bench": cfg.bench.model_dump(mode="json"), "seed": cfg.seed}
@@ -425,6 +425,9 @@ class BenchStage(Stage):
             raise UsageError(f"bench: nothing to time on {prof.name}: " + "; ".join(skipped))
         if ex.get("baseline"):
             items.append(("searched:" + b.runtimes[0], str(ctx.path("export", ex["baseline"])), items[0][2]))
+        from compress.pipeline.quantize_stage import bench_items
+
+        items += bench_items(ctx, list(b.runtimes))  # quantized models, interleaved with the fp32 ones
         results = {}
         ctx.log(f"  benchmarking {len(items)} artefacts on {prof.name}" + (f" via {b.remote}" if b.remote else ""))
         by_rt: dict[str, list[tuple[str, str]]] = {}  # one bench call per runtime (interleaved within it)
@@ -449,7 +452,7 @@ class BenchStage(Stage):
 
 class CheckStage(Stage):
     name = "check"
-    needs = ("train", "profile", "search", "prune", "export", "bench")
+    needs = ("train", "profile", "search", "prune", "quantize", "export", "bench")
 
     def config(self, cfg: PipelineCfg) -> Any:
         return {"gates": cfg.gates.model_dump(mode="json")}
@@ -458,14 +461,17 @@ class CheckStage(Stage):
         from compress.pipeline.check import check
 
         g = ctx.cfg.gates
-        if not (g.max_latency_ms or g.min_top1 is not None or g.max_top1_drop is not None or g.max_parity_err is not None):
+        if not (g.max_latency_ms or g.min_top1 is not None or g.max_top1_drop is not None or g.max_parity_err is not None
+                or g.max_quant_drop is not None):
             return {"passed": None, "gates": [], "note": "no gates in the pipeline YAML"}
         res = check(ctx.run_dir, junit=work / "junit.xml")
         return {**res, "junit": "junit.xml"}
 
 
-STAGES: list[Stage] = [TrainStage(), ProfileStage(), SearchStage(), PruneStage(), ExportStage(), BenchStage(),
-                       CheckStage()]
+from compress.pipeline.quantize_stage import QuantizeStage  # noqa: E402 - it builds on the helpers above
+
+STAGES: list[Stage] = [TrainStage(), ProfileStage(), SearchStage(), PruneStage(), QuantizeStage(), ExportStage(),
+                       BenchStage(), CheckStage()]
 
 
 class _bar:
