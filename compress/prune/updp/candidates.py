@@ -135,7 +135,7 @@ def find_candidates(model: nn.Module) -> tuple[list[Candidate], list[Skipped]]:
             c, s = visit(sub, f"{name}.{child}" if name else child)
             cands += c
             skipped += s
-        if reason is not None and not cands and _n_convs(m) >= 2:
+        if reason is not None and not cands and not skipped and _n_convs(m) >= 2:
             return [], [Skipped(name, type(m).__name__, reason)]
         return cands, skipped
 

@@ -328,9 +328,9 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
             raise Unsupported("an add with a constant closes the block")
         a, b = (_alias(v, module) for v in args)
         if b is x and a is not x:
-            residual_add, end = out, args[0]
+            residual_add, end, short_arg = out, args[0], args[1]
         elif a is x and b is not x:
-            residual_add, end = out, args[1]
+            residual_add, end, short_arg = out, args[1], args[0]
         else:
             short = b if a in _ancestors(end, x) and b not in _ancestors(args[0], x) else a
             raise Unsupported("downsample or projection shortcut, not an identity ("
@@ -343,8 +343,14 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     # -- walk the main path from x to end
     steps: list[nn.Module] = []
     visited: set[fx.Node] = {x, *outs}
+    short_nodes: set[fx.Node] = set()
     if residual_add is not None:
         visited.add(residual_add)
+        # no-ops on the shortcut only (``self.shortcut(x)`` as nn.Identity), walked back from the add
+        k, nxt = short_arg, residual_add
+        while k is not x and set(_users(k)) <= {nxt}:
+            short_nodes.add(k)
+            k, nxt = k.args[0], k
         if post_act_node is not None:
             visited.add(post_act_node)
     layout = "nchw"
@@ -352,8 +358,7 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     cur = x
     while cur is not end:
         us = [u for u in _users(cur) if u is not residual_add and u.op != "output"]
-        if cur is x and residual_add is not None:
-            us = [u for u in us if _alias(u, module) is not residual_add and u not in _pass_chain_to(x, residual_add, module)]
+        us = [u for u in us if u not in short_nodes]
         if len(us) == 2:
             se = _se_step(cur, us, graph, module)
             if se is None:
@@ -366,7 +371,9 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
             visited |= body | {cur}
             continue
         if len(us) != 1:
-            raise Unsupported(f"{len(us)} ops read the output of {_describe(cur, module) if cur is not x else 'the input'}")
+            what = _describe(cur, module) if cur is not x else "the input"
+            raise Unsupported(f"{len(us)} ops read the output of {what} (a multi-branch op such as attention)"
+                              if us else f"nothing on the main path reads {what}")
         u = us[0]
         visited.add(u)
         if u.args and u.args[0] is not cur and not (u.target in MUL or u.target in ("mul", "mul_")):
@@ -382,17 +389,6 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     chain = PrunedChain(steps, kind="chain", name=name, residual=residual_add is not None, post_act=post_act)
     chain.kind = infer_kind(chain)
     return chain
-
-
-def _pass_chain_to(x: fx.Node, target: fx.Node, module: nn.Module) -> set[fx.Node]:
-    """No-op nodes between ``x`` and the residual add (``self.shortcut(x)`` as nn.Identity)."""
-    out: set[fx.Node] = set()
-    for u in x.users:
-        k = u
-        while k is not target and _alias(k, module) is x and len(k.users) == 1:
-            out.add(k)
-            k = next(iter(k.users))
-    return out
 
 
 def _is_const_path(n: fx.Node, visited: set[fx.Node], module: nn.Module) -> bool:
@@ -468,7 +464,8 @@ def infer_kind(chain: PrunedChain) -> str:
     convs = chain.convs
     ks = [c.k for c in convs]
     dw = [c.groups > 1 and c.groups == c.in_channels == c.out_channels for c in convs]
-    if len(convs) == 3 and dw[0] and ks[1] == ks[2] == 1 and chain.residual and chain.post_act is None:
+    convnext_like = any(isinstance(s, (ScaleStep, NormSwapStep)) for s in chain.steps)
+    if len(convs) == 3 and dw[0] and ks[1] == ks[2] == 1 and chain.residual and chain.post_act is None and convnext_like:
         return "convnext"
     if chain.post_act is None and ((len(convs) == 3 and ks[0] == 1 and dw[1] and ks[2] == 1)
                                    or (len(convs) == 2 and dw[0] and ks[1] == 1)):
