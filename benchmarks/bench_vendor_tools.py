@@ -1,7 +1,9 @@
 """Does `compress bench` measure what the vendors' tools measure? And ORT vs OpenVINO on timm models.
 
 Part 1 (agreement): the same ONNX model timed by our engine through the shared OpenVINO runner
-(LATENCY hint, f32) and by OpenVINO's own ``benchmark_app -hint latency -infer_precision f32``,
+(LATENCY hint) and by OpenVINO's own ``benchmark_app -hint latency -infer_precision P``, both at the
+same inference precision (``--precision fp32|bf16``: the runner's INFERENCE_PRECISION_HINT and
+benchmark_app's ``-infer_precision`` get the same value; bf16 only where the CPU has AVX512-BF16/AMX),
 interleaved in rounds (ours, benchmark_app, ours, ...) with the canary re-timed between rounds,
 so a slow spell hits both alike. Target: medians within 10%. Each benchmark_app run reports a
 summary only, so its samples are per-run medians. ``onnxruntime_perf_test`` is not shipped in
@@ -81,8 +83,16 @@ def fmt_drift(d: Any) -> str:
     return f"{d.status} (max {d.max_drift:.0%}, re-measured {d.remeasured})"
 
 
-def agreement(path: Path, label: str, *, cfg: TimingConfig, niter: int, canary: Any) -> dict[str, Any]:
-    ours = session("openvino", path, threads=None)
+#: our precision name -> OpenVINO's inference precision (the runner's hint, benchmark_app's -infer_precision)
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def agreement(path: Path, label: str, *, cfg: TimingConfig, niter: int, canary: Any,
+              precision: str = "fp32") -> dict[str, Any]:
+    # both sides at the same inference precision: on a CPU with AVX512-BF16/AMX OpenVINO's default is
+    # bf16, so a side left at its default would time another computation than the other
+    ours = session("openvino", path, threads=None, precision=precision)
+    infer = OV_PRECISION[precision]
     # benchmark_app gets the very input our runner binds (raw f32 file); its own default, random u8
     # values 0-255, is timed as a third item because some models' speed depends on the data
     x = np.random.default_rng(0).standard_normal(ours.input_shape).astype(np.float32)
@@ -90,14 +100,16 @@ def agreement(path: Path, label: str, *, cfg: TimingConfig, niter: int, canary: 
     x.tofile(x_file)
     items = [Item("compress (OpenVINO runner)", ours.run_bound),
              Item("benchmark_app -hint latency", burst=lambda: [
-                 vendor.run_benchmark_app(path, iterations=niter, input_file=x_file)["median_ms"]]),
+                 vendor.run_benchmark_app(path, iterations=niter, input_file=x_file, precision=infer)["median_ms"]]),
              Item("benchmark_app, its own u8 input", burst=lambda: [
-                 vendor.run_benchmark_app(path, iterations=niter)["median_ms"]])]
+                 vendor.run_benchmark_app(path, iterations=niter, precision=infer)["median_ms"]])]
     run = time_items(items, canary=canary, config=cfg)
     ours.close()
     a, b, c = (run.items[i.name] for i in items)
     ratio = a.stats.median_ms / b.stats.median_ms
-    return {"model": label, "ours_median_ms": a.stats.median_ms, "ours_raw_median_ms": a.raw_stats.median_ms,
+    effective = ours.settings.get("effective", {}).get("INFERENCE_PRECISION_HINT")
+    return {"model": label, "precision": precision, "ours_infer_precision": effective,
+            "benchmark_app_infer_precision": infer, "ours_median_ms": a.stats.median_ms, "ours_raw_median_ms": a.raw_stats.median_ms,
             "benchmark_app_median_ms": b.stats.median_ms, "benchmark_app_raw_median_ms": b.raw_stats.median_ms,
             "benchmark_app_u8_input_median_ms": c.stats.median_ms,
             "ratio": ratio, "within_10pct": abs(ratio - 1) <= 0.10, "drift": run.drift.to_dict(),
@@ -129,6 +141,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="threads for part 2 (default: runtime default)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/vendor_tools"))
     ap.add_argument("--parts", default="agreement,runtimes", help="comma list: agreement, runtimes")
+    ap.add_argument("--precision", choices=sorted(OV_PRECISION), default="fp32",
+                    help="inference precision of the agreement part, passed to both sides (bf16: AVX512-BF16/AMX CPUs)")
     ap.add_argument("--previous", type=Path, default=None,
                     help="a previous result JSON whose parts not run now are kept (reported with their dates)")
     args = ap.parse_args()
@@ -154,6 +168,11 @@ def main() -> None:
     result["device_state"] = device_state(threads=args.threads)
     if vendor.find_tool("benchmark_app") is None:
         sys.exit("benchmark_app not found: it comes with the openvino wheel")
+    from compress.hardware.local import has_bf16
+
+    if args.precision == "bf16" and not has_bf16():
+        sys.exit("--precision bf16: this CPU has no AVX512-BF16/AMX-BF16 (OpenVINO would emulate it); use fp32")
+    result["precision"] = args.precision
     with tempfile.TemporaryDirectory(prefix="bench-vendor-") as td:
         work = Path(td)
         can = session("onnxruntime", canary_onnx(work), threads=args.threads)
@@ -166,7 +185,7 @@ def main() -> None:
         agree_models = (paths if not args.quick else paths[:2]) if "agreement" in parts else []
         for label, p in agree_models:
             r = agreement(p, label, cfg=TimingConfig(**{**cfg.__dict__, "rounds": max(cfg.rounds, 3)}),
-                          niter=niter, canary=canary)
+                          niter=niter, canary=canary, precision=args.precision)
             result["agreement"].append(r)
             print(f"[agreement] {label:28s} ours {r['ours_median_ms']:.3f} ms  benchmark_app "
                   f"{r['benchmark_app_median_ms']:.3f} ms  ratio {r['ratio']:.3f}  "
@@ -199,7 +218,9 @@ def to_md(r: dict[str, Any]) -> str:
              f"{r['versions'].get('onnxruntime')}, openvino {r['versions'].get('openvino')}; "
              f"{'quick' if r['quick'] else 'full'} run, {r.get('date', '')}.", "",
              f"Agreement{' (from ' + r['agreement_from'] + ')' if r.get('agreement_from') else ''}: both tools time "
-             "the same f32 input (benchmark_app `-ip f32 -i input.bin`); the last column is benchmark_app with its "
+             "the same f32 input (benchmark_app `-ip f32 -i input.bin`) at the same inference precision "
+             f"({r.get('precision', 'fp32')}: the runner's INFERENCE_PRECISION_HINT and benchmark_app's "
+             "`-infer_precision`); the last column is benchmark_app with its "
              "default input (random u8 values 0-255).", "",
              "| model | compress (OV runner) ms | benchmark_app ms | ratio | within 10% | drift | benchmark_app, u8 input ms |",
              "|---|---:|---:|---:|---|---|---:|"]
