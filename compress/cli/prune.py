@@ -38,11 +38,12 @@ _ONLY = {
 @app.command("prune")
 def prune_cmd(
     method: Annotated[Method, typer.Option("--method", help="updp (merge blocks) or ftwt (dynamic channel gating).")],
-    model: Annotated[str, typer.Option("--model", help="timm:NAME, a model directory, a supernet checkpoint (+ --subnet), a search run, or efficientnet-lite0.")],
-    data: Annotated[str, typer.Option("--data", help="Dataset name (digits, mnist5k, fashion-mnist, imagefolder:PATH).")],
-    epochs: Annotated[int, typer.Option("--epochs", help="Fine-tuning epochs.")],
+    model: Annotated[str, typer.Option("--model", help="timm:NAME, your own model as path/to/file.py:factory (+ --weights), a model directory, a supernet checkpoint (+ --subnet), a search run, or efficientnet-lite0.")],
+    data: Annotated[str | None, typer.Option("--data", help="Dataset name (digits, mnist5k, fashion-mnist, imagefolder:PATH); needed unless --list-blocks.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Fine-tuning epochs; needed unless --list-blocks.")] = None,
     subnet: Annotated[str | None, typer.Option("--subnet", help="Subnet config (with a supernet checkpoint).")] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", help="Weights for timm:NAME (safetensors or a torch state_dict).")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Weights for timm:NAME or file.py:factory (safetensors or a torch state_dict).")] = None,
+    list_blocks: Annotated[bool, typer.Option("--list-blocks", help="[updp] list every candidate block and every block left intact with the reason, then exit (no --data/--epochs needed).")] = False,
     blocks: Annotated[int | None, typer.Option("--blocks", help="[updp] number of blocks to prune.")] = None,
     latency_ms: Annotated[float | None, typer.Option("--latency-ms", help="[updp] latency budget in ms on --device.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="[updp] target device (default local-cpu, measured here; another device: its latency table, `compress profile --merged`, for supernet subnets).")] = None,
@@ -68,6 +69,20 @@ def prune_cmd(
                          f"(only to --method {other}); remove {'it' if len(wrong) == 1 else 'them'}")
     from compress.prune import prune
 
+    if list_blocks:
+        if method is not Method.updp:
+            raise UsageError("--list-blocks applies to --method updp only")
+        from compress.prune.updp.api import list_blocks as _list
+
+        listing = _list(model=model, data=data, weights=str(weights) if weights else None, subnet=subnet)
+        if json:
+            emit_json(listing)
+        else:
+            _print_blocks(listing)
+        return
+    missing = [k for k, v in (("--data", data), ("--epochs", epochs)) if v is None]
+    if missing:
+        raise UsageError(f"compress prune needs {' and '.join(missing)} (or --list-blocks to only list the blocks)")
     if out is not None:
         claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
     if method is Method.updp:
@@ -86,6 +101,24 @@ def prune_cmd(
         emit_json(result)
         return
     _summary(result)
+
+
+def _print_blocks(r: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"UPDP blocks of {r['model']} (input {tuple(r['input_shape'])})")
+    for col in ("block", "class", "UPDP", "detail"):
+        t.add_column(col)
+    for c in r["candidates"]:
+        shortcut = "identity residual" if c["residual"] else "no residual"
+        t.add_row(c["name"], c["class"], f"candidate ({c['kind']})",
+                  f"{c['convs']} convs -> {c['kernel']}x{c['kernel']}/{c['stride']}, {shortcut}; forms {', '.join(c['forms'])}")
+    for s in r["skipped"]:
+        t.add_row(s["name"], s["class"], "[dim]skipped[/dim]", s["reason"])
+    console.print(t)
+    if r["folded"]:
+        console.print(f"folded train-time branches first (reparameterize()): {len(r['folded'])} blocks")
+    console.print(f"{len(r['candidates'])} candidate blocks, {len(r['skipped'])} left intact")
 
 
 def _summary(r: dict) -> None:

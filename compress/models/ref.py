@@ -75,8 +75,8 @@ def _ensure_builtin() -> None:
     # that a stage that is not installed does not break the others.
     import importlib
 
-    for mod in ("compress.models.timm_source", "compress.supernet.source", "compress.search.source",
-                "compress.prune.source", "compress.prune.ftwt.source"):
+    for mod in ("compress.models.timm_source", "compress.models.pyfile", "compress.supernet.source",
+                "compress.search.source", "compress.prune.source", "compress.prune.ftwt.source"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as err:

@@ -32,8 +32,10 @@ def _log(progress: bool | Callable[[str], None], msg: str) -> None:
 def _load(ref: str, *, weights: str | None, subnet: str | None, info, image_size: int | None):
     from compress.models import load_model
 
+    from compress.models.pyfile import split_ref
+
     opts: dict[str, Any] = {"num_classes": info.num_classes}
-    if ref.startswith("timm:"):
+    if ref.startswith("timm:") or split_ref(ref) is not None:
         opts.update(in_chans=info.channels, image_size=image_size or max(32, info.native_size))
     elif ref == "efficientnet-lite0":
         opts.update(image_size=image_size or max(32, info.native_size))
@@ -160,6 +162,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     from compress.data import dataset_info, load_dataset
     from compress.models import LoadedModel, save_model_dir
     from compress.prune.updp.candidates import find_candidates
+    from compress.prune.updp.graph import fold_reparameterizable
     from compress.prune.updp.measure import count_macs, count_params, logits, recalibrate_bn, top1
     from compress.prune.updp.latency import MeasuredBlockLatency, TableBlockLatency
     from compress.prune.updp.linearize import NormSwapStep
@@ -181,6 +184,9 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     if lm.num_classes != info.num_classes:
         raise UsageError(f"{model} has {lm.num_classes} classes but {data} has {info.num_classes}")
     base = lm.module.eval()
+    folded = fold_reparameterizable(base)   # RepVGG/MobileOne train-time branches, before anything else
+    if folded:
+        _log(progress, f"folded the train-time branches of {len(folded)} reparameterizable blocks")
     cands, skipped = find_candidates(base)
     unsupported = [{"name": s.name, "class": s.cls, "reason": s.reason} for s in skipped]
     if not cands:
@@ -315,7 +321,8 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     }
     if run is not None:
         out_lm = LoadedModel(module=merged, input_shape=lm.input_shape, num_classes=lm.num_classes, source=lm.source,
-                             dataset=data, transforms=[*lm.transforms, record],
+                             dataset=data, transforms=[*lm.transforms, *([{"name": "updp-fold", "modules": folded}]
+                                                                         if folded else []), record],
                              metrics={"top1": top1_after, "top1_before": top1_before})
         mdir = save_model_dir(run.path / "model", out_lm)
         result["model_dir"] = str(mdir)
@@ -325,6 +332,37 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
         run.write_json("result.json", result)
         run.save_manifest()
     return result
+
+
+def list_blocks(*, model: str, data: str | None = None, weights: str | None = None, subnet: str | None = None,
+                image_size: int | None = None) -> dict[str, Any]:
+    """Every UPDP candidate block of ``model`` (kind, convs, stride, residual, merged forms) and every
+    block left intact with the reason, after folding train-time branches; nothing is trained or timed."""
+    import copy as _copy
+    from types import SimpleNamespace
+
+    from compress.prune.updp.candidates import chain_of, find_candidates, to_pruned
+    from compress.prune.updp.forms import forms_for
+    from compress.prune.updp.graph import fold_reparameterizable
+
+    if data is not None:
+        from compress.data import dataset_info
+
+        info = dataset_info(data)
+    else:
+        info = SimpleNamespace(num_classes=1000, channels=3, native_size=image_size or 224)
+    lm = _load(model, weights=weights, subnet=subnet, info=info, image_size=image_size)
+    base = lm.module.eval()
+    folded = fold_reparameterizable(base)
+    cands, skipped = find_candidates(base)
+    rows = []
+    for c in cands:
+        chain = chain_of(to_pruned(_copy.deepcopy(c.module), c.name))
+        rows.append({"name": c.name, "class": type(c.module).__name__, "kind": c.kind, "convs": len(chain.convs),
+                     "kernel": 1 + 2 * chain.total_pad, "stride": chain.stride, "residual": chain.residual,
+                     "post_act": chain.post_act is not None, "forms": list(forms_for(chain))})
+    return {"model": model, "input_shape": list(lm.input_shape), "folded": folded, "candidates": rows,
+            "skipped": [{"name": s.name, "class": s.cls, "reason": s.reason} for s in skipped]}
 
 
 def _exactness(student, merged, images, input_shape, seed) -> dict[str, Any]:

