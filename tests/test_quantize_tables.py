@@ -177,3 +177,32 @@ def test_local_cpu_profile_follows_this_cpu() -> None:
     prof = get_profile("local-cpu")
     assert "int8" in prof.precisions
     assert ("bf16" in prof.precisions) is has_bf16() is ("bf16" in prof.spec.peak)
+
+
+@pytest.mark.slow  # ~20-40 s: OpenVINO compiles every block of the space
+def test_bf16_table_and_search_on_openvino_where_the_cpu_has_it(ckpt, tmp_path) -> None:
+    from compress.hardware.local import has_bf16
+
+    if not has_bf16():
+        pytest.skip("this CPU has no AVX512-BF16/AMX-BF16: local-cpu does not list bf16")
+    pytest.importorskip("openvino")
+    from compress.export.runtimes import get_runner
+    from compress.latency.predict import LatencyModel
+    from compress.latency.table import LatencyTable
+
+    r = CliRunner().invoke(app, ["profile", "--device", "local-cpu", "--runtime", "openvino", "--precision", "bf16",
+                                 "--supernet", str(ckpt), "--tables", str(tmp_path), "--calibrate", "0", "--resolution",
+                                 "12", *FAST, "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    t = LatencyTable.load(res["path"])
+    assert t.meta.precision == "bf16" and t.meta.runtime == "openvino" and len(t.measured()) == res["signatures"]
+    m = LatencyModel.load(device="local-cpu", runtime="openvino", precision="bf16", space=ckpt, tables=tmp_path)
+    assert m.source == "measured" and m.table.meta.precision == "bf16"
+    # the blocks were timed with OpenVINO's bf16 inference precision in effect (the runner's hint)
+    from compress.latency.blocks import build_module, export_onnx
+
+    sig = next(iter(t.entries))
+    onnx = export_onnx(build_module(sig), sig.input_shape, tmp_path / "b.onnx")
+    with get_runner("openvino").load(str(onnx), precision="bf16", threads=1) as s:
+        assert str(s.settings["effective"].get("INFERENCE_PRECISION_HINT")).lower() == "bf16"
