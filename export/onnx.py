@@ -19,6 +19,7 @@ from typing import Any
 
 from compress.core.errors import Failure, UsageError
 from compress.core.runs import atomic_path
+from compress.core.storage import STORAGE_ERRNOS, map_stream_error
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -218,6 +219,10 @@ def to_onnx(model: Any, path: str | Path, *, batch: int | str = 1, opset: int | 
                 used = kind
                 break
             except Exception as err:  # noqa: BLE001 - both exporters raise many types
+                if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+                    raise  # the disk, not the exporter: atomic_path names the file and the free space
+                if (mapped := map_stream_error(err, path=path)) is not None:
+                    raise mapped from None
                 errors.append(f"{kind}: {_first_line(err)}")
         if used is None:
             raise Failure(f"ONNX export failed ({'; '.join(errors)}); run `compress export --debug` for the traceback")

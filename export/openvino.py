@@ -40,14 +40,7 @@ def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
     for key, value in (metadata or {}).items():
         model.set_rt_info(str(value), ["compress", key])
     fp16 = precision == "fp16"
-    # save_model writes two files: write both into a temp dir beside the target, then rename.
-    tmpdir = Path(tempfile.mkdtemp(prefix=".openvino-", dir=out))
-    try:
-        ov.save_model(model, str(tmpdir / "model.xml"), compress_to_fp16=fp16)
-        for name in ("model.bin", "model.xml"):  # .bin first: an .xml never points at a missing .bin
-            os.replace(tmpdir / name, out / name)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    _save_ir(ov, model, out, fp16=fp16, needed=Path(onnx_path).stat().st_size // (2 if fp16 else 1))
     compiled_on: list[str] = []
     if verify:
         from compress.export.runtimes import get_runner
@@ -59,6 +52,44 @@ def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
                 compiled_on.append(dev)
     return {"xml": out / "model.xml", "bin": out / "model.bin", "compress_to_fp16": fp16,
             "compiled_on": compiled_on, "version": ov.get_version()}
+
+
+IR_FILES = ("model.xml", "model.bin")
+
+
+def _save_ir(ov: Any, model: Any, out: Path, *, fp16: bool, needed: int) -> None:
+    """Write ``model.xml`` + ``model.bin`` as one unit: into a temp directory beside ``out``, which then
+    replaces ``out`` (a reader sees the old pair or the new one, never half of each).
+
+    OpenVINO's serializer reports a failed write as ``basic_ios::clear: iostream error``; that is
+    mapped to its cause (disk full with the free space and about ``needed`` bytes, read-only,
+    permission) when the file system shows one.
+    """
+    import contextlib
+
+    from compress.core.errors import UsageError
+    from compress.core.runs import atomic_dir, is_temp_name
+    from compress.core.storage import map_stream_error
+
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in IR_FILES and not is_temp_name(p.name))
+        if other:  # the directory is replaced as a whole: never take the user's files with it
+            raise UsageError(f"{out} holds other files ({', '.join(other[:3])}); give OpenVINO IR its own directory")
+    try:
+        with atomic_dir(out) as tmp:
+            try:
+                ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=fp16)
+            except RuntimeError as err:
+                mapped = map_stream_error(err, path=out / "model.bin", needed=needed)
+                if mapped is not None:
+                    raise mapped from None
+                lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+                raise Failure(f"OpenVINO could not write the IR into {out}: "
+                              f"{lines[-1] if lines else type(err).__name__}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if empty: no directory named like an artefact that holds none
+        raise
 
 
 # ---- format registration -----------------------------------------------------------------------

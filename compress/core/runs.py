@@ -76,6 +76,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     with storage_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmpdir", dir=path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the artefact directory is not
     try:
         with storage_errors(path):
             yield tmp
@@ -96,6 +99,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 _TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$|^\.write-test-\d+$|^\.compress-probe-[a-z0-9_]{8}$")
 _TEMP_DIR = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmpdir$|^\.openvino-[a-z0-9_]{8}$|^\..+\.old-\d+$")
 _OLD_DIR = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.old$")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a file or directory name the toolkit uses for its temp files (and nothing else)."""
+    return bool(_TEMP_FILE.match(name) or _TEMP_DIR.match(name) or _OLD_DIR.match(name))
 
 
 def clean_stale_temps(root: str | Path, *, recursive: bool = True) -> list[Path]:

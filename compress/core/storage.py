@@ -159,7 +159,8 @@ def map_stream_error(err: BaseException, *, path: str | Path, what: str | None =
     nearly none). Returns None when none of these holds (then the error is not a storage fault).
     """
     text = str(err)
-    if "iostream error" not in text and "basic_ios" not in text and "Can't open" not in text:
+    if not any(k in text for k in ("iostream error", "basic_ios", "Can't open", "No space left", "Read-only file",
+                                   "Permission denied", "quota")):
         return None
     d = _existing_dir(Path(path))
     probe_err: OSError | None = None

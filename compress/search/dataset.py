@@ -34,6 +34,7 @@ def cache_dir_for(checkpoint: str | Path, sha: str | None = None) -> Path:
     user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compress" / "search" / sha[:16]
     # never write inside the installed package (the embedded default supernet lives there)
     in_package = Path(compress.__file__).resolve().parent in p.parents
+    why = []
     for cand in ((user,) if in_package else (p.parent / f"{p.name}.search-cache" / sha[:16], user)):
         try:
             cand.mkdir(parents=True, exist_ok=True)
@@ -41,9 +42,14 @@ def cache_dir_for(checkpoint: str | Path, sha: str | None = None) -> Path:
             probe.write_bytes(b"")
             probe.unlink()
             return cand
-        except OSError:
+        except OSError as err:
+            why.append(f"{cand}: {err.strerror or err}")
             continue
-    raise UsageError(f"cannot create a search cache beside {p} or in the user cache directory")
+    from compress.core.storage import StorageError
+
+    # checked before any subnet is evaluated: a read-only or full cache fails here, not after the work
+    raise StorageError(f"cannot create a search cache ({'; '.join(why)}); point XDG_CACHE_HOME at a writable "
+                       "directory with free space")
 
 
 @dataclass

@@ -1,0 +1,211 @@
+"""Fault injection: storage faults (read-only output and cache, a full file system) give one-line
+errors with the right exit code and leave nothing half-written; SIGKILL at seeded random moments of
+`profile`, `train`, `export` and `pipeline`, then the next run, leaves whole outputs and no temp files.
+
+Read-only and full file systems are real tmpfs mounts (`mount -t tmpfs`; CI runs as root): the tests
+skip, saying why, where mounting is not allowed. The SIGKILL cases are `slow` (whole processes are
+started, killed and run again); docs/run-directories.md lists what runs where.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _export_helpers  # noqa: E402,F401 - registers exporttest:NAME
+
+from compress.cli.main import app  # noqa: E402
+from compress.core.runs import is_temp_name  # noqa: E402
+from compress.core.storage import StorageError, describe, mark_user_path  # noqa: E402
+
+pytestmark = pytest.mark.faults
+runner = CliRunner()
+COMPRESS = str(Path(sys.executable).parent / "compress")
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+class Mounts:
+    """tmpfs mounts made by a test, unmounted at its end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.points: list[Path] = []
+
+    def tmpfs(self, name: str, *, size: str = "4m", ro: bool = False) -> Path:
+        p = self.root / name
+        p.mkdir(parents=True, exist_ok=True)
+        opts = f"size={size}" + (",ro" if ro else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(p)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({(r.stderr or r.stdout).strip() or 'mount failed'}); "
+                        "these storage-fault tests need root (CI runs them as root)")
+        self.points.append(p)
+        return p
+
+    def remount(self, p: Path, opts: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{opts}", str(p)], check=True)
+
+    def close(self) -> None:
+        for p in reversed(self.points):
+            subprocess.run(["umount", "-l", str(p)], capture_output=True)
+
+
+@pytest.fixture
+def mounts(tmp_path):
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root); run the storage-fault tests as root")
+    m = Mounts(tmp_path / "mnt")
+    yield m
+    m.close()
+
+
+def one_error_line(stderr: str) -> str:
+    """The single ``error:`` line of a CLI failure (and no traceback, no "this is a bug")."""
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert "this is a bug" not in stderr and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+def temp_leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if is_temp_name(p.name)]
+
+
+def wide_model():
+    """~2 MB of weights: big enough to fill a small tmpfs between the ONNX file and the OpenVINO IR."""
+    import torch
+    import torch.nn as nn
+
+    from compress.models import LoadedModel
+
+    class Wide(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.fc = nn.Linear(768, 640)
+            self.out = nn.Linear(640, 10)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.fc(self.conv(x).flatten(1))))
+
+    torch.manual_seed(0)
+    return LoadedModel(module=Wide().eval(), input_shape=(3, 16, 16), num_classes=10, source={"kind": "test-wide"})
+
+
+# ---- the mapping itself --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("code,needle", [
+    (errno.EROFS, "is on a read-only file system"),
+    (errno.EACCES, "permission denied in"),
+    (errno.EPERM, "permission denied in"),
+    (errno.ENOSPC, "no space left on device writing"),
+    (errno.EDQUOT, "disk quota exceeded in"),
+])
+def test_every_storage_errno_is_one_line_with_the_right_exit_code(tmp_path, code, needle):
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    mark_user_path(chosen)
+    err = OSError(code, os.strerror(code), str(chosen / "f.json"))
+    user = describe(err, needed=3 << 20)
+    assert isinstance(user, StorageError) and user.exit_code == 2 and needle in str(user)
+    assert "\n" not in str(user) and "choose another --out" in str(user)
+    other = describe(OSError(code, os.strerror(code), str(tmp_path / "elsewhere" / "f")))
+    assert other is not None and other.exit_code == 1 and needle in str(other)
+    if code == errno.ENOSPC:
+        assert "free" in str(user) and "needs about 3.0 MiB" in str(user)
+    assert describe(OSError(errno.ENOENT, "No such file", "x")) is None  # not a storage fault
+
+
+# ---- read-only output directories and caches -----------------------------------------------------
+
+def _argv(cmd: str, out: Path, tmp_path: Path) -> list[str]:
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text("name: t\nsupernet: default\ndata: {name: digits}\ndevices: [{name: local-cpu}]\n")
+    return {
+        "pipeline": ["pipeline", str(yaml), "--out", str(out)],
+        "train": ["train", "--family", "convnext-small-input", "--data", "digits", "--epochs", "1", "--out", str(out)],
+        "export": ["export", "exporttest:tiny", "--out", str(out)],
+        "search": ["search", "--device", "local-cpu", "--out", str(out)],
+        "bench": ["bench", "exporttest:tiny", "--out", str(out)],
+        "profile": ["profile", "--runtime", "onnxruntime", "--tables", str(out)],
+    }[cmd]
+
+
+@pytest.mark.parametrize("cmd", ["pipeline", "train", "export", "search", "bench", "profile"])
+def test_read_only_output_directory(mounts, tmp_path, cmd):
+    ro = mounts.tmpfs("ro", ro=True, size="1m")
+    r = runner.invoke(app, _argv(cmd, ro / "run", tmp_path))
+    line = one_error_line(r.stderr)
+    assert r.exit_code == 2, r.stderr
+    assert "read-only file system" in line and str(ro) in line
+    assert ("--tables" if cmd == "profile" else "--out") in line
+
+
+def test_read_only_cache_and_temp_dir(mounts, tmp_path, monkeypatch):
+    import tempfile
+
+    ro = mounts.tmpfs("ro", ro=True, size="1m")
+    monkeypatch.delenv("COMPRESS_TABLES", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(ro))
+    r = runner.invoke(app, ["profile", "--runtime", "onnxruntime"])
+    line = one_error_line(r.stderr)
+    assert r.exit_code == 1 and "read-only file system" in line and "COMPRESS_TABLES" in line, r.stderr
+    # a read-only temp directory: the block timer's work directory cannot be made
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(ro))
+    r = runner.invoke(app, ["profile", "--runtime", "onnxruntime", "--tables", str(tmp_path / "t"),
+                            "--supernet", "convnext-small-input", "--resolution", "32", "-n", "2", "--warmup", "1",
+                            "--calibrate", "0"])
+    line = one_error_line(r.stderr)
+    assert r.exit_code == 1 and "read-only file system" in line and "TMPDIR" in line, r.stderr
+
+
+# ---- a full file system --------------------------------------------------------------------------
+
+def test_full_disk_during_openvino_export_then_the_next_run(mounts):
+    """The IR does not fit after the ONNX file: a one-line no-space error (free space and size needed),
+    no `openvino/` pair under its final name; with space again, the same command completes and
+    leaves no temp file."""
+    from compress.export.api import export_model
+
+    fs = mounts.tmpfs("small", size="3m")
+    out = fs / "run"
+    with pytest.raises(StorageError) as ei:
+        export_model(wide_model(), out=out, formats=["onnx", "openvino"], samples=4, threads=1, exporter="legacy",
+                     parity=False, simplify=False, preflight=False)
+    msg = str(ei.value)
+    assert ei.value.exit_code == 2 and "\n" not in msg
+    assert msg.startswith(f"no space left on device writing {out / 'openvino' / 'model.bin'}")
+    assert "free" in msg and "needs about" in msg and "choose another --out" in msg
+    assert not (out / "openvino" / "model.xml").exists() and not (out / "openvino" / "model.bin").exists()
+    assert not temp_leftovers(out)
+    mounts.remount(fs, "size=16m")
+    res = export_model(wide_model(), out=out, formats=["onnx", "openvino"], samples=4, threads=1, exporter="legacy",
+                       parity=False, simplify=False, preflight=False)
+    assert [f["format"] for f in res.formats] == ["onnx", "openvino"]
+    import openvino as ov
+
+    ov.Core().read_model(str(out / "openvino" / "model.xml"))
+    assert not temp_leftovers(out)
+
+
+def test_full_disk_cli_one_line(mounts, tmp_path):
+    """Through the CLI: a full file system under --out is exit 2 and one line, never "this is a bug"."""
+    fs = mounts.tmpfs("tiny", size="64k")
+    (fs / "filler").write_bytes(b"\0" * (60 << 10))
+    r = runner.invoke(app, ["export", "exporttest:tiny", "--out", str(fs / "run"), "--samples", "4",
+                            "--exporter", "legacy"])
+    line = one_error_line(r.stderr)
+    assert r.exit_code == 2 and "no space left on device" in line and "free" in line, r.stderr
