@@ -118,6 +118,12 @@ and torch with CUDA or `cuda-python` for GPU buffers. `compress export --remote 
 """
 
 
+# what a bundle directory may hold: the bundle, and what building it adds
+BUNDLE_FILES = ("model.onnx", "model.qdq.onnx", "parity_inputs.npy", "parity_reference.npy", "calib.npy",
+                "build_engine.py", "build_engine.sh", "bundle.json", "README.md", "model.engine", "build.json",
+                "timing.cache", "calib.cache")
+
+
 def write_bundle(onnx_path: str | Path, out_dir: str | Path, *, precision: str, input_shape: tuple[int, ...],
                  dynamic: bool, max_batch: int = 32, workspace_mb: int = 2048, dla_core: int | None = None,
                  dla_gpu_fallback: bool = False, parity_inputs: np.ndarray | None = None,
@@ -129,55 +135,67 @@ def write_bundle(onnx_path: str | Path, out_dir: str | Path, *, precision: str, 
     ``qdq_onnx`` (int8 only): a Q/DQ ONNX (``compress quantize --runtime tensorrt``) shipped as
     ``model.qdq.onnx`` and built by default (explicit quantization); the calibration-cache path
     (``calib.npy``) stays in the bundle when ``calib_inputs`` are given."""
+    from compress.core.errors import UsageError
+    from compress.core.runs import atomic_dir, is_temp_name
     from compress.export.parity import THRESHOLDS
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
-    onnx_dst = out / "model.onnx"
-    with atomic_path(onnx_dst) as tmp:
-        shutil.copyfile(onnx_path, tmp)
-    files.append(onnx_dst)
-    t = THRESHOLDS[precision]
-    cfg: dict[str, Any] = {
-        "schema": 1, "onnx": "model.onnx", "onnx_sha256": sha256_file(onnx_dst), "engine": "model.engine",
-        "precision": precision, "input_name": input_name, "input_shape": list(input_shape), "dynamic": dynamic,
-        "min_batch": 1, "opt_batch": 1 if dynamic else int(input_shape[0]),
-        "max_batch": int(max_batch) if dynamic else int(input_shape[0]),
-        "workspace_mb": int(workspace_mb), "timing_cache": "timing.cache",
-        "dla_core": dla_core, "dla_gpu_fallback": bool(dla_gpu_fallback),
-        "parity_inputs": None, "parity_reference": None, "parity_source": parity_source,
-        "threshold": {"max_rel_err": t.max_rel_err, "min_top1": t.min_top1},
-    }
-    if parity_inputs is not None and parity_reference is not None:
-        for name, arr in (("parity_inputs.npy", parity_inputs), ("parity_reference.npy", parity_reference)):
-            with atomic_path(out / name) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(arr, dtype=np.float32))
-            files.append(out / name)
-        cfg["parity_inputs"], cfg["parity_reference"] = "parity_inputs.npy", "parity_reference.npy"
-    if precision == "int8" and (calib_inputs is not None or qdq_onnx is None):
-        if calib_inputs is None:
-            raise Failure("int8 needs calibration images: pass --data (or use a model that records its dataset)")
-        with atomic_path(out / "calib.npy") as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(calib_inputs, dtype=np.float32))
-        files.append(out / "calib.npy")
-        cfg["calib"], cfg["calib_batch"] = "calib.npy", 8
-    if qdq_onnx is not None:
-        if precision != "int8":
-            raise Failure("a Q/DQ ONNX is an int8 model: write it into an int8 bundle")
-        with atomic_path(out / "model.qdq.onnx") as tmp:
-            shutil.copyfile(qdq_onnx, tmp)
-        files.append(out / "model.qdq.onnx")
-        cfg["qdq_onnx"], cfg["qdq_onnx_sha256"] = "model.qdq.onnx", sha256_file(out / "model.qdq.onnx")
-    cfg["int8_mode"] = ("explicit" if qdq_onnx is not None else "calibration") if precision == "int8" else None
-    with atomic_path(out / "build_engine.py") as tmp:
-        shutil.copyfile(TEMPLATE, tmp)
-    files.append(out / "build_engine.py")
-    files.append(atomic_write_text(out / "build_engine.sh", _script(cfg)))
-    (out / "build_engine.sh").chmod(0o755)
-    files.append(atomic_write_json(out / "bundle.json", cfg))
-    files.append(atomic_write_text(out / "README.md", _readme(cfg)))
-    return {"dir": out, "files": files, "config": cfg}
+    final = Path(out_dir)
+    if final.is_dir():  # the bundle directory is replaced as a whole: never take the user's files with it
+        other = sorted(p.name for p in final.iterdir() if p.name not in BUNDLE_FILES and not is_temp_name(p.name))
+        if other:
+            raise UsageError(f"{final} holds other files ({', '.join(other[:3])}); give the TensorRT bundle its own "
+                             "directory")
+    # every file is written into a temp directory beside the bundle, which then replaces it as a unit
+    # (an engine built from the old bundle goes with it; the GPU's timing cache is kept)
+    with atomic_dir(final) as out:
+        files: list[Path] = []
+        onnx_dst = out / "model.onnx"
+        with atomic_path(onnx_dst) as tmp:
+            shutil.copyfile(onnx_path, tmp)
+        files.append(onnx_dst)
+        t = THRESHOLDS[precision]
+        cfg: dict[str, Any] = {
+            "schema": 1, "onnx": "model.onnx", "onnx_sha256": sha256_file(onnx_dst), "engine": "model.engine",
+            "precision": precision, "input_name": input_name, "input_shape": list(input_shape), "dynamic": dynamic,
+            "min_batch": 1, "opt_batch": 1 if dynamic else int(input_shape[0]),
+            "max_batch": int(max_batch) if dynamic else int(input_shape[0]),
+            "workspace_mb": int(workspace_mb), "timing_cache": "timing.cache",
+            "dla_core": dla_core, "dla_gpu_fallback": bool(dla_gpu_fallback),
+            "parity_inputs": None, "parity_reference": None, "parity_source": parity_source,
+            "threshold": {"max_rel_err": t.max_rel_err, "min_top1": t.min_top1},
+        }
+        if parity_inputs is not None and parity_reference is not None:
+            for name, arr in (("parity_inputs.npy", parity_inputs), ("parity_reference.npy", parity_reference)):
+                with atomic_path(out / name) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, np.ascontiguousarray(arr, dtype=np.float32))
+                files.append(out / name)
+            cfg["parity_inputs"], cfg["parity_reference"] = "parity_inputs.npy", "parity_reference.npy"
+        if precision == "int8" and (calib_inputs is not None or qdq_onnx is None):
+            if calib_inputs is None:
+                raise Failure("int8 needs calibration images: pass --data (or use a model that records its dataset)")
+            with atomic_path(out / "calib.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(calib_inputs, dtype=np.float32))
+            files.append(out / "calib.npy")
+            cfg["calib"], cfg["calib_batch"] = "calib.npy", 8
+        if qdq_onnx is not None:
+            if precision != "int8":
+                raise Failure("a Q/DQ ONNX is an int8 model: write it into an int8 bundle")
+            with atomic_path(out / "model.qdq.onnx") as tmp:
+                shutil.copyfile(qdq_onnx, tmp)
+            files.append(out / "model.qdq.onnx")
+            cfg["qdq_onnx"], cfg["qdq_onnx_sha256"] = "model.qdq.onnx", sha256_file(out / "model.qdq.onnx")
+        cfg["int8_mode"] = ("explicit" if qdq_onnx is not None else "calibration") if precision == "int8" else None
+        with atomic_path(out / "build_engine.py") as tmp:
+            shutil.copyfile(TEMPLATE, tmp)
+        files.append(out / "build_engine.py")
+        files.append(atomic_write_text(out / "build_engine.sh", _script(cfg)))
+        (out / "build_engine.sh").chmod(0o755)
+        files.append(atomic_write_json(out / "bundle.json", cfg))
+        files.append(atomic_write_text(out / "README.md", _readme(cfg)))
+        if (final / "timing.cache").is_file():
+            shutil.copy2(final / "timing.cache", out / "timing.cache")
+    files = [final / p.name for p in files]
+    return {"dir": final, "files": files, "config": cfg}
 
 
 def _load_template(path: Path) -> Any:

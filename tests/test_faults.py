@@ -209,3 +209,105 @@ def test_full_disk_cli_one_line(mounts, tmp_path):
                             "--exporter", "legacy"])
     line = one_error_line(r.stderr)
     assert r.exit_code == 2 and "no space left on device" in line and "free" in line, r.stderr
+
+
+# ---- leftovers of a killed run: removed by the next run into the same place, nothing else -------
+
+def test_next_run_removes_only_the_toolkits_temp_files(tmp_path):
+    from compress.core.runs import claim_run_dir, release_run_dir
+
+    d = tmp_path / "run"
+    ours = [d / ".model.onnx.k3j_x9a0.onnx.tmp", d / "checkpoints" / ".step-00000005.pt.abcd1234.pt.tmp",
+            d / ".manifest.json.zz00yy11.json.tmp", d / "stages" / "export.partial" / ".model.onnx.q1w2e3r4.onnx.tmp"]
+    ours_dirs = [d / ".openvino.a1b2c3d4.tmpdir", d / ".openvino-abcdefgh", d / "stages" / ".prune.old-4242"]
+    mine = [d / "model.onnx.tmp", d / ".hidden", d / "notes.tmp", d / ".model.onnx.abc.tmp", d / "checkpoints" / "step-00000005.pt",
+            d / ".step.pt.ABCDEFGH.tmp"]
+    for p in ours + mine:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    for p in ours_dirs:
+        p.mkdir(parents=True)
+        (p / "model.bin").write_bytes(b"x")
+    claim_run_dir(d, command="next run")
+    release_run_dir(d)
+    assert not [p for p in ours + ours_dirs if p.exists()]
+    assert all(p.exists() for p in mine)  # never anything that is not the toolkit's own temp name
+
+
+def test_a_crash_inside_a_directory_swap_is_undone(tmp_path):
+    """Killed between the two renames of atomic_dir: no `openvino/`, a complete `.openvino.*.old`;
+    the next run puts the old pair back (whole) before it writes."""
+    from compress.core.runs import atomic_dir, claim_run_dir, release_run_dir
+
+    d = tmp_path / "run"
+    with atomic_dir(d / "openvino") as t:
+        (t / "model.xml").write_text("old xml")
+        (t / "model.bin").write_bytes(b"old bin")
+    os.replace(d / "openvino", d / ".openvino.abcd1234.old")
+    claim_run_dir(d, command="next run")
+    release_run_dir(d)
+    assert (d / "openvino" / "model.xml").read_text() == "old xml" and (d / "openvino" / "model.bin").exists()
+
+
+def test_atomic_dir_keeps_the_old_set_when_writing_fails(tmp_path):
+    from compress.core.runs import atomic_dir
+
+    target = tmp_path / "bundle"
+    with atomic_dir(target) as t:
+        (t / "a").write_text("1")
+        (t / "b").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as t:
+            (t / "a").write_text("2")
+            raise RuntimeError("killed halfway")
+    assert (target / "a").read_text() == "1" and (target / "b").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_tensorrt_bundle_is_replaced_as_a_unit(tmp_path, monkeypatch):
+    import numpy as np
+
+    import compress.export.tensorrt as trt
+    from compress.core.errors import UsageError
+    from compress.export.api import export_model
+
+    export_model("exporttest:tiny", out=tmp_path / "src", formats=["onnx"], parity=False, preflight=False,
+                 simplify=False, exporter="legacy")
+    onnx = tmp_path / "src" / "model.onnx"
+    out = tmp_path / "b"
+    kw = dict(precision="fp32", input_shape=(1, 3, 16, 16), dynamic=False)
+    first = trt.write_bundle(onnx, out, **kw)
+    (out / "timing.cache").write_bytes(b"gpu timings")  # what a build on the device adds
+    before = (out / "bundle.json").read_text()
+    monkeypatch.setattr(trt, "_readme", lambda cfg: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError):
+        trt.write_bundle(onnx, out, **kw, parity_inputs=np.zeros((1, 3, 16, 16), np.float32),
+                         parity_reference=np.zeros((1, 5), np.float32))
+    assert (out / "bundle.json").read_text() == before and not (out / "parity_inputs.npy").exists()
+    assert not temp_leftovers(tmp_path)
+    monkeypatch.undo()
+    second = trt.write_bundle(onnx, out, **kw, parity_inputs=np.zeros((1, 3, 16, 16), np.float32),
+                              parity_reference=np.zeros((1, 5), np.float32))
+    assert (out / "parity_inputs.npy").exists() and (out / "timing.cache").read_bytes() == b"gpu timings"
+    assert {p.name for p in second["files"]} >= {p.name for p in first["files"]}
+    (out / "mine.txt").write_text("user file")
+    with pytest.raises(UsageError, match="holds other files"):
+        trt.write_bundle(onnx, out, **kw)
+
+
+def test_temp_dirs_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from compress.core.runs import temp_workdir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    gone = tmp_path / f"compress-latency-{dead_pid}-abcd1234"
+    alive = tmp_path / f"compress-latency-{os.getppid()}-abcd1234"
+    legacy = tmp_path / "compress-latency-x1y2z3w4"  # no pid in the name: cannot tell, kept
+    for p in (gone, alive, legacy):
+        p.mkdir()
+    with temp_workdir("compress-latency-") as td:
+        assert Path(td).name.startswith(f"compress-latency-{os.getpid()}-")
+    assert not gone.exists() and alive.exists() and legacy.exists()
