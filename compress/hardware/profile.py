@@ -164,12 +164,14 @@ class HardwareProfile(StrictModel):
 
 
 def builtin_profiles_dir() -> Path:
-    """The shipped ``hardware_profiles/`` directory (repository layout or installed data)."""
-    here = Path(__file__).resolve()
-    for cand in (here.parents[2] / "hardware_profiles", here.parents[1] / "_hardware_profiles"):
-        if cand.is_dir():
-            return cand
-    raise UsageError("the built-in hardware_profiles directory is missing from this installation; reinstall compress")
+    """The shipped profiles: package data ``compress.hardware_profiles`` (the repository's
+    top-level ``hardware_profiles/``, mapped in pyproject.toml), found via importlib.resources."""
+    from compress.core.resources import package_path
+
+    d = package_path("compress.hardware_profiles")
+    if not d.is_dir():
+        raise UsageError("the built-in hardware_profiles directory is missing from this installation; reinstall compress")
+    return d
 
 
 def profile_dirs(extra: str | Path | None = None) -> list[Path]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compress.core.errors import UsageError
+from compress.core.resources import package_path
 from compress.core.runs import atomic_path, now_iso
 from compress.supernet.space import SearchSpace
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 FORMAT = "compress-supernet"
 VERSION = 1
 META_KEY = "compress"
-DEFAULT_DIR = Path(__file__).parent / "default"
+DEFAULT_DIR = package_path("compress.supernet", "default")  # package data (see compress.core.resources)
 DEFAULT_NAME = "supernet.safetensors"
 
 
