@@ -176,9 +176,14 @@ def _result(raw: dict[str, Any], *, arts: list[Artifact], names: list[str], file
     if noisy:
         warnings.append(f"noisy measurement (coefficient of variation above {timing['config']['cv_threshold']:.0%} "
                         f"after extra rounds) for: {', '.join(noisy)}; run on a quieter machine or with --duration")
+    from compress.hardware.modes import mode_mismatch
+
+    wrong_mode = mode_mismatch(prof, raw.get("device_state_before"))  # a Jetson not in the mode asked for
+    if wrong_mode:
+        warnings.append(wrong_mode)
     b0 = bitems[0]
     res = BenchResult(
-        created=now_iso(), device=prof.name, remote=remote, runtime=b0.runtime, precision=b0.precision,
+        created=now_iso(), device=prof.table_device, remote=remote, runtime=b0.runtime, precision=b0.precision,
         batch=b0.batch, threads=threads, median_ms=b0.median_ms, p90_ms=b0.p90_ms, p99_ms=b0.p99_ms,
         throughput=b0.throughput, iterations=b0.iterations, predicted_ms=b0.predicted_ms, error_pct=b0.error_pct,
         items=bitems, ratios={b.name: b.ratio for b in bitems}, drift=drift, drift_controlled=bool(drift["controlled"]),

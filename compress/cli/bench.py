@@ -9,6 +9,7 @@ import typer
 
 from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, command_line, console, emit_json
 from compress.cli.main import app
+from compress.cli.power import PowerModeOpt, device_at
 from compress.core.runs import claim_run_dir
 
 
@@ -16,6 +17,7 @@ from compress.core.runs import claim_run_dir
 def bench_cmd(
     artifacts: Annotated[list[str], typer.Argument(help="ONNX file, OpenVINO .xml, TensorRT .engine, export run dir, or timm:NAME. Several are timed interleaved (A B A B ...).", show_default=False)],
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile (see `compress devices`).")] = "local-cpu",
+    power_mode: PowerModeOpt = None,
     runtime: Annotated[str, typer.Option("--runtime", "-r", help="auto|onnxruntime|openvino|tensorrt|torch (auto: the device's first runtime that runs the artefact).")] = "auto",
     precision: Annotated[str | None, typer.Option("--precision", help="fp32|fp16|bf16|int8 (must be one of the device's; default fp32).")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch size (fills a dynamic batch dim).")] = 1,
@@ -37,6 +39,7 @@ def bench_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Measure latency with warm-up, interleaving, drift control and device state."""
+    device = device_at(device, power_mode)  # DEVICE@MODE: validated where the profile is resolved
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from compress.bench.api import bench

@@ -11,7 +11,22 @@ from rich.console import Console
 
 from compress.core.runs import dumps
 
-console = Console(stderr=True, highlight=False)
+
+
+def _make_console() -> Console:
+    """The stderr console. Off a terminal (CI logs, pipes) rich would wrap everything at 80 columns and
+    fold table cells (a device name broken over four lines): there, lines keep their full width
+    (tables take the width of their content) unless COLUMNS says otherwise. --json output is unaffected."""
+    import os
+
+    c = Console(stderr=True, highlight=False)
+    if not c.is_terminal and not os.environ.get("COLUMNS"):
+        c = Console(stderr=True, highlight=False, width=OFF_TTY_WIDTH)
+    return c
+
+
+OFF_TTY_WIDTH = 4000
+console = _make_console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the machine-readable result on stdout (logs go to stderr).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Run directory for results and manifest.json.")]

@@ -9,6 +9,7 @@ import typer
 
 from compress.cli.common import JsonOpt, ProfilesOpt, SeedOpt, TablesOpt, console, emit_json
 from compress.cli.main import app
+from compress.cli.power import PowerModeOpt, device_at
 
 
 def parse_resolutions(text: str | None) -> list[int] | None:
@@ -25,6 +26,7 @@ def parse_resolutions(text: str | None) -> list[int] | None:
 @app.command("profile")
 def profile_cmd(
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile (see `compress devices`).")] = "local-cpu",
+    power_mode: PowerModeOpt = None,
     runtime: Annotated[str | None, typer.Option("--runtime", "-r", help="onnxruntime|openvino|tensorrt|torch (default: the device's first).")] = None,
     precision: Annotated[str | None, typer.Option("--precision", help="fp32|fp16|bf16|int8 (default: the device's first).")] = None,
     supernet: Annotated[str | None, typer.Option("--supernet", help="Supernet checkpoint or family name (default: the embedded supernet).")] = None,
@@ -46,6 +48,7 @@ def profile_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Measure every block the search space can produce on the device's runtime (resumable)."""
+    device = device_at(device, power_mode)  # DEVICE@MODE: validated where the profile is resolved
     from dataclasses import asdict
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -9,6 +9,7 @@ import typer
 
 from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt, command_line, console, emit_json
 from compress.cli.main import app
+from compress.cli.power import PowerModeOpt, devices_at
 from compress.core.runs import claim_run_dir
 
 
@@ -38,6 +39,7 @@ def search_cmd(
     json: JsonOpt = False,
     tables: TablesOpt = None,
     profiles: ProfilesOpt = None,
+    power_mode: PowerModeOpt = None,
 ) -> None:
     """Search a supernet for the subnet that fits each device's latency budget.
 
@@ -49,6 +51,7 @@ def search_cmd(
     if out is not None:
         claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
 
+    device = devices_at(device, power_mode)
     res = search(devices=device, latency_ms=latency_ms or None, pareto=pareto, supernet=supernet, runtime=runtime,
                  precision=precision, batch=batch, max_params=max_params, max_macs=max_macs,
                  channel_multiple=channel_multiple, algorithm=algorithm, rerank=rerank, refine=refine, seed=seed, out=out,  # type: ignore[arg-type]

@@ -246,6 +246,8 @@ class DeviceInfo(StrictModel):
     latency_source: Literal["measured", "estimated"]
     measured_runtimes: list[str]
     description: str = ""
+    power_modes: list[str] = Field(default_factory=list)
+    default_power_mode: str | None = None
 
 
 def devices(*, profiles_dir: str | Path | None = None, tables_dir: str | Path | None = None) -> list[DeviceInfo]:
@@ -258,12 +260,20 @@ def devices(*, profiles_dir: str | Path | None = None, tables_dir: str | Path | 
             from compress.hardware.local import detect_precisions
 
             prof = prof.model_copy(update={"precisions": detect_precisions(prof.precisions)})
-        measured = measured_runtimes(prof.name, tables_dir=tables_dir, profile_tables=prof.latency_tables)
+        key = f"{prof.name}@{_default_mode(prof)}" if prof.power_modes else prof.name  # tables are per power mode
+        measured = measured_runtimes(key, tables_dir=tables_dir, profile_tables=prof.latency_tables)
         out.append(DeviceInfo(
             name=prof.name, aliases=prof.aliases, kind=prof.kind, vendor=prof.vendor,
             runtimes=list(prof.runtimes), default_runtime=prof.default_runtime,
             precisions=list(prof.precisions),
             latency_source="measured" if measured else "estimated",
             measured_runtimes=measured, description=prof.description,
+            power_modes=prof.mode_names, default_power_mode=_default_mode(prof),
         ))
     return out
+
+
+def _default_mode(prof: HardwareProfile) -> str | None:
+    from compress.hardware.modes import default_mode_name
+
+    return default_mode_name(prof)

@@ -222,9 +222,9 @@ class LatencyModel:
 
     @classmethod
     def from_roofline(cls, space: Any, profile: Any, *, runtime: str, precision: str, batch: int = 1,
-                      compiled: CompiledSpace | None = None) -> "LatencyModel":
+                      compiled: CompiledSpace | None = None, engine: str = "gpu") -> "LatencyModel":
         comp = compiled or compiled_space(space)
-        ms = _roofline_array(comp.signatures, profile, precision, batch)
+        ms = _roofline_array(comp.signatures, profile, precision, batch, engine=engine)
         return cls(space=space, compiled=comp, sig_ms=ms, sig_source=["estimated"] * len(ms), source="estimated",
                    device=profile.name, runtime=runtime, precision=precision, batch=batch, roofline_ms=ms,
                    profile=profile)
@@ -301,6 +301,7 @@ def near_miss_tables(path: Path, space: Any) -> list[Path]:
     return sorted(p for p in path.parent.glob(f"{prefix}__{batch}__{fam}*.json") if p != path)
 
 
-def _roofline_array(sigs: list[BlockSignature], profile: Any, precision: str, batch: int) -> np.ndarray:
-    roof = roof_from_profile(profile, precision)
+def _roofline_array(sigs: list[BlockSignature], profile: Any, precision: str, batch: int, *,
+                    engine: str = "gpu") -> np.ndarray:
+    roof = roof_from_profile(profile, precision, engine=engine)
     return np.asarray([block_time_ms(s, roof, batch=batch) for s in sigs], dtype=np.float64)

@@ -273,12 +273,21 @@ def profile_table(*, device: str, runtime: str | None = None, precision: str | N
         raise MissingDependency(f"{rt} is not available here ({rt_info.get('install', 'not installed')}); "
                                 f"or measure on the device: compress profile --device {prof.name} --runtime {rt} "
                                 "--remote user@host")
-    table = _open_table(device=prof.name, runtime=rt, precision=prec, batch=batch, space=space, label=label,
+    table = _open_table(device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=space, label=label,
                         tables=tables, settings=settings, rt_info=rt_info, remote=remote)
+    if prof.power_mode:  # tables are per power mode (Jetson nvpmodel): record it, refuse another mode's
+        from compress.hardware.modes import check_table_mode
+
+        check_table_mode(prof, table.meta, table.path)
+        table.meta.power_mode = prof.power_mode
     todo = table.missing(sigs)
     already = len(sigs) - len(todo)
     if remote is None:
         table.meta.host = host_meta(rt)
+        if prof.power_mode:
+            from compress.hardware.modes import check_measured_mode
+
+            check_measured_mode(prof.name, prof.power_mode, table.meta.host, where="this machine")
         drift = _profile_local(table, todo, settings, progress)
     else:
         from compress.latency.remote import profile_remote

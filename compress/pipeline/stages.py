@@ -53,7 +53,10 @@ def canonical_devices(cfg: PipelineCfg) -> list[dict[str, Any]]:
     out = []
     for d in cfg.devices:
         prof = get_profile(d.name)
-        out.append({"name": prof.name, "alias": d.name, "budget_ms": d.budget_ms, "runtime": prof.check_runtime(d.runtime),
+        # `name@MODE` in the YAML keeps the mode in the name every stage passes on (default mode: the plain name)
+        out.append({"name": prof.table_device if "@" in d.name else prof.name, "power_mode": prof.power_mode,
+                    "table_dir": prof.table_device,
+                    "alias": d.name, "budget_ms": d.budget_ms, "runtime": prof.check_runtime(d.runtime),
                     "precision": prof.check_precision(d.precision), "batch": d.batch, "profile": d.profile,
                     "remote": d.remote, "kind": prof.kind, "detect": bool(getattr(prof, "detect", False))})
     names = [d["name"] for d in out]
@@ -87,7 +90,7 @@ def external_tables(cfg: PipelineCfg) -> list[Path]:
     out = []
     for d in canonical_devices(cfg):
         if not d["profile"]:
-            out += sorted((root / d["name"]).glob("*__*__b*__*.json"))
+            out += sorted((root / d["table_dir"]).glob("*__*__b*__*.json"))  # tables are per power mode
     return out
 
 
@@ -259,7 +262,8 @@ def prune_device(ctx: Context) -> str:
     if ctx.cfg.prune.device:
         from compress.hardware import get_profile
 
-        name = get_profile(ctx.cfg.prune.device).name
+        pp = get_profile(ctx.cfg.prune.device)
+        name = pp.table_device if "@" in ctx.cfg.prune.device else pp.name
         if name not in [d["name"] for d in devs]:
             raise UsageError(f"prune.device '{ctx.cfg.prune.device}' is not one of the pipeline's devices "
                              f"({', '.join(d['alias'] for d in devs)})")

@@ -252,8 +252,15 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
             continue
         from compress.latency.predict import LatencyModel
 
-        lat_models.append((prof, rt, prec, LatencyModel.load(device=prof.name, runtime=rt, precision=prec, batch=batch,
-                                                              space=space, tables=tables, profiles=profiles)))
+        lat_models.append((prof, rt, prec, LatencyModel.load(device=prof.table_device, runtime=rt, precision=prec,
+                                                              batch=batch, space=space, tables=tables,
+                                                              profiles=profiles)))
+    cost = SpaceCost(space)
+    gs = gene_space_for(space)
+    # the fastest subnet per device before the accuracy predictor is fitted: an infeasible budget (or
+    # limits no subnet meets) fails in a second, not after the predictor's training evaluations
+    fastest = [_fastest(space, gs, cost, lat, budget, prof, rt, prec, batch, seed, di, max_params, max_macs,
+                        channel_multiple) for di, ((prof, rt, prec, lat), budget) in enumerate(zip(lat_models, budgets))]
     evaluator = None
     eval_meta = None
     state: PredictorState | None = None
@@ -267,8 +274,6 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
     else:
         pred_info = {"kind": "injected", "type": type(accuracy).__name__}
 
-    cost = SpaceCost(space)
-    gs = gene_space_for(space)
     results: list[DeviceResult] = []
     for di, ((prof, rt, prec, lat), budget) in enumerate(zip(lat_models, budgets)):
         metrics = {"latency_ms": lat.predict_genes, "params": cost.params_genes, "macs": cost.macs_genes}
@@ -277,21 +282,8 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
             metrics["channel_violations"] = lambda g, m=channel_multiple: cost.channel_violations_genes(g, m)
             limits["channel_violations"] = 0.0
         cs = ConstraintSet(metrics, limits)
-        rng = np.random.default_rng([seed, di])
         t0 = time.perf_counter()
-        # the fastest config meeting the other limits: reported when the budget is infeasible, and
-        # put in the first population so a tight budget never starts empty
-        anchors = np.stack([space.to_genes(space.min_config())])
-        try:
-            g_min, v_min = minimise_metric(gs, cs, "latency_ms", rng=rng, seeds=anchors)
-        except InfeasibleError:
-            raise UsageError(_infeasible_other(prof.name, max_params, max_macs, channel_multiple, cost, space)) from None
-        min_ms = float(v_min["latency_ms"][0])
-        if budget is not None and min_ms > budget:
-            cfg = space.from_genes(g_min)
-            raise UsageError(f"latency budget {budget:g} ms is infeasible on {prof.name} ({rt}, {prec}, batch {batch}, "
-                             f"{lat.source} latency): the smallest reachable is {min_ms:.3f} ms with config "
-                             f"{cfg.key()}; raise --latency-ms to at least {min_ms:.3f}")
+        g_min, min_ms = fastest[di]
         pareto_mode = budget is None
 
         def run_searcher(acc: AccuracyEstimator) -> tuple[Any, str]:
@@ -440,3 +432,30 @@ def _infeasible_other(device: str, max_params: int | None, max_macs: int | None,
         parts.append(f"or no subnet has every channel count a multiple of {channel_multiple}")
     detail = "; ".join(parts) or "no subnet meets them"
     return f"no subnet meets the constraints on {device}: {detail}; relax --max-params / --max-macs / --channel-multiple"
+
+
+def _fastest(space: Any, gs: Any, cost: Any, lat: Any, budget: float | None, prof: Any, rt: str, prec: str, batch: int,
+             seed: int, di: int, max_params: int | None, max_macs: int | None,
+             channel_multiple: int | None) -> tuple[np.ndarray, float]:
+    """The fastest config meeting the non-latency limits (its genes, its ms): reported when the budget is
+    infeasible, and put in the first population so a tight budget never starts empty."""
+    metrics = {"latency_ms": lat.predict_genes, "params": cost.params_genes, "macs": cost.macs_genes}
+    limits: dict[str, float | None] = {"latency_ms": budget, "params": max_params, "macs": max_macs}
+    if channel_multiple and channel_multiple > 1:
+        metrics["channel_violations"] = lambda g, m=channel_multiple: cost.channel_violations_genes(g, m)
+        limits["channel_violations"] = 0.0
+    cs = ConstraintSet(metrics, limits)
+    rng = np.random.default_rng([seed, di])
+    anchors = np.stack([space.to_genes(space.min_config())])
+    try:
+        g_min, v_min = minimise_metric(gs, cs, "latency_ms", rng=rng, seeds=anchors)
+    except InfeasibleError:
+        raise UsageError(_infeasible_other(prof.name, max_params, max_macs, channel_multiple, cost, space)) from None
+    min_ms = float(v_min["latency_ms"][0])
+    if budget is not None and min_ms > budget:
+        cfg = space.from_genes(g_min)
+        mode = f" at power mode {prof.power_mode}" if getattr(prof, "power_mode", None) else ""
+        raise UsageError(f"latency budget {budget:g} ms is infeasible on {prof.name}{mode} ({rt}, {prec}, batch {batch}, "
+                         f"{lat.source} latency): the smallest reachable is {min_ms:.3f} ms with config "
+                         f"{cfg.key()}; raise --latency-ms to at least {min_ms:.3f}")
+    return g_min, min_ms

@@ -190,7 +190,8 @@ def render_table(res: SearchResult, console: Any) -> None:
         t.add_column(col, overflow="fold")
     for d in res.devices:
         c = d.selected
-        t.add_row(d.device, f"{d.runtime}/{d.precision}", "-" if d.budget_ms is None else f"{d.budget_ms:g}",
+        mode = (d.latency_info or {}).get("power_mode")
+        t.add_row(d.device + (f"@{mode}" if mode else ""), f"{d.runtime}/{d.precision}", "-" if d.budget_ms is None else f"{d.budget_ms:g}",
                   d.latency_source, f"{c.predicted_latency_ms:.3f}", f"{100 * c.predicted_top1:.2f}%",
                   "-" if c.measured_top1 is None else f"{100 * c.measured_top1:.2f}%", f"{c.params:,}",
                   f"{c.macs / 1e6:.1f}", str(len(d.pareto)))
