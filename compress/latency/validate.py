@@ -44,11 +44,12 @@ def repeatability(ms: np.ndarray) -> dict[str, float]:
             "noise_ceiling_within_10pct": float(np.mean(np.abs(a / b - 1) <= 0.10))}
 
 
-def scatter_png(path: Path, measured: np.ndarray, series: dict[str, np.ndarray], *, title: str) -> Path:
-    import matplotlib
+def scatter_png(path: Path, measured: np.ndarray, series: dict[str, np.ndarray], *, title: str) -> Path | None:
+    from compress.core.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the validation scatter plot")
+    if plt is None:
+        return None
 
     from compress.core.runs import atomic_write_png
 
@@ -143,8 +144,9 @@ def validate(*, device: str, runtime: str | None = None, precision: str | None =
         png = scatter_png(run.file("scatter.png"), measured,
                           {"calibrated": pred, "uncalibrated sum": raw, "roofline (estimated)": est},
                           title=f"{prof.name} / {rt} / {prec}: {samples} subnets")
-        run.add_output(png)
-        result["scatter_png"] = str(png)
+        if png is not None:
+            run.add_output(png)
+            result["scatter_png"] = str(png)
         run.write_json("result.json", result)
         run.save_manifest()
     return result

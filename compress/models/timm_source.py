@@ -37,8 +37,11 @@ def load_state_dict_file(path: str | Path) -> dict[str, Any]:
 
 def build_timm(name: str, *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224,
                weights: str | Path | None = None) -> LoadedModel:
-    import timm
     import torch
+
+    from compress.core.extras import require
+
+    timm = require("timm", what=f"timm:{name}")
 
     if name not in timm.list_models():
         raise unknown("timm model", name, timm.list_models())

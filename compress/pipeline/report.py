@@ -20,20 +20,19 @@ from compress.pipeline.stages import Context
 
 
 def _plt():
-    import matplotlib
+    from compress.core.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot("report figures")
 
 
 def _save(fig: Any, path: Path) -> Path:
     return atomic_write_png(fig, path)
 
 
-def plot_pareto(search: dict[str, Any], path: Path) -> Path:
+def plot_pareto(search: dict[str, Any], path: Path) -> Path | None:
     plt = _plt()
+    if plt is None:  # the [report] extra is not installed: the report has its tables, no figures
+        return None
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (dev, r) in enumerate(search["devices"].items()):
@@ -64,6 +63,8 @@ def plot_pred_vs_measured(rows: list[dict[str, Any]], path: Path) -> Path | None
     if not rows:
         return None
     plt = _plt()
+    if plt is None:
+        return None
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=100)
     hi = max(max(r["predicted_ms"], r["measured_ms"]) for r in rows) * 1.15
     ax.plot([0, hi], [0, hi], "k--", lw=1, label="y = x")
@@ -85,6 +86,8 @@ def plot_breakdown(breakdowns: dict[str, dict[str, Any]], path: Path) -> Path | 
     if not breakdowns:
         return None
     plt = _plt()
+    if plt is None:
+        return None
     n = len(breakdowns)
     height = max(len(b["layers"]) for b in breakdowns.values()) * 0.22 + 1.2
     fig, axes = plt.subplots(1, n, figsize=(5.5 * n, height), dpi=100, squeeze=False)
@@ -208,7 +211,8 @@ def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
     t = data["tables"]
     pngs: dict[str, Path] = {}
     if "search" in ctx.records:
-        pngs["Pareto front"] = plot_pareto(ctx.records["search"]["result"], figs / "pareto.png")
+        if (p := plot_pareto(ctx.records["search"]["result"], figs / "pareto.png")) is not None:
+            pngs["Pareto front"] = p
         bds = {}
         for dev, r in ctx.records["search"]["result"]["devices"].items():
             bds[dev] = json.loads(ctx.path("search", r["breakdown"]).read_text())

@@ -20,6 +20,9 @@ def nsga2_search(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Con
                  latency_metric: str = "latency_ms", seed: int = 0, population: int = 100,
                  generations: int = 200) -> EvolutionResult:
     """Run NSGA-II; the result's rows are the feasible non-dominated front (sorted by accuracy desc)."""
+    from compress.core.extras import require
+
+    require("pymoo", what="NSGA-II search (the Pareto front without a latency budget)")
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.core.crossover import Crossover
     from pymoo.core.mutation import Mutation

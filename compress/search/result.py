@@ -127,12 +127,16 @@ def pareto_csv(res: SearchResult) -> str:
     return buf.getvalue()
 
 
-def plot_pareto(res: SearchResult, path: Path) -> None:
-    """Accuracy vs latency, one colour per device, its budget as a dashed line, selected as a star."""
-    import matplotlib
+def plot_pareto(res: SearchResult, path: Path) -> Path | None:
+    """Accuracy vs latency, one colour per device, its budget as a dashed line, selected as a star.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    None (and no file) without the [report] extra: the front is in pareto.csv and result.json anyway.
+    """
+    from compress.core.extras import pyplot
+
+    plt = pyplot("the search's pareto.png")
+    if plt is None:
+        return None
 
     from compress.core.runs import atomic_write_png
 
@@ -155,7 +159,7 @@ def plot_pareto(res: SearchResult, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write_png(fig, path)
+    return atomic_write_png(fig, path)
 
 
 def write_run(res: SearchResult, run: RunDir) -> dict[str, str]:
@@ -170,9 +174,9 @@ def write_run(res: SearchResult, run: RunDir) -> dict[str, str]:
         files["subnet"] = "subnet.json"
     run.write_text("pareto.csv", pareto_csv(res))
     files["pareto_csv"] = "pareto.csv"
-    plot_pareto(res, run.file("pareto.png"))
-    run.add_output(run.file("pareto.png"))
-    files["pareto_png"] = "pareto.png"
+    if plot_pareto(res, run.file("pareto.png")) is not None:
+        run.add_output(run.file("pareto.png"))
+        files["pareto_png"] = "pareto.png"
     res.files = files
     res.out = run.path
     run.write_json("result.json", res.to_dict())

@@ -48,10 +48,11 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path, *, title: str =
     evals = [r for r in records if r.get("kind") == "eval"]
     if not train and not evals:
         return None
-    import matplotlib
+    from compress.core.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("training curves (curves.png)")
+    if plt is None:
+        return None
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     if train:

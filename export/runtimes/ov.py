@@ -56,7 +56,7 @@ class OvRunner(Runner):
     name = "openvino"
     aliases = ("ov",)
     suffixes = (".xml", ".onnx")
-    extra = "pip install openvino"
+    extra = "pip install 'compress[openvino]'"
 
     module = "openvino"
 
