@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -62,7 +63,31 @@ def trtexec_command(cfg: dict[str, Any]) -> list[str]:
         argv.append(f"--useDLACore={int(cfg['dla_core'])}")
         if cfg.get("dla_gpu_fallback"):
             argv.append("--allowGPUFallback")
+        argv.append("--verbose")  # the build log then lists the layers running on the DLA and on the GPU
     return argv
+
+
+def parse_trtexec_dla(log: str) -> dict[str, Any] | None:
+    """TensorRT's layer report from a verbose trtexec build log (the ``Layers Running on DLA/GPU``
+    sections list ``[DlaLayer] name`` / ``[GpuLayer] name``): ``{"dla": [...], "gpu": [...]}``, or None
+    when the log holds no such report.
+
+    >>> parse_trtexec_dla("[I] [TRT] ---------- Layers Running on DLA ----------\\n[I] [TRT] [DlaLayer] {ForeignNode[conv1...fc]}\\n"
+    ...                   "[I] [TRT] ---------- Layers Running on GPU ----------\\n[I] [TRT] [GpuLayer] SOFTMAX: prob")["gpu"]
+    ['SOFTMAX: prob']
+    """
+    dla: list[str] = []
+    gpu: list[str] = []
+    seen = False
+    for line in log.splitlines():
+        if re.search(r"Layers Running on (DLA|GPU)", line):
+            seen = True
+            continue
+        m = re.search(r"\[(DlaLayer|GpuLayer)\]\s*(.+?)\s*$", line)
+        if m:
+            seen = True
+            (dla if m.group(1) == "DlaLayer" else gpu).append(m.group(2))
+    return {"dla": dla, "gpu": gpu, "source": "trtexec --verbose build log"} if seen else None
 
 
 def _script(cfg: dict[str, Any]) -> str:
@@ -82,10 +107,47 @@ def _script(cfg: dict[str, Any]) -> str:
             'TRTEXEC="${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}"\n'
             'if [ ! -x "$TRTEXEC" ]; then echo "error: trtexec not found (JetPack: /usr/src/tensorrt/bin/trtexec)" >&2; exit 2; fi\n'
             f"{int8}"
-            f'"$TRTEXEC" {line.split(" ", 1)[1]}\n')
+            + (f'"$TRTEXEC" {line.split(" ", 1)[1]} 2>&1 | tee trtexec.log\n' if cfg.get("dla_core") is not None
+               else f'"$TRTEXEC" {line.split(" ", 1)[1]}\n'))
 
 
-def _readme(cfg: dict[str, Any]) -> str:
+def _dla_section(cfg: dict[str, Any], build: dict[str, Any] | None) -> str:
+    """The README's DLA section: what was asked for, and the layers that fall back to the GPU once
+    TensorRT has built the engine (its own report); before that, nothing is claimed."""
+    if cfg.get("dla_core") is None:
+        return ""
+    core, fb = int(cfg["dla_core"]), bool(cfg.get("dla_gpu_fallback"))
+    head = (f"\n## DLA\n\nRequested: DLA core {core} (`--useDLACore={core}`"
+            + (", `--allowGPUFallback`" if fb else ", no GPU fallback: a layer the DLA cannot run fails the build") + ").\n")
+    rep = (build or {}).get("build", {}).get("dla") if build else None
+    trt_log = (build or {}).get("trtexec_layers") if build else None
+    if not build or not build.get("build") and not trt_log:
+        return head + ("\n**Not built yet**: this bundle only asks for the DLA. Which layers run there and which fall "
+                       "back to the GPU is TensorRT's decision at build time; `build_engine.py` records it in "
+                       "`build.json` (`build.dla`), `build_engine.sh` in `trtexec.log`, and `compress export` rewrites "
+                       "this section after a local or `--remote` build.\n")
+    if rep:
+        lines = [f"\nBuilt on {build.get('gpu', build.get('remote', 'the target'))} with TensorRT {build.get('tensorrt', '?')}: "
+                 f"{rep['on_dla']} of {rep['layers']} layers on DLA core {rep['dla_core']} ({rep['source']})."]
+        if rep["gpu_fallback"]:
+            lines.append("\nLayers that fall back to the GPU:\n")
+            lines += [f"- `{x['name']}` ({x['type']})" for x in rep["gpu_fallback"]]
+        else:
+            lines.append("\nNo layer falls back to the GPU.")
+        sub = (rep.get("engine_layers") or {}).get("dla_subgraphs")
+        if sub is not None:
+            lines.append(f"\nThe engine runs {len(sub)} DLA subgraph(s) (engine inspector).")
+        return head + "\n".join(lines) + "\n"
+    if trt_log:
+        lines = [f"\nBuilt with trtexec on {build.get('remote', 'the target')}: {len(trt_log['dla'])} DLA layer group(s) "
+                 f"({trt_log['source']})."]
+        lines.append("\nLayers that fall back to the GPU:\n" if trt_log["gpu"] else "\nNo layer falls back to the GPU.")
+        lines += [f"- `{x}`" for x in trt_log["gpu"]]
+        return head + "\n".join(lines) + "\n"
+    return head + "\nBuilt, but the build left no DLA layer report (see build.json).\n"
+
+
+def _readme(cfg: dict[str, Any], build: dict[str, Any] | None = None) -> str:
     shapes = (f"dynamic batch {cfg['min_batch']}..{cfg['max_batch']} (optimised for {cfg['opt_batch']})"
               if cfg["dynamic"] else f"static shape {'x'.join(map(str, cfg['input_shape']))}")
     dla = f"\n- DLA core {cfg['dla_core']}{' with GPU fallback' if cfg.get('dla_gpu_fallback') else ''}" if cfg.get("dla_core") is not None else ""
@@ -115,7 +177,7 @@ bash build_engine.sh           # or the equivalent trtexec line (no parity check
 Exit codes of build_engine.py: 0 built and parity passed, 1 build failed, 2 TensorRT/CUDA missing, 3 parity failed.
 Needs: TensorRT's Python package (JetPack's `python3-libnvinfer`, or `pip install tensorrt` on x86), numpy,
 and torch with CUDA or `cuda-python` for GPU buffers. `compress export --remote user@host` runs this for you.
-"""
+{_dla_section(cfg, build)}"""
 
 
 # what a bundle directory may hold: the bundle, and what building it adds
@@ -234,6 +296,10 @@ def build_remote(bundle_dir: Path, files: list[Path], remote: str, *, timeout: f
         if host.exists(f"{rdir}/build.json"):
             record.update(json.loads(host.read(f"{rdir}/build.json").decode()))
             atomic_write_json(bundle_dir / "build.json", record)
+        if not has_py and host.exists(f"{rdir}/trtexec.log"):
+            rep = parse_trtexec_dla(host.read(f"{rdir}/trtexec.log").decode(errors="replace"))
+            if rep is not None:
+                record["trtexec_layers"] = rep
         if host.exists(f"{rdir}/model.engine") and res.returncode in (0, 3):
             host.get(f"{rdir}/model.engine", bundle_dir / "model.engine")
             if host.exists(f"{rdir}/timing.cache"):
@@ -265,9 +331,28 @@ def to_tensorrt(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
         out["build"] = build_local(b["dir"])
         out["built"] = "local"
     if out["built"]:
+        if b["config"].get("dla_core") is not None:  # the README now names the layers that fall back to the GPU
+            atomic_write_text(b["dir"] / "README.md", _readme(b["config"], out["build"]))
         out["engine"] = b["dir"] / "model.engine"
         out["files"] += [p for p in (b["dir"] / "model.engine", b["dir"] / "build.json", b["dir"] / "timing.cache") if p.is_file()]
     return out
+
+
+def dla_note(res: dict[str, Any]) -> str:
+    """One line on the DLA: requested only (never claimed before TensorRT built it), or its layer report."""
+    cfg = res["config"]
+    core = cfg.get("dla_core")
+    if not res.get("built"):
+        return f"DLA core {core} requested; NO DLA engine was built here (see the bundle README)"
+    rep = (res.get("build") or {}).get("build", {}).get("dla")
+    if rep:
+        fb = rep["gpu_fallback"]
+        return (f"DLA core {core}: {rep['on_dla']} of {rep['layers']} layers on the DLA, {len(fb)} fall back to the GPU"
+                + (f" ({', '.join(x['name'] for x in fb[:5])}{', ...' if len(fb) > 5 else ''})" if fb else ""))
+    log = (res.get("build") or {}).get("trtexec_layers")
+    if log:
+        return f"DLA core {core}: trtexec reports {len(log['dla'])} DLA layer group(s), {len(log['gpu'])} GPU layer(s)"
+    return f"DLA core {core}: engine built, but the build left no DLA layer report"
 
 
 # ---- format registration -----------------------------------------------------------------------
@@ -283,6 +368,8 @@ def _build(ctx: Any) -> Any:
                       parity_reference=ctx.parity_reference, parity_source=ctx.metadata.get("compress.parity_inputs", ""),
                       calib_inputs=ctx.calib_inputs)
     notes = []
+    if cfg.dla_core is not None:
+        notes.append(dla_note(res))
     if res["built"] is None:
         notes.append("engine NOT built: TensorRT and a CUDA GPU are not available here; run build_engine.py "
                      "(or build_engine.sh) in the bundle on the target, or pass --remote user@host")
