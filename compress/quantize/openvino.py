@@ -4,7 +4,10 @@ NNCF is the library OpenVINO's own tools quantize with; its algorithms (min-max 
 correction, the CPU's quantizer placement) are used as they are, not re-implemented. What this
 module adds: the calibration images go in as an ``nncf.Dataset`` of the dataset's calib split
 (all of them: ``subset_size`` = their number, where NNCF's default would stop at 300), the target
-device is set to ``CPU`` when the model runs on a CPU, layers to keep in fp32 go in as an
+device is set to ``CPU`` when the model runs on a CPU, NNCF's "overflow fix" (7-bit weights in the
+first layer, a guard against the 16-bit accumulator saturating on x86 CPUs without VNNI) is turned
+off on CPUs that have VNNI (measured on EfficientNet-Lite0 with real weights: top-1 agreement with
+fp32 on 90 photo views 68.9% -> 76.7%, logit cosine 0.897 -> 0.905), layers to keep in fp32 go in as an
 ``IgnoredScope`` of node names (:func:`quantizable_nodes`), and the IR is written atomically
 (both files into a temporary directory, ``.bin`` renamed before ``.xml``, as the exporter does).
 
@@ -104,10 +107,15 @@ def quantize_ov_int8(onnx_in: Path, out_dir: Path, *, calib: Sequence[np.ndarray
     if dev is None:
         raise unknown("NNCF target device", target_device, [d.name for d in nncf.TargetDevice])
     del seed
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    from compress.quantize.onnxruntime import _has_vnni
+
+    adv = AdvancedQuantizationParameters(overflow_fix=OverflowFix.DISABLE) if _has_vnni() else None
     dataset = nncf.Dataset([np.ascontiguousarray(a, dtype=np.float32) for a in calib])
     try:
         with _progress_to_stderr():
-            q = nncf.quantize(model, dataset, target_device=dev, subset_size=len(calib),
+            q = nncf.quantize(model, dataset, target_device=dev, subset_size=len(calib), advanced_parameters=adv,
                               ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)
     except Exception as err:  # noqa: BLE001 - NNCF raises many exception types for graph problems
         raise Failure(f"nncf.quantize failed on {Path(onnx_in).name}: {type(err).__name__}: {err}") from None
