@@ -15,6 +15,8 @@ tables combine several files and runs, as a reader wants to compare them; the ch
 freedom while a number that drifts from its file (a re-run, a typo, a copy from the wrong run) fails
 the tests. It also reports result files that no table cites.
 
+Annotated tables elsewhere (the README's headline results) are checked the same way, and only those.
+
 Usage: ``python benchmarks/check_docs.py [docs/benchmarks.md]`` (exit 1 with one line per problem).
 """
 
@@ -40,8 +42,10 @@ class Problem:
     line: int
     text: str
 
+    doc: str = "docs/benchmarks.md"
+
     def __str__(self) -> str:
-        return f"docs/benchmarks.md:{self.line}: {self.text}"
+        return f"{self.doc}:{self.line}: {self.text}"
 
 
 def json_numbers(paths: list[Path]) -> list[float]:
@@ -90,8 +94,12 @@ def _present(value: float, tol: float, pool: list[float]) -> bool:
     return i < len(pool) and pool[i] <= value + tol
 
 
-def check(doc: Path = DOC) -> tuple[list[Problem], set[Path]]:
-    """Problems found, and the result files the document cites."""
+def check(doc: Path = DOC, *, every_table: bool = True) -> tuple[list[Problem], set[Path]]:
+    """Problems found, and the result files the document cites.
+
+    ``every_table``: a table without a results line is a problem (docs/benchmarks.md); with False
+    only annotated tables are checked (the README, whose other tables are not results).
+    """
     problems: list[Problem] = []
     cited: set[Path] = set()
     lines = doc.read_text(encoding="utf-8").splitlines()
@@ -100,7 +108,7 @@ def check(doc: Path = DOC) -> tuple[list[Problem], set[Path]]:
     while i < len(lines):
         m = ANNOTATION.search(lines[i])
         if not m:
-            if lines[i].lstrip().startswith("|") and (i == 0 or not lines[i - 1].lstrip().startswith("|")):
+            if every_table and lines[i].lstrip().startswith("|") and (i == 0 or not lines[i - 1].lstrip().startswith("|")):
                 if i + 1 < len(lines) and re.match(r"^\s*\|[\s:|-]+\|\s*$", lines[i + 1]):
                     problems.append(Problem(i + 1, "result table without a '<!-- results: FILES -->' line above it"))
             i += 1
@@ -136,8 +144,11 @@ def check(doc: Path = DOC) -> tuple[list[Problem], set[Path]]:
             j += 1
         tables += 1
         i = j
-    if tables == 0:
+    if tables == 0 and every_table:
         problems.append(Problem(1, "no annotated result tables found"))
+    name = str(doc.relative_to(ROOT)) if doc.is_relative_to(ROOT) else str(doc)
+    for p in problems:
+        p.doc = name
     return problems, cited
 
 
@@ -145,6 +156,8 @@ def main(argv: list[str]) -> int:
     doc = Path(argv[0]) if argv else DOC
     problems, cited = check(doc)
     uncited = sorted(p for p in RESULTS.rglob("*.json") if p not in cited)
+    if not argv:  # the README's headline table is checked too
+        problems += check(ROOT / "README.md", every_table=False)[0]
     for p in problems:
         print(p)
     for p in uncited:

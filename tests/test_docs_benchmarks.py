@@ -42,3 +42,10 @@ def test_numbers_are_read_at_their_precision() -> None:
     assert set(nums) == {"1.70", "82.57", "-0.40", "12.3", "12.4", "1e-4"}
     assert nums["-0.40"][0] == -0.40 and abs(nums["82.57"][1] - 0.005) < 1e-9
     assert mod._present(82.57, 0.005 + 1e-12, sorted([82.574])) and not mod._present(82.57, 0.005, [82.58])
+
+
+def test_readme_headline_numbers_are_in_their_result_files() -> None:
+    mod = _checker()
+    problems, cited = mod.check(ROOT / "README.md", every_table=False)
+    assert not problems, "\n".join(map(str, problems))
+    assert cited, "the README's headline results table lost its '<!-- results: ... -->' line"

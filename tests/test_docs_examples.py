@@ -1,0 +1,161 @@
+"""The README's and the manual's command examples, executed.
+
+Every ```bash / ```python block in ``README.md`` and ``docs/**/*.md`` carries a second word on
+its fence line that says what the tests do with it:
+
+- ``run``: executed here, in the fast suite (must finish in seconds);
+- ``slow``: executed only by the slow suite (``make test-all``);
+- ``manual``: never executed (needs a device, a board, root or a long time).
+
+Why a harness rather than trust: examples rot silently when options are renamed. The blocks of
+one page run in order, in one temporary working directory (so a tutorial's later blocks see what
+its earlier blocks wrote), with the repository's top-level entries linked in (paths such as
+``examples/demo.yaml`` resolve as from the repository root), the venv's ``compress`` first on
+PATH and a private ``XDG_CACHE_HOME`` (no per-user latency tables or caches leak in or out).
+A failing block is reported by ``file:line``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXEC_LANGS = {"bash", "sh", "shell", "console", "python", "py"}
+MARKERS = ("run", "slow", "manual")
+BLOCK_TIMEOUT_S = 300
+FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)\s*(.*)$")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int          # 1-based line of the opening fence
+    lang: str
+    marker: str | None
+    code: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def doc_files() -> list[Path]:
+    files = [ROOT / "README.md"] if (ROOT / "README.md").is_file() else []
+    return files + sorted((ROOT / "docs").rglob("*.md")) if (ROOT / "docs").is_dir() else files
+
+
+def extract_blocks(path: Path) -> list[Block]:
+    """Fenced blocks of one Markdown file (any language), with the fence's second word."""
+    blocks: list[Block] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, lang, rest = m.group(2), m.group(3).lower(), m.group(4).split()
+        start = i
+        body: list[str] = []
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith(fence[0] * len(fence)):
+            body.append(lines[i])
+            i += 1
+        i += 1  # closing fence
+        blocks.append(Block(path=path, line=start + 1, lang=lang, marker=rest[0] if rest else None,
+                            code="\n".join(body) + "\n"))
+    return blocks
+
+
+def exec_blocks() -> list[Block]:
+    return [b for f in doc_files() for b in extract_blocks(f) if b.lang in EXEC_LANGS]
+
+
+def _workdir(tmp: Path) -> Path:
+    """A temp dir that looks like the repository root (links to its entries) without being it."""
+    work = tmp / "work"
+    work.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name in {".git", "runs", ".venv", ".pytest_cache"} or entry.name.startswith(".mypy"):
+            continue
+        (work / entry.name).symlink_to(entry)
+    return work
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    venv_bin = str(Path(sys.executable).parent)
+    env.update({
+        "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
+        "XDG_CACHE_HOME": str(tmp / "cache"),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "120",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    env.pop("COMPRESS_TABLES", None)
+    env.pop("COMPRESS_PROFILES", None)
+    return env
+
+
+def run_blocks(blocks: list[Block], tmp: Path) -> None:
+    """Run ``blocks`` in order in one working directory; fail at the first, naming file:line."""
+    work = _workdir(tmp)
+    env = _env(tmp)
+    for b in blocks:
+        if b.lang in {"python", "py"}:
+            cmd = [sys.executable, "-c", b.code]
+        else:
+            cmd = ["bash", "-e", "-o", "pipefail", "-c", b.code]
+        try:
+            p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{b.where}: example did not finish in {BLOCK_TIMEOUT_S} s:\n{b.code}")
+        if p.returncode != 0:
+            pytest.fail(f"{b.where}: example exited {p.returncode}:\n{b.code}\n--- stdout (tail)\n"
+                        f"{p.stdout[-2000:]}\n--- stderr (tail)\n{p.stderr[-3000:]}")
+
+
+def _pages_with(marker: str) -> list[Path]:
+    return sorted({b.path for b in exec_blocks() if b.marker == marker})
+
+
+def test_every_example_is_marked() -> None:
+    """A bash/python block without run/slow/manual is an error, so nothing is silently skipped."""
+    bad = [f"{b.where}: ```{b.lang} needs a second word: run, slow or manual (got {b.marker!r})"
+           for b in exec_blocks() if b.marker not in MARKERS]
+    assert not bad, "\n".join(bad)
+
+
+def test_extract_blocks_reads_fences(tmp_path: Path) -> None:
+    md = tmp_path / "x.md"
+    md.write_text("text\n```bash run\necho a\n```\n\n````python manual\nprint(1)\n```\nx\n````\n```\nplain\n```\n")
+    blocks = extract_blocks(md)
+    assert [(b.line, b.lang, b.marker) for b in blocks] == [(2, "bash", "run"), (6, "python", "manual"), (11, "", None)]
+    assert blocks[1].code == "print(1)\n```\nx\n"
+
+
+def test_failing_block_is_reported_by_file_and_line(tmp_path: Path) -> None:
+    md = ROOT / "README.md"
+    blk = Block(path=md, line=7, lang="bash", marker="run", code="false\n")
+    with pytest.raises(pytest.fail.Exception, match=r"README\.md:7: example exited 1"):
+        run_blocks([blk], tmp_path)
+
+
+@pytest.mark.parametrize("page", _pages_with("run"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_run_examples(page: Path, tmp_path: Path) -> None:
+    run_blocks([b for b in exec_blocks() if b.path == page and b.marker == "run"], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", _pages_with("slow"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_slow_examples(page: Path, tmp_path: Path) -> None:
+    # run blocks of the page first: slow blocks may build on them (a tutorial's set-up).
+    blocks = [b for b in exec_blocks() if b.path == page and b.marker in {"run", "slow"}]
+    run_blocks(blocks, tmp_path)
