@@ -56,7 +56,7 @@ def check_block(block: nn.Module, name: str, x: torch.Tensor, *, seed: int = 0) 
 def check_model(model: nn.Module, input_shape: tuple[int, ...], *, seed: int = 0, batch: int = 2,
                 names: list[str] | None = None) -> list[dict[str, Any]]:
     """:func:`check_block` for every candidate of ``model`` (or ``names``) at its real input shape."""
-    from compress.prune.updp.api import block_inputs
+    from compress.prune.updp.latency import block_inputs
     from compress.prune.updp.candidates import find_candidates
 
     model = model.eval()
@@ -68,3 +68,24 @@ def check_model(model: nn.Module, input_shape: tuple[int, ...], *, seed: int = 0
         x = torch.randn(batch, *shapes[c.name], generator=g)
         out.append(check_block(c.module, c.name, x, seed=seed))
     return out
+
+
+# timm families the conformance tests and benchmarks/bench_updp_families.py run over (one model
+# each, the smallest of the family). ``fast``: in the fast test suite; ``min_candidates``: what the
+# graph path finds today (the tests hold it there); ``reparam``: train-time branches to fold first.
+FAMILIES: list[dict[str, Any]] = [
+    {"family": "ResNet", "model": "resnet18", "fast": True, "min_candidates": 5, "check": 2},
+    {"family": "ResNet (bottleneck)", "model": "resnet50", "min_candidates": 12},
+    {"family": "RegNet", "model": "regnetx_002", "min_candidates": 9},
+    {"family": "RegNetY (SE)", "model": "regnety_002", "min_candidates": 9},
+    {"family": "MobileNetV2", "model": "mobilenetv2_050", "fast": True, "min_candidates": 17},
+    {"family": "MobileNetV3", "model": "mobilenetv3_small_050", "min_candidates": 11},
+    {"family": "MobileNetV4", "model": "mobilenetv4_conv_small", "min_candidates": 12},
+    {"family": "MNASNet", "model": "mnasnet_small", "min_candidates": 15},
+    {"family": "EfficientNet", "model": "efficientnet_b0", "min_candidates": 16},
+    {"family": "GhostNet", "model": "ghostnet_050", "min_candidates": 0},
+    {"family": "RepVGG", "model": "repvgg_a0", "min_candidates": 0, "reparam": True},
+    {"family": "MobileOne", "model": "mobileone_s0", "min_candidates": 0, "reparam": True},
+    {"family": "ConvNeXt", "model": "convnext_atto", "fast": True, "min_candidates": 12, "check": 2},
+    {"family": "DeiT", "model": "deit_tiny_patch16_224", "min_candidates": 12, "size": 224},
+]
