@@ -59,6 +59,8 @@ def _report(err: BaseException, ctx: click.Context, *, unexpected: bool = False)
     if unexpected:
         msg = f"{type(err).__name__}: {msg} (this is a bug; rerun with --debug for the traceback)"
     click.echo(f"error: {msg}", err=True)
+    for line in getattr(err, "details", ()):  # errors that list several problems (pipeline preflight)
+        click.echo(f"  - {line}", err=True)
 
 
 app = typer.Typer(

@@ -16,6 +16,9 @@ def pipeline_cmd(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (see examples/demo.yaml).")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished run in --out (after a crash).")] = False,
     out: OutOpt = None,
+    check_only: Annotated[bool, typer.Option("--check-only", help="Only the preflight: check every input the run "
+                                             "will need (dataset, devices, remote hosts, budgets, output dir, "
+                                             "extras), list all problems with their fixes, run nothing.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Run a whole pipeline; stages whose inputs did not change are reused from the run directory.
@@ -23,12 +26,21 @@ def pipeline_cmd(
     Exit 0 when every gate holds (or none is configured), 1 when a gate fails, 2 on a usage error.
 
     Example: compress pipeline examples/demo.yaml --out runs/demo
+    (--check-only: exit 0 when the preflight passes, 2 with every problem listed when not.)
     """
     from rich.markup import escape
 
     from compress.pipeline.runner import run_pipeline
 
-    res = run_pipeline(pipeline, out=out, resume=resume, console=console)
+    res = run_pipeline(pipeline, out=out, resume=resume, console=console, check_only=check_only)
+    if check_only:
+        if json:
+            emit_json(res)
+        else:
+            pre = res["preflight"]
+            console.print(f"preflight passed: {len(pre['checks_s'])} checks in {sum(pre['checks_s'].values()):.2f} s "
+                          f"(nothing was run; {res['run_dir']} untouched)")
+        return
     if json:
         emit_json(res)
     else:

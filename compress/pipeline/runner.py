@@ -18,7 +18,14 @@ from compress.core.errors import UsageError
 from compress.core.runs import RunDir, atomic_write_json, now_iso, run_dir_lock, sha256_file
 from compress.pipeline.cache import StageStore, stage_key
 from compress.pipeline.config import PipelineCfg, load_pipeline
-from compress.pipeline.stages import STAGES, Context, canonical_devices, supernet_path
+from compress.pipeline.quantize_stage import QuantizeStage
+from compress.pipeline.stages import (BenchStage, CheckStage, Context, ExportStage, ProfileStage, PruneStage, SearchStage,
+                                      Stage, TrainStage, canonical_devices, supernet_path)
+
+# The stages in run order (the quantize stage builds on the helpers of compress.pipeline.stages, so the
+# list is assembled here, above both).
+STAGES: list[Stage] = [TrainStage(), ProfileStage(), SearchStage(), PruneStage(), QuantizeStage(), ExportStage(),
+                       BenchStage(), CheckStage()]
 
 STATE = "pipeline.json"
 SUMMARY = "summary.json"
@@ -37,7 +44,7 @@ def _read_state(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: bool = False,
-                 console: Any = None) -> dict[str, Any]:
+                 console: Any = None, check_only: bool = False) -> dict[str, Any]:
     """Run ``PIPELINE.yaml`` into ``out`` (default ``runs/<name>``); returns the JSON result.
 
     ``result["passed"]`` is False when a gate failed (None when the YAML has no gates).
@@ -47,6 +54,17 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: boo
     path = Path(path)
     cfg = load_pipeline(path)
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    # every input the run will need (dataset, devices, remote hosts, budgets, output dir, extras), all
+    # problems at once with their fixes, before anything is written (compress.pipeline.preflight)
+    from compress.pipeline.preflight import preflight, raise_if_problems
+
+    pre = preflight(cfg, run_dir=run_dir)
+    raise_if_problems(pre, source=str(path))
+    if console is not None:
+        for note in pre.notes:
+            console.print(f"[dim]note: {note}[/dim]")
+    if check_only:
+        return {"run_dir": str(run_dir), "check_only": True, "preflight": pre.to_dict()}
     devices = canonical_devices(cfg)  # bad device names fail before anything is written
     # one writer per run directory: a second run (or a --resume) while this one lives is refused at once
     with run_dir_lock(run_dir, command="compress pipeline" + (" --resume" if resume else "")):
