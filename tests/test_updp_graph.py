@@ -293,7 +293,10 @@ def _legacy_convnext_static(m: nn.Module, name: str) -> PrunedChain:
 
 
 def _same_merges(model: nn.Module, legacy, names: list[str], shape: tuple[int, ...]) -> None:
-    from compress.prune.updp.latency import block_inputs
+    try:
+        from compress.prune.updp.latency import block_inputs
+    except ImportError:   # before it moved there from api
+        from compress.prune.updp.api import block_inputs
 
     shapes = block_inputs(model, names, shape)
     for n in names:

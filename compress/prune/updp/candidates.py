@@ -135,7 +135,11 @@ def find_candidates(model: nn.Module) -> tuple[list[Candidate], list[Skipped]]:
             c, s = visit(sub, f"{name}.{child}" if name else child)
             cands += c
             skipped += s
-        if reason is not None and not cands and not skipped and _n_convs(m) >= 2:
+        if reason is not None and not cands and _n_convs(m) >= 2:
+            # a child's reason is kept over the parent's only when the child is a block itself
+            # (a one-block RegStage), not a part of one (the SE or the attention inside a block)
+            if skipped and all(_BLOCKISH.search(s.cls) for s in skipped):
+                return [], skipped
             return [], [Skipped(name, type(m).__name__, reason)]
         return cands, skipped
 

@@ -56,7 +56,10 @@ def check_block(block: nn.Module, name: str, x: torch.Tensor, *, seed: int = 0) 
 def check_model(model: nn.Module, input_shape: tuple[int, ...], *, seed: int = 0, batch: int = 2,
                 names: list[str] | None = None) -> list[dict[str, Any]]:
     """:func:`check_block` for every candidate of ``model`` (or ``names``) at its real input shape."""
-    from compress.prune.updp.latency import block_inputs
+    try:
+        from compress.prune.updp.latency import block_inputs
+    except ImportError:   # before it moved there from api
+        from compress.prune.updp.api import block_inputs
     from compress.prune.updp.candidates import find_candidates
 
     model = model.eval()

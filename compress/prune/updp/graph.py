@@ -184,7 +184,12 @@ def _describe(n: fx.Node, module: nn.Module) -> str:
     if n.op == "call_module":
         return f"{type(module.get_submodule(n.target)).__name__} ({n.target})"
     t = n.target
-    return f"{getattr(t, '__name__', t)}()"
+    where = ""
+    stack = n.meta.get("nn_module_stack") or {}
+    if stack:   # the module whose forward wrote the op (torch.fx records it): "dim() in bn1 (EvoNorm2dS0)"
+        path, cls = list(stack.values())[-1]
+        where = f" in {path} ({getattr(cls, '__name__', cls)})" if path else ""
+    return f"{getattr(t, '__name__', t)}(){where}"
 
 
 def _ignorable(n: fx.Node) -> bool:
@@ -332,9 +337,11 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
         elif a is x and b is not x:
             residual_add, end, short_arg = out, args[1], args[0]
         else:
-            short = b if a in _ancestors(end, x) and b not in _ancestors(args[0], x) else a
-            raise Unsupported("downsample or projection shortcut, not an identity ("
-                              f"{_describe(short, module) if isinstance(short, fx.Node) else 'branch'}), "
+            foreign = _first_foreign(nodes, module)
+            if foreign is not None:
+                raise Unsupported(f"op {_describe(foreign, module)} is not conv/linear, norm, activation, SE or scale")
+            short = args[1] if len(_ancestors(args[1], x)) <= len(_ancestors(args[0], x)) else args[0]
+            raise Unsupported(f"downsample or projection shortcut, not an identity ({_describe(short, module)}), "
                               "or two branches joined by an add")
     if residual_add is None:
         post_act, post_act_node = None, None
@@ -389,6 +396,29 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     chain = PrunedChain(steps, kind="chain", name=name, residual=residual_add is not None, post_act=post_act)
     chain.kind = infer_kind(chain)
     return chain
+
+
+def _first_foreign(nodes: list[fx.Node], module: nn.Module) -> fx.Node | None:
+    """The first node that no chain may contain (a norm written as raw ops, a pool, a concat...)."""
+    for n in nodes:
+        if n.op in ("placeholder", "output", "get_attr") or _param_of(n, module) is not None:
+            continue
+        if n.op == "call_module":
+            m = module.get_submodule(n.target)
+            if _is_leaf(m) and not isinstance(m, nn.modules.batchnorm._BatchNorm) or isinstance(m, nn.BatchNorm2d):
+                continue
+            if isinstance(m, nn.AdaptiveAvgPool2d):
+                continue
+            return n
+        if _act_node(n, module) is not None or _permute_dims(n) is not None:
+            continue
+        t = n.target
+        if t in ADD or t in MUL or t in ("add", "add_", "mul", "mul_", "mean") or t in PASS_METHODS:
+            continue
+        if t is F.adaptive_avg_pool2d or t is F.dropout:
+            continue
+        return n
+    return None
 
 
 def _is_const_path(n: fx.Node, visited: set[fx.Node], module: nn.Module) -> bool:
