@@ -45,7 +45,7 @@ def warn_estimated(device: str, runtime: str, precision: str, *, stream: Any = N
         from compress.latency.roofline import estimate_detail
 
         extra = f" Estimate: {estimate_detail(profile)}."
-    (stream or sys.stderr).write(f"warning: {ESTIMATE_NOTE.format(device=device)}.{extra} "
+    (stream or sys.stderr).write(f"warning: {ESTIMATE_NOTE.format(device=device + mode_flag(profile))}.{extra} "
                                  f"[{device}, {runtime}, {precision}]\n")
 
 
@@ -256,7 +256,7 @@ class LatencyModel:
             table = LatencyTable.load(path)
             check_table_mode(prof, table.meta, path)  # measured in another power mode: refused with the fix
             return cls.from_table(table, sp, profile=prof, compiled=comp)
-        fix = profile_command(prof.name, rt, prec, batch)
+        fix = profile_command(prof.name + mode_flag(prof), rt, prec, batch)
         if not allow_estimate:
             raise UsageError(f"no measured latency table for {prof.name} / {rt} / {prec} / batch {batch} / {label} "
                              f"(looked for {path}); measure one with `{fix}`")
@@ -278,6 +278,16 @@ class LatencyModel:
                                  "definition or hash changed); they are NOT used. Re-run `compress profile` for this "
                                  "supernet.\n")
         return cls.from_roofline(sp, prof, runtime=rt, precision=prec, batch=batch, compiled=comp)
+
+
+def mode_flag(profile: Any) -> str:
+    """`` --power-mode M`` for a profile resolved at a non-default mode (fix commands must name it)."""
+    mode = getattr(profile, "power_mode", None)
+    if not mode:
+        return ""
+    from compress.hardware.modes import default_mode_name
+
+    return "" if mode == default_mode_name(profile) else f" --power-mode {mode}"
 
 
 def profile_command(device: str, runtime: str, precision: str, batch: int = 1) -> str:

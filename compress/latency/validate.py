@@ -91,7 +91,7 @@ def validate(*, device: str, runtime: str | None = None, precision: str | None =
     rt = prof.check_runtime(runtime)
     prec = prof.check_precision(precision)
     space = resolve_space(supernet)
-    model = LatencyModel.load(device=prof.name, runtime=rt, precision=prec, batch=batch, space=space, tables=tables,
+    model = LatencyModel.load(device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=space, tables=tables,
                               profiles=profiles, allow_estimate=False)
     roof = LatencyModel.from_roofline(space, prof, runtime=rt, precision=prec, batch=batch, compiled=model.compiled)
     net = resolve_supernet(supernet if supernet is not None else space, seed=seed)

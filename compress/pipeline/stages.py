@@ -439,7 +439,7 @@ class BenchStage(Stage):
             by_rt.setdefault(rt, []).append((label, path))
         for rt, its in by_rt.items():
             with _bar(ctx, f"bench {rt}") as tick:
-                res = bench([p for _, p in its], device=prof.name, runtime=rt, batch=1, threads=b.threads,
+                res = bench([p for _, p in its], device=prof.table_device, runtime=rt, batch=1, threads=b.threads,
                             warmup=b.warmup, iterations=b.iterations, rounds=b.rounds, remote=b.remote,
                             out=work / rt, command="compress pipeline (bench)",
                             progress=(lambda name, done, total: tick("timing", done, total)) if tick else None)

@@ -217,7 +217,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
                                  f"which covers supernet subnets only and {model} is not one; prune for --device "
                                  "local-cpu (measured here) or run compress prune on the device itself")
             space, cfg, sigs = subnet_block_signatures(base, lm.source, lm.input_shape)
-            table = LatencyModel.load(device=prof.name, runtime=rt, space=space, tables=tables, profiles=profiles)
+            table = LatencyModel.load(device=prof.table_device, runtime=rt, space=space, tables=tables, profiles=profiles)
             latency = TableBlockLatency(model=table, config=cfg, blocks=sigs)
         target = {"device": prof.name, "runtime": rt, "source": latency.source}
     # another device's table prices blocks and predicts the whole model: nothing is timed here
