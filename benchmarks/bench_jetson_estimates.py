@@ -20,7 +20,6 @@ Usage: ``python benchmarks/bench_jetson_estimates.py [--out benchmarks/results/j
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
