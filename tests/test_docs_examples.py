@@ -12,6 +12,8 @@ one page run in order, in one temporary working directory (so a tutorial's later
 its earlier blocks wrote), with the repository's top-level entries linked in (paths such as
 ``examples/demo.yaml`` resolve as from the repository root), the venv's ``compress`` first on
 PATH and a private ``XDG_CACHE_HOME`` (no per-user latency tables or caches leak in or out).
+Bash blocks run under ``bash -e -o pipefail`` (an expected failure is written so the block still
+succeeds: ``! cmd`` or ``cmd || test $? -eq 2``); Python blocks run one by one with ``python -c``.
 A failing block is reported by ``file:line``.
 """
 
