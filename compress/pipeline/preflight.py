@@ -136,6 +136,15 @@ def _check_devices(cfg: PipelineCfg, out: list[Problem]) -> list[dict[str, Any]]
             msg = str(err)
             out.append(Problem("device", f"{what}: {msg.split('; ')[0]}", msg.split("; ", 1)[1] if "; " in msg else
                                "see `compress devices`"))
+    if cfg.prune.device and cfg.model is None and good:
+        try:
+            pname = get_profile(cfg.prune.device).name
+            if pname not in names:
+                out.append(Problem("device", f"prune.device '{cfg.prune.device}' is not one of the pipeline's devices "
+                                   f"({', '.join(g['cfg'].name for g in good)})",
+                                   "add it to `devices:` or prune for one of them"))
+        except CompressError:
+            pass  # reported above
     if cfg.tables and not Path(cfg.tables).expanduser().is_dir():
         out.append(Problem("profiles", f"tables: directory not found: {cfg.tables}",
                            "give the directory `compress profile --tables` wrote, or remove `tables:`"))
@@ -192,7 +201,12 @@ def _check_budgets(cfg: PipelineCfg, good: list[dict[str, Any]], ckpt: Path | No
     from compress.supernet import SearchSpace
     from compress.supernet.checkpoint import read_checkpoint_header
 
-    space = SearchSpace.from_dict(read_checkpoint_header(ckpt)["space"])
+    try:
+        space = SearchSpace.from_dict(read_checkpoint_header(ckpt)["space"])
+    except CompressError as err:
+        out.append(Problem("model", str(err).split("; ")[0], str(err).split("; ", 1)[1] if "; " in str(err)
+                           else "give a supernet checkpoint written by compress (or `default`)"))
+        return
     cost, gs = SpaceCost(space), gene_space_for(space)
     s = cfg.search
     tables = Path(cfg.tables).expanduser() if cfg.tables and Path(cfg.tables).expanduser().is_dir() else None

@@ -58,6 +58,8 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: boo
     # problems at once with their fixes, before anything is written (compress.pipeline.preflight)
     from compress.pipeline.preflight import preflight, raise_if_problems
 
+    if resume and not check_only and _read_state(run_dir) is None:  # (checked again under the lock)
+        raise UsageError(f"--resume: {run_dir} holds no pipeline run to continue; run without --resume")
     pre = preflight(cfg, run_dir=run_dir)
     raise_if_problems(pre, source=str(path))
     if console is not None:
