@@ -161,3 +161,56 @@ def test_slow_examples(page: Path, tmp_path: Path) -> None:
     # run blocks of the page first: slow blocks may build on them (a tutorial's set-up).
     blocks = [b for b in exec_blocks() if b.path == page and b.marker in {"run", "slow"}]
     run_blocks(blocks, tmp_path)
+
+
+SUBCOMMANDS_WITH_CHILDREN = {"latency"}
+OPTION = re.compile(r"(?<![\w-])(--[a-z0-9][a-z0-9-]*)")
+
+
+def documented_invocations() -> list[tuple[str, str, list[str]]]:
+    """(file:line, command, options) for every `compress CMD --opt ...` in a bash block, any marker."""
+    return [inv for b in exec_blocks() if b.lang in {"bash", "sh", "shell", "console"} for inv in invocations(b)]
+
+
+def invocations(b: Block) -> list[tuple[str, str, list[str]]]:
+    """(file:line, command, options) of each `compress CMD ...` in one block; comments ignored."""
+    found = []
+    text = b.code.replace("\\\n", " ")
+    for k, line in enumerate(text.splitlines()):
+        line = line.split("#", 1)[0]
+        for part in re.split(r"&&|\|\||[|;]|\$\(", line):
+            words = part.split()
+            if not words or words[0] != "compress" or len(words) < 2 or words[1].startswith("-"):
+                continue
+            cmd = words[1]
+            if cmd in SUBCOMMANDS_WITH_CHILDREN and len(words) > 2 and not words[2].startswith("-"):
+                cmd = f"{cmd} {words[2]}"
+            opts = [m.group(1) for w in words[2:] if (m := OPTION.match(w.split("=", 1)[0]))]
+            found.append((f"{b.where} (+{k})", cmd, opts))
+    return found
+
+
+def test_documented_options_exist() -> None:
+    """Every option an example passes to `compress CMD` is one CMD --help lists (manual blocks too)."""
+    env = dict(os.environ, COLUMNS="250")
+    helps: dict[str, set[str] | None] = {}
+    bad = []
+    for where, cmd, opts in documented_invocations():
+        if cmd not in helps:
+            p = subprocess.run([str(Path(sys.executable).parent / "compress"), *cmd.split(), "--help"],
+                               capture_output=True, text=True, env=env, timeout=120)
+            helps[cmd] = set(OPTION.findall(p.stdout + p.stderr)) if p.returncode == 0 else None
+        known = helps[cmd]
+        if known is None:
+            bad.append(f"{where}: `compress {cmd}` is not a command")
+            continue
+        bad += [f"{where}: `compress {cmd}` has no option {o}" for o in opts if o not in known]
+    assert not bad, "\n".join(bad)
+
+
+def test_invocations_are_parsed() -> None:
+    blk = Block(path=ROOT / "README.md", line=3, lang="bash", marker="manual",
+                code="compress export m --format onnx \\\n    --out r && compress latency predict x --breakdown | jq .\n"
+                     "python -m x --y  # compress bench --not-this\ncompress --version\n")
+    assert [(c, o) for _, c, o in invocations(blk)] == [("export", ["--format", "--out"]),
+                                                         ("latency predict", ["--breakdown"])]
