@@ -33,6 +33,10 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
+# The format registry (compress.export.formats) is filled here: each format module registers itself
+# on import. None of them imports torch, onnx or openvino at module level.
+from compress.export import onnx, openvino, tensorrt  # noqa: E402,F401
+
 
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
@@ -40,8 +44,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'compress.export' has no attribute '{name}'")
     mod, _, attr = target.partition(":")
     value = getattr(importlib.import_module(mod), attr)
-    if name == "FORMATS":
-        importlib.import_module("compress.export.formats")._ensure()
     globals()[name] = value
     return value
 

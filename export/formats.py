@@ -33,6 +33,8 @@ class Format:
                 "description": self.description}
 
 
+# Filled by the format modules (onnx, openvino, tensorrt) when they are imported; the package
+# ``compress/export/__init__.py`` imports them, so the registry is full once ``compress.export`` is.
 FORMATS: Registry[Format] = Registry("export format")
 
 
@@ -41,16 +43,8 @@ def register(fmt: Format) -> Format:
     return fmt
 
 
-def _ensure() -> None:
-    # Importing the format modules registers them; none of them imports torch at module level.
-    import compress.export.onnx  # noqa: F401
-    import compress.export.openvino  # noqa: F401
-    import compress.export.tensorrt  # noqa: F401
-
-
 def resolve_formats(spec: str | Sequence[str]) -> list[Format]:
     """Parse ``"onnx,ov"`` (or a list) into formats, in registry order, without duplicates."""
-    _ensure()
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
     if not items:
         raise UsageError(f"no export format given; choose from: {', '.join(FORMATS.names())}")
@@ -69,5 +63,4 @@ def check_capabilities(formats: Sequence[Format], *, precision: str, dynamic: bo
 
 
 def format_table() -> list[dict[str, Any]]:
-    _ensure()
     return [f.capabilities() for _n, f in FORMATS.items()]

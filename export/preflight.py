@@ -267,9 +267,8 @@ def preflight(onnx_path: str | Path, target: str, *, precision: str = "fp32", de
     >>> preflight("run/model.onnx", "tensorrt", trt_version="10.3").passed  # doctest: +SKIP
     True
     """
-    from compress.export.formats import FORMATS, _ensure
+    from compress.export.formats import FORMATS
 
-    _ensure()
     name = FORMATS.canonical(target)
     path = Path(onnx_path)
     model = _load(path)

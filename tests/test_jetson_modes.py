@@ -13,8 +13,8 @@ import pytest
 
 from compress.core.errors import UsageError
 from compress.hardware import get_profile
+from compress.hardware.profile import check_measured_mode
 from compress.hardware.modes import (
-    check_measured_mode,
     mode_mismatch,
     parse_jetson_clocks,
     parse_nvpmodel,

@@ -120,7 +120,7 @@ def test_estimated_model_warns_once_and_missing_table_can_be_an_error(tmp_path, 
 
 def test_calibration_set_covers_extremes_and_the_front_and_gflop_feature() -> None:
     from compress.latency.profile import calibration_genes
-    from compress.search.cost import SpaceCost
+    from compress.latency.space_cost import SpaceCost
 
     space = get_space("convnext-small-input")
     comp = compile_space(space)

@@ -57,7 +57,7 @@ def _check_candidate(space, cost, lat, c, *, budget=None, max_params=None, max_m
 
 def test_constraints_hold_for_every_returned_candidate(ckpt, tables):
     from compress.latency.predict import LatencyModel
-    from compress.search.cost import SpaceCost
+    from compress.latency.space_cost import SpaceCost
     from compress.supernet import load_checkpoint
 
     space = load_checkpoint(ckpt).space

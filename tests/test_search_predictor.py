@@ -95,7 +95,7 @@ def test_corrupted_predictor_file_errors(tmp_path):
 
 
 def test_vectorised_cost_matches_space_count():
-    from compress.search.cost import SpaceCost
+    from compress.latency.space_cost import SpaceCost
     from compress.supernet import get_space
 
     space = get_space("mbv3-small-input")

@@ -34,7 +34,7 @@ def _grads(net, terms, x, y, **kw):
 
 
 def test_plan_follows_the_schedule(setup):
-    from compress.train.recipe import get_recipe
+    from compress.train.recipes import get_recipe
 
     cfg, space, data, _ = setup
     spe = 8

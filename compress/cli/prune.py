@@ -90,8 +90,8 @@ def prune_cmd(
             raise UsageError("--method updp needs exactly one of --blocks K or --latency-ms X")
         opts = dict(model=model, data=data, epochs=epochs, blocks=blocks, latency_ms=latency_ms, device=device,
                     runtime=runtime, teacher=teacher, weights=str(weights) if weights else None, subnet=subnet,
-                    seed=seed, out=out, progress=True, selection=(selection or Selection.proxy).value,
-                    tables=tables, profiles=profiles)
+                    seed=seed, out=out, selection=(selection or Selection.proxy).value, tables=tables,
+                    profiles=profiles, progress=lambda msg: console.print(f"[dim]updp:[/dim] {msg}"))
     else:
         opts = dict(model=model, subnet=subnet, weights=str(weights) if weights else None, data=data, epochs=epochs,
                     mass=0.95 if mass is None else mass, mode=(mode or Mode.decoupled).value, seed=seed, out=out,

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from compress.hardware.profile import Spec
 
 
 def _cpuinfo() -> str:
@@ -64,7 +61,8 @@ def flops_per_cycle(flags: set[str]) -> int:
 
 
 @lru_cache(maxsize=1)
-def _detected() -> dict[str, float | str | bool]:
+def detected() -> dict[str, float | str | bool]:
+    """What this machine has (model, usable cores, clock, FP32 FLOP/cycle/core, bf16); cached."""
     flags = cpu_flags()
     cores = usable_cores()
     ghz = cpu_clock_ghz() or 2.5
@@ -81,28 +79,8 @@ def has_bf16(flags: set[str] | None = None) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def detect_precisions(listed: list[str], flags: set[str] | None = None) -> list[str]:
+def detect_precisions(listed: Sequence[str], flags: set[str] | None = None) -> list[str]:
     """The profile's precisions this CPU has: bf16 only with AVX512-BF16/AMX (emulated bf16 is slower
     than f32, so a table or a search at bf16 there would mislead); the others as listed."""
     bf16 = has_bf16(flags)
     return [p for p in listed if p != "bf16" or bf16]
-
-
-def detect_local_spec(base: Spec | None) -> Spec:
-    """Fill the ``local-cpu`` spec from this machine; values from the YAML are kept as defaults."""
-    from compress.hardware.profile import Figure, Spec
-
-    d = _detected()
-    src = f"detected at run time: {d['model']}, {d['cores']} usable cores, {float(d['ghz']):.2f} GHz, {d['fpc']} FP32 FLOP/cycle/core (estimate)"
-    fp32 = float(d["cores"]) * float(d["ghz"]) * float(d["fpc"]) / 1000.0
-    peak = {"fp32": Figure(value=fp32, unit="TFLOPS", source=src, unconfirmed=True)}
-    if d["bf16"]:
-        peak["bf16"] = Figure(value=2 * fp32, unit="TFLOPS", source=src + "; AVX512_BF16", unconfirmed=True)
-    bw = base.memory_bandwidth if base else Figure(value=20.0, unit="GB/s", source="assumed", unconfirmed=True)
-    return Spec(
-        peak=peak, memory_bandwidth=bw,
-        cores=Figure(value=float(d["cores"]), unit="cores", source=src),
-        clock_ghz=Figure(value=float(d["ghz"]), unit="GHz", source=src, unconfirmed=True),
-        layer_overhead_us=base.layer_overhead_us if base else None,
-        efficiency=dict(base.efficiency) if base else {}, detected=True,
-    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from compress.core.errors import UsageError
 
@@ -59,7 +59,7 @@ def find_mode(prof: HardwareProfile, mode: str) -> PowerMode:
                   f"(default {default_mode_name(prof)}); see `compress devices {prof.name}`")
 
 
-def _raise(msg: str) -> Any:
+def _raise(msg: str) -> NoReturn:
     raise UsageError(msg)
 
 
@@ -83,7 +83,7 @@ def apply_power_mode(prof: HardwareProfile, mode: str | None) -> HardwareProfile
     m = find_mode(prof, mode or default_mode_name(prof) or "")
     if prof.spec is None:
         return prof.model_copy(update={"power_mode": m.name})
-    from compress.hardware.profile import Figure
+    from compress.hardware.figure import Figure
 
     spec = prof.spec
     base = find_mode(prof, default_mode_name(prof) or m.name)
@@ -247,15 +247,3 @@ def check_table_mode(prof: HardwareProfile, meta: Any, path: Any) -> None:
                              f"'{prof.power_mode}' asked for; measure this mode with `compress profile --device "
                              f"{prof.name} --power-mode {prof.power_mode} --remote user@host`{how}, or ask for "
                              f"--power-mode {name}")
-
-
-def check_measured_mode(prof_name: str, asked: str | None, state: dict[str, Any] | None, *, where: str = "the board") -> None:
-    """Before a table is written: refuse when the board (its device state) is not in the mode asked for."""
-    if not asked:
-        return
-    from compress.hardware.profile import get_profile
-
-    prof = get_profile(prof_name, power_mode=asked)
-    msg = mode_mismatch(prof, state)
-    if msg:
-        raise UsageError(f"{where}: {msg}; nothing was written to the {asked} table")

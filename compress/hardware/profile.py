@@ -19,20 +19,11 @@ from pydantic import Field, field_validator
 
 from compress.core.config import StrictModel, load_model_yaml
 from compress.core.errors import UsageError, unknown
+from compress.hardware.figure import Figure as Figure  # the lowest schema type (modes.py builds them too)
 
 Runtime = Literal["tensorrt", "openvino", "onnxruntime", "torch"]
 RUNTIMES: tuple[str, ...] = ("tensorrt", "openvino", "onnxruntime", "torch")
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-
-
-class Figure(StrictModel):
-    """A datasheet number with where it came from."""
-
-    value: float = Field(gt=0)
-    unit: str
-    source: str = Field(min_length=3)
-    unconfirmed: bool = False
-    note: str | None = None
 
 
 class Spec(StrictModel):
@@ -163,6 +154,29 @@ class HardwareProfile(StrictModel):
         return precision
 
 
+def detect_local_spec(base: Spec | None) -> Spec:
+    """Fill the ``local-cpu`` spec from this machine; values from the YAML are kept as defaults.
+
+    The probes live in :mod:`compress.hardware.local`, below this module (it knows nothing of the
+    profile schema); the schema's types are built here."""
+    from compress.hardware.local import detected
+
+    d = detected()
+    src = f"detected at run time: {d['model']}, {d['cores']} usable cores, {float(d['ghz']):.2f} GHz, {d['fpc']} FP32 FLOP/cycle/core (estimate)"
+    fp32 = float(d["cores"]) * float(d["ghz"]) * float(d["fpc"]) / 1000.0
+    peak: dict[Precision, Figure] = {"fp32": Figure(value=fp32, unit="TFLOPS", source=src, unconfirmed=True)}
+    if d["bf16"]:
+        peak["bf16"] = Figure(value=2 * fp32, unit="TFLOPS", source=src + "; AVX512_BF16", unconfirmed=True)
+    bw = base.memory_bandwidth if base else Figure(value=20.0, unit="GB/s", source="assumed", unconfirmed=True)
+    return Spec(
+        peak=peak, memory_bandwidth=bw,
+        cores=Figure(value=float(d["cores"]), unit="cores", source=src),
+        clock_ghz=Figure(value=float(d["ghz"]), unit="GHz", source=src, unconfirmed=True),
+        layer_overhead_us=base.layer_overhead_us if base else None,
+        efficiency=dict(base.efficiency) if base else {}, detected=True,
+    )
+
+
 def builtin_profiles_dir() -> Path:
     """The shipped profiles: package data ``compress.hardware_profiles`` (the repository's
     top-level ``hardware_profiles/``, mapped in pyproject.toml), found via importlib.resources."""
@@ -228,7 +242,7 @@ def get_profile(name: str, *, profiles_dir: str | Path | None = None, power_mode
             raise unknown("device", name, [*profiles, *by_alias])
         prof = by_alias[key]
     if prof.detect:
-        from compress.hardware.local import detect_local_spec, detect_precisions
+        from compress.hardware.local import detect_precisions
 
         prof = prof.model_copy(update={"spec": detect_local_spec(prof.spec),
                                        "precisions": detect_precisions(prof.precisions)})
@@ -277,3 +291,15 @@ def _default_mode(prof: HardwareProfile) -> str | None:
     from compress.hardware.modes import default_mode_name
 
     return default_mode_name(prof)
+
+
+def check_measured_mode(prof_name: str, asked: str | None, state: dict[str, Any] | None, *, where: str = "the board") -> None:
+    """Before a table is written: refuse when the board (its device state) is not in the mode asked for."""
+    if not asked:
+        return
+    from compress.hardware.modes import mode_mismatch
+
+    prof = get_profile(prof_name, power_mode=asked)
+    msg = mode_mismatch(prof, state)
+    if msg:
+        raise UsageError(f"{where}: {msg}; nothing was written to the {asked} table")

@@ -79,7 +79,7 @@ def calibration_genes(space: Any, model: Any, rng: np.random.Generator, n: int, 
     quantiles of the uncalibrated sum (``quantile``); the rest uniformly random (``random``).
     Canonical and distinct; same ``rng`` state, same rows.
     """
-    from compress.search.cost import SpaceCost
+    from compress.latency.space_cost import SpaceCost
 
     ext = [space.to_genes(space.min_config()), space.to_genes(space.max_config())]
     if resolutions:
@@ -285,7 +285,7 @@ def profile_table(*, device: str, runtime: str | None = None, precision: str | N
     if remote is None:
         table.meta.host = host_meta(rt)
         if prof.power_mode:
-            from compress.hardware.modes import check_measured_mode
+            from compress.hardware.profile import check_measured_mode
 
             check_measured_mode(prof.name, prof.power_mode, table.meta.host, where="this machine")
         drift = _profile_local(table, todo, settings, progress)

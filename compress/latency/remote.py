@@ -90,7 +90,7 @@ def profile_remote(table: LatencyTable, todo: list[BlockSignature], settings: Me
             if not table.meta.host:
                 table.meta.host = {**(res.get("device_state_before") or {}), "remote": remote}
                 if table.meta.power_mode:  # a Jetson in another nvpmodel mode: refuse before saving
-                    from compress.hardware.modes import check_measured_mode
+                    from compress.hardware.profile import check_measured_mode
 
                     check_measured_mode(table.meta.device.split("@")[0], table.meta.power_mode, table.meta.host,
                                         where=remote)

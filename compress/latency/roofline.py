@@ -189,11 +189,11 @@ def _mode(profile: Any) -> Any:
 
 
 def profile_calibration(profile: Any) -> Any:
-    """The :class:`~compress.latency.published.RoofCalibration` a profile names, or None."""
+    """The :class:`~compress.latency.calibration.RoofCalibration` a profile names, or None."""
     name = getattr(profile, "calibration", None)
     if not name:
         return None
-    from compress.latency.published import load_calibration
+    from compress.latency.calibration import load_calibration
 
     return load_calibration(name)
 

@@ -92,22 +92,6 @@ def _record(res: Any, work: Path) -> dict[str, Any]:
     return d
 
 
-def bench_items(ctx: Context, runtimes: list[str]) -> list[tuple[str, str, str]]:
-    """``(label, path, runtime)`` of the quantized models the bench stage times beside the fp32 ones:
-    ``final-<prec>:<rt>`` per quantized runtime it benchmarks, ``searched-<prec>:<rt>`` for the
-    quantized searched subnet."""
-    if "quantize" not in ctx.records:
-        return []
-    r = ctx.result("quantize")
-    prec = r["precision"]
-    items = [(f"final-{prec}:{rt}", str(ctx.path("quantize", q["path"])), rt)
-             for rt, q in r["runtimes"].items() if rt in runtimes]
-    s = r.get("searched")
-    if s and s["runtime"] in runtimes:
-        items.append((f"searched-{prec}:{s['runtime']}", str(ctx.path("quantize", s["path"])), s["runtime"]))
-    return items
-
-
 def summary_section(ctx: Context) -> dict[str, Any]:
     """``summary.json["quantization"]``: per runtime, top-1 fp32 vs quantized and the drop (what the
     ``max_quant_drop`` gate reads), the quantizer's own timing, and the bench stage's interleaved

@@ -400,6 +400,22 @@ _RUNTIME_KINDS = {"onnxruntime": ("onnx",), "openvino": ("openvino-ir", "onnx"),
                   "torch": ()}
 
 
+def bench_items(ctx: Context, runtimes: list[str]) -> list[tuple[str, str, str]]:
+    """``(label, path, runtime)`` of the quantized models the bench stage times beside the fp32 ones:
+    ``final-<prec>:<rt>`` per quantized runtime it benchmarks, ``searched-<prec>:<rt>`` for the
+    quantized searched subnet."""
+    if "quantize" not in ctx.records:
+        return []
+    r = ctx.result("quantize")
+    prec = r["precision"]
+    items = [(f"final-{prec}:{rt}", str(ctx.path("quantize", q["path"])), rt)
+             for rt, q in r["runtimes"].items() if rt in runtimes]
+    s = r.get("searched")
+    if s and s["runtime"] in runtimes:
+        items.append((f"searched-{prec}:{s['runtime']}", str(ctx.path("quantize", s["path"])), s["runtime"]))
+    return items
+
+
 class BenchStage(Stage):
     name = "bench"
     needs = ("train", "profile", "search", "prune", "quantize", "export")
@@ -429,8 +445,6 @@ class BenchStage(Stage):
             raise UsageError(f"bench: nothing to time on {prof.name}: " + "; ".join(skipped))
         if ex.get("baseline"):
             items.append(("searched:" + b.runtimes[0], str(ctx.path("export", ex["baseline"])), items[0][2]))
-        from compress.pipeline.quantize_stage import bench_items
-
         items += bench_items(ctx, list(b.runtimes))  # quantized models, interleaved with the fp32 ones
         results = {}
         ctx.log(f"  benchmarking {len(items)} artefacts on {prof.name}" + (f" via {b.remote}" if b.remote else ""))
@@ -471,11 +485,6 @@ class CheckStage(Stage):
         res = check(ctx.run_dir, junit=work / "junit.xml")
         return {**res, "junit": "junit.xml"}
 
-
-from compress.pipeline.quantize_stage import QuantizeStage  # noqa: E402 - it builds on the helpers above
-
-STAGES: list[Stage] = [TrainStage(), ProfileStage(), SearchStage(), PruneStage(), QuantizeStage(), ExportStage(),
-                       BenchStage(), CheckStage()]
 
 
 class _bar:

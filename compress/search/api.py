@@ -213,7 +213,7 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
     Same ``seed``, same result.
     """
     from compress.core.runs import RunDir, sha256_file
-    from compress.search.cost import SpaceCost
+    from compress.latency.space_cost import SpaceCost
     from compress.supernet import SearchSpace
     from compress.supernet.checkpoint import read_checkpoint_header
 

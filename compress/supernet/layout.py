@@ -10,7 +10,12 @@ SE and linear layers (BatchNorm, activations, pooling and additions are not coun
 
 from __future__ import annotations
 
-from compress.supernet.space import BlockSpec, Cost, SearchSpace, SubnetConfig, conv_out, make_divisible
+from typing import TYPE_CHECKING
+
+from compress.supernet.specs import BlockSpec, Cost, conv_out, make_divisible
+
+if TYPE_CHECKING:  # the space's methods call into this module; it only needs the types
+    from compress.supernet.space import SearchSpace, SubnetConfig
 
 
 def _mid(space: SearchSpace, ch: int, e: float) -> int:

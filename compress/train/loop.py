@@ -23,7 +23,7 @@ from compress.train import net as netapi
 from compress.train.checkpoint import Checkpointer, rng_state, set_rng_state
 from compress.train.config import TrainConfig
 from compress.train.metrics import MetricsLog, plot_curves
-from compress.train.recipe import get_recipe
+from compress.train.recipes import get_recipe
 from compress.train.schedule import step_seed
 
 SUPERNET_FILE = "supernet.safetensors"

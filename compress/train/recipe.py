@@ -82,11 +82,5 @@ def compofa_sample(space: Any, rng: np.random.Generator, *, kernel: str = "max")
                         kernels=kernels, expands=expands)
 
 
+# Filled by the recipe modules when they are imported; :mod:`compress.train.recipes` imports them all.
 RECIPES: Registry[type[Recipe]] = Registry("training recipe")
-
-
-def get_recipe(name: str) -> type[Recipe]:
-    # import for registration side effects
-    from compress.train import bignas, deps, ofa_ps  # noqa: F401
-
-    return RECIPES.get(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,11 +23,9 @@ _T0 = [time.time()]
 def _log(progress: bool | Callable[[str], None], msg: str) -> None:
     msg = f"[{time.time() - _T0[0]:6.1f}s] {msg}"
     if callable(progress):
-        progress(msg)
+        progress(msg)  # the caller decides how to show it (the CLI: its rich console)
     elif progress:
-        from compress.cli.common import console
-
-        console.print(f"[dim]updp:[/dim] {msg}")
+        print(f"updp: {msg}", file=sys.stderr, flush=True)
 
 
 def _load(ref: str, *, weights: str | None, subnet: str | None, info, image_size: int | None):
@@ -44,22 +43,6 @@ def _load(ref: str, *, weights: str | None, subnet: str | None, info, image_size
     if subnet:
         opts["subnet"] = subnet
     return load_model(ref, **opts)
-
-
-def block_inputs(module, names: list[str], input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Input shape (batch excluded) of each named block, from one forward pass of batch 1."""
-    import torch
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [module.get_submodule(n).register_forward_pre_hook(
-        lambda _m, a, n=n: shapes.__setitem__(n, tuple(a[0].shape[1:]))) for n in names]
-    try:
-        with torch.no_grad():
-            module.eval()(torch.zeros(1, *input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
 
 
 def _campaigns(latency, items, repeats: int) -> tuple[list[dict[str, float]], bool]:
@@ -84,7 +67,7 @@ def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.
     """
     from compress.prune.updp.forms import forms_for, merge
     from compress.prune.updp.candidates import chain_of, to_pruned
-    from compress.prune.updp.latency import BlockItem
+    from compress.prune.updp.latency import BlockItem, block_inputs
     from compress.prune.updp.select import decide
 
     shapes = block_inputs(module, [c.name for c in cands], input_shape)

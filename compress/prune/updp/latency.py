@@ -163,6 +163,20 @@ class TableBlockLatency:
         return out
 
 
+def block_inputs(module, names: list[str], input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Input shape (batch excluded) of each named block, from one forward pass of batch 1."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [module.get_submodule(n).register_forward_pre_hook(
+        lambda _m, a, n=n: shapes.__setitem__(n, tuple(a[0].shape[1:]))) for n in names]
+    try:
+        with torch.no_grad():
+            module.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
 def subnet_block_signatures(module: nn.Module, source: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[Any, Any, dict[str, Any]]:
     """``(space, config, {block name: signature})`` of an exported supernet subnet.
 
@@ -187,8 +201,6 @@ def subnet_block_signatures(module: nn.Module, source: dict[str, Any], input_sha
     if len(mods) != len(specs):
         raise UsageError(f"the model has {len(mods)} blocks but its recorded subnet has {len(specs)}: it was changed "
                          "after export (already pruned?); use --device local-cpu, measured here")
-    from compress.prune.updp.api import block_inputs
-
     shapes = block_inputs(module, mods, input_shape)
     for n, sig in zip(mods, specs):
         c, h = shapes[n][0], shapes[n][-1]

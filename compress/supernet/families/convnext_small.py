@@ -9,7 +9,7 @@ BN recalibration and depth pruning can fold the norm exactly.
 
 from __future__ import annotations
 
-from compress.supernet.families import register_family
+from compress.supernet.families.registry import register_family
 from compress.supernet.space import HeadSpec, SearchSpace, StageSpec, StemSpec
 
 

@@ -9,7 +9,7 @@ width multiplier {0.75, 1.0}, resolution {28, 32}; head 1x1 192 (BN, h-swish), p
 
 from __future__ import annotations
 
-from compress.supernet.families import register_family
+from compress.supernet.families.registry import register_family
 from compress.supernet.space import FirstBlockSpec, HeadSpec, SearchSpace, StageSpec, StemSpec
 
 

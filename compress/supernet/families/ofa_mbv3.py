@@ -10,7 +10,7 @@ classifier. ``width_mult`` 1.2 scales every width with OFA's make_divisible (24/
 from __future__ import annotations
 
 from compress.core.errors import UsageError
-from compress.supernet.families import register_family
+from compress.supernet.families.registry import register_family
 from compress.supernet.space import FirstBlockSpec, HeadSpec, SearchSpace, StageSpec, StemSpec, make_divisible
 
 BASE = [16, 16, 24, 40, 80, 112, 160, 960, 1280]

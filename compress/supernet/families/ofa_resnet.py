@@ -10,7 +10,7 @@ whole net (OFA: per stage). Its weights therefore do not load OFA-ResNet50 check
 
 from __future__ import annotations
 
-from compress.supernet.families import register_family
+from compress.supernet.families.registry import register_family
 from compress.supernet.space import HeadSpec, SearchSpace, StageSpec, StemSpec
 
 

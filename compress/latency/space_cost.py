@@ -1,7 +1,9 @@
 """Vectorised params, MACs and channel-multiple checks over gene rows of a supernet search space.
 
-Reuses the latency layer's compiled space (:func:`compress.latency.compiled.compiled_space`: per
-layer, a lookup array from the genes it depends on to its shape signature), so params and MACs of
+It lives in the latency layer, where both the latency tables (calibration choices in
+:mod:`compress.latency.profile`) and search can use it. Reuses the compiled space
+(:func:`compress.latency.compiled.compiled_space`: per layer, a lookup array from the genes it
+depends on to its shape signature), so params and MACs of
 100,000 configs cost a few integer gathers. Each signature's cost comes from the supernet's own
 analytic counter (:func:`compress.supernet.layout.spec_cost`), and :class:`SpaceCost` checks itself
 against ``space.count(cfg)`` on random configs when built.
