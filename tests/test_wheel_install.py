@@ -71,8 +71,8 @@ def test_wheel_contents(installed):
     names = zipfile.ZipFile(installed["whl"]).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"compress", "compress-0.1.0.dist-info"}  # no top-level export or hardware_profiles
-    profiles = sorted(p.name for p in (REPO / "hardware_profiles").glob("*.yaml"))
-    assert profiles and {f"compress/hardware_profiles/{p}" for p in profiles} <= set(names)
+    data = sorted(p.relative_to(REPO / "hardware_profiles").as_posix() for p in (REPO / "hardware_profiles").rglob("*.yaml"))
+    assert data and {f"compress/hardware_profiles/{p}" for p in data} <= set(names)  # profiles, published rows, calibrations
     assert "compress/supernet/default/supernet.safetensors" in names
     assert {"compress/export/__init__.py", "compress/export/runtimes/ort.py",
             "compress/export/bundle/build_engine.py"} <= set(names)
