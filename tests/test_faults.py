@@ -149,6 +149,9 @@ def test_read_only_output_directory(mounts, tmp_path, cmd):
     r = runner.invoke(app, _argv(cmd, ro / "run", tmp_path))
     line = one_error_line(r.stderr)
     assert r.exit_code == 2, r.stderr
+    if cmd == "pipeline":  # the pipeline's preflight lists every problem of the YAML, one per line
+        assert "read-only file system" in r.stderr.lower() and str(ro) in r.stderr and "--out" in r.stderr
+        return
     assert "read-only file system" in line and str(ro) in line
     assert ("--tables" if cmd == "profile" else "--out") in line
 
@@ -311,3 +314,240 @@ def test_temp_dirs_of_dead_processes_are_removed(tmp_path, monkeypatch):
     with temp_workdir("compress-latency-") as td:
         assert Path(td).name.startswith(f"compress-latency-{os.getpid()}-")
     assert not gone.exists() and alive.exists() and legacy.exists()
+
+
+# ---- SIGKILL at seeded random moments, then the next run (slow) ----------------------------------
+
+TESTS = Path(__file__).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+# `compress` with the tests' exporttest:NAME models registered
+CLI = [sys.executable, "-c", "import _export_helpers; from compress.cli.main import main; main()"]
+
+
+def run_killed(argv: list[str], *, at: float, cwd: Path | None = None) -> subprocess.CompletedProcess | None:
+    """Start ``argv``; SIGKILL it ``at`` seconds later. None if killed, else the finished process."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd)
+    try:
+        out, err = p.communicate(timeout=at)
+        return subprocess.CompletedProcess(argv, p.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        p.communicate()
+        return None
+
+
+def timed(argv: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=900)
+    return r, time.perf_counter() - t0
+
+
+def assert_final_names_load(out: Path) -> None:
+    """Every artefact under its final name loads (a kill never leaves half a file or half a pair)."""
+    import onnx
+
+    for p in out.rglob("*"):
+        if is_temp_name(p.name) or any(is_temp_name(q.name) for q in p.parents):
+            continue
+        if p.suffix == ".onnx":
+            onnx.load(str(p))
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.name == "model.xml":
+            import openvino as ov
+
+            assert (p.parent / "model.bin").is_file(), f"{p} without its model.bin"
+            ov.Core().read_model(str(p))
+        elif p.name == "model.bin":
+            assert (p.parent / "model.xml").is_file(), f"{p} without its model.xml"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_export_killed_at_a_random_moment_then_rerun(tmp_path, seed):
+    out = tmp_path / "run"
+
+    def argv_for(d: Path) -> list[str]:
+        return [*CLI, "export", "exporttest:digits", "--format", "onnx,openvino", "--out", str(d), "--samples", "8",
+                "--threads", "1", "--exporter", "legacy", "--json"]
+
+    argv = argv_for(out)
+    ref, wall = timed(argv_for(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    at = random.Random(seed).uniform(0.3, 0.95) * wall
+    killed = run_killed(argv, at=at)
+    if out.exists():
+        assert_final_names_load(out)
+    r = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=900)
+    assert r.returncode == 0, (killed, r.stderr[-2000:])
+    assert json.loads(r.stdout)["passed"] is True
+    assert not temp_leftovers(out)
+    assert_final_names_load(out)
+    # deterministic: the same ONNX bytes as the uninterrupted run
+    assert (out / "model.onnx").read_bytes() == (tmp_path / "ref" / "model.onnx").read_bytes()
+
+
+TRAIN = """
+import sys
+from _train_fixtures import tiny_args
+from compress.cli.main import main
+sys.argv = ["compress", "train", *tiny_args(sys.argv[1], epochs=6), *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_train_killed_at_a_random_moment_resumes_bit_identically(tmp_path, seed):
+    from _train_fixtures import load_state
+
+    ref, wall = timed([sys.executable, "-c", TRAIN, str(tmp_path / "ref")])
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "run"
+    at = random.Random(seed).uniform(0.4, 0.9) * wall
+    killed = run_killed([sys.executable, "-c", TRAIN, str(out)], at=at)
+    r = subprocess.run([sys.executable, "-c", TRAIN, str(out), "--resume", "--json"], capture_output=True, text=True,
+                       env=ENV, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = load_state(tmp_path / "ref" / "supernet.safetensors"), load_state(out / "supernet.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), f"killed at {at:.1f} s: weights differ"
+    assert not temp_leftovers(out)
+    if killed is None:
+        assert json.loads(r.stdout)["steps"] > 0
+
+
+PROFILE_RUN = """
+import json, sys
+import torch
+torch.set_num_threads(1)
+from test_latency_profile import tiny_space
+from compress.latency.profile import profile_table
+r = profile_table(device="local-cpu", runtime="onnxruntime", supernet=tiny_space(), tables=sys.argv[1], threads=1,
+                  iterations=40, warmup=2, calibrate=0)
+print(json.dumps({"measured_now": r.measured_now, "already": r.already_measured, "signatures": r.signatures,
+                  "path": r.path}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_profile_killed_at_a_random_moment_then_completed(tmp_path, seed, monkeypatch):
+    from compress.latency.table import LatencyTable
+
+    ref, wall = timed([sys.executable, "-c", PROFILE_RUN, str(tmp_path / "ref")])
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    want = json.loads(ref.stdout.strip().splitlines()[-1])
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    ENV["TMPDIR"] = str(tmpdir)
+    try:
+        at = random.Random(seed).uniform(0.4, 0.95) * wall
+        killed = run_killed([sys.executable, "-c", PROFILE_RUN, str(tmp_path / "t")], at=at)
+        table_dir = tmp_path / "t" / "local-cpu"
+        if table_dir.is_dir():
+            for f in table_dir.glob("*.json"):
+                LatencyTable.load(f)  # the table under its final name always loads
+        r = subprocess.run([sys.executable, "-c", PROFILE_RUN, str(tmp_path / "t")], capture_output=True, text=True,
+                           env=ENV, timeout=900)
+    finally:
+        ENV.pop("TMPDIR")
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["signatures"] == want["signatures"] == got["measured_now"] + got["already"]
+    if killed is None:
+        assert got["measured_now"] == 0
+    table = LatencyTable.load(got["path"])
+    assert set(table.measured()) == set(LatencyTable.load(want["path"]).measured())  # the same blocks, all measured
+    assert not temp_leftovers(tmp_path / "t")
+    assert not list(tmpdir.glob("compress-latency-*"))  # the killed run's work dir went with the next run
+
+
+PIPE_YAML = """
+name: faults
+seed: 0
+supernet: {ckpt}
+data: {{name: digits}}
+devices:
+  - {{name: local-cpu, profile: true, budget_ms: 5}}
+profiling: {{iterations: 2, warmup: 1, calibrate: 0, threads: 1, resolutions: [12]}}
+search: {{population: 8, generations: 3, predictor_samples: 10, calib_images: 32, val_images: 60}}
+prune: {{method: updp, blocks: 1, epochs: 1, max_steps: 2, train_limit: 256, latency: macs-estimate}}
+export: {{formats: [onnx, openvino], samples: 8}}
+bench: {{runtimes: [onnxruntime], iterations: 5, warmup: 1, rounds: 1, threads: 1}}
+gates: {{min_top1: 1, max_parity_err: 1.0e-3}}
+"""
+
+
+def _verdicts(run: Path) -> dict:
+    s = json.loads((run / "summary.json").read_text())
+    chk = json.loads((run / "stages" / "check" / "stage.json").read_text())["result"]
+    return {"search": {d: v["config"] for d, v in s["search"].items()}, "top1": s["accuracy"].get("top1"),
+            "gates": [(g["name"], g["passed"]) for g in chk["gates"]]}
+
+
+@pytest.mark.slow
+def test_pipeline_killed_at_random_moments_resumes_to_the_same_result(tmp_path):
+    from _search_fixtures import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "tiny.safetensors", train_steps=10)
+    y = tmp_path / "p.yaml"
+    y.write_text(PIPE_YAML.format(ckpt=ckpt))
+    ref, wall = timed([COMPRESS, "pipeline", str(y), "--out", str(tmp_path / "ref")])
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "run"
+    rng = random.Random(0)
+    killed = run_killed([COMPRESS, "pipeline", str(y), "--out", str(out)], at=rng.uniform(0.2, 0.9) * wall)
+    if killed is None:  # killed: never reported done, `compress check` refuses it, a plain rerun asks for --resume
+        assert json.loads((out / "pipeline.json").read_text())["status"] != "done"
+        r = subprocess.run([COMPRESS, "check", str(out)], capture_output=True, text=True, env=ENV)
+        assert r.returncode == 2 and "not a finished pipeline run" in r.stderr
+        killed = run_killed([COMPRESS, "pipeline", str(y), "--out", str(out), "--resume"], at=rng.uniform(0.1, 0.6) * wall)
+    r = subprocess.run([COMPRESS, "pipeline", str(y), "--out", str(out), "--resume"], capture_output=True, text=True,
+                       env=ENV, timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _verdicts(out) == _verdicts(tmp_path / "ref")
+    assert not temp_leftovers(out)
+    assert_final_names_load(out / "stages")
+    r = subprocess.run([COMPRESS, "check", str(out)], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+
+
+TRAIN_GO = """
+import sys
+from _train_fixtures import tiny_args
+import torch
+from compress.cli.main import main
+import compress.train.loop
+print("imported", flush=True)
+sys.stdin.readline()
+sys.argv = ["compress", "train", *tiny_args(sys.argv[1], epochs=6)]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_two_trainings_into_one_directory_one_is_refused_at_once(tmp_path):
+    """Two `train` runs into one directory: the second (started while the first trains) is refused
+    in under a second with one line naming the first; the first finishes undisturbed."""
+    out = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, "-c", TRAIN_GO, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "imported"  # type: ignore[union-attr]
+    procs[0].stdin.write("go\n")  # type: ignore[union-attr]
+    procs[0].stdin.flush()  # type: ignore[union-attr]
+    deadline = time.time() + 120
+    while not (out / ".compress.lock.json").is_file():
+        assert time.time() < deadline and procs[0].poll() is None
+        time.sleep(0.02)
+    t0 = time.perf_counter()
+    procs[1].stdin.write("go\n")  # type: ignore[union-attr]
+    procs[1].stdin.flush()  # type: ignore[union-attr]
+    code = procs[1].wait(timeout=60)
+    took = time.perf_counter() - t0
+    err = procs[1].stderr.read()  # type: ignore[union-attr]
+    assert code == 2 and f"is in use by pid {procs[0].pid}" in one_error_line(err), err[-1500:]
+    assert took < 1.0, f"the second writer was refused after {took:.2f} s"
+    assert procs[0].poll() is None  # still training: the refusal came while it ran
+    assert procs[0].wait(timeout=900) == 0, procs[0].stderr.read()[-1500:]  # type: ignore[union-attr]
+    assert not temp_leftovers(out) and (out / "supernet.safetensors").is_file()

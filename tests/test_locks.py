@@ -93,15 +93,12 @@ def test_every_writing_command_is_refused_while_another_holds_the_run_dir(tmp_pa
     p = _hold("dir", d)
     try:
         before = sorted(x.name for x in d.iterdir())
-        t0 = time.perf_counter()
         r = runner.invoke(app, [a.format(yaml=yaml, d=d) for a in argv])
-        took = time.perf_counter() - t0
         assert r.exit_code == 2, r.stderr
         errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and "is in use by pid" in errors[0] and str(p.pid) in errors[0], r.stderr
         assert "this is a bug" not in r.stderr and "Traceback" not in r.stderr
         assert sorted(x.name for x in d.iterdir()) == before  # nothing written by the refused writer
-        assert took < 5.0  # refused before any work (the in-process call includes lazy imports)
     finally:
         _stop(p)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -157,6 +158,11 @@ def acquire(lock: str | Path, *, what: str, command: str, wait: float = 0.0,
                 on_wait(info)
                 told = True
             time.sleep(min(0.2, max(0.01, remaining)))
+        except OSError as err:  # after Timeout, which is an OSError too
+            if err.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+                raise UsageError(f"{what}: its file system does not support file locks (flock: {err.strerror}); "
+                                 "choose a directory on a local disk") from None
+            raise
     prev = holder(lock)
     if prev and prev.get("pid") != os.getpid():
         state = "which is gone" if holder_gone(prev) else "which did not release it"
