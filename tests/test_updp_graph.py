@@ -116,6 +116,19 @@ class Basic(nn.Module):
         return self.relu(out)
 
 
+class PoolShortcut(nn.Module):
+    """ResNet-D style: the shortcut average-pools before its 1x1 conv (not merged: the pool)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 1, stride=2, bias=False), nn.BatchNorm2d(c)
+        self.down = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + self.down(x))
+
+
 class TVInvertedResidual(nn.Module):
     """torchvision's MobileNetV2 InvertedResidual: ``self.conv`` is a Sequential, SE-less, ReLU6."""
 
@@ -213,13 +226,16 @@ class Net(nn.Module):
 
 
 def test_hand_written_and_torchvision_style_blocks_are_found_and_merge_exactly():
-    net = Net([Basic(8), Basic(8, down=True), TVInvertedResidual(8), TVCNBlock(8), SEBlock(8), PoolBranch(8)]).eval()
+    net = Net([Basic(8), Basic(8, down=True), TVInvertedResidual(8), TVCNBlock(8), SEBlock(8), PoolBranch(8),
+               PoolShortcut(8)]).eval()
     cands, skipped = find_candidates(net)
     kinds = {c.name: c.kind for c in cands}
-    assert kinds == {"blocks.0": "resnet_basic", "blocks.2": "mbconv", "blocks.3": "convnext", "blocks.4": "mbconv"}
+    assert kinds == {"blocks.0": "resnet_basic", "blocks.1": "resnet_basic", "blocks.2": "mbconv",
+                     "blocks.3": "convnext", "blocks.4": "mbconv"}
+    assert chain_of(to_pruned(copy.deepcopy(net.blocks[1]), "blocks.1")).shortcut is not None   # 1x1-conv projection
     why = {s.name: s.reason for s in skipped}
-    assert why["blocks.1"].startswith("downsample or projection shortcut")
     assert "MaxPool2d" in why["blocks.5"]
+    assert "AvgPool2d" in why["blocks.6"], why
     steps = _step_kinds(chain_of(to_pruned(copy.deepcopy(net.blocks[3]), "blocks.3")))
     assert steps == [ConvStep, NormSwapStep, ConvStep, ActStep, ConvStep, ScaleStep]
     _assert_exact(check_model(net, (3, 12, 12), seed=1))
@@ -351,7 +367,7 @@ def test_list_blocks_cli_json_and_table():
     assert [c["name"] for c in r["candidates"]] == [f"features.{i}" for i in (3, 4, 7, 8, 11, 12)]
     assert all(c["forms"] == ["dense", "dw_pw"] and c["residual"] for c in r["candidates"]) and r["skipped"] == []
     res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", "timm:resnet18", "--list-blocks"])
-    assert res.exit_code == 0 and "layer2.0" in res.output and "downsample" in res.output and "layer1.0" in res.output
+    assert res.exit_code == 0 and "layer2.0" in res.output and "strided conv" in res.output and "layer1.0" in res.output
     res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", f"{EXAMPLE}:biuld", "--list-blocks"])
     assert res.exit_code == 2 and "no callable 'biuld'" in res.output and "build" in res.output
     res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", f"{EXAMPLE}:build", "--data", "digits"])
@@ -363,10 +379,10 @@ def test_user_model_file_pruned_merged_reloaded_and_exported(tmp_path):
 
     from compress.export import export_model
     from compress.models import load_model
-    from compress.prune import prune
 
     # the user's weights, as safetensors
     from compress.models.pyfile import build_pyfile
+    from compress.prune import prune
 
     lm = build_pyfile(EXAMPLE, "build", num_classes=10, in_chans=1, image_size=32)
     randomize_bn(lm.module, seed=5)

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from compress.prune.updp.linearize import (
-    ActStep, ConvStep, NormSwapStep, PrunedChain, PrunedViTBlock, ScaleStep, Unsupported,
+    ActStep,
+    ConvStep,
+    NormSwapStep,
+    PrunedChain,
+    PrunedViTBlock,
+    ScaleStep,
+    Unsupported,
 )
 
 
@@ -125,6 +131,12 @@ def find_candidates(model: nn.Module) -> tuple[list[Candidate], list[Skipped]]:
                 reason = str(err)
             else:
                 if len(chain.convs) >= 2:
+                    # a wrapper around one block (a one-block timm RegStage): the block is the candidate
+                    inner = [(k, c) for k, c in m.named_children() if _n_convs(c) == _n_convs(m)]
+                    if len(inner) == 1 and not _is_leaf(inner[0][1]):
+                        c, s = visit(inner[0][1], f"{name}.{inner[0][0]}")
+                        if c and not s:
+                            return c, s
                     return [Candidate(name, chain.kind, m)], []
                 if _BLOCKISH.search(type(m).__name__):
                     return [], [Skipped(name, type(m).__name__, "one conv/linear only: nothing to merge inside the block")]

@@ -78,9 +78,9 @@ def check_model(model: nn.Module, input_shape: tuple[int, ...], *, seed: int = 0
 # graph path finds today (the tests hold it there); ``reparam``: train-time branches to fold first.
 FAMILIES: list[dict[str, Any]] = [
     {"family": "ResNet", "model": "resnet18", "fast": True, "min_candidates": 5, "check": 2},
-    {"family": "ResNet (bottleneck)", "model": "resnet50", "min_candidates": 12},
-    {"family": "RegNet", "model": "regnetx_002", "min_candidates": 9},
-    {"family": "RegNetY (SE)", "model": "regnety_002", "min_candidates": 9},
+    {"family": "ResNet (bottleneck)", "model": "resnet50", "min_candidates": 16, "check": 4},
+    {"family": "RegNet", "model": "regnetx_002", "min_candidates": 13},
+    {"family": "RegNetY (SE)", "model": "regnety_002", "min_candidates": 13},
     {"family": "MobileNetV2", "model": "mobilenetv2_050", "fast": True, "min_candidates": 17},
     {"family": "MobileNetV3", "model": "mobilenetv3_small_050", "min_candidates": 11},
     {"family": "MobileNetV4", "model": "mobilenetv4_conv_small", "min_candidates": 12},

@@ -26,7 +26,14 @@ import torch.nn as nn
 
 from compress.prune.updp import reparam
 from compress.prune.updp.linearize import (
-    ActStep, BNStep, ConvStep, NormSwapStep, PrunedChain, PrunedViTBlock, ScaleStep, SEStep,
+    ActStep,
+    BNStep,
+    ConvStep,
+    NormSwapStep,
+    PrunedChain,
+    PrunedViTBlock,
+    ScaleStep,
+    SEStep,
 )
 
 KEEP = "keep"
@@ -112,6 +119,8 @@ def chain_ops(steps: list[nn.Module]) -> list[tuple]:
 
 def forms_for(chain: PrunedChain) -> tuple[str, ...]:
     """Merged forms that apply to this chain (a kind's forms filtered by the chain's shape)."""
+    if getattr(chain, "shortcut", None) is not None:
+        return ("dense",)   # the projection folds into the one merged kernel only
     out = []
     for f in FORMS.get(chain.kind, ("dense",)):
         if f == "dw_pw" and not _dw_pw_ok(chain):
@@ -135,6 +144,21 @@ def _conv(w: torch.Tensor, b: torch.Tensor, stride: int, pad: int, groups: int) 
     return conv
 
 
+def _fold_shortcut(chain: PrunedChain, w: torch.Tensor, b: torch.Tensor, stride: int, groups: int):
+    """Add a projection shortcut's composed kernel into the main kernel, centred: the main chain
+    pads its input by P and the shortcut by P_s <= P, so the shortcut's taps sit at offset P − P_s."""
+    sc = list(chain.shortcut)
+    ws, bs, ss, gs = reparam.compose_chain(chain_ops(sc), chain.convs[0].in_channels, dtype=torch.float64)
+    if ss != stride:
+        raise ValueError(f"shortcut stride {ss} != block stride {stride}")
+    w = reparam.grouped_to_dense(w, groups).clone()
+    ws = reparam.grouped_to_dense(ws, gs)
+    off = chain.total_pad - next(s for s in sc if isinstance(s, ConvStep)).pad
+    k = ws.shape[-1]
+    w[:, :, off:off + k, off:off + k] += ws
+    return w, b + bs
+
+
 def merge(pruned: nn.Module, form: str) -> nn.Module:
     """Merge a pruned block (at λ = 1, eval statistics) into its deployed ``form``."""
     chain = pruned.chain if isinstance(pruned, PrunedViTBlock) else pruned
@@ -145,6 +169,9 @@ def merge(pruned: nn.Module, form: str) -> nn.Module:
         if form in ("dense", "linear"):
             w, b, stride, groups = reparam.compose_chain(chain_ops(list(chain.steps)), cin, residual=chain.residual,
                                                          dtype=torch.float64)
+            if getattr(chain, "shortcut", None) is not None:
+                w, b = _fold_shortcut(chain, w, b, stride, groups)
+                groups = 1
             if form == "linear":
                 lin = nn.Linear(w.shape[1], w.shape[0])
                 lin.weight.copy_(w[:, :, 0, 0])

@@ -38,7 +38,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from compress.prune.updp.linearize import (
-    ActStep, BNStep, ConvStep, NormSwapStep, PrunedChain, ScaleStep, SEStep, Unsupported,
+    ActStep,
+    BNStep,
+    ConvStep,
+    NormSwapStep,
+    PrunedChain,
+    ScaleStep,
+    SEStep,
+    Unsupported,
 )
 
 # ---- what the graph may contain ------------------------------------------------------------------
@@ -321,6 +328,8 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     # -- the end: [+ x] [→ act]
     post_act, post_act_node = None, None
     residual_add = None
+    shortcut: list[nn.Module] | None = None
+    short_set: set[fx.Node] = set()
     act = _act_node(out, module)
     if act is not None and isinstance(out.args[0], fx.Node):
         inner = _alias(out.args[0], module)
@@ -340,16 +349,21 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
             foreign = _first_foreign(nodes, module)
             if foreign is not None:
                 raise Unsupported(f"op {_describe(foreign, module)} is not conv/linear, norm, activation, SE or scale")
-            short = args[1] if len(_ancestors(args[1], x)) <= len(_ancestors(args[0], x)) else args[0]
-            raise Unsupported(f"downsample or projection shortcut, not an identity ({_describe(short, module)}), "
-                              "or two branches joined by an add")
+            parsed = [(i, _shortcut_steps(args[i], x, out, module)) for i in (0, 1)]
+            parsed = [(i, sc) for i, sc in parsed if sc is not None]
+            if not parsed:
+                short = args[1] if len(_ancestors(args[1], x)) <= len(_ancestors(args[0], x)) else args[0]
+                raise Unsupported(f"downsample or projection shortcut that is not a conv/BN chain ({_describe(short, module)}), "
+                                  "or two branches joined by an add")
+            i, (shortcut, short_set) = min(parsed, key=lambda p: len(p[1][1]))
+            residual_add, end, short_arg = out, args[1 - i], args[i]
     if residual_add is None:
         post_act, post_act_node = None, None
         end = outs[0].args[0]
 
     # -- walk the main path from x to end
     steps: list[nn.Module] = []
-    visited: set[fx.Node] = {x, *outs}
+    visited: set[fx.Node] = {x, *outs, *short_set}
     short_nodes: set[fx.Node] = set()
     if residual_add is not None:
         visited.add(residual_add)
@@ -358,6 +372,8 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
         while k is not x and set(_users(k)) <= {nxt}:
             short_nodes.add(k)
             k, nxt = k.args[0], k
+        if shortcut is not None and not short_set <= short_nodes:
+            raise Unsupported("the projection shortcut shares ops with the main branch")
         if post_act_node is not None:
             visited.add(post_act_node)
     layout = "nchw"
@@ -393,9 +409,39 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     for n in nodes:
         if n not in visited and n.op not in ("get_attr", "placeholder") and not _is_const_path(n, visited, module):
             raise Unsupported(f"op {_describe(n, module)} outside the chain")
-    chain = PrunedChain(steps, kind="chain", name=name, residual=residual_add is not None, post_act=post_act)
+    chain = PrunedChain(steps, kind="chain", name=name, residual=residual_add is not None and shortcut is None,
+                        post_act=post_act, shortcut=shortcut)
     chain.kind = infer_kind(chain)
     return chain
+
+
+def _shortcut_steps(arg: Any, x: fx.Node, add: fx.Node, module: nn.Module) -> tuple[list[nn.Module], set[fx.Node]] | None:
+    """``arg`` as a projection shortcut from ``x``: a run of convs and BatchNorms (no activation),
+    each read only by the next; its steps and nodes, or None."""
+    steps: list[nn.Module] = []
+    nodes: set[fx.Node] = set()
+    k, nxt = arg, add
+    while isinstance(k, fx.Node) and k is not x:
+        if k.op != "call_module" or set(_users(k)) != {nxt} or not k.args:
+            return None
+        m = module.get_submodule(k.target)
+        try:
+            if isinstance(m, nn.Conv2d):
+                steps.insert(0, ConvStep(m))
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                bn = bn_act_steps(m)
+                if len(bn) != 1:
+                    return None
+                steps.insert(0, bn[0])
+            elif not _is_pass_module(m):
+                return None
+        except Unsupported:
+            return None
+        nodes.add(k)
+        k, nxt = k.args[0], k
+    if k is not x or not any(isinstance(s, ConvStep) for s in steps):
+        return None
+    return steps, nodes
 
 
 def _first_foreign(nodes: list[fx.Node], module: nn.Module) -> fx.Node | None:
@@ -500,9 +546,10 @@ def infer_kind(chain: PrunedChain) -> str:
     if chain.post_act is None and ((len(convs) == 3 and ks[0] == 1 and dw[1] and ks[2] == 1)
                                    or (len(convs) == 2 and dw[0] and ks[1] == 1)):
         return "mbconv"
-    if chain.residual and chain.post_act is not None and len(convs) == 2 and not any(dw) and min(ks) > 1:
+    if (chain.residual or chain.shortcut is not None) and chain.post_act is not None and len(convs) == 2 \
+            and not any(dw) and min(ks) > 1:
         return "resnet_basic"
-    if chain.residual and chain.post_act is not None and len(convs) == 3 and ks[0] == ks[2] == 1:
+    if (chain.residual or chain.shortcut is not None) and chain.post_act is not None and len(convs) == 3 and ks[0] == ks[2] == 1:
         return "resnet_bottleneck"
     return "chain"
 

@@ -212,9 +212,13 @@ class PrunedChain(nn.Module):
     """
 
     def __init__(self, steps: list[nn.Module], *, kind: str, name: str, residual: bool,
-                 post_act: nn.Module | None = None, meta: dict[str, Any] | None = None) -> None:
+                 post_act: nn.Module | None = None, meta: dict[str, Any] | None = None,
+                 shortcut: list[nn.Module] | None = None) -> None:
         super().__init__()
         self.steps = nn.ModuleList(steps)
+        # a projection shortcut (1x1 conv + BN, or a conv chain whose only padded conv is the first):
+        # affine already, run on the block's input as it is and folded into the merged kernel
+        self.shortcut = nn.ModuleList(shortcut) if shortcut else None
         self.kind, self.block_name, self.residual = kind, name, residual
         self.post_act = post_act
         self.meta = dict(meta or {})
@@ -253,6 +257,28 @@ class PrunedChain(nn.Module):
                 raise Unsupported("squeeze-excitation before a padded conv")
         if self.residual and (self.stride != 1 or convs[0].in_channels != convs[-1].out_channels):
             raise Unsupported("identity residual with a stride or a channel change")
+        if self.shortcut is not None:
+            sc = [s for s in self.shortcut if isinstance(s, ConvStep)]
+            if self.residual or not sc:
+                raise Unsupported("a projection shortcut needs a conv and no identity residual")
+            if any(c.pad for c in sc[1:]):
+                raise Unsupported("projection shortcut with a padded conv after its first (merge not exact)")
+            stride = 1
+            for c in sc:
+                stride *= c.stride
+            if stride != self.stride or sc[0].pad > self.total_pad or sc[0].in_channels != convs[0].in_channels \
+                    or sc[-1].out_channels != convs[-1].out_channels:
+                raise Unsupported("projection shortcut does not line up with the block (stride, kernel or channels)")
+            if any(not isinstance(s, (ConvStep, BNStep, ScaleStep)) for s in self.shortcut):
+                raise Unsupported("projection shortcut is not affine (an activation in it)")
+
+    def run_shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        sc = [s for s in self.shortcut if isinstance(s, ConvStep)]
+        p = sc[0].pad
+        h = F.pad(x, (p, p, p, p)) if p else x
+        for s in self.shortcut:
+            h = s(h, 1.0)
+        return h
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         lam = float(self.lam)
@@ -270,6 +296,8 @@ class PrunedChain(nn.Module):
                 h = s(h, lam)
         if self.residual:
             h = h + x
+        elif self.shortcut is not None:
+            h = h + self.run_shortcut(x)
         return self.post_act(h) if self.post_act is not None else h
 
 
