@@ -19,8 +19,19 @@ from compress.core.runs import RunDir, atomic_write_json, now_iso, run_dir_lock,
 from compress.pipeline.cache import StageStore, stage_key
 from compress.pipeline.config import PipelineCfg, load_pipeline
 from compress.pipeline.quantize_stage import QuantizeStage
-from compress.pipeline.stages import (BenchStage, CheckStage, Context, ExportStage, ProfileStage, PruneStage, SearchStage,
-                                      Stage, TrainStage, canonical_devices, supernet_path)
+from compress.pipeline.stages import (
+    BenchStage,
+    CheckStage,
+    Context,
+    ExportStage,
+    ProfileStage,
+    PruneStage,
+    SearchStage,
+    Stage,
+    TrainStage,
+    canonical_devices,
+    supernet_path,
+)
 
 # The stages in run order (the quantize stage builds on the helpers of compress.pipeline.stages, so the
 # list is assembled here, above both).
@@ -58,7 +69,8 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: boo
     # problems at once with their fixes, before anything is written (compress.pipeline.preflight)
     from compress.pipeline.preflight import preflight, raise_if_problems
 
-    if resume and not check_only and _read_state(run_dir) is None:  # (checked again under the lock)
+    # nothing to continue when the directory does not even exist (a held directory: the lock answers first)
+    if resume and not check_only and not run_dir.exists():
         raise UsageError(f"--resume: {run_dir} holds no pipeline run to continue; run without --resume")
     pre = preflight(cfg, run_dir=run_dir)
     raise_if_problems(pre, source=str(path))
