@@ -27,6 +27,7 @@ SCRIPTS = {  # name -> (script, takes --quick)
     "updp-proxy": ("bench_updp_proxy.py", True),
     "updp-schedule": ("bench_updp_schedule.py", True),
     "updp-ceiling": ("bench_updp_ceiling.py", False),
+    "updp-families": ("bench_updp_families.py", False),
     "ftwt": ("bench_ftwt.py", True),
     "train": ("bench_train_recipes.py", True),
     "ist": ("bench_ist.py", True),
