@@ -245,7 +245,7 @@ def test_concurrent_profiles_of_one_table_wait_and_keep_each_others_entries(tmp_
     procs = [start(20), start(4)]  # both imported: the second starts while the first measures
     go(procs[0])
     deadline = time.time() + 120
-    while not list(tables.glob("local-cpu/.*.lock.json")):  # the first run holds the table's lock
+    while not list(tables.glob("local-cpu/.*.lock.holder")):  # the first run holds the table's lock
         assert time.time() < deadline and procs[0].poll() is None, procs[0].communicate()[1][-800:]
         time.sleep(0.02)
     go(procs[1])

@@ -5,17 +5,17 @@ files), so every command that writes takes the output's lock before writing anyt
 
 * a run directory ``D`` is locked through ``D/.compress.lock``; a latency table ``T.json``
   through ``.T.json.lock`` beside it;
-* beside each lock, ``<lock>.json`` names the holder (pid, host, command, start time). A second
+* beside each lock, ``<lock>.holder`` (JSON) names the holder (pid, host, command, start time). A second
   writer is refused at once (exit 2) with that information;
 * the kernel drops an ``flock`` when its process dies, so a SIGKILLed holder never blocks the
-  next run: the next writer gets the lock, finds the dead holder's ``.json`` and takes over with a
+  next run: the next writer gets the lock, finds the dead holder's record and takes over with a
   warning (that run did not finish: its temp files are cleaned by the caller);
 * locks are re-entrant within a process (a pipeline locks its run directory and then calls
   library functions that lock the same directory again) and released when the last holder
   leaves, or when the process exits.
 
 Lock files stay after release (deleting an ``flock``-ed file races with the next writer); the
-holder ``.json`` is removed on a clean release.
+holder record is removed on a clean release.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def file_lock_path(path: str | Path) -> Path:
 
 
 def info_path(lock: str | Path) -> Path:
-    return Path(f"{lock}.json")
+    return Path(f"{lock}.holder")  # JSON, named so that no "*.json" glob (table listings) picks it up
 
 
 def _key(lock: Path) -> str:

@@ -83,10 +83,14 @@ def lock_table(path: str | Path, *, tables: str | Path | None, wait: float = 0.0
     if took:
         import re
 
-        pat = re.compile(rf"^\.{re.escape(p.name)}\.[a-z0-9_]{{8}}(\.[A-Za-z0-9]+)?\.tmp$")
+        # atomic-write temp files of the table and of its lock's holder record
+        pat = re.compile(rf"^\.\.?{re.escape(p.name)}(\.lock\.holder)?\.[a-z0-9_]{{8}}(\.[A-Za-z0-9]+)?\.tmp$")
         for f in p.parent.iterdir():
             if pat.match(f.name):
                 f.unlink(missing_ok=True)
+        from compress.core.runs import clean_stale_temp_dirs
+
+        clean_stale_temp_dirs("compress-latency-")  # a killed profile's block-timer work directory
         _TAKEN.append(p)
     return took
 
