@@ -7,7 +7,7 @@ LOCK := .ci/constraints.txt
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-all bench clean system-deps
+.PHONY: setup demo lint test test-all bench clean system-deps
 
 setup: $(STAMP) system-deps
 
@@ -36,7 +36,14 @@ system-deps:
 demo: setup
 	$(BIN)/compress pipeline examples/demo.yaml --out runs/demo
 
-test: setup
+# ruff (lint + format check) and mypy on the core packages; configured in pyproject.toml
+LINT_PATHS := compress export tests benchmarks examples hardware_profiles setup.py
+lint: setup
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest -q -m "not slow and not tensorrt" -p no:cacheprovider
 
 test-all: setup

@@ -155,11 +155,11 @@ def render(res: dict) -> str:
                   f"{row['dense_finetune_top1']:.4f}, {row['dense_macs']:,} MACs/sample", "",
                   "| r | FTWT top-1 | FTWT FLOPs red. mean (p10-p90) | incl. pred. | L1 top-1 | L1 FLOPs red. | FTWT - L1 top-1 |",
                   "|---|---|---|---|---|---|---|"]
-        for f, l in zip(row["ftwt"], row["l1"]):
+        for f, b in zip(row["ftwt"], row["l1"]):
             lines.append(f"| {f['mass']} | {f['top1_after']:.4f} | {f['flops_reduction_mean']:.1%} "
                          f"({f['flops_reduction_p10']:.1%}-{f['flops_reduction_p90']:.1%}) | "
-                         f"{f['flops_reduction_mean_with_predictors']:.1%} | {l['top1']:.4f} | "
-                         f"{l['flops_reduction_mean']:.1%} | {100 * (f['top1_after'] - l['top1']):+.2f} pt |")
+                         f"{f['flops_reduction_mean_with_predictors']:.1%} | {b['top1']:.4f} | "
+                         f"{b['flops_reduction_mean']:.1%} | {100 * (f['top1_after'] - b['top1']):+.2f} pt |")
         if "latency" in row:
             lt = row["latency"]
             lines += ["", f"ONNX Runtime, batch 1, {lt['threads']} thread(s), r={lt['mass']}: dense {lt['dense_ms']:.3f} ms, "

@@ -101,8 +101,8 @@ def run_ref(ref_table, ref_acc, budget: float, generations: int, seed: int):
     random.seed(seed)
     np.random.seed(seed)
     finder = EvolutionFinder("note10", budget, ref_table, ref_acc, max_time_budget=generations)
-    import io
     import contextlib
+    import io
 
     with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
         t = time.perf_counter()

@@ -142,7 +142,7 @@ def main() -> None:
                            "test": [mn, *rows], "val_curve": [{"passes": e.get("passes"), "top1": e["top1"]} for e in evals]}
     target = next(r["top1"] for r in results["ofa-ps"]["test"] if r["name"] == "min")
     ofa_val_min = results["ofa-ps"]["val_curve"][-1]["top1"].get("min")
-    for recipe, r in results.items():
+    for r in results.values():
         hit = next((e["passes"] for e in r["val_curve"] if ofa_val_min is not None and e["top1"].get("min", 0) >= ofa_val_min), None)
         r["passes_to_ofa_min_val"] = hit
     report = {"family": args.family, "data": args.data, "train_limit": args.train_limit, "quick": args.quick,

@@ -50,14 +50,14 @@ from compress.core.errors import UsageError  # noqa: E402
 from compress.core.runs import atomic_write_json, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
 from compress.prune.updp.api import block_decisions  # noqa: E402
-from compress.prune.updp.proxy import _kl, proxy_scorer  # noqa: E402
 from compress.prune.updp.candidates import chain_of, find_candidates, set_module  # noqa: E402
 from compress.prune.updp.latency import BlockItem, MeasuredBlockLatency  # noqa: E402
+from compress.prune.updp.linearize import NormSwapStep  # noqa: E402
 from compress.prune.updp.measure import count_macs, logits, recalibrate_bn, top1  # noqa: E402
 from compress.prune.updp.progressive import TrainConfig, train_progressive  # noqa: E402
+from compress.prune.updp.proxy import _kl, proxy_scorer  # noqa: E402
 from compress.prune.updp.select import SearchConfig, select_blocks  # noqa: E402
 from compress.prune.updp.surgery import insert_pruned, merged_copy  # noqa: E402
-from compress.prune.updp.linearize import NormSwapStep  # noqa: E402
 
 
 def log(msg: str) -> None:

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_updp import convnext_subnet, drop_blocks, finetune_merged, log, train_base  # noqa: E402
+
 from compress.core.runs import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
 from compress.prune.updp.candidates import find_candidates  # noqa: E402

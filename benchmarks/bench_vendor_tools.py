@@ -34,8 +34,8 @@ import numpy as np
 
 from compress.bench import vendor
 from compress.bench.canary import canary_onnx
-from compress.core.runs import atomic_write_json, atomic_write_text, package_versions
 from compress.bench.timing import Item, TimingConfig, time_items
+from compress.core.runs import atomic_write_json, atomic_write_text, package_versions
 
 TIMM = ("resnet18", "mobilenetv2_100", "efficientnet_b0", "convnext_atto")
 
@@ -49,8 +49,8 @@ def session(runtime: str, path: Path, *, threads: int | None, precision: str = "
 
 
 def export_timm(name: str, size: int, work: Path) -> Path:
-    from compress.models import load_model
     from compress.export.onnx import to_onnx
+    from compress.models import load_model
 
     path = work / f"{name}_{size}.onnx"
     if not path.is_file():

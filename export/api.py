@@ -85,11 +85,11 @@ def export_model(model: Any, *, out: str | Path, config: ExportConfig | dict[str
     """
     import numpy as np
 
-    from compress.models import LoadedModel, load_model
     from compress.export.formats import check_capabilities, resolve_formats
     from compress.export.onnx import to_onnx
     from compress.export.parity import check_parity, parity_inputs, reference_outputs
     from compress.export.preflight import preflight
+    from compress.models import LoadedModel, load_model
 
     if config is None:
         cfg = validate(ExportConfig, options, source="export options")

@@ -7,9 +7,6 @@ one, to verify it loads; the model's metadata is copied into the IR's ``rt_info`
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 

@@ -8,16 +8,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_tiny_onnx
 from typer.testing import CliRunner
 
 from compress.bench.api import bench
 from compress.bench.artifacts import resolve_artifact
 from compress.bench.report import to_csv, to_markdown
 from compress.bench.schema import BenchResult
-from compress.bench.vendor import parse_benchmark_app, parse_trtexec_times, VendorToolError
+from compress.bench.vendor import VendorToolError, parse_benchmark_app, parse_trtexec_times
 from compress.cli.main import app
 from compress.core.errors import UsageError
-from conftest import make_tiny_onnx
 
 QUICK = dict(iterations=20, rounds=2, warmup=2, threads=1)
 

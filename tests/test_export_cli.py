@@ -6,10 +6,10 @@ import json
 import subprocess
 import sys
 
+import _export_helpers  # noqa: F401 - registers the exporttest: model reference
 import pytest
 from typer.testing import CliRunner
 
-import _export_helpers  # noqa: F401 - registers the exporttest: model reference
 from compress.cli.main import app
 from compress.export.parity import Threshold
 

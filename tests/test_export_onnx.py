@@ -7,13 +7,13 @@ import json
 import onnx
 import pytest
 import torch
-
 from _export_helpers import tiny_model
+
 from compress.core.errors import UsageError
 from compress.core.runs import sha256_file
-from compress.models import load_model, save_model_dir
 from compress.export.api import export_model
 from compress.export.onnx import read_metadata
+from compress.models import load_model, save_model_dir
 
 torch.set_num_threads(1)
 
@@ -108,9 +108,9 @@ def test_dynamo_gelu_is_reordered_so_onnxruntime_fuses_it(tmp_path):
     import numpy as np
     import onnxruntime as ort
 
-    from compress.models import LoadedModel
     from compress.export.onnx import to_onnx
     from compress.export.onnx_rewrite import reorder_gelu
+    from compress.models import LoadedModel
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(8, 8, 1),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
+import _export_helpers  # noqa: F401 - registers the exporttest: model reference
 import onnx
 import pytest
 import torch
+from _export_helpers import fft_model, tiny_model
 from typer.testing import CliRunner
 
-import _export_helpers  # noqa: F401 - registers the exporttest: model reference
-from _export_helpers import fft_model, tiny_model
 from compress.cli.main import app
 from compress.core.errors import Failure, UsageError
 from compress.export.api import export_model

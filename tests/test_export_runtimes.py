@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_onnx
 
 from compress.core.errors import MissingDependency, UsageError
-from conftest import make_tiny_onnx
 from compress.export.runtimes import get_runner, guess_runtime, runner_names
 
 torch.set_num_threads(1)

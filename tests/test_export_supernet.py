@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from compress.models import LoadedModel, save_model_dir
 from compress.export.api import export_model
 from compress.export.onnx import read_metadata
+from compress.models import LoadedModel, save_model_dir
 
 torch.set_num_threads(1)
 supernet = pytest.importorskip("compress.supernet")

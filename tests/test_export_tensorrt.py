@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from _export_helpers import tiny_model
+
 from compress.core.errors import Failure, UsageError
 from compress.core.runs import sha256_file
 from compress.export.api import export_model

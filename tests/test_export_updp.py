@@ -10,8 +10,8 @@ torch.set_num_threads(1)
 
 
 def test_merged_model_exports_with_parity(tmp_path):
-    from compress.prune import prune
     from compress.export import export_model
+    from compress.prune import prune
 
     r = prune(method="updp", model="timm:test_convnext", data="digits", epochs=1, blocks=2, out=tmp_path / "run",
               progress=False, latency=MacsBlockLatency(), train_limit=128, score_images=64, seed=0)

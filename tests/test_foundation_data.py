@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from compress.core.errors import MissingDependency, UsageError
-from compress.data import Batches, load_dataset
-from compress.data import sources
+from compress.data import Batches, load_dataset, sources
 
 
 def test_digits_splits_are_deterministic_and_disjoint():
@@ -61,8 +60,8 @@ def test_unknown_dataset_suggests():
 
 
 def test_imagefolder(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     for cls in ("cat", "dog"):

@@ -42,10 +42,10 @@ def test_result_keys_and_files(run):
 
 
 def test_model_dir_round_trip_reinserts_gates(run):
+    from compress.data import load_dataset
     from compress.models import load_model
     from compress.prune.ftwt.gates import GatedConv
     from compress.prune.ftwt.train import evaluate
-    from compress.data import load_dataset
 
     out, res = run
     lm = load_model(str(out / "model"))

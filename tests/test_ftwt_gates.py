@@ -9,8 +9,15 @@ from compress.prune.ftwt.accounting import measure_flops
 from compress.prune.ftwt.gates import ChannelGate, GatedConv
 from compress.prune.ftwt.models import build_small
 from compress.prune.ftwt.train import TrainConfig, mask_loss, mask_weight, train
-from compress.prune.ftwt.wrap import (backbone_parameters, configure, find_sites, gates_off, insert_gates,
-                                      iter_gates, predictor_parameters)
+from compress.prune.ftwt.wrap import (
+    backbone_parameters,
+    configure,
+    find_sites,
+    gates_off,
+    insert_gates,
+    iter_gates,
+    predictor_parameters,
+)
 
 torch.set_num_threads(1)
 
@@ -101,8 +108,8 @@ def test_accounting_of_a_plain_stack_matches_hand_count():
     assert half["macs_mean"] == pytest.approx(expect)
     assert half["flops_reduction_mean"] > 0.7 and off["flops_reduction_mean"] == 0.0
     assert half["flops_reduction_p10"] == pytest.approx(half["flops_reduction_p90"])  # input-independent masks
-    g = [l for l in half["layers"] if l["gated"]]
-    assert all(abs(l["active_out_frac"] - 0.5) < 1e-6 for l in g)
+    g = [layer for layer in half["layers"] if layer["gated"]]
+    assert all(abs(layer["active_out_frac"] - 0.5) < 1e-6 for layer in g)
     assert half["predictor_macs"] > 0
     assert half["flops_reduction_mean_with_predictors"] < half["flops_reduction_mean"]
 

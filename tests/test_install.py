@@ -21,11 +21,10 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from _install_fixtures import REPO, canon, closure, lock, make_view_venv, project_requirements
 
 OPTIONAL = ("openvino", "nncf", "matplotlib", "pymoo", "sklearn", "mlxtend", "timm", "torchvision",
@@ -83,7 +82,7 @@ def core_venv(tmp_path_factory) -> Path:
 
 
 def test_core_venv_lacks_the_optional_packages(core_venv):
-    probe = "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m in %r}))" % (OPTIONAL,)
+    probe = f"import importlib.util as u, json; print(json.dumps({{m: u.find_spec(m) is not None for m in {OPTIONAL!r}}}))"
     r = _run([str(core_venv), "-c", probe], cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert not any(json.loads(r.stdout).values()), r.stdout

@@ -13,13 +13,13 @@ import pytest
 
 from compress.core.errors import UsageError
 from compress.hardware import get_profile
-from compress.hardware.profile import check_measured_mode
 from compress.hardware.modes import (
     mode_mismatch,
     parse_jetson_clocks,
     parse_nvpmodel,
     split_device,
 )
+from compress.hardware.profile import check_measured_mode
 
 sys.path.insert(0, str(Path(__file__).parent))
 

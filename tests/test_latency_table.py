@@ -118,8 +118,8 @@ def test_roofline_blocks_grow_with_size_and_depthwise_is_inefficient(device: str
 def test_uncontrolled_campaigns_keep_raw_samples() -> None:
     from types import SimpleNamespace
 
-    from compress.latency.measure import campaign_basis, entry_from_timing
     from compress.bench.timing import summarize
+    from compress.latency.measure import campaign_basis, entry_from_timing
 
     item = SimpleNamespace(stats=summarize([1.0, 1.1, 1.2]), raw_stats=summarize([2.0, 2.2, 2.4]), noisy=False)
     assert campaign_basis("uncontrolled") == "raw" and campaign_basis("normalised") == "normalised"

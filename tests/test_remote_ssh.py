@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from compress.bench.timing import TimingConfig
 from compress.cli.main import app
 from compress.core.errors import Failure, UsageError
 from compress.remote import RemoteHost, parse_remote, quote_command
 from compress.remote.agent import agent_bundle, run_agent
 from compress.remote.ssh import TEMP_PREFIX
-from compress.bench.timing import TimingConfig
 
 pytestmark = pytest.mark.ssh
 QUICK = TimingConfig(warmup=2, iterations=10, rounds=2, canary_iterations=3, max_extra_rounds=0)
@@ -181,6 +181,7 @@ def test_agent_bundle_is_dependency_light(tmp_path):
 def test_remote_stream_mode_for_latency_tables(host, tmp_path):
     """Stream mode (many blocks, canary every K items) with one broken item skipped and reported."""
     from conftest import make_tiny_onnx
+
     from compress.bench.canary import canary_onnx
 
     arts = [make_tiny_onnx(tmp_path / f"blk{k}.onnx", channels=4 * (k + 1), seed=k) for k in range(3)]

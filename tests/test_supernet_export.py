@@ -45,7 +45,7 @@ def _check_configs(fam, n, res=None, seed=0):
     net = _randomise(build_supernet(sp, seed=seed)).eval()
     rng = np.random.default_rng(seed)
     worst = 0.0
-    for i in range(n):
+    for _ in range(n):
         cfg = net.sample(rng)
         if res is not None:
             cfg = sp.config(resolution=res, width=cfg.width, depths=cfg.depths, kernels=cfg.kernels, expands=cfg.expands)

@@ -8,8 +8,20 @@ import time
 import numpy as np
 import pytest
 
-from compress.bench.timing import (STATUS_NO_CANARY, STATUS_NORMALISED, STATUS_STABLE, STATUS_UNCONTROLLED, DriftMonitor,
-                             Item, TimingConfig, TimingError, percentile, summarize, time_callable, time_items)
+from compress.bench.timing import (
+    STATUS_NO_CANARY,
+    STATUS_NORMALISED,
+    STATUS_STABLE,
+    STATUS_UNCONTROLLED,
+    DriftMonitor,
+    Item,
+    TimingConfig,
+    TimingError,
+    percentile,
+    summarize,
+    time_callable,
+    time_items,
+)
 
 
 def test_summarize_matches_numpy():

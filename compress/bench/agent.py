@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def _resolve(artifact: Any, base: Path | None) -> Any:
     return str(p)
 
 
-def _session(item: dict[str, Any], base: Path | None):  # -> (Session, info dict)
+def _session(item: dict[str, Any], base: Path | None) -> tuple[Any, dict[str, Any]]:  # (Session, info)
     from compress.export.runtimes import get_runner
 
     runner = get_runner(item["runtime"])
@@ -98,7 +99,7 @@ def _runtime_available(runtime: str) -> bool:
     try:
         from compress.export.runtimes import get_runner
 
-        return get_runner(runtime).available()
+        return bool(get_runner(runtime).available())
     except Exception:  # noqa: BLE001 - compress.export.runtimes itself may not import (no numpy)
         return False
 
@@ -123,7 +124,7 @@ def _vendor_item(item: dict[str, Any], base: Path | None, cfg: TimingConfig) -> 
             "note": "benchmark_app reports a summary only: each sample is the median of one benchmark_app run"}
     if rt in ("tensorrt", "trt") and vendor.find_tool("trtexec"):
         def burst_trt() -> list[float]:
-            return vendor.run_trtexec(path, iterations=chunk)["compute_ms"]
+            return list(vendor.run_trtexec(path, iterations=chunk)["compute_ms"])
 
         return Item(item["name"], burst=burst_trt, batch=item.get("batch") or 1), {
             "runtime": "tensorrt", "runner": "trtexec", "runtime_version": None,
@@ -132,7 +133,7 @@ def _vendor_item(item: dict[str, Any], base: Path | None, cfg: TimingConfig) -> 
                      f"({'benchmark_app' if rt in ('openvino', 'ov') else 'trtexec'}) was found")
 
 
-def _numpy_canary():  # a fixed CPU workload when no runtime can run the canary model
+def _numpy_canary() -> Callable[[], None]:  # a fixed CPU workload when no runtime can run the canary model
     import numpy as np
 
     a = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)

@@ -16,9 +16,9 @@ from typing import Any
 from compress.bench.artifacts import Artifact, choose_runtime, resolve_artifact
 from compress.bench.report import to_csv, to_markdown
 from compress.bench.schema import BenchItem, BenchResult
+from compress.bench.timing import TimingConfig, TimingError
 from compress.core.errors import UsageError
 from compress.core.runs import now_iso
-from compress.bench.timing import TimingConfig, TimingError
 
 
 def _timing(warmup: int, iterations: int | None, duration_s: float | None, rounds: int,
@@ -47,8 +47,8 @@ def _unique_names(arts: list[Artifact]) -> list[str]:
 
 def _export_ref(ref: str, workdir: Path, *, batch: int, image_size: int | None) -> Path:
     """A model reference (``timm:NAME``, a model directory) exported to ONNX (static batch)."""
-    from compress.models import load_model
     from compress.export.onnx import to_onnx
+    from compress.models import load_model
 
     opts = {"image_size": image_size} if image_size and ref.startswith("timm:") else {}
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(ref.split(":", 1)[-1]).name) or "model"

@@ -12,7 +12,6 @@ from rich.console import Console
 from compress.core.runs import dumps
 
 
-
 def _make_console() -> Console:
     """The stderr console. Off a terminal (CI logs, pipes) rich would wrap everything at 80 columns and
     fold table cells (a device name broken over four lines): there, lines keep their full width

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from compress.cli.common import JsonOpt, command_line, console, emit_json
-from compress.core.runs import claim_run_dir
 from compress.cli.main import app
+from compress.core.runs import claim_run_dir
 
 Opt = typer.Option
 
@@ -21,7 +21,7 @@ def train_cmd(
     ctx: typer.Context,
     family: Annotated[str, Opt("--family", help="Supernet family (convnext-small-input, mbv3-small-input, ofa-mbv3, ofa-resnet).")] = "convnext-small-input",
     data: Annotated[str, Opt("--data", help="Dataset: fashion-mnist, digits, mnist5k, imagefolder:PATH.")] = "fashion-mnist",
-    out: Annotated[Optional[Path], Opt("--out", help="Run directory (checkpoints, metrics.jsonl, curves.png, supernet.safetensors).")] = None,
+    out: Annotated[Path | None, Opt("--out", help="Run directory (checkpoints, metrics.jsonl, curves.png, supernet.safetensors).")] = None,
     recipe: Annotated[str, Opt("--recipe", help="deps (default), ofa-ps or bignas.")] = "deps",
     strategy: Annotated[str, Opt("--strategy", help="ddp (data parallel) or ist (Independent Subnet Training).")] = "ddp",
     epochs: Annotated[int, Opt("--epochs", help="Total epochs.")] = 10,
@@ -29,12 +29,12 @@ def train_cmd(
     nproc: Annotated[int, Opt("--nproc", help="Processes; >1 re-launches under torchrun.")] = 1,
     max_restarts: Annotated[int, Opt("--max-restarts", help="torchrun restarts after a worker failure (with --nproc).")] = 3,
     batch_size: Annotated[int, Opt("--batch-size", help="Images per step per process.")] = 128,
-    image_size: Annotated[Optional[int], Opt("--image-size", help="Input size (default: native if a resolution choice).")] = None,
-    train_limit: Annotated[Optional[int], Opt("--train-limit", help="Use only this many training images.")] = None,
+    image_size: Annotated[int | None, Opt("--image-size", help="Input size (default: native if a resolution choice).")] = None,
+    train_limit: Annotated[int | None, Opt("--train-limit", help="Use only this many training images.")] = None,
     lr: Annotated[float, Opt("--lr", help="Base LR per process (eta0 = lr x processes).")] = 0.1625,
     min_lr: Annotated[float, Opt("--min-lr", help="Cosine floor.")] = 2.5e-3,
-    shrink_start: Annotated[Optional[float], Opt("--shrink-start", help="E_w in epochs (default 150/270 of --epochs).")] = None,
-    ramp_epochs: Annotated[Optional[float], Opt("--ramp-epochs", help="W_s: epochs of the β ramp (default 5/270 of --epochs).")] = None,
+    shrink_start: Annotated[float | None, Opt("--shrink-start", help="E_w in epochs (default 150/270 of --epochs).")] = None,
+    ramp_epochs: Annotated[float | None, Opt("--ramp-epochs", help="W_s: epochs of the β ramp (default 5/270 of --epochs).")] = None,
     subnets_per_step: Annotated[int, Opt("--subnets-per-step", help="n of the sandwich step (largest, smallest, n-2 random).")] = 4,
     aggregation: Annotated[str, Opt("--aggregation", help="Per-parameter gradient aggregation: sum, avg or sqrt.")] = "sum",
     kd: Annotated[bool, Opt("--kd/--no-kd", help="In-place distillation from the largest subnet.")] = True,
@@ -47,10 +47,10 @@ def train_cmd(
     checkpoint_every: Annotated[int, Opt("--checkpoint-every", help="Steps between checkpoints (also each epoch end).")] = 200,
     eval_subnets: Annotated[int, Opt("--eval-subnets", help="Random subnets evaluated besides min/max each epoch.")] = 0,
     fp16: Annotated[bool, Opt("--fp16", help="Store the final supernet in float16.")] = False,
-    max_steps: Annotated[Optional[int], Opt("--max-steps", help="Stop after this many steps.")] = None,
-    threads: Annotated[Optional[int], Opt("--threads", help="torch intra-op threads per process.")] = None,
+    max_steps: Annotated[int | None, Opt("--max-steps", help="Stop after this many steps.")] = None,
+    threads: Annotated[int | None, Opt("--threads", help="torch intra-op threads per process.")] = None,
     device: Annotated[str, Opt("--device", help="cpu, or cuda (one GPU per process: rank r uses cuda:r; NCCL under --nproc).")] = "cpu",
-    config: Annotated[Optional[Path], Opt("--config", help="YAML with TrainConfig fields (options given here override it).")] = None,
+    config: Annotated[Path | None, Opt("--config", help="YAML with TrainConfig fields (options given here override it).")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue from the run directory's latest checkpoint.")] = False,
     json: JsonOpt = False,
 ) -> None:

@@ -164,7 +164,7 @@ def clean_stale_temp_dirs(prefix: str, *, base: str | Path | None = None) -> lis
     return removed
 
 
-def temp_workdir(prefix: str) -> tempfile.TemporaryDirectory:
+def temp_workdir(prefix: str) -> tempfile.TemporaryDirectory[str]:
     """A ``TemporaryDirectory`` named ``<prefix><pid>-XXXXXXXX``, after removing those of dead processes.
 
     A SIGKILLed run cannot delete its temp directory; the pid in the name lets the next run with

@@ -206,8 +206,8 @@ def check_writable(path: str | Path, *, what: str = "--out", user: bool | None =
     if needed:
         free = free_bytes(d)
         if free is not None and free < needed:
-            raise describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d)), path=d, what=what, user=user,
-                           needed=needed)  # type: ignore[misc]
+            raise describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d)),  # type: ignore[misc]  # never None for ENOSPC
+                           path=d, what=what, user=user, needed=needed)
     return d
 
 

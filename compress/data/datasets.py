@@ -53,13 +53,13 @@ def dataset_info(name: str) -> DatasetInfo:
 class Split:
     """Images as float tensors (N, C, H, W), normalised; labels as int64 (N,)."""
 
-    images: "torch.Tensor"  # noqa: F821
-    labels: "torch.Tensor"  # noqa: F821
+    images: torch.Tensor  # noqa: F821
+    labels: torch.Tensor  # noqa: F821
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, n: int) -> "Split":
+    def subset(self, n: int) -> Split:
         return Split(self.images[:n], self.labels[:n])
 
 

@@ -14,7 +14,6 @@ For depth pruning (UPDP) - time one module alone::
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from compress.latency.table import Entry
 from compress.bench.timing import DriftMonitor, TimingConfig, TimingRun
+from compress.latency.table import Entry
 
 
 @dataclass
@@ -106,7 +105,6 @@ def block_artifact(module: Any, input_shape: tuple[int, ...], workdir: Path, nam
     needs TensorRT and a GPU here - otherwise profile on the device with ``--remote``).
     """
     from compress.export.runtimes import get_runner
-
     from compress.latency.blocks import export_onnx
     from compress.latency.quantized import QDQ_RUNTIMES, is_quantized, quantized_artifact
 
@@ -228,7 +226,7 @@ class BlockTimer:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "BlockTimer":
+    def __enter__(self) -> BlockTimer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -199,7 +199,7 @@ class LatencyModel:
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
     def from_table(cls, table: LatencyTable, space: Any, *, profile: Any = None,
-                   compiled: CompiledSpace | None = None) -> "LatencyModel":
+                   compiled: CompiledSpace | None = None) -> LatencyModel:
         comp = compiled or compiled_space(space)
         measured = table.measured_ms()
         if not measured:
@@ -222,7 +222,7 @@ class LatencyModel:
 
     @classmethod
     def from_roofline(cls, space: Any, profile: Any, *, runtime: str, precision: str, batch: int = 1,
-                      compiled: CompiledSpace | None = None, engine: str = "gpu") -> "LatencyModel":
+                      compiled: CompiledSpace | None = None, engine: str = "gpu") -> LatencyModel:
         comp = compiled or compiled_space(space)
         ms = _roofline_array(comp.signatures, profile, precision, batch, engine=engine)
         return cls(space=space, compiled=comp, sig_ms=ms, sig_source=["estimated"] * len(ms), source="estimated",
@@ -232,7 +232,7 @@ class LatencyModel:
     @classmethod
     def load(cls, *, device: str, runtime: str | None = None, precision: str | None = None, batch: int = 1,
              space: Any = None, tables: str | Path | None = None, profiles: str | Path | None = None,
-             allow_estimate: bool = True, warn: bool = True) -> "LatencyModel":
+             allow_estimate: bool = True, warn: bool = True) -> LatencyModel:
         """The measured table for (device, runtime, precision, batch, space), else a roofline estimate.
 
         ``space``: a ``SearchSpace``, a family name, a checkpoint path or ``None`` (the default supernet).

@@ -26,8 +26,15 @@ import numpy as np
 from compress.core.errors import UsageError
 from compress.core.runs import now_iso
 from compress.latency.compiled import CompiledSpace, compiled_space
-from compress.latency.measure import (BlockTimer, MeasureSettings, campaign_basis, entry_from_timing, measure_subnets,
-                                      pick_stats, runtime_info)
+from compress.latency.measure import (
+    BlockTimer,
+    MeasureSettings,
+    campaign_basis,
+    entry_from_timing,
+    measure_subnets,
+    pick_stats,
+    runtime_info,
+)
 from compress.latency.quantized import check_quantizable
 from compress.latency.signature import BlockSignature
 from compress.latency.store import lock_table, release_tables

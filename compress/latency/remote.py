@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from compress.bench.timing import TimingConfig
 from compress.core.errors import Failure
 from compress.core.runs import now_iso
 from compress.latency.measure import MeasureSettings
 from compress.latency.signature import BlockSignature
 from compress.latency.table import Entry, LatencyTable
-from compress.bench.timing import TimingConfig
 
 CHUNK = 48
 

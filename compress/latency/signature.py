@@ -121,7 +121,7 @@ class BlockSignature:
     __str__ = key
 
     @classmethod
-    def from_key(cls, key: str) -> "BlockSignature":
+    def from_key(cls, key: str) -> BlockSignature:
         parts = str(key).split("-")
         try:
             kind = parts[0]
@@ -151,7 +151,7 @@ class BlockSignature:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "BlockSignature":
+    def from_dict(cls, data: Any) -> BlockSignature:
         if not isinstance(data, dict):
             raise UsageError(f"a block signature must be a JSON object, got {type(data).__name__}")
         allowed = {f.name for f in fields(cls)}
@@ -163,7 +163,7 @@ class BlockSignature:
             raise UsageError(f"block signature: missing field(s) {sorted(missing)}")
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "BlockSignature":
+    def replace(self, **changes: Any) -> BlockSignature:
         d = self.to_dict()
         d.update(changes)
         return BlockSignature(**d)

@@ -33,7 +33,7 @@ def resolve_space(supernet: Any = None) -> Any:
         return resolve_space(ckpt) if ckpt else get_space(DEFAULT_FAMILY)
     if isinstance(supernet, SearchSpace):
         return supernet
-    if hasattr(supernet, "space") and isinstance(getattr(supernet, "space"), SearchSpace):
+    if hasattr(supernet, "space") and isinstance(supernet.space, SearchSpace):
         return supernet.space
     s = str(supernet)
     if s in family_names():

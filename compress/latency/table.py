@@ -60,13 +60,13 @@ class Entry:
         return float(self.median_ms if v is None else v)
 
     @classmethod
-    def from_stats(cls, stats: Any, **kw: Any) -> "Entry":
+    def from_stats(cls, stats: Any, **kw: Any) -> Entry:
         """From ``compress.bench.timing.Stats`` (normalised samples)."""
         return cls(count=int(stats.n), median_ms=float(stats.median_ms), mean_ms=float(stats.mean_ms),
                    std_ms=float(stats.std_ms), min_ms=float(stats.min_ms), p10_ms=float(stats.p10_ms), **kw)
 
     @classmethod
-    def point(cls, ms: float, *, source: str, note: str | None = None) -> "Entry":
+    def point(cls, ms: float, *, source: str, note: str | None = None) -> Entry:
         """A single value that was not measured (interpolated / estimated)."""
         return cls(count=0, median_ms=ms, mean_ms=ms, std_ms=0.0, min_ms=ms, p10_ms=ms, source=source, note=note)
 
@@ -107,7 +107,7 @@ class LatencyTable:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def new(cls, *, device: str, runtime: str, precision: str, batch: int, space: str, **meta: Any) -> "LatencyTable":
+    def new(cls, *, device: str, runtime: str, precision: str, batch: int, space: str, **meta: Any) -> LatencyTable:
         return cls(TableMeta(device=device, runtime=runtime, precision=precision, batch=int(batch), space=space, **meta))
 
     @classmethod
@@ -118,7 +118,7 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path | None = None, *, device: str | None = None, runtime: str | None = None,
              precision: str = "fp32", batch: int = 1, space: str | None = None,
-             tables: str | Path | None = None) -> "LatencyTable":
+             tables: str | Path | None = None) -> LatencyTable:
         """Load a table file (by path, or by its key in the table directory).
 
         A missing, truncated or malformed file raises :class:`UsageError` naming the file and the fix.
@@ -144,7 +144,7 @@ class LatencyTable:
         return cls.from_dict(data, path=p, fix=fix)
 
     @classmethod
-    def from_dict(cls, data: Any, *, path: Path | None = None, fix: str = "") -> "LatencyTable":
+    def from_dict(cls, data: Any, *, path: Path | None = None, fix: str = "") -> LatencyTable:
         name = path.name if path else "latency table"
         suffix = f"; {fix}" if fix else ""
         if not isinstance(data, dict) or data.get("format") != FORMAT:

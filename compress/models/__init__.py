@@ -6,10 +6,10 @@ recorded transforms) and ``model.safetensors`` (the weights). No pickle anywhere
 """
 
 from compress.models.ref import (
+    RESOLVERS,
+    TRANSFORMS,
     LoadedModel,
     Transform,
-    TRANSFORMS,
-    RESOLVERS,
     load_model,
     save_model_dir,
 )

@@ -31,7 +31,7 @@ MODEL_WEIGHTS = "model.safetensors"
 class LoadedModel:
     """A static model ready for evaluation, export or benchmarking."""
 
-    module: "nn.Module"
+    module: nn.Module
     input_shape: tuple[int, int, int]
     num_classes: int
     source: dict[str, Any]
@@ -56,7 +56,7 @@ RESOLVERS: Registry[Resolver] = Registry("model source")
 class Transform(Protocol):
     """Replays the structural part of a recorded transform on a freshly built module."""
 
-    def rebuild(self, module: "nn.Module", record: dict[str, Any]) -> "nn.Module": ...
+    def rebuild(self, module: nn.Module, record: dict[str, Any]) -> nn.Module: ...
 
 
 TRANSFORMS: Registry[Transform] = Registry("model transform")

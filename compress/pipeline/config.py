@@ -156,7 +156,7 @@ class PipelineCfg(StrictModel):
     gates: GatesCfg = Field(default_factory=GatesCfg)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "PipelineCfg":
+    def _one_source(self) -> PipelineCfg:
         given = [x for x in (self.supernet, self.model, self.train) if x is not None]
         if len(given) > 1:
             raise ValueError("give one of `supernet`, `model` or `train`")

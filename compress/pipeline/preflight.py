@@ -65,7 +65,7 @@ class PreflightResult:
 
 def _check_dataset(cfg: PipelineCfg, out: list[Problem]) -> None:
     from compress.core import extras
-    from compress.data.datasets import dataset_names, dataset_info
+    from compress.data.datasets import dataset_info, dataset_names
 
     name = cfg.data.name
     if name.startswith("imagefolder:"):
@@ -195,8 +195,8 @@ def _check_budgets(cfg: PipelineCfg, good: list[dict[str, Any]], ckpt: Path | No
     if not todo:
         return
     from compress.latency.predict import LatencyModel
-    from compress.search.api import _fastest
     from compress.latency.space_cost import SpaceCost
+    from compress.search.api import _fastest
     from compress.search.protocols import gene_space_for
     from compress.supernet import SearchSpace
     from compress.supernet.checkpoint import read_checkpoint_header

@@ -62,9 +62,9 @@ def plot_quant(plt: Any, rows: list[dict[str, Any]], path: Path) -> Path | None:
     """Two panels: top-1 and median latency, fp32 beside quantized, per runtime (speed-up on the bars)."""
     if plt is None or not rows:
         return None
-    from compress.core.runs import atomic_write_png
-
     import numpy as np
+
+    from compress.core.runs import atomic_write_png
 
     p = rows[0]["precision"]
     x = np.arange(len(rows))

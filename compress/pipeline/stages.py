@@ -136,9 +136,8 @@ class TrainStage(Stage):
         return {"train": cfg.train.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"), "seed": cfg.seed}
 
     def run(self, ctx: Context, work: Path, resumed: bool) -> dict[str, Any]:
-        from compress.train import TrainConfig, train
-
         from compress.core.config import validate
+        from compress.train import TrainConfig, train
 
         t = ctx.cfg.train
         tc = validate(TrainConfig, {**t.options, "family": t.family, "data": ctx.cfg.data.name, "out": work / "train",
@@ -170,8 +169,8 @@ class ProfileStage(Stage):
 
     def run(self, ctx: Context, work: Path, resumed: bool) -> dict[str, Any]:
         from compress.latency.profile import profile_table
-        from compress.supernet.checkpoint import read_checkpoint_header
         from compress.supernet import SearchSpace
+        from compress.supernet.checkpoint import read_checkpoint_header
 
         ckpt = supernet_path(ctx)
         space = SearchSpace.from_dict(read_checkpoint_header(ckpt)["space"])
@@ -217,9 +216,9 @@ class SearchStage(Stage):
                 **{f"table:{f.parent.name}/{f.name}": sha256_file(f) for f in external_tables(ctx.cfg)}}
 
     def run(self, ctx: Context, work: Path, resumed: bool) -> dict[str, Any]:
+        from compress.core.runs import atomic_write_json
         from compress.latency.predict import LatencyModel
         from compress.search.api import search
-        from compress.core.runs import atomic_write_json
 
         s, ckpt, tables = ctx.cfg.search, supernet_path(ctx), build_tables_dir(ctx, work)
         out: dict[str, Any] = {"devices": {}}

@@ -18,9 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from compress.bench.timing import TimingConfig
 from compress.core.errors import Failure, UsageError
 from compress.remote.ssh import RemoteHost
-from compress.bench.timing import TimingConfig
 
 _ROOT = Path(__file__).resolve().parents[2]
 # real modules shipped as they are (paths relative to the repository / site-packages root)

@@ -54,7 +54,7 @@ class ConstraintSet:
         values = self.evaluate(genes)
         return self.feasible(values), values
 
-    def with_limits(self, **limits: float | None) -> "ConstraintSet":
+    def with_limits(self, **limits: float | None) -> ConstraintSet:
         return ConstraintSet(dict(self.metrics), {**self.limits, **limits})
 
     def describe(self) -> dict[str, float]:

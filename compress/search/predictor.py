@@ -113,7 +113,7 @@ class LayeredPredictor:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, encode: Encoder) -> "LayeredPredictor":
+    def load(cls, directory: str | Path, encode: Encoder) -> LayeredPredictor:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 

@@ -87,7 +87,7 @@ class GeneSpace:
         return g.astype(np.int64, copy=False)
 
 
-def gene_space_for(space: "object", *, mutate_prob: float = 0.1, resolution_mutate_prob: float | None = None) -> GeneSpace:
+def gene_space_for(space: object, *, mutate_prob: float = 0.1, resolution_mutate_prob: float | None = None) -> GeneSpace:
     """The :class:`GeneSpace` of a :class:`compress.supernet.space.SearchSpace`.
 
     Kernel and expand genes of one slot share a mutation group (OFA's ``random_resample``);

@@ -33,7 +33,7 @@ DEFAULT_DIR = package_path("compress.supernet", "default")  # package data (see 
 DEFAULT_NAME = "supernet.safetensors"
 
 
-def save_checkpoint(path: str | Path, net: "Supernet", *, recipe: dict[str, Any] | None = None,
+def save_checkpoint(path: str | Path, net: Supernet, *, recipe: dict[str, Any] | None = None,
                     data: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
                     fp16: bool = False, extra: dict[str, Any] | None = None) -> Path:
     """Write ``net`` atomically; ``fp16=True`` stores floating tensors as float16 (half the size)."""
@@ -114,7 +114,7 @@ def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
     return header
 
 
-def load_checkpoint(path: str | Path, *, device: str = "cpu") -> "Supernet":
+def load_checkpoint(path: str | Path, *, device: str = "cpu") -> Supernet:
     """Rebuild the supernet of a checkpoint and load its weights (``net.checkpoint`` = header)."""
     import torch
     from safetensors import SafetensorError

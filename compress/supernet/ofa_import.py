@@ -66,7 +66,7 @@ def map_ofa_key(key: str) -> str | None:
     return None
 
 
-def supernet_from_ofa_state(state: dict[str, "torch.Tensor"], *, source: str = "state_dict") -> "Supernet":
+def supernet_from_ofa_state(state: dict[str, torch.Tensor], *, source: str = "state_dict") -> Supernet:
     """Build an ``ofa-mbv3`` supernet holding exactly the weights of an OFA-MBV3 state_dict."""
     import torch
 

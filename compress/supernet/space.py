@@ -26,8 +26,12 @@ from pydantic import Field, model_validator
 
 from compress.core.config import StrictModel, validate
 from compress.core.errors import UsageError
+
 # the layer-level types live one level down (layout.py builds on them without importing this module)
-from compress.supernet.specs import BlockSpec as BlockSpec, Cost as Cost, conv_out as conv_out, make_divisible
+from compress.supernet.specs import BlockSpec as BlockSpec
+from compress.supernet.specs import Cost as Cost
+from compress.supernet.specs import conv_out as conv_out
+from compress.supernet.specs import make_divisible
 
 ACTS = ("relu", "hswish", "gelu", "none")
 
@@ -62,7 +66,7 @@ class StageSpec(StrictModel):
     se: bool = False
 
     @model_validator(mode="after")
-    def _check(self) -> "StageSpec":
+    def _check(self) -> StageSpec:
         for name in ("depths", "kernels", "expands"):
             vals = getattr(self, name)
             if sorted(set(vals)) != list(vals):
@@ -102,7 +106,7 @@ class SearchSpace(StrictModel):
     res_bins: list[int] | None = None  # [start, step, count]: OFA resolution one-hot bins
 
     @model_validator(mode="after")
-    def _check(self) -> "SearchSpace":
+    def _check(self) -> SearchSpace:
         for name in ("resolutions", "width_mults"):
             vals = getattr(self, name)
             if sorted(set(vals)) != list(vals):
@@ -116,7 +120,7 @@ class SearchSpace(StrictModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "search space") -> "SearchSpace":
+    def from_dict(cls, data: Any, *, source: str = "search space") -> SearchSpace:
         return validate(cls, data, source=source)
 
     def to_json(self) -> str:
@@ -164,14 +168,14 @@ class SearchSpace(StrictModel):
 
     # ------------------------------------------------------------------ configs
     def config(self, *, resolution: int, width: float = 1.0, depths: list[int],
-               kernels: list[list[int]], expands: list[list[float]]) -> "SubnetConfig":
+               kernels: list[list[int]], expands: list[list[float]]) -> SubnetConfig:
         """Build and validate a config (raises :class:`UsageError` listing the allowed values)."""
         cfg = SubnetConfig(resolution=int(resolution), width=float(width), depths=tuple(int(d) for d in depths),
                            kernels=tuple(tuple(int(k) for k in ks) for ks in kernels),
                            expands=tuple(tuple(float(e) for e in es) for es in expands))
         return self.validate_config(cfg)
 
-    def validate_config(self, cfg: "SubnetConfig") -> "SubnetConfig":
+    def validate_config(self, cfg: SubnetConfig) -> SubnetConfig:
         def bad(what: str, value: Any, allowed: Any) -> UsageError:
             return UsageError(f"invalid subnet config for '{self.family}': {what} = {value!r} is not allowed; "
                               f"allowed: {allowed}")
@@ -200,7 +204,7 @@ class SearchSpace(StrictModel):
                     raise bad(f"expands[{i}][{j}]", e, st.expands)
         return cfg
 
-    def config_from_dict(self, data: Any) -> "SubnetConfig":
+    def config_from_dict(self, data: Any) -> SubnetConfig:
         """Parse our dict layout or OFA's ``{"ks": [...], "e": [...], "d": [...], "r"/"image_size"}``."""
         if not isinstance(data, dict):
             raise UsageError(f"a subnet config must be a JSON object, got {type(data).__name__}")
@@ -219,7 +223,7 @@ class SearchSpace(StrictModel):
         except (TypeError, ValueError) as err:
             raise UsageError(f"invalid subnet config: {err}") from None
 
-    def from_ofa_dict(self, data: dict[str, Any]) -> "SubnetConfig":
+    def from_ofa_dict(self, data: dict[str, Any]) -> SubnetConfig:
         """OFA arch dict: per-slot ``ks`` and ``e`` (length = number of slots), per-stage ``d``."""
         try:
             ks, es, ds = list(data["ks"]), list(data["e"]), list(data["d"])
@@ -236,7 +240,7 @@ class SearchSpace(StrictModel):
                            kernels=[ks[o:o + d] for o, d in zip(offs, ds)],
                            expands=[es[o:o + d] for o, d in zip(offs, ds)])
 
-    def to_ofa_dict(self, cfg: "SubnetConfig") -> dict[str, Any]:
+    def to_ofa_dict(self, cfg: SubnetConfig) -> dict[str, Any]:
         """OFA's arch dict; inactive slots repeat the last active block's values (OFA ignores them)."""
         ks: list[int] = []
         es: list[float] = []
@@ -246,19 +250,19 @@ class SearchSpace(StrictModel):
         return {"ks": ks, "e": [int(x) if float(x).is_integer() else x for x in es], "d": list(cfg.depths),
                 "r": cfg.resolution}
 
-    def min_config(self) -> "SubnetConfig":
+    def min_config(self) -> SubnetConfig:
         return self.config(resolution=self.resolutions[0], width=self.width_mults[0],
                            depths=[s.depths[0] for s in self.stages],
                            kernels=[[s.kernels[0]] * s.depths[0] for s in self.stages],
                            expands=[[s.expands[0]] * s.depths[0] for s in self.stages])
 
-    def max_config(self) -> "SubnetConfig":
+    def max_config(self) -> SubnetConfig:
         return self.config(resolution=self.resolutions[-1], width=self.width_mults[-1],
                            depths=[s.depths[-1] for s in self.stages],
                            kernels=[[s.kernels[-1]] * s.depths[-1] for s in self.stages],
                            expands=[[s.expands[-1]] * s.depths[-1] for s in self.stages])
 
-    def sample(self, rng: np.random.Generator) -> "SubnetConfig":
+    def sample(self, rng: np.random.Generator) -> SubnetConfig:
         return self.from_genes(self.sample_genes(rng, 1)[0])
 
     # ------------------------------------------------------------------ genes
@@ -316,7 +320,7 @@ class SearchSpace(StrictModel):
         g = np.minimum(g, sizes[None, :] - 1)
         return self.canonical_genes(g)
 
-    def to_genes(self, cfg: "SubnetConfig") -> np.ndarray:
+    def to_genes(self, cfg: SubnetConfig) -> np.ndarray:
         self.validate_config(cfg)
         g = [self.resolutions.index(cfg.resolution), self.width_mults.index(cfg.width)]
         g += [st.depths.index(d) for st, d in zip(self.stages, cfg.depths)]
@@ -326,7 +330,7 @@ class SearchSpace(StrictModel):
             eg += [st.expands.index(e) for e in es] + [0] * (st.depths[-1] - d)
         return np.asarray(g + kg + eg, dtype=np.int64)
 
-    def from_genes(self, genes: np.ndarray) -> "SubnetConfig":
+    def from_genes(self, genes: np.ndarray) -> SubnetConfig:
         g = self.canonical_genes(genes)[0]
         offs = self.slot_offsets()
         base = 2 + self.num_stages
@@ -366,7 +370,7 @@ class SearchSpace(StrictModel):
             names += [f"r={r}" for r in self.resolutions]
         return names
 
-    def encode(self, cfg: "SubnetConfig") -> np.ndarray:
+    def encode(self, cfg: SubnetConfig) -> np.ndarray:
         return self.encode_genes(self.to_genes(cfg)[None, :])[0]
 
     def encode_genes(self, genes: np.ndarray) -> np.ndarray:
@@ -397,13 +401,13 @@ class SearchSpace(StrictModel):
         return np.concatenate(parts, axis=1)
 
     # ------------------------------------------------------------------ layout and cost
-    def block_specs(self, cfg: "SubnetConfig") -> list["BlockSpec"]:
+    def block_specs(self, cfg: SubnetConfig) -> list[BlockSpec]:
         """Every layer that costs time, in order (stem, blocks, head). See :mod:`.layout`."""
         from compress.supernet.layout import block_specs
 
         return block_specs(self, self.validate_config(cfg))
 
-    def count(self, cfg: "SubnetConfig") -> "Cost":
+    def count(self, cfg: SubnetConfig) -> Cost:
         """Analytical params and MACs of the exported subnet."""
         from compress.supernet.layout import count_specs
 
@@ -429,7 +433,7 @@ class SubnetConfig:
                 "kernels": [list(k) for k in self.kernels], "expands": [list(e) for e in self.expands]}
 
     @staticmethod
-    def from_dict(data: Any, space: SearchSpace) -> "SubnetConfig":
+    def from_dict(data: Any, space: SearchSpace) -> SubnetConfig:
         return space.config_from_dict(data)
 
     def key(self) -> str:

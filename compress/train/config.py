@@ -76,7 +76,7 @@ class TrainConfig(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (tests, benchmarks)")
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if self.shrink_start is not None and self.shrink_start > self.epochs:
             raise ValueError(f"shrink_start ({self.shrink_start}) exceeds epochs ({self.epochs})")
         if self.dynamic_batch_size < 2 and self.recipe in ("deps", "bignas"):

@@ -40,7 +40,7 @@ class DepsSchedule:
 
     @classmethod
     def from_epochs(cls, *, epochs: int, steps_per_epoch: int, e_w: float, w_s: float, eta0: float,
-                    min_lr: float = 0.0, warmup_epochs: float = 0.0) -> "DepsSchedule":
+                    min_lr: float = 0.0, warmup_epochs: float = 0.0) -> DepsSchedule:
         if steps_per_epoch <= 0 or epochs <= 0:
             raise ValueError("epochs and steps_per_epoch must be positive")
         total = epochs * steps_per_epoch

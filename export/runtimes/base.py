@@ -85,7 +85,7 @@ class Session(ABC):
                              f"{self.runtime}: input shape {tuple(x.shape)} does not match {tuple(self.input_shape)}")
         return x
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,8 +14,15 @@ from typing import Any
 import numpy as np
 
 from compress.core.errors import Failure, MissingDependency, UsageError, unknown
-from compress.export.runtimes.base import (Runner, Session, artifact_file, check_opts, check_precision,
-                                  check_threads, concrete_shape)
+from compress.export.runtimes.base import (
+    Runner,
+    Session,
+    artifact_file,
+    check_opts,
+    check_precision,
+    check_threads,
+    concrete_shape,
+)
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,

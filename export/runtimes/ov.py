@@ -12,8 +12,15 @@ from typing import Any
 import numpy as np
 
 from compress.core.errors import Failure, MissingDependency, UsageError
-from compress.export.runtimes.base import (Runner, Session, artifact_file, check_opts, check_precision,
-                                  check_threads, concrete_shape)
+from compress.export.runtimes.base import (
+    Runner,
+    Session,
+    artifact_file,
+    check_opts,
+    check_precision,
+    check_threads,
+    concrete_shape,
+)
 
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 

@@ -105,12 +105,11 @@ def prune_ftwt(*, model: Any, data: Any, epochs: int, mass: float = 0.95, mode: 
 
     from compress.core.runs import RunDir
     from compress.data import dataset_info
-    from compress.models import save_model_dir
+    from compress.models import LoadedModel, save_model_dir
     from compress.prune.ftwt.accounting import measure_flops
     from compress.prune.ftwt.source import TRANSFORM_NAME
     from compress.prune.ftwt.train import TrainConfig, evaluate, train
     from compress.prune.ftwt.wrap import insert_gates
-    from compress.models import LoadedModel
 
     if o.threads:
         torch.set_num_threads(o.threads)

@@ -16,7 +16,6 @@ from typing import Any
 from compress.core.errors import UsageError
 from compress.prune import METHODS
 
-
 _T0 = [time.time()]
 
 
@@ -30,7 +29,6 @@ def _log(progress: bool | Callable[[str], None], msg: str) -> None:
 
 def _load(ref: str, *, weights: str | None, subnet: str | None, info, image_size: int | None):
     from compress.models import load_model
-
     from compress.models.pyfile import split_ref
 
     opts: dict[str, Any] = {"num_classes": info.num_classes}
@@ -65,8 +63,8 @@ def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.
     blocks, which would pick the wrong blocks; it is repeated up to ``uncontrolled_repeats`` times in
     all and each item's median is used (as in :func:`verify_speedup`).
     """
-    from compress.prune.updp.forms import forms_for, merge
     from compress.prune.updp.candidates import chain_of, to_pruned
+    from compress.prune.updp.forms import forms_for, merge
     from compress.prune.updp.latency import BlockItem, block_inputs
     from compress.prune.updp.select import decide
 
@@ -146,12 +144,12 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     from compress.models import LoadedModel, save_model_dir
     from compress.prune.updp.candidates import find_candidates
     from compress.prune.updp.graph import fold_reparameterizable
-    from compress.prune.updp.measure import count_macs, count_params, logits, recalibrate_bn, top1
     from compress.prune.updp.latency import MeasuredBlockLatency, TableBlockLatency
     from compress.prune.updp.linearize import NormSwapStep
+    from compress.prune.updp.measure import count_macs, count_params, logits, recalibrate_bn, top1
     from compress.prune.updp.progressive import TrainConfig, train_progressive
     from compress.prune.updp.proxy import proxy_scorer, supernet_scorer
-    from compress.prune.updp.select import select_blocks, SearchConfig
+    from compress.prune.updp.select import SearchConfig, select_blocks
     from compress.prune.updp.surgery import insert_pruned, merged_copy
 
     t0 = _T0[0] = time.time()

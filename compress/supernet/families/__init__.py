@@ -7,9 +7,9 @@ A family is a named search-space builder; every family uses the generic
 
 from __future__ import annotations
 
-from compress.supernet.families.registry import FAMILIES, Family, family_names, get_space, register_family
-
-# importing a family module registers it (the registry is filled here, from the package __init__)
+# The registry lives in .registry; it is filled here, from the package __init__: importing a family
+# module registers it.
 from compress.supernet.families import convnext_small, mbv3_small, ofa_mbv3, ofa_resnet  # noqa: F401
+from compress.supernet.families.registry import FAMILIES, Family, family_names, get_space, register_family
 
 __all__ = ["FAMILIES", "Family", "family_names", "get_space", "register_family"]
