@@ -214,6 +214,24 @@ def test_full_disk_cli_one_line(mounts, tmp_path):
     assert r.exit_code == 2 and "no space left on device" in line and "free" in line, r.stderr
 
 
+def test_full_disk_during_training_then_resume(mounts, tmp_path):
+    """Training into a file system that fills up: one line (exit 2) when a checkpoint no longer fits;
+    with space again `--resume` completes, and no checkpoint temp file is left."""
+    from _train_fixtures import tiny_args
+
+    fs = mounts.tmpfs("train", size="1m")
+    out = fs / "run"
+    argv = ["train", *tiny_args(out, epochs=1, checkpoint_every=2)]
+    (fs / "filler").write_bytes(b"\0" * (900 << 10))  # room for the small files, not for a checkpoint
+    r = runner.invoke(app, argv)
+    line = one_error_line(r.stderr)
+    assert r.exit_code == 2 and "no space left on device" in line and str(fs) in line, r.stderr
+    (fs / "filler").unlink()
+    r = runner.invoke(app, [*argv, "--resume"])
+    assert r.exit_code == 0, r.stderr
+    assert (out / "supernet.safetensors").is_file() and not temp_leftovers(out)
+
+
 # ---- leftovers of a killed run: removed by the next run into the same place, nothing else -------
 
 def test_next_run_removes_only_the_toolkits_temp_files(tmp_path):

@@ -138,7 +138,12 @@ def describe(err: OSError, *, path: str | Path | None = None, what: str | None =
 @contextlib.contextmanager
 def storage_errors(path: str | Path | None = None, *, what: str | None = None, user: bool | None = None,
                    needed: int | None = None) -> Iterator[None]:
-    """Re-raise a storage ``OSError`` raised inside the block as a :class:`StorageError`."""
+    """Re-raise a storage ``OSError`` raised inside the block as a :class:`StorageError`.
+
+    C++ writers (``torch.save``, OpenVINO's serializer) raise ``RuntimeError("basic_ios::clear:
+    iostream error")`` instead; with a ``path`` those are mapped too when the file system shows the
+    cause (see :func:`map_stream_error`).
+    """
     try:
         yield
     except StorageError:
@@ -148,6 +153,11 @@ def storage_errors(path: str | Path | None = None, *, what: str | None = None, u
         if mapped is None:
             raise
         raise mapped from None
+    except RuntimeError as err:
+        stream = map_stream_error(err, path=path, what=what, needed=needed) if path is not None else None
+        if stream is None:
+            raise
+        raise stream from None
 
 
 def map_stream_error(err: BaseException, *, path: str | Path, what: str | None = None,
