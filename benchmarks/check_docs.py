@@ -84,7 +84,7 @@ def cell_numbers(cell: str) -> list[tuple[str, float, float]]:
             tol = abs(value) * 0.05
         else:
             decimals = len(mant.split(".")[1]) if "." in mant else 0
-            tol = 0.5 * 10 ** -decimals
+            tol = 0.5 * 10**-decimals
         found.append((("-" if neg else "") + tok, value, tol * (1 + 1e-9) + 1e-12))
     return found
 
@@ -108,7 +108,11 @@ def check(doc: Path = DOC, *, every_table: bool = True) -> tuple[list[Problem], 
     while i < len(lines):
         m = ANNOTATION.search(lines[i])
         if not m:
-            if every_table and lines[i].lstrip().startswith("|") and (i == 0 or not lines[i - 1].lstrip().startswith("|")):
+            if (
+                every_table
+                and lines[i].lstrip().startswith("|")
+                and (i == 0 or not lines[i - 1].lstrip().startswith("|"))
+            ):
                 if i + 1 < len(lines) and re.match(r"^\s*\|[\s:|-]+\|\s*$", lines[i + 1]):
                     problems.append(Problem(i + 1, "result table without a '<!-- results: FILES -->' line above it"))
             i += 1
@@ -138,8 +142,13 @@ def check(doc: Path = DOC, *, every_table: bool = True) -> tuple[list[Problem], 
                         continue
                     for shown, value, tol in cell_numbers(cell):
                         if not _present(value, tol, pool):
-                            problems.append(Problem(j + 1, f"column {col}: {shown} is not in "
-                                                           f"{', '.join(str(f.relative_to(ROOT)) for f in files)}"))
+                            problems.append(
+                                Problem(
+                                    j + 1,
+                                    f"column {col}: {shown} is not in "
+                                    f"{', '.join(str(f.relative_to(ROOT)) for f in files)}",
+                                )
+                            )
             row += 1
             j += 1
         tables += 1

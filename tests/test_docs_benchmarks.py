@@ -22,7 +22,9 @@ def test_every_table_number_is_in_its_result_file() -> None:
     mod = _checker()
     problems, cited = mod.check(ROOT / "docs" / "benchmarks.md")
     assert not problems, "\n".join(map(str, problems))
-    uncited = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks" / "results").rglob("*.json") if p not in cited)
+    uncited = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks" / "results").rglob("*.json") if p not in cited
+    )
     assert not uncited, f"result files no table in docs/benchmarks.md cites: {uncited}"
 
 
@@ -38,7 +40,10 @@ def test_a_drifted_number_is_caught(tmp_path: Path) -> None:
 
 def test_numbers_are_read_at_their_precision() -> None:
     mod = _checker()
-    nums = {shown: (value, tol) for shown, value, tol in mod.cell_numbers("**1.70x** / 82.57 (r28, `blocks.4`) −0.40 12.3% (12.3-12.4) 1e-4")}
+    nums = {
+        shown: (value, tol)
+        for shown, value, tol in mod.cell_numbers("**1.70x** / 82.57 (r28, `blocks.4`) −0.40 12.3% (12.3-12.4) 1e-4")
+    }
     assert set(nums) == {"1.70", "82.57", "-0.40", "12.3", "12.4", "1e-4"}
     assert nums["-0.40"][0] == -0.40 and abs(nums["82.57"][1] - 0.005) < 1e-9
     assert mod._present(82.57, 0.005 + 1e-12, sorted([82.574])) and not mod._present(82.57, 0.005, [82.58])

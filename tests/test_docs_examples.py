@@ -38,7 +38,7 @@ FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)\s*(.*)$")
 @dataclass(frozen=True)
 class Block:
     path: Path
-    line: int          # 1-based line of the opening fence
+    line: int  # 1-based line of the opening fence
     lang: str
     marker: str | None
     code: str
@@ -71,8 +71,9 @@ def extract_blocks(path: Path) -> list[Block]:
             body.append(lines[i])
             i += 1
         i += 1  # closing fence
-        blocks.append(Block(path=path, line=start + 1, lang=lang, marker=rest[0] if rest else None,
-                            code="\n".join(body) + "\n"))
+        blocks.append(
+            Block(path=path, line=start + 1, lang=lang, marker=rest[0] if rest else None, code="\n".join(body) + "\n")
+        )
     return blocks
 
 
@@ -94,13 +95,15 @@ def _workdir(tmp: Path) -> Path:
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     venv_bin = str(Path(sys.executable).parent)
-    env.update({
-        "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
-        "XDG_CACHE_HOME": str(tmp / "cache"),
-        "OMP_NUM_THREADS": "1",
-        "COLUMNS": "120",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    env.update(
+        {
+            "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
+            "XDG_CACHE_HOME": str(tmp / "cache"),
+            "OMP_NUM_THREADS": "1",
+            "COLUMNS": "120",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
     env.pop("COMPRESS_TABLES", None)
     env.pop("COMPRESS_PROFILES", None)
     return env
@@ -120,8 +123,10 @@ def run_blocks(blocks: list[Block], tmp: Path) -> None:
         except subprocess.TimeoutExpired:
             pytest.fail(f"{b.where}: example did not finish in {BLOCK_TIMEOUT_S} s:\n{b.code}")
         if p.returncode != 0:
-            pytest.fail(f"{b.where}: example exited {p.returncode}:\n{b.code}\n--- stdout (tail)\n"
-                        f"{p.stdout[-2000:]}\n--- stderr (tail)\n{p.stderr[-3000:]}")
+            pytest.fail(
+                f"{b.where}: example exited {p.returncode}:\n{b.code}\n--- stdout (tail)\n"
+                f"{p.stdout[-2000:]}\n--- stderr (tail)\n{p.stderr[-3000:]}"
+            )
 
 
 def _pages_with(marker: str) -> list[Path]:
@@ -130,8 +135,11 @@ def _pages_with(marker: str) -> list[Path]:
 
 def test_every_example_is_marked() -> None:
     """A bash/python block without run/slow/manual is an error, so nothing is silently skipped."""
-    bad = [f"{b.where}: ```{b.lang} needs a second word: run, slow or manual (got {b.marker!r})"
-           for b in exec_blocks() if b.marker not in MARKERS]
+    bad = [
+        f"{b.where}: ```{b.lang} needs a second word: run, slow or manual (got {b.marker!r})"
+        for b in exec_blocks()
+        if b.marker not in MARKERS
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -197,8 +205,13 @@ def test_documented_options_exist() -> None:
     bad = []
     for where, cmd, opts in documented_invocations():
         if cmd not in helps:
-            p = subprocess.run([str(Path(sys.executable).parent / "compress"), *cmd.split(), "--help"],
-                               capture_output=True, text=True, env=env, timeout=120)
+            p = subprocess.run(
+                [str(Path(sys.executable).parent / "compress"), *cmd.split(), "--help"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
             helps[cmd] = set(OPTION.findall(p.stdout + p.stderr)) if p.returncode == 0 else None
         known = helps[cmd]
         if known is None:
@@ -209,8 +222,15 @@ def test_documented_options_exist() -> None:
 
 
 def test_invocations_are_parsed() -> None:
-    blk = Block(path=ROOT / "README.md", line=3, lang="bash", marker="manual",
-                code="compress export m --format onnx \\\n    --out r && compress latency predict x --breakdown | jq .\n"
-                     "python -m x --y  # compress bench --not-this\ncompress --version\n")
-    assert [(c, o) for _, c, o in invocations(blk)] == [("export", ["--format", "--out"]),
-                                                         ("latency predict", ["--breakdown"])]
+    blk = Block(
+        path=ROOT / "README.md",
+        line=3,
+        lang="bash",
+        marker="manual",
+        code="compress export m --format onnx \\\n    --out r && compress latency predict x --breakdown | jq .\n"
+        "python -m x --y  # compress bench --not-this\ncompress --version\n",
+    )
+    assert [(c, o) for _, c, o in invocations(blk)] == [
+        ("export", ["--format", "--out"]),
+        ("latency predict", ["--breakdown"]),
+    ]
