@@ -36,6 +36,7 @@ COMPRESS = str(Path(sys.executable).parent / "compress")
 
 # ---- helpers -----------------------------------------------------------------------------------
 
+
 class Mounts:
     """tmpfs mounts made by a test, unmounted at its end."""
 
@@ -49,8 +50,10 @@ class Mounts:
         opts = f"size={size}" + (",ro" if ro else "")
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(p)], capture_output=True, text=True)
         if r.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({(r.stderr or r.stdout).strip() or 'mount failed'}); "
-                        "these storage-fault tests need root (CI runs them as root)")
+            pytest.skip(
+                f"cannot mount a tmpfs here ({(r.stderr or r.stdout).strip() or 'mount failed'}); "
+                "these storage-fault tests need root (CI runs them as root)"
+            )
         self.points.append(p)
         return p
 
@@ -106,13 +109,17 @@ def wide_model():
 
 # ---- the mapping itself --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code,needle", [
-    (errno.EROFS, "is on a read-only file system"),
-    (errno.EACCES, "permission denied in"),
-    (errno.EPERM, "permission denied in"),
-    (errno.ENOSPC, "no space left on device writing"),
-    (errno.EDQUOT, "disk quota exceeded in"),
-])
+
+@pytest.mark.parametrize(
+    "code,needle",
+    [
+        (errno.EROFS, "is on a read-only file system"),
+        (errno.EACCES, "permission denied in"),
+        (errno.EPERM, "permission denied in"),
+        (errno.ENOSPC, "no space left on device writing"),
+        (errno.EDQUOT, "disk quota exceeded in"),
+    ],
+)
 def test_every_storage_errno_is_one_line_with_the_right_exit_code(tmp_path, code, needle):
     chosen = tmp_path / "chosen"
     chosen.mkdir()
@@ -129,6 +136,7 @@ def test_every_storage_errno_is_one_line_with_the_right_exit_code(tmp_path, code
 
 
 # ---- read-only output directories and caches -----------------------------------------------------
+
 
 def _argv(cmd: str, out: Path, tmp_path: Path) -> list[str]:
     yaml = tmp_path / "p.yaml"
@@ -168,14 +176,32 @@ def test_read_only_cache_and_temp_dir(mounts, tmp_path, monkeypatch):
     # a read-only temp directory: the block timer's work directory cannot be made
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(ro))
-    r = runner.invoke(app, ["profile", "--runtime", "onnxruntime", "--tables", str(tmp_path / "t"),
-                            "--supernet", "convnext-small-input", "--resolution", "32", "-n", "2", "--warmup", "1",
-                            "--calibrate", "0"])
+    r = runner.invoke(
+        app,
+        [
+            "profile",
+            "--runtime",
+            "onnxruntime",
+            "--tables",
+            str(tmp_path / "t"),
+            "--supernet",
+            "convnext-small-input",
+            "--resolution",
+            "32",
+            "-n",
+            "2",
+            "--warmup",
+            "1",
+            "--calibrate",
+            "0",
+        ],
+    )
     line = one_error_line(r.stderr)
     assert r.exit_code == 1 and "read-only file system" in line and "TMPDIR" in line, r.stderr
 
 
 # ---- a full file system --------------------------------------------------------------------------
+
 
 def test_full_disk_during_openvino_export_then_the_next_run(mounts):
     """The IR does not fit after the ONNX file: a one-line no-space error (free space and size needed),
@@ -186,8 +212,17 @@ def test_full_disk_during_openvino_export_then_the_next_run(mounts):
     fs = mounts.tmpfs("small", size="3m")
     out = fs / "run"
     with pytest.raises(StorageError) as ei:
-        export_model(wide_model(), out=out, formats=["onnx", "openvino"], samples=4, threads=1, exporter="legacy",
-                     parity=False, simplify=False, preflight=False)
+        export_model(
+            wide_model(),
+            out=out,
+            formats=["onnx", "openvino"],
+            samples=4,
+            threads=1,
+            exporter="legacy",
+            parity=False,
+            simplify=False,
+            preflight=False,
+        )
     msg = str(ei.value)
     assert ei.value.exit_code == 2 and "\n" not in msg
     assert msg.startswith(f"no space left on device writing {out / 'openvino' / 'model.bin'}")
@@ -195,8 +230,17 @@ def test_full_disk_during_openvino_export_then_the_next_run(mounts):
     assert not (out / "openvino" / "model.xml").exists() and not (out / "openvino" / "model.bin").exists()
     assert not temp_leftovers(out)
     mounts.remount(fs, "size=16m")
-    res = export_model(wide_model(), out=out, formats=["onnx", "openvino"], samples=4, threads=1, exporter="legacy",
-                       parity=False, simplify=False, preflight=False)
+    res = export_model(
+        wide_model(),
+        out=out,
+        formats=["onnx", "openvino"],
+        samples=4,
+        threads=1,
+        exporter="legacy",
+        parity=False,
+        simplify=False,
+        preflight=False,
+    )
     assert [f["format"] for f in res.formats] == ["onnx", "openvino"]
     import openvino as ov
 
@@ -208,8 +252,9 @@ def test_full_disk_cli_one_line(mounts, tmp_path):
     """Through the CLI: a full file system under --out is exit 2 and one line, never "this is a bug"."""
     fs = mounts.tmpfs("tiny", size="64k")
     (fs / "filler").write_bytes(b"\0" * (60 << 10))
-    r = runner.invoke(app, ["export", "exporttest:tiny", "--out", str(fs / "run"), "--samples", "4",
-                            "--exporter", "legacy"])
+    r = runner.invoke(
+        app, ["export", "exporttest:tiny", "--out", str(fs / "run"), "--samples", "4", "--exporter", "legacy"]
+    )
     line = one_error_line(r.stderr)
     assert r.exit_code == 2 and "no space left on device" in line and "free" in line, r.stderr
 
@@ -234,15 +279,26 @@ def test_full_disk_during_training_then_resume(mounts, tmp_path):
 
 # ---- leftovers of a killed run: removed by the next run into the same place, nothing else -------
 
+
 def test_next_run_removes_only_the_toolkits_temp_files(tmp_path):
     from compress.core.runs import claim_run_dir, release_run_dir
 
     d = tmp_path / "run"
-    ours = [d / ".model.onnx.k3j_x9a0.onnx.tmp", d / "checkpoints" / ".step-00000005.pt.abcd1234.pt.tmp",
-            d / ".manifest.json.zz00yy11.json.tmp", d / "stages" / "export.partial" / ".model.onnx.q1w2e3r4.onnx.tmp"]
+    ours = [
+        d / ".model.onnx.k3j_x9a0.onnx.tmp",
+        d / "checkpoints" / ".step-00000005.pt.abcd1234.pt.tmp",
+        d / ".manifest.json.zz00yy11.json.tmp",
+        d / "stages" / "export.partial" / ".model.onnx.q1w2e3r4.onnx.tmp",
+    ]
     ours_dirs = [d / ".openvino.a1b2c3d4.tmpdir", d / ".openvino-abcdefgh", d / "stages" / ".prune.old-4242"]
-    mine = [d / "model.onnx.tmp", d / ".hidden", d / "notes.tmp", d / ".model.onnx.abc.tmp", d / "checkpoints" / "step-00000005.pt",
-            d / ".step.pt.ABCDEFGH.tmp"]
+    mine = [
+        d / "model.onnx.tmp",
+        d / ".hidden",
+        d / "notes.tmp",
+        d / ".model.onnx.abc.tmp",
+        d / "checkpoints" / "step-00000005.pt",
+        d / ".step.pt.ABCDEFGH.tmp",
+    ]
     for p in ours + mine:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
@@ -292,8 +348,15 @@ def test_tensorrt_bundle_is_replaced_as_a_unit(tmp_path, monkeypatch):
     from compress.core.errors import UsageError
     from compress.export.api import export_model
 
-    export_model("exporttest:tiny", out=tmp_path / "src", formats=["onnx"], parity=False, preflight=False,
-                 simplify=False, exporter="legacy")
+    export_model(
+        "exporttest:tiny",
+        out=tmp_path / "src",
+        formats=["onnx"],
+        parity=False,
+        preflight=False,
+        simplify=False,
+        exporter="legacy",
+    )
     onnx = tmp_path / "src" / "model.onnx"
     out = tmp_path / "b"
     kw = dict(precision="fp32", input_shape=(1, 3, 16, 16), dynamic=False)
@@ -302,13 +365,23 @@ def test_tensorrt_bundle_is_replaced_as_a_unit(tmp_path, monkeypatch):
     before = (out / "bundle.json").read_text()
     monkeypatch.setattr(trt, "_readme", lambda cfg: (_ for _ in ()).throw(RuntimeError("killed")))
     with pytest.raises(RuntimeError):
-        trt.write_bundle(onnx, out, **kw, parity_inputs=np.zeros((1, 3, 16, 16), np.float32),
-                         parity_reference=np.zeros((1, 5), np.float32))
+        trt.write_bundle(
+            onnx,
+            out,
+            **kw,
+            parity_inputs=np.zeros((1, 3, 16, 16), np.float32),
+            parity_reference=np.zeros((1, 5), np.float32),
+        )
     assert (out / "bundle.json").read_text() == before and not (out / "parity_inputs.npy").exists()
     assert not temp_leftovers(tmp_path)
     monkeypatch.undo()
-    second = trt.write_bundle(onnx, out, **kw, parity_inputs=np.zeros((1, 3, 16, 16), np.float32),
-                              parity_reference=np.zeros((1, 5), np.float32))
+    second = trt.write_bundle(
+        onnx,
+        out,
+        **kw,
+        parity_inputs=np.zeros((1, 3, 16, 16), np.float32),
+        parity_reference=np.zeros((1, 5), np.float32),
+    )
     assert (out / "parity_inputs.npy").exists() and (out / "timing.cache").read_bytes() == b"gpu timings"
     assert {p.name for p in second["files"]} >= {p.name for p in first["files"]}
     (out / "mine.txt").write_text("user file")
@@ -386,8 +459,22 @@ def test_export_killed_at_a_random_moment_then_rerun(tmp_path, seed):
     out = tmp_path / "run"
 
     def argv_for(d: Path) -> list[str]:
-        return [*CLI, "export", "exporttest:digits", "--format", "onnx,openvino", "--out", str(d), "--samples", "8",
-                "--threads", "1", "--exporter", "legacy", "--json"]
+        return [
+            *CLI,
+            "export",
+            "exporttest:digits",
+            "--format",
+            "onnx,openvino",
+            "--out",
+            str(d),
+            "--samples",
+            "8",
+            "--threads",
+            "1",
+            "--exporter",
+            "legacy",
+            "--json",
+        ]
 
     argv = argv_for(out)
     ref, wall = timed(argv_for(tmp_path / "ref"))
@@ -423,9 +510,14 @@ def test_train_killed_at_a_random_moment_resumes_bit_identically(tmp_path, seed)
     assert ref.returncode == 0, ref.stderr[-2000:]
     out = tmp_path / "run"
     at = random.Random(seed).uniform(0.4, 0.9) * wall
-    killed = run_killed([sys.executable, "-c", TRAIN, str(out)], at=at)
-    r = subprocess.run([sys.executable, "-c", TRAIN, str(out), "--resume", "--json"], capture_output=True, text=True,
-                       env=ENV, timeout=900)
+    run_killed([sys.executable, "-c", TRAIN, str(out)], at=at)  # killed, or finished first: either way resumable
+    r = subprocess.run(
+        [sys.executable, "-c", TRAIN, str(out), "--resume", "--json"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = load_state(tmp_path / "ref" / "supernet.safetensors"), load_state(out / "supernet.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), f"killed at {at:.1f} s: weights differ"
@@ -464,8 +556,13 @@ def test_profile_killed_at_a_random_moment_then_completed(tmp_path, seed, monkey
         if table_dir.is_dir():
             for f in table_dir.glob("[!.]*.json"):
                 LatencyTable.load(f)  # the table under its final name always loads
-        r = subprocess.run([sys.executable, "-c", PROFILE_RUN, str(tmp_path / "t")], capture_output=True, text=True,
-                           env=ENV, timeout=900)
+        r = subprocess.run(
+            [sys.executable, "-c", PROFILE_RUN, str(tmp_path / "t")],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=900,
+        )
     finally:
         ENV.pop("TMPDIR")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -498,8 +595,11 @@ gates: {{min_top1: 1, max_parity_err: 1.0e-3}}
 def _verdicts(run: Path) -> dict:
     s = json.loads((run / "summary.json").read_text())
     chk = json.loads((run / "stages" / "check" / "stage.json").read_text())["result"]
-    return {"search": {d: v["config"] for d, v in s["search"].items()}, "top1": s["accuracy"].get("top1"),
-            "gates": [(g["name"], g["passed"]) for g in chk["gates"]]}
+    return {
+        "search": {d: v["config"] for d, v in s["search"].items()},
+        "top1": s["accuracy"].get("top1"),
+        "gates": [(g["name"], g["passed"]) for g in chk["gates"]],
+    }
 
 
 @pytest.mark.slow
@@ -518,9 +618,16 @@ def test_pipeline_killed_at_random_moments_resumes_to_the_same_result(tmp_path):
         assert json.loads((out / "pipeline.json").read_text())["status"] != "done"
         r = subprocess.run([COMPRESS, "check", str(out)], capture_output=True, text=True, env=ENV)
         assert r.returncode == 2 and "not a finished pipeline run" in r.stderr
-        killed = run_killed([COMPRESS, "pipeline", str(y), "--out", str(out), "--resume"], at=rng.uniform(0.1, 0.6) * wall)
-    r = subprocess.run([COMPRESS, "pipeline", str(y), "--out", str(out), "--resume"], capture_output=True, text=True,
-                       env=ENV, timeout=1800)
+        killed = run_killed(
+            [COMPRESS, "pipeline", str(y), "--out", str(out), "--resume"], at=rng.uniform(0.1, 0.6) * wall
+        )
+    r = subprocess.run(
+        [COMPRESS, "pipeline", str(y), "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=1800,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert _verdicts(out) == _verdicts(tmp_path / "ref")
     assert not temp_leftovers(out)
@@ -550,8 +657,17 @@ def test_two_trainings_into_one_directory_one_is_refused_at_once(tmp_path):
     """Two `train` runs into one directory: the second (started while the first trains) is refused
     in under a second with one line naming the first; the first finishes undisturbed."""
     out = tmp_path / "run"
-    procs = [subprocess.Popen([sys.executable, "-c", TRAIN_GO, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TRAIN_GO, str(out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         assert p.stdout.readline().strip() == "imported"  # type: ignore[union-attr]
     procs[0].stdin.write("go\n")  # type: ignore[union-attr]

@@ -39,8 +39,12 @@ time.sleep(secs)
 
 def _hold(kind: str, path: Path, secs: float = 60.0) -> subprocess.Popen:
     """Another process that holds the lock of ``path`` for ``secs`` seconds (ready when this returns)."""
-    p = subprocess.Popen([sys.executable, "-c", HOLD, kind, str(path), str(secs)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLD, kind, str(path), str(secs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = p.stdout.readline()  # type: ignore[union-attr]
     assert line.strip() == "ready", p.stderr.read()  # type: ignore[union-attr]
     return p
@@ -71,17 +75,34 @@ def test_second_writer_refused_at_once_naming_the_holder(tmp_path):
         _stop(p)
 
 
-@pytest.mark.parametrize("argv", [
-    ["pipeline", "{yaml}", "--out", "{d}"],
-    ["pipeline", "{yaml}", "--out", "{d}", "--resume"],
-    ["train", "--family", "tiny-resnet", "--data", "digits", "--epochs", "1", "--out", "{d}"],
-    ["train", "--family", "tiny-resnet", "--data", "digits", "--epochs", "1", "--out", "{d}", "--resume"],
-    ["search", "--device", "local-cpu", "--out", "{d}"],
-    ["prune", "--method", "updp", "--model", "timm:resnet18", "--data", "digits", "--epochs", "1", "--blocks", "1",
-     "--out", "{d}"],
-    ["export", "timm:resnet18", "--out", "{d}"],
-    ["bench", "timm:resnet18", "--out", "{d}"],
-], ids=["pipeline", "pipeline-resume", "train", "train-resume", "search", "prune", "export", "bench"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pipeline", "{yaml}", "--out", "{d}"],
+        ["pipeline", "{yaml}", "--out", "{d}", "--resume"],
+        ["train", "--family", "tiny-resnet", "--data", "digits", "--epochs", "1", "--out", "{d}"],
+        ["train", "--family", "tiny-resnet", "--data", "digits", "--epochs", "1", "--out", "{d}", "--resume"],
+        ["search", "--device", "local-cpu", "--out", "{d}"],
+        [
+            "prune",
+            "--method",
+            "updp",
+            "--model",
+            "timm:resnet18",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--blocks",
+            "1",
+            "--out",
+            "{d}",
+        ],
+        ["export", "timm:resnet18", "--out", "{d}"],
+        ["bench", "timm:resnet18", "--out", "{d}"],
+    ],
+    ids=["pipeline", "pipeline-resume", "train", "train-resume", "search", "prune", "export", "bench"],
+)
 def test_every_writing_command_is_refused_while_another_holds_the_run_dir(tmp_path, argv):
     from compress.train import net as netapi
 
@@ -169,24 +190,35 @@ def test_table_writer_waits_bounded_then_refuses(tmp_path):
 
 # ---- compress check on unfinished or inconsistent runs -------------------------------------------
 
+
 def _run_dir(tmp_path: Path, status: str) -> Path:
     from compress.core.runs import sha256_file
 
     d = tmp_path / "run"
     (d / "stages" / "prune").mkdir(parents=True)
-    (d / "summary.json").write_text(json.dumps({"schema": 1, "accuracy": {"top1": 90.0, "top1_before": 91.0},
-                                                 "gates": {"min_top1": 50}}))
+    (d / "summary.json").write_text(
+        json.dumps({"schema": 1, "accuracy": {"top1": 90.0, "top1_before": 91.0}, "gates": {"min_top1": 50}})
+    )
     (d / "stages" / "prune" / "stage.json").write_text(json.dumps({"key": "k1"}))
-    (d / "pipeline.json").write_text(json.dumps({"status": status, "stage": None if status == "done" else "prune",
-                                                 "stages": {"prune": {"key": "k1"}},
-                                                 "summary_sha256": sha256_file(d / "summary.json")}))
+    (d / "pipeline.json").write_text(
+        json.dumps(
+            {
+                "status": status,
+                "stage": None if status == "done" else "prune",
+                "stages": {"prune": {"key": "k1"}},
+                "summary_sha256": sha256_file(d / "summary.json"),
+            }
+        )
+    )
     return d
 
 
 def test_check_refuses_an_unfinished_run(tmp_path):
     d = _run_dir(tmp_path, "running")
     r = runner.invoke(app, ["check", str(d)])
-    assert r.exit_code == 2 and "is not a finished pipeline run (status 'running', stopped in stage 'prune')" in r.stderr
+    assert (
+        r.exit_code == 2 and "is not a finished pipeline run (status 'running', stopped in stage 'prune')" in r.stderr
+    )
     assert "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -232,9 +264,16 @@ def test_concurrent_profiles_of_one_table_wait_and_keep_each_others_entries(tmp_
 
     tables = tmp_path / "tables"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
     def start(iterations: int) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, "-c", PROFILE, str(tables), str(Path(__file__).parent), str(iterations)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        p = subprocess.Popen(
+            [sys.executable, "-c", PROFILE, str(tables), str(Path(__file__).parent), str(iterations)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert p.stdout.readline().strip() == "imported", p.communicate()[1][-800:]  # type: ignore[union-attr]
         return p
 
