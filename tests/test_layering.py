@@ -153,23 +153,10 @@ def test_latency_does_not_import_search():
     assert not bad, "the latency layer imports search:\n" + "\n".join(bad)
 
 
-# Cycles known and owned elsewhere, each with the fix; the test fails on any other cycle, and on an
-# entry here that no longer exists (so the list only shrinks).
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    # compress/core/locks.py (work in progress when this test was written) writes its holder file with
-    # runs.atomic_write_json/now_iso, and runs.py claims run directories through locks: the atomic
-    # writers belong in a lower module (e.g. compress/core/atomic.py) that both import.
-    frozenset({"compress.core.locks", "compress.core.runs"}): "move the atomic writers below locks and runs",
-}
-
-
 def test_no_import_cycles():
     found = cycles(GRAPH)
-    new = [c for c in found if frozenset(c) not in KNOWN_CYCLES]
-    assert not new, "import cycles (move the shared piece to the lower module, or fill the registry from " \
-                    "the package __init__):\n" + "\n".join(_describe(c, GRAPH) for c in new)
-    gone = [sorted(k) for k in KNOWN_CYCLES if sorted(k) not in found]
-    assert not gone, f"these cycles are gone; remove them from KNOWN_CYCLES: {gone}"
+    assert not found, "import cycles (move the shared piece to the lower module, or fill the registry from " \
+                      "the package __init__):\n" + "\n".join(_describe(c, GRAPH) for c in found)
 
 
 def test_the_checker_sees_lazy_imports_and_ignores_type_checking(tmp_path):

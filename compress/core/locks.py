@@ -126,7 +126,7 @@ def acquire(lock: str | Path, *, what: str, command: str, wait: float = 0.0,
     """
     from filelock import FileLock, Timeout
 
-    from compress.core.runs import atomic_write_json, now_iso
+    from compress.core.atomic import atomic_write_json, now_iso
     from compress.core.storage import storage_errors
 
     lock = Path(lock)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -23,6 +22,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# the atomic writers live one level down (locks.py uses them too); re-exported here
+from compress.core.atomic import (
+    atomic_path as atomic_path,
+    atomic_write_bytes as atomic_write_bytes,
+    atomic_write_json as atomic_write_json,
+    atomic_write_text as atomic_write_text,
+    dumps as dumps,
+    now_iso as now_iso,
+    to_jsonable as to_jsonable,
+)
 from compress.core.errors import UsageError
 from compress.core.storage import check_writable, mark_user_path, storage_errors
 
@@ -30,36 +39,6 @@ TRACKED_PACKAGES = (
     "compress", "torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxscript",
     "onnxslim", "openvino", "numpy", "safetensors", "pydantic", "typer", "tensorrt",
 )
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds.
-
-    Use it for writers that want a file name (``onnx.save``, ``safetensors.save_file``)::
-
-        with atomic_path(out / "model.onnx") as tmp:
-            onnx.save(model, tmp)
-
-    A storage fault (read-only, permission, disk full, quota) inside the block becomes a one-line
-    :class:`~compress.core.storage.StorageError`. The temp name (``.NAME.XXXXXXXX<sfx>.tmp``) is one
-    of the patterns :func:`clean_stale_temps` removes after a killed run.
-    """
-    path = Path(path)
-    sfx = suffix if suffix is not None else path.suffix
-    with storage_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{sfx}.tmp", dir=path.parent)
-        os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        with storage_errors(path):
-            yield tmp_path
-            os.replace(tmp_path, path)
-    finally:
-        with contextlib.suppress(OSError):
-            if tmp_path.exists():
-                tmp_path.unlink()
 
 
 @contextlib.contextmanager
@@ -176,20 +155,6 @@ def temp_workdir(prefix: str) -> tempfile.TemporaryDirectory[str]:
         return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def atomic_write_png(fig: Any, path: str | Path, *, dpi: int | None = None) -> Path:
     """Write a matplotlib figure as PNG atomically, then close it (frees its memory)."""
     import matplotlib.pyplot as plt
@@ -199,35 +164,6 @@ def atomic_write_png(fig: Any, path: str | Path, *, dpi: int | None = None) -> P
         fig.savefig(tmp, format="png", **({"dpi": dpi} if dpi else {}))
     plt.close(fig)
     return path
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert dataclasses, pydantic models, paths and numpy scalars for ``json.dumps``."""
-    if hasattr(obj, "model_dump"):
-        return to_jsonable(obj.model_dump(mode="json"))
-    if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
-        return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n"
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, dumps(obj))
 
 
 def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
@@ -269,10 +205,6 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() or None if res.returncode == 0 else None
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def claim_run_dir(path: str | Path, *, command: str, what: str = "--out") -> bool:

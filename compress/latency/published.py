@@ -36,41 +36,17 @@ import numpy as np
 from compress.core.errors import UsageError
 from compress.latency.calibration import (  # the data half (schemas, files), re-exported
     CAL_FORMAT as CAL_FORMAT,
-)
-from compress.latency.calibration import (
     DEFAULT_CALIBRATION as DEFAULT_CALIBRATION,
-)
-from compress.latency.calibration import (
     DEFAULT_ROWS as DEFAULT_ROWS,
-)
-from compress.latency.calibration import (
     ROWS_FORMAT as ROWS_FORMAT,
-)
-from compress.latency.calibration import (
     PublishedRow as PublishedRow,
-)
-from compress.latency.calibration import (
     PublishedSet as PublishedSet,
-)
-from compress.latency.calibration import (
     RoofCalibration as RoofCalibration,
-)
-from compress.latency.calibration import (
     RowResult as RowResult,
-)
-from compress.latency.calibration import (
     calibration_path as calibration_path,
-)
-from compress.latency.calibration import (
     load_calibration as load_calibration,
-)
-from compress.latency.calibration import (
     load_rows as load_rows,
-)
-from compress.latency.calibration import (
     rows_path as rows_path,
-)
-from compress.latency.calibration import (
     write_calibration as write_calibration,
 )
 

@@ -28,10 +28,7 @@ from compress.core.config import StrictModel, validate
 from compress.core.errors import UsageError
 
 # the layer-level types live one level down (layout.py builds on them without importing this module)
-from compress.supernet.specs import BlockSpec as BlockSpec
-from compress.supernet.specs import Cost as Cost
-from compress.supernet.specs import conv_out as conv_out
-from compress.supernet.specs import make_divisible
+from compress.supernet.specs import BlockSpec as BlockSpec, Cost as Cost, conv_out as conv_out, make_divisible
 
 ACTS = ("relu", "hswish", "gelu", "none")
 

@@ -29,8 +29,7 @@ import numpy as np
 
 from compress.core.errors import UsageError
 from compress.core.runs import atomic_write_json
-from compress.train import distributed
-from compress.train import net as netapi
+from compress.train import distributed, net as netapi
 from compress.train.checkpoint import Checkpointer, rng_state
 from compress.train.config import TrainConfig
 from compress.train.metrics import MetricsLog, plot_curves

@@ -18,8 +18,7 @@ from typing import Any
 
 from compress.core.errors import UsageError
 from compress.core.runs import atomic_write_json
-from compress.train import distributed, evaluate
-from compress.train import net as netapi
+from compress.train import distributed, evaluate, net as netapi
 from compress.train.checkpoint import Checkpointer, rng_state, set_rng_state
 from compress.train.config import TrainConfig
 from compress.train.metrics import MetricsLog, plot_curves
