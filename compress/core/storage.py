@@ -216,8 +216,10 @@ def check_writable(path: str | Path, *, what: str = "--out", user: bool | None =
     if needed:
         free = free_bytes(d)
         if free is not None and free < needed:
-            raise describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d)),  # type: ignore[misc]  # never None for ENOSPC
-                           path=d, what=what, user=user, needed=needed)
+            full = describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d)), path=d, what=what, user=user,
+                            needed=needed)
+            if full is not None:  # always: ENOSPC is a storage fault
+                raise full
     return d
 
 
