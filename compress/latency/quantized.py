@@ -54,7 +54,7 @@ def _canonical(runtime: str) -> str:
     from compress.export.runtimes import get_runner
 
     try:
-        return get_runner(runtime).name
+        return str(get_runner(runtime).name)
     except UsageError:
         return runtime
 

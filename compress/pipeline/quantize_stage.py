@@ -87,7 +87,7 @@ class QuantizeStage(Stage):
 
 
 def _record(res: Any, work: Path) -> dict[str, Any]:
-    d = res.to_json()
+    d: dict[str, Any] = dict(res.to_json())
     d["path"] = str(Path(res.path).resolve().relative_to(work.resolve()))
     return d
 
