@@ -37,7 +37,7 @@ demo: setup
 	$(BIN)/compress pipeline examples/demo.yaml --out runs/demo
 
 # ruff (lint + format check) and mypy on the core packages; configured in pyproject.toml
-LINT_PATHS := compress export tests benchmarks examples hardware_profiles setup.py
+LINT_PATHS := compress export tests benchmarks examples hardware_profiles
 lint: setup
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)

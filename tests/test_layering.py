@@ -171,3 +171,18 @@ def test_the_checker_sees_lazy_imports_and_ignores_type_checking(tmp_path):
     g = import_graph({"pkg": pkg})
     assert cycles(g) == [["pkg.a", "pkg.b"]]
     assert g["pkg.c"] == [] and g["pkg.d"] == [("pkg.c", 1)]
+
+
+def test_packaged_list_is_complete():
+    """pyproject's static `packages` list names every package under compress/ and export/ (the latter
+    renamed into compress.export), so a new sub-package cannot silently miss the wheel."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {*find_packages(str(REPO), include=["compress", "compress.*"]),
+             *("compress." + p for p in find_packages(str(REPO), include=["export", "export.*"])),
+             "compress.hardware_profiles"}
+    assert listed == found, f"add to [tool.setuptools] packages: {sorted(found - listed)}; " \
+                            f"remove: {sorted(listed - found)}"

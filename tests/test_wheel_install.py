@@ -23,7 +23,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("compress", "export", "hardware_profiles")
-TOP_FILES = ("pyproject.toml", "setup.py", "README.md")
+TOP_FILES = ("pyproject.toml", "README.md")
 
 
 def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
