@@ -298,3 +298,31 @@ def test_concurrent_profiles_of_one_table_wait_and_keep_each_others_entries(tmp_
     table = next(f for f in files if f.suffix == ".json" and not f.name.startswith("."))
     assert len(LatencyTable.load(table).measured()) == n
     assert not [f for f in files if f.name.endswith(".tmp")]
+
+
+def test_a_launcher_shares_its_lock_with_its_workers_only(tmp_path):
+    """`compress train --nproc K`: the launcher holds the run directory for its workers; a worker
+    writes under it, an unrelated process is still refused."""
+    d = tmp_path / "run"
+    claim = f"from compress.core.runs import claim_run_dir; print(claim_run_dir({str(d)!r}, command='worker'))"
+    launcher = f"""
+import subprocess, sys
+from compress.core.runs import claim_run_dir
+claim_run_dir({str(d)!r}, command="launcher", for_children=True)
+r = subprocess.run([sys.executable, "-c", {claim!r}], capture_output=True, text=True)
+print(r.returncode, r.stdout.strip(), flush=True)
+sys.stdin.readline()
+"""
+    p = subprocess.Popen(
+        [sys.executable, "-c", launcher],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert p.stdout.readline().split() == ["0", "False"], p.stderr.read()  # type: ignore[union-attr]
+        r = subprocess.run([sys.executable, "-c", claim], capture_output=True, text=True)
+        assert r.returncode != 0 and "is in use by pid" in r.stderr and "launcher" in r.stderr
+    finally:
+        p.communicate("x\n")

@@ -104,7 +104,7 @@ def train_cmd(
         from compress.train.loop import check_inputs
 
         check_inputs(cfg)
-        claim_run_dir(cfg.out, command=command_line())  # the launcher holds the lock for its workers
+        claim_run_dir(cfg.out, command=command_line(), for_children=True)  # the launcher holds it for its workers
         args = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else []
         console.print(f"launching {nproc} processes under torchrun (max restarts {max_restarts})")
         rc = distributed.launch(nproc, args, max_restarts=max_restarts)

@@ -37,6 +37,9 @@ from typing import Any
 from compress.core.errors import UsageError
 
 DIR_LOCK = ".compress.lock"
+# "<abs lock path>=<pid>" entries (os.pathsep-separated): locks a launcher holds for the workers it
+# starts (`compress train --nproc K`): they write under it instead of being refused as a second writer
+DELEGATE_ENV = "COMPRESS_LOCKS_DELEGATED"
 STALE_GRACE_S = 2.0  # a dead holder's forked children (data loaders) may hold the flock a moment longer
 
 
@@ -106,8 +109,10 @@ def holder_gone(info: dict[str, Any] | None) -> bool:
 def describe_holder(info: dict[str, Any] | None) -> str:
     if not info:
         return "another process (no holder record)"
-    return (f"pid {info.get('pid')} on {info.get('host')} (`{info.get('command', '?')}`, "
-            f"started {info.get('started', '?')})")
+    return (
+        f"pid {info.get('pid')} on {info.get('host')} (`{info.get('command', '?')}`, "
+        f"started {info.get('started', '?')})"
+    )
 
 
 def _warn(msg: str) -> None:
@@ -115,12 +120,41 @@ def _warn(msg: str) -> None:
     sys.stderr.flush()
 
 
-def acquire(lock: str | Path, *, what: str, command: str, wait: float = 0.0,
-            on_wait: Callable[[dict[str, Any] | None], None] | None = None,
-            fix: str = "wait for it to finish or choose another --out") -> bool:
+def delegate(lock: str | Path) -> None:
+    """Let the processes this one starts from now on write under ``lock``, which it holds.
+
+    For a launcher and its workers (one job, one writer): a worker's :func:`acquire` of ``lock``
+    succeeds without locking while the launcher (the recorded holder) is alive. Other processes,
+    and children of other processes, are still refused.
+    """
+    key = _key(Path(lock))
+    items = [i for i in os.environ.get(DELEGATE_ENV, "").split(os.pathsep) if i and not i.startswith(f"{key}=")]
+    os.environ[DELEGATE_ENV] = os.pathsep.join([*items, f"{key}={os.getpid()}"])
+
+
+def _delegated(lock: Path) -> bool:
+    key = _key(lock)
+    for item in os.environ.get(DELEGATE_ENV, "").split(os.pathsep):
+        k, _, pid = item.rpartition("=")
+        if k == key and pid.isdigit():
+            info = holder(lock)
+            return bool(info) and info.get("pid") == int(pid) and pid_alive(int(pid))  # type: ignore[union-attr]
+    return False
+
+
+def acquire(
+    lock: str | Path,
+    *,
+    what: str,
+    command: str,
+    wait: float = 0.0,
+    on_wait: Callable[[dict[str, Any] | None], None] | None = None,
+    fix: str = "wait for it to finish or choose another --out",
+) -> bool:
     """Take the exclusive lock ``lock`` for ``what`` (e.g. "run directory runs/x"), within ``wait`` seconds.
 
-    Returns True when this call took the lock, False when this process already held it (re-entry).
+    Returns True when this call took the lock, False when this process already held it (re-entry)
+    or its launcher holds it for it (:func:`delegate`).
     Raises :class:`LockHeld` (exit 2) naming the holder, or a storage error when the lock file
     cannot be created (read-only, full, no permission).
     """
@@ -135,6 +169,8 @@ def acquire(lock: str | Path, *, what: str, command: str, wait: float = 0.0,
         if key in _HELD:
             _HELD[key].count += 1
             return False
+    if _delegated(lock):  # our launcher holds it for us (see delegate)
+        return False
     with storage_errors(lock.parent):
         lock.parent.mkdir(parents=True, exist_ok=True)
     fl = FileLock(str(lock), thread_local=False, fallback_to_soft=False)
@@ -160,15 +196,22 @@ def acquire(lock: str | Path, *, what: str, command: str, wait: float = 0.0,
             time.sleep(min(0.2, max(0.01, remaining)))
         except OSError as err:  # after Timeout, which is an OSError too
             if err.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
-                raise UsageError(f"{what}: its file system does not support file locks (flock: {err.strerror}); "
-                                 "choose a directory on a local disk") from None
+                raise UsageError(
+                    f"{what}: its file system does not support file locks (flock: {err.strerror}); "
+                    "choose a directory on a local disk"
+                ) from None
             raise
     prev = holder(lock)
     if prev and prev.get("pid") != os.getpid():
         state = "which is gone" if holder_gone(prev) else "which did not release it"
         _warn(f"taking over the stale lock on {what} from {describe_holder(prev)}, {state}")
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "started": now_iso(),
-            "argv": list(sys.argv)}
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "started": now_iso(),
+        "argv": list(sys.argv),
+    }
     try:
         with storage_errors(lock.parent):
             atomic_write_json(info_path(lock), info)
@@ -203,9 +246,15 @@ def held(lock: str | Path) -> bool:
 
 
 @contextlib.contextmanager
-def locked(lock: str | Path, *, what: str, command: str, wait: float = 0.0,
-           on_wait: Callable[[dict[str, Any] | None], None] | None = None,
-           fix: str = "wait for it to finish or choose another --out") -> Iterator[None]:
+def locked(
+    lock: str | Path,
+    *,
+    what: str,
+    command: str,
+    wait: float = 0.0,
+    on_wait: Callable[[dict[str, Any] | None], None] | None = None,
+    fix: str = "wait for it to finish or choose another --out",
+) -> Iterator[None]:
     """``with locked(...)``: :func:`acquire` on entry, :func:`release` on exit."""
     acquire(lock, what=what, command=command, wait=wait, on_wait=on_wait, fix=fix)
     try:

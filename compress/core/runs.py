@@ -207,16 +207,17 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
-def claim_run_dir(path: str | Path, *, command: str, what: str = "--out") -> bool:
+def claim_run_dir(path: str | Path, *, command: str, what: str = "--out", for_children: bool = False) -> bool:
     """Lock the run directory ``path`` for this process before anything is written; returns True if newly taken.
 
     Creates ``path``, proves it writable (a read-only or full location fails here, exit 2, not after
     an hour of work), takes its exclusive lock (a second writer is refused at once, exit 2, naming
     the holder) and removes the temp files a killed earlier run left there. The lock is held until
     :func:`release_run_dir` or the end of the process. Claiming a directory this process already
-    holds does nothing and returns False (then the caller must not release it).
+    holds does nothing and returns False (then the caller must not release it). ``for_children``:
+    the processes this one starts (a launcher's workers) write under the same lock.
     """
-    from compress.core.locks import acquire, dir_lock_path, held
+    from compress.core.locks import acquire, delegate, dir_lock_path, held
 
     path = Path(path).expanduser()
     mark_user_path(path)
@@ -225,8 +226,11 @@ def claim_run_dir(path: str | Path, *, command: str, what: str = "--out") -> boo
     if not path.exists():
         _CREATED.add(path)
     check_writable(path, what=what, user=True)
-    acquire(dir_lock_path(path), what=f"run directory {path}", command=command)
+    if not acquire(dir_lock_path(path), what=f"run directory {path}", command=command):
+        return False  # our launcher holds it for us: its job, its temp files
     clean_stale_temps(path)
+    if for_children:
+        delegate(dir_lock_path(path))
     return True
 
 

@@ -102,8 +102,14 @@ def _fix(what: str, user: bool) -> str | None:
     return None
 
 
-def describe(err: OSError, *, path: str | Path | None = None, what: str | None = None, user: bool | None = None,
-             needed: int | None = None) -> StorageError | None:
+def describe(
+    err: OSError,
+    *,
+    path: str | Path | None = None,
+    what: str | None = None,
+    user: bool | None = None,
+    needed: int | None = None,
+) -> StorageError | None:
     """The :class:`StorageError` for a storage ``OSError`` (None for other errors, e.g. file not found).
 
     ``path``: the file or directory being written (default: the error's filename); ``what``: how the
@@ -126,7 +132,9 @@ def describe(err: OSError, *, path: str | Path | None = None, what: str | None =
     elif err.errno in (errno.EACCES, errno.EPERM):
         msg = f"cannot write {target}: permission denied in {where}; {alt or 'fix its permissions'}"
     elif err.errno == errno.EDQUOT:
-        msg = f"cannot write {target}: disk quota exceeded in {where}; free space in your quota" + (f" or {alt}" if alt else "")
+        msg = f"cannot write {target}: disk quota exceeded in {where}; free space in your quota" + (
+            f" or {alt}" if alt else ""
+        )
     else:
         free = free_bytes(where)
         need = f", needs about {human_bytes(needed)}" if needed else ""
@@ -136,8 +144,9 @@ def describe(err: OSError, *, path: str | Path | None = None, what: str | None =
 
 
 @contextlib.contextmanager
-def storage_errors(path: str | Path | None = None, *, what: str | None = None, user: bool | None = None,
-                   needed: int | None = None) -> Iterator[None]:
+def storage_errors(
+    path: str | Path | None = None, *, what: str | None = None, user: bool | None = None, needed: int | None = None
+) -> Iterator[None]:
     """Re-raise a storage ``OSError`` raised inside the block as a :class:`StorageError`.
 
     C++ writers (``torch.save``, OpenVINO's serializer) raise ``RuntimeError("basic_ios::clear:
@@ -160,8 +169,9 @@ def storage_errors(path: str | Path | None = None, *, what: str | None = None, u
         raise stream from None
 
 
-def map_stream_error(err: BaseException, *, path: str | Path, what: str | None = None,
-                     needed: int | None = None) -> StorageError | None:
+def map_stream_error(
+    err: BaseException, *, path: str | Path, what: str | None = None, needed: int | None = None
+) -> StorageError | None:
     """Map a C++ stream failure (OpenVINO's ``basic_ios::clear: iostream error``) to its storage cause.
 
     The library gives no errno, so the cause is read off the target: a read-only mount, a
@@ -169,8 +179,18 @@ def map_stream_error(err: BaseException, *, path: str | Path, what: str | None =
     nearly none). Returns None when none of these holds (then the error is not a storage fault).
     """
     text = str(err)
-    if not any(k in text for k in ("iostream error", "basic_ios", "Can't open", "No space left", "Read-only file",
-                                   "Permission denied", "quota")):
+    if not any(
+        k in text
+        for k in (
+            "iostream error",
+            "basic_ios",
+            "Can't open",
+            "No space left",
+            "Read-only file",
+            "Permission denied",
+            "quota",
+        )
+    ):
         return None
     d = _existing_dir(Path(path))
     probe_err: OSError | None = None
@@ -184,13 +204,15 @@ def map_stream_error(err: BaseException, *, path: str | Path, what: str | None =
         return describe(probe_err, path=path, what=what, needed=needed)
     free = free_bytes(d)
     if free is not None and (free < (needed or 0) or free < 1 << 20):
-        return describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)), path=path, what=what,
-                        needed=needed)
+        return describe(
+            OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)), path=path, what=what, needed=needed
+        )
     return None
 
 
-def check_writable(path: str | Path, *, what: str = "--out", user: bool | None = None,
-                   needed: int | None = None) -> Path:
+def check_writable(
+    path: str | Path, *, what: str = "--out", user: bool | None = None, needed: int | None = None
+) -> Path:
     """Create ``path`` (a directory) if needed and prove a file can be written there, before long work.
 
     Raises :class:`StorageError` naming the directory and the fix; with ``needed`` (bytes) also
