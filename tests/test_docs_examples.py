@@ -234,3 +234,33 @@ def test_invocations_are_parsed() -> None:
         ("export", ["--format", "--out"]),
         ("latency predict", ["--breakdown"]),
     ]
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    h = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", h).replace(" ", "-")
+
+
+def test_relative_links_resolve() -> None:
+    """Links between the README and the manual point at files (and headings) that exist."""
+    bad = []
+    for f in doc_files():
+        text = f.read_text(encoding="utf-8")
+        text = re.sub(r"```.*?```", "", text, flags=re.S)
+        for m in LINK.finditer(text):
+            target = m.group(1)
+            if re.match(r"^[a-z]+:", target) or target.startswith("#") and not target[1:]:
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (f.parent / path).resolve() if path else f
+            if not dest.exists():
+                bad.append(f"{f.relative_to(ROOT)}: link to missing {target}")
+            elif anchor and dest.suffix == ".md":
+                heads = {_slug(h) for h in re.findall(r"^#+ (.+)$", dest.read_text(encoding="utf-8"), re.M)}
+                if anchor not in heads:
+                    bad.append(f"{f.relative_to(ROOT)}: no heading #{anchor} in {dest.relative_to(ROOT)}")
+    assert not bad, "\n".join(bad)
