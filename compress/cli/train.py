@@ -44,6 +44,9 @@ def train_cmd(
     sampling: Annotated[str, Opt("--sampling", help="uniform or compofa.")] = "uniform",
     accum_steps: Annotated[int, Opt("--accum-steps", help="Micro-batches per step (gradient accumulation).")] = 1,
     ist_rounds: Annotated[int, Opt("--ist-local-steps", help="IST: local steps between repartitions (R).")] = 20,
+    ist_rescale: Annotated[bool, Opt("--ist-rescale/--no-ist-rescale", help="IST: scale hidden-channel sums by S during local steps.")] = True,
+    ist_lr_scale: Annotated[float, Opt("--ist-lr-scale", help="IST: local LR = --lr x this.")] = 1.0,
+    ist_finetune_epochs: Annotated[float, Opt("--ist-finetune-epochs", help="IST: last epochs train the full model data-parallel.")] = 0.0,
     checkpoint_every: Annotated[int, Opt("--checkpoint-every", help="Steps between checkpoints (also each epoch end).")] = 200,
     eval_subnets: Annotated[int, Opt("--eval-subnets", help="Random subnets evaluated besides min/max each epoch.")] = 0,
     fp16: Annotated[bool, Opt("--fp16", help="Store the final supernet in float16.")] = False,
@@ -69,7 +72,8 @@ def train_cmd(
                  ramp_epochs="ramp_epochs", dynamic_batch_size="subnets_per_step", aggregation="aggregation",
                  inplace_distillation="kd", temperature="temperature", reorganize_weights="reorganize",
                  elastic_kernel="elastic_kernel", sampling="sampling", accum_steps="accum_steps",
-                 ist_rounds_iters="ist_rounds", checkpoint_every="checkpoint_every", eval_subnets="eval_subnets",
+                 ist_rounds_iters="ist_rounds", ist_rescale="ist_rescale", ist_lr_scale="ist_lr_scale",
+                 ist_finetune_epochs="ist_finetune_epochs", checkpoint_every="checkpoint_every", eval_subnets="eval_subnets",
                  save_dtype="fp16", max_steps="max_steps", device="device")
     opts = dict(family=family, data=data, out=str(out), recipe=recipe, strategy=strategy, epochs=epochs, seed=seed,
                 nproc=nproc, batch_size=batch_size, image_size=image_size, train_limit=train_limit, base_lr=lr,
@@ -77,6 +81,7 @@ def train_cmd(
                 dynamic_batch_size=subnets_per_step, aggregation=aggregation, inplace_distillation=kd,
                 temperature=temperature, reorganize_weights=reorganize, elastic_kernel=elastic_kernel,
                 sampling=sampling, accum_steps=accum_steps, ist_rounds_iters=ist_rounds,
+                ist_rescale=ist_rescale, ist_lr_scale=ist_lr_scale, ist_finetune_epochs=ist_finetune_epochs,
                 checkpoint_every=checkpoint_every, eval_subnets=eval_subnets,
                 save_dtype="float16" if fp16 else "float32", max_steps=max_steps,
                 device=device)

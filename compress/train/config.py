@@ -63,6 +63,9 @@ class TrainConfig(StrictModel):
     kd_ratio: float = Field(1.0, ge=0, description="OFA-PS soft-CE weight from the trained full model")
     # IST (§3)
     ist_rounds_iters: int = Field(20, ge=1, description="R: local iterations between repartitions")
+    ist_rescale: bool = Field(True, description="scale hidden-channel consumers' input by S during local steps")
+    ist_lr_scale: float = Field(1.0, gt=0, description="IST local LR = base_lr x this (per subnet)")
+    ist_finetune_epochs: float = Field(0.0, ge=0, description="last epochs: full model, data parallel (ResIST-style)")
     # checkpointing / logging
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (also at each epoch end)")
     keep_checkpoints: int = Field(2, ge=1)
@@ -81,6 +84,8 @@ class TrainConfig(StrictModel):
             raise ValueError(f"shrink_start ({self.shrink_start}) exceeds epochs ({self.epochs})")
         if self.dynamic_batch_size < 2 and self.recipe in ("deps", "bignas"):
             raise ValueError("dynamic_batch_size must be >= 2 for sandwich recipes (largest + smallest)")
+        if self.ist_finetune_epochs > self.epochs:
+            raise ValueError(f"ist_finetune_epochs ({self.ist_finetune_epochs}) exceeds epochs ({self.epochs})")
         if len(self.ofa_phase_fractions) != 6 or any(f < 0 for f in self.ofa_phase_fractions):
             raise ValueError("ofa_phase_fractions needs 6 non-negative numbers")
         return self

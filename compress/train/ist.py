@@ -13,6 +13,22 @@ Each round (``R = ist_rounds_iters`` local steps):
    every shared tensor (stem, downsampling, depthwise convs, norms, head) is averaged with
    ``all_reduce`` (ResIST).
 
+Accuracy levers (options of ``compress train --strategy ist``; defaults chosen on short runs, see
+docs/training.md "IST: when to pick it"):
+
+- ``ist_rescale`` (on): while a worker trains its 1/S of the hidden channels, the layer that sums
+  over them (ConvNeXt's ``pw2``, MBConv's ``project_conv``/SE, a bottleneck's ``conv2``/``conv3``)
+  reads its input multiplied by S, as inverted dropout does. Without it every subnet learns to
+  produce the whole residual output from half the channels and the reassembled model, which sums
+  all S chunks, outputs about S times that: on a block without a norm after the sum (ConvNeXt) the
+  full model is then off-scale. With it each chunk is an unbiased estimate of the full sum.
+- ``ist_rounds_iters`` R: local steps between repartitions (fewer bytes per step as R grows).
+- ``ist_lr_scale``: the local learning rate is ``base_lr x ist_lr_scale`` (per subnet; DDP's is
+  ``base_lr x world``), on the same per-step cosine.
+- ``ist_finetune_epochs``: the last epochs train the full model data-parallel (gradients averaged
+  every step, as DDP), the final full-model phase of ResIST-style recipes; costs DDP's bytes for
+  those steps.
+
 IST trains the full model (the largest subnet); the recipe's sandwich phase is not run here.
 Bytes are counted from the collectives' payloads with ring-algorithm costs (all-reduce of N bytes:
 2(S-1)/S N sent per rank; all-gather of slices of N/S bytes: (S-1)/S N sent per rank).
@@ -51,11 +67,18 @@ def ist_config(space: Any, parts: int):
     for i, st in enumerate(space.stages):
         target = st.expands[-1] / parts
         if target not in st.expands:
-            raise UsageError(f"IST with {parts} processes needs expand choice {target:g} in stage {i} "
-                             f"(choices {st.expands}); use --nproc {int(st.expands[-1] / st.expands[0])} or fewer")
+            raise UsageError(
+                f"IST with {parts} processes needs expand choice {target:g} in stage {i} "
+                f"(choices {st.expands}); use --nproc {int(st.expands[-1] / st.expands[0])} or fewer"
+            )
         expands.append([target] * mx.depths[i])
-    return space.config(resolution=mx.resolution, width=mx.width, depths=list(mx.depths),
-                        kernels=[list(k) for k in mx.kernels], expands=expands)
+    return space.config(
+        resolution=mx.resolution,
+        width=mx.width,
+        depths=list(mx.depths),
+        kernels=[list(k) for k in mx.kernels],
+        expands=expands,
+    )
 
 
 @dataclass
@@ -128,6 +151,18 @@ def assemble(net, layout, parts: list[dict[int, np.ndarray]], rank: int, world: 
     comm.rounds += 1
 
 
+def _rescale_hooks(net, layout, factor: float) -> list:
+    """Forward pre-hooks multiplying the input of every hidden-channel consumer by ``factor``."""
+    handles = []
+    mods = dict(net.named_modules())
+    for _, _, members in layout:
+        for name, dims in members.items():
+            if 1 in dims and name.endswith(".weight"):
+                mod = mods[name[: -len(".weight")]]
+                handles.append(mod.register_forward_pre_hook(lambda m, args: (args[0] * factor, *args[1:])))
+    return handles
+
+
 def train_ist(cfg: TrainConfig, *, resume: bool = False, progress: bool = True):
     """IST training of the full model; writes the same run-dir files as :func:`compress.train.loop.train`."""
     import torch
@@ -170,31 +205,124 @@ def train_ist(cfg: TrainConfig, *, resume: bool = False, progress: bool = True):
     compute_s = 0.0
     eval_s = 0.0
     last_eval_epoch = step // per_epoch
+    ft_start = max(0, total - int(round(cfg.ist_finetune_epochs * per_epoch)))
+    local_lr = cfg.base_lr * cfg.ist_lr_scale
+    ft_opt = None
+
+    def local_batch(step: int):
+        epoch, b = divmod(step, per_epoch)
+        x, y = _batch(data.train, gb, cfg.seed, epoch, b, Batches)
+        if cfg.augment:
+            x = _augment(x, step_seed(cfg.seed, step, -1))
+        torch.manual_seed(step_seed(cfg.seed, step, -100 - d.rank))
+        return (
+            epoch,
+            x[d.rank * cfg.batch_size : (d.rank + 1) * cfg.batch_size],
+            y[d.rank * cfg.batch_size : (d.rank + 1) * cfg.batch_size],
+        )
+
+    def after_steps(round_end: bool) -> None:
+        """Evaluation at epoch ends and checkpoints (same cadence as before, in both phases)."""
+        nonlocal last_eval_epoch, eval_s
+        ep_now = step // per_epoch
+        if cfg.eval_every_epochs and ep_now > last_eval_epoch and ep_now % cfg.eval_every_epochs == 0 and step < stop:
+            last_eval_epoch = ep_now
+            if d.main:
+                te = time.perf_counter()
+                rows_e = eval_subnets(net, space, [("max", space.max_config())], split=data.val, calib=data.calib)
+                eval_s += time.perf_counter() - te
+                log.write(
+                    {
+                        "kind": "eval",
+                        "step": step,
+                        "epoch": ep_now,
+                        "split": "val",
+                        "train_s": time.perf_counter() - t0 - eval_s,
+                        "top1": {r["name"]: r["top1"] for r in rows_e},
+                        "bytes_sent": comm.sent_bytes,
+                    }
+                )
+                net.train()
+            distributed.barrier()
+        every = R if step < ft_start else 1
+        if round_end and ((step // every) % max(1, cfg.checkpoint_every // every) == 0 or step >= stop):
+            if d.main:
+                ck.save(
+                    {
+                        "model": net.state_dict(),
+                        "state": {"step": step, "epoch": step // per_epoch, "batch": 0, "flags": {}},
+                        "rng": rng_state(),
+                        "config": cfg.model_dump_json(),
+                    },
+                    step,
+                )
+            distributed.barrier()
+
     while step < stop:
+        if step >= ft_start:  # the full-model data-parallel fine-tune (gradients averaged every step)
+            if ft_opt is None:
+                net.set_active(space.max_config())
+                ft_opt = torch.optim.SGD(
+                    _param_groups(net, cfg.weight_decay),
+                    lr=cfg.base_lr,
+                    momentum=cfg.momentum,
+                    nesterov=cfg.nesterov and cfg.momentum > 0,
+                )
+            tc = time.perf_counter()
+            epoch, x, y = local_batch(step)
+            lr = cosine_lr(step, total, cfg.base_lr * d.world, min_lr=cfg.min_lr)
+            for g in ft_opt.param_groups:
+                g["lr"] = lr
+            loss = F.cross_entropy(netapi.forward(net, x), y, label_smoothing=cfg.label_smoothing)
+            ft_opt.zero_grad(set_to_none=False)
+            loss.backward()
+            grads = [p.grad for p in net.parameters() if p.grad is not None]
+            before_b = distributed.SENT["bytes"]
+            distributed.all_reduce_mean(grads, d.world)
+            comm.sent_bytes += distributed.SENT["bytes"] - before_b
+            ft_opt.step()
+            step += 1
+            compute_s += time.perf_counter() - tc
+            if step % cfg.log_every == 0:
+                log.write(
+                    {
+                        "kind": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "phase": "finetune",
+                        "lr": lr,
+                        "beta": 0.0,
+                        "loss": {"max": float(loss)},
+                        "bytes_sent": comm.sent_bytes,
+                    }
+                )
+            after_steps(step % per_epoch == 0 or step >= stop or step % cfg.checkpoint_every == 0)
+            continue
         rnd = step // R
         rng = np.random.default_rng(step_seed(cfg.seed, rnd, -7))
         parts: list[dict[int, np.ndarray]] = [{} for _ in range(d.world)]
         for bi, n, _ in layout:
             for r, chunk in enumerate(partition(n, d.world, rng)):
                 parts[r][bi] = chunk
-        perms = {bi: np.concatenate([parts[d.rank][bi], np.setdiff1d(np.arange(n), parts[d.rank][bi])])
-                 for bi, n, _ in layout}
+        perms = {
+            bi: np.concatenate([parts[d.rank][bi], np.setdiff1d(np.arange(n), parts[d.rank][bi])])
+            for bi, n, _ in layout
+        }
         before = {k: v.detach().clone() for k, v in (dict(net.named_parameters()) | dict(net.named_buffers())).items()}
         for bi, perm in perms.items():
             net.permute_hidden(bi, perm)
         net.set_active(narrow)
-        opt = torch.optim.SGD(_param_groups(net, cfg.weight_decay), lr=cfg.base_lr, momentum=cfg.momentum,
-                              nesterov=cfg.nesterov and cfg.momentum > 0)
+        hooks = _rescale_hooks(net, layout, float(d.world)) if cfg.ist_rescale else []
+        opt = torch.optim.SGD(
+            _param_groups(net, cfg.weight_decay),
+            lr=local_lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+        )
         tc = time.perf_counter()
-        for _ in range(min(R, stop - step)):
-            epoch, b = divmod(step, per_epoch)
-            x, y = _batch(data.train, gb, cfg.seed, epoch, b, Batches)
-            if cfg.augment:
-                x = _augment(x, step_seed(cfg.seed, step, -1))
-            x = x[d.rank * cfg.batch_size:(d.rank + 1) * cfg.batch_size]
-            y = y[d.rank * cfg.batch_size:(d.rank + 1) * cfg.batch_size]
-            torch.manual_seed(step_seed(cfg.seed, step, -100 - d.rank))
-            lr = cosine_lr(step, total, cfg.base_lr, min_lr=cfg.min_lr)
+        for _ in range(min(R, stop - step, ft_start - step)):
+            epoch, x, y = local_batch(step)
+            lr = cosine_lr(step, total, local_lr, min_lr=cfg.min_lr)
             for g in opt.param_groups:
                 g["lr"] = lr
             loss = F.cross_entropy(netapi.forward(net, x), y, label_smoothing=cfg.label_smoothing)
@@ -203,30 +331,27 @@ def train_ist(cfg: TrainConfig, *, resume: bool = False, progress: bool = True):
             opt.step()
             step += 1
             if step % cfg.log_every == 0:
-                log.write({"kind": "train", "step": step, "epoch": epoch, "phase": "ist", "lr": lr, "beta": 0.0,
-                           "loss": {"max": float(loss)}, "bytes_sent": comm.sent_bytes})
+                log.write(
+                    {
+                        "kind": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "phase": "ist",
+                        "lr": lr,
+                        "beta": 0.0,
+                        "loss": {"max": float(loss)},
+                        "bytes_sent": comm.sent_bytes,
+                    }
+                )
         compute_s += time.perf_counter() - tc
+        for h in hooks:
+            h.remove()
         inv = {bi: np.argsort(p) for bi, p in perms.items()}
         for bi, p in inv.items():
             net.permute_hidden(bi, p)
         net.set_active(space.max_config())
         assemble(net, layout, parts, d.rank, d.world, before, comm)
-        ep_now = step // per_epoch
-        if cfg.eval_every_epochs and ep_now > last_eval_epoch and ep_now % cfg.eval_every_epochs == 0 and step < stop:
-            last_eval_epoch = ep_now
-            if d.main:
-                te = time.perf_counter()
-                rows_e = eval_subnets(net, space, [("max", space.max_config())], split=data.val, calib=data.calib)
-                eval_s += time.perf_counter() - te
-                log.write({"kind": "eval", "step": step, "epoch": ep_now, "split": "val",
-                           "train_s": time.perf_counter() - t0 - eval_s, "top1": {r["name"]: r["top1"] for r in rows_e}})
-            distributed.barrier()
-        if (step // R) % max(1, cfg.checkpoint_every // R) == 0 or step >= stop:
-            if d.main:
-                ck.save({"model": net.state_dict(), "state": {"step": step, "epoch": step // per_epoch, "batch": 0,
-                                                               "flags": {}}, "rng": rng_state(),
-                         "config": cfg.model_dump_json()}, step)
-            distributed.barrier()
+        after_steps(True)
     rows: list[dict] = []
     sup = out / SUPERNET_FILE
     wall = time.perf_counter() - t0
@@ -236,18 +361,45 @@ def train_ist(cfg: TrainConfig, *, resume: bool = False, progress: bool = True):
         te = time.perf_counter()
         rows = eval_subnets(net, space, [("max", space.max_config())], split=data.val, calib=data.calib)
         eval_s += time.perf_counter() - te
-        log.write({"kind": "eval", "step": step, "epoch": step // per_epoch, "split": "val",
-                   "train_s": time.perf_counter() - t0 - eval_s, "top1": {r["name"]: r["top1"] for r in rows}})
-        meta = {"recipe": {"name": "ist", "strategy": "ist", "epochs": cfg.epochs, "steps": step,
-                           "world_size": d.world, "local_steps": R, "config": cfg.model_dump(mode="json")},
-                "data": data.meta, "metrics": {"val": rows},
-                "training": {"wall_s": round(wall, 1), "bytes_sent_per_step": bytes_per_step}}
+        log.write(
+            {
+                "kind": "eval",
+                "step": step,
+                "epoch": step // per_epoch,
+                "split": "val",
+                "train_s": time.perf_counter() - t0 - eval_s,
+                "top1": {r["name"]: r["top1"] for r in rows},
+            }
+        )
+        meta = {
+            "recipe": {
+                "name": "ist",
+                "strategy": "ist",
+                "epochs": cfg.epochs,
+                "steps": step,
+                "world_size": d.world,
+                "local_steps": R,
+                "config": cfg.model_dump(mode="json"),
+            },
+            "data": data.meta,
+            "metrics": {"val": rows},
+            "training": {"wall_s": round(wall, 1), "bytes_sent_per_step": bytes_per_step},
+        }
         netapi.save(net, sup, meta=meta, fp16=cfg.save_dtype == "float16")
         plot_curves(log.records(), out / "curves.png", title=f"{cfg.family} / IST x{d.world} on {cfg.data}")
-        atomic_write_json(out / "result.json", {"supernet": str(sup), "steps": step, "epochs": step // per_epoch,
-                                                 "wall_s": round(wall, 1), "resumed_from": None, "val": rows,
-                                                 "bytes_sent_per_step_per_rank": bytes_per_step,
-                                                 "compute_s": round(compute_s, 1)})
+        atomic_write_json(
+            out / "result.json",
+            {
+                "supernet": str(sup),
+                "steps": step,
+                "epochs": step // per_epoch,
+                "wall_s": round(wall, 1),
+                "resumed_from": None,
+                "val": rows,
+                "bytes_sent_per_step_per_rank": bytes_per_step,
+                "compute_s": round(compute_s, 1),
+            },
+        )
     distributed.barrier()
     return TrainResult(out, sup, step, step // per_epoch, wall, rows)
 
