@@ -59,8 +59,13 @@ def _mlp_onnx(path: Path, *, sensitive: bool, all_layers: bool = False) -> Path:
             nodes.append(helper.make_node("Relu", [cur], [f"r{i}"], name=f"relu{i}"))
             cur = f"r{i}"
     nodes[-1].output[0] = "logits"
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     helper.set_model_props(model, {"compress.dataset": "digits"})
@@ -92,6 +97,7 @@ def _calib(n: int = 16) -> list[np.ndarray]:
 
 
 # ---- the low-level ONNX Runtime function -----------------------------------------------------
+
 
 def test_quantize_onnx_int8_writes_a_qdq_model_that_runs(mlp, tmp_path) -> None:
     import onnx
@@ -135,16 +141,34 @@ def test_low_level_refusals(mlp, tmp_path) -> None:
 
 # ---- the CLI contract and every backend ---------------------------------------------------------
 
+
 def test_cli_json_contract_onnxruntime(mlp, tmp_path) -> None:
-    r = _cli(["quantize", str(mlp), "--runtime", "ort", "--data", "digits", "--calib-images", "32",
-              "--iterations", "10", "--out", str(tmp_path / "o"), "--json"])
+    r = _cli(
+        [
+            "quantize",
+            str(mlp),
+            "--runtime",
+            "ort",
+            "--data",
+            "digits",
+            "--calib-images",
+            "32",
+            "--iterations",
+            "10",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ]
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert tuple(d) == JSON_KEYS
     assert d["runtime"] == "onnxruntime" and d["precision"] == "int8" and d["calib_images"] == 32
     assert Path(d["path"]).is_file() and len(d["sha256"]) == 64
     assert d["top1_fp32"] > 80 and d["drop_points"] <= 3 and d["top1_agreement"] >= 0.9
-    assert d["median_ms_fp32"] > 0 and d["median_ms_quant"] > 0 and d["drift"] in ("stable", "normalised", "uncontrolled")
+    assert (
+        d["median_ms_fp32"] > 0 and d["median_ms_quant"] > 0 and d["drift"] in ("stable", "normalised", "uncontrolled")
+    )
     assert abs(d["speedup"] - d["median_ms_fp32"] / d["median_ms_quant"]) < 1e-9
     saved = json.loads((tmp_path / "o" / "quantize.json").read_text())
     assert {k: saved[k] for k in JSON_KEYS} == d and (tmp_path / "o" / "manifest.json").is_file()
@@ -179,14 +203,25 @@ def test_tensorrt_bundle_has_the_qdq_onnx_and_says_which_path_it_builds(mlp, tmp
 
     res = compress.quantize(mlp, out=tmp_path / "trt", runtime="trt", data="digits", calib_images=16)
     b = res.path
-    assert {"model.onnx", "model.qdq.onnx", "calib.npy", "build_engine.py", "build_engine.sh", "README.md",
-            "bundle.json"} <= {p.name for p in b.iterdir()}
+    assert {
+        "model.onnx",
+        "model.qdq.onnx",
+        "calib.npy",
+        "build_engine.py",
+        "build_engine.sh",
+        "README.md",
+        "bundle.json",
+    } <= {p.name for p in b.iterdir()}
     cfg = json.loads((b / "bundle.json").read_text())
     assert cfg["int8_mode"] == "explicit" and cfg["qdq_onnx"] == "model.qdq.onnx"
     readme = (b / "README.md").read_text()
     assert "explicit quantization" in readme and "model.qdq.onnx" in readme and "--int8-mode calibration" in readme
     assert "--onnx=model.qdq.onnx" in (b / "build_engine.sh").read_text()
-    zps = [numpy_helper.to_array(i) for i in onnx.load(str(b / "model.qdq.onnx")).graph.initializer if "zero_point" in i.name]
+    zps = [
+        numpy_helper.to_array(i)
+        for i in onnx.load(str(b / "model.qdq.onnx")).graph.initializer
+        if "zero_point" in i.name
+    ]
     assert zps and all(int(np.abs(z).max()) == 0 for z in zps)  # TensorRT: symmetric int8 only
     assert res.median_ms_quant is None and res.speedup is None  # no engine here, nothing timed or claimed
     assert any("no engine was built" in n for n in res.details["notes"])
@@ -207,15 +242,18 @@ def test_tensorrt_engine_from_the_qdq_bundle(mlp, tmp_path) -> None:
 
 # ---- accuracy control ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_accuracy_control_keeps_the_sensitive_layer_in_fp32(sensitive, tmp_path, runtime) -> None:
     import compress
 
-    plain = compress.quantize(sensitive, out=tmp_path / "plain", runtime=runtime, data="digits", calib_images=32,
-                              time=False)
+    plain = compress.quantize(
+        sensitive, out=tmp_path / "plain", runtime=runtime, data="digits", calib_images=32, time=False
+    )
     assert plain.drop_points > 20, "the outlier layer should wreck int8 without accuracy control"
-    ctl = compress.quantize(sensitive, out=tmp_path / "ctl", runtime=runtime, data="digits", calib_images=32,
-                            max_drop=1.0, time=False)
+    ctl = compress.quantize(
+        sensitive, out=tmp_path / "ctl", runtime=runtime, data="digits", calib_images=32, max_drop=1.0, time=False
+    )
     assert ctl.drop_points <= 1.0
     assert ctl.fp32_layers == [ctl.details["accuracy_control"]["sensitivity"][0]["layer"]]
     assert "fc0" in ctl.fp32_layers[0]
@@ -224,8 +262,21 @@ def test_accuracy_control_keeps_the_sensitive_layer_in_fp32(sensitive, tmp_path,
 
 def test_accuracy_control_that_cannot_hold_fails_with_the_table(tmp_path) -> None:
     every = _mlp_onnx(tmp_path / "every.onnx", sensitive=True, all_layers=True)
-    r = _cli(["quantize", str(every), "--data", "digits", "--calib-images", "16", "--max-drop", "1",
-              "--no-time", "--out", str(tmp_path / "o")])
+    r = _cli(
+        [
+            "quantize",
+            str(every),
+            "--data",
+            "digits",
+            "--calib-images",
+            "16",
+            "--max-drop",
+            "1",
+            "--no-time",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert r.exit_code == 1, r.output
     line = next(ln for ln in r.output.splitlines() if ln.startswith("error:"))
     assert "accuracy control could not reach a drop <= 1 points" in line
@@ -235,13 +286,17 @@ def test_accuracy_control_that_cannot_hold_fails_with_the_table(tmp_path) -> Non
 
 # ---- bad input ---------------------------------------------------------------------------------
 
+
 def _nothing_quantizable(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    g = helper.make_graph([helper.make_node("Relu", ["input"], ["r"]), helper.make_node("Flatten", ["r"], ["logits"])],
-                          "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 64])])
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["r"]), helper.make_node("Flatten", ["r"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 64])],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, str(path))

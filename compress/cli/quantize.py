@@ -14,21 +14,51 @@ from compress.cli.main import app
 
 @app.command("quantize")
 def quantize_cmd(
-    model: Annotated[str, typer.Argument(help="Anything `compress export` takes (timm:NAME, a model directory, a search or prune run, a checkpoint reference), or an fp32 .onnx file.")],
-    runtime: Annotated[str, typer.Option("--runtime", "-r", help="onnxruntime (ort) | openvino (ov) | tensorrt (trt).")] = "onnxruntime",
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Anything `compress export` takes (timm:NAME, a model directory, a search or prune run, a checkpoint reference), or an fp32 .onnx file."
+        ),
+    ],
+    runtime: Annotated[
+        str, typer.Option("--runtime", "-r", help="onnxruntime (ort) | openvino (ov) | tensorrt (trt).")
+    ] = "onnxruntime",
     precision: Annotated[str, typer.Option("--precision", help="int8 | fp16.")] = "int8",
-    data: Annotated[str | None, typer.Option("--data", help="Dataset: its calib split calibrates, its test split measures top-1 (default: the model's own).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Dataset: its calib split calibrates, its test split measures top-1 (default: the model's own).",
+        ),
+    ] = None,
     calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images from the calib split.")] = 512,
-    max_drop: Annotated[float | None, typer.Option("--max-drop", help="Accuracy control: largest top-1 drop in points; sensitive layers stay fp32 until it holds.")] = None,
-    method: Annotated[str, typer.Option("--method", help="Calibration: minmax | entropy | percentile (ONNX Runtime, TensorRT).")] = "minmax",
-    test_images: Annotated[int | None, typer.Option("--test-images", help="Cap on test images (default: the whole test split).")] = None,
-    iterations: Annotated[int, typer.Option("--iterations", help="Timed runs per model (interleaved rounds, one thread).")] = 50,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            "--max-drop",
+            help="Accuracy control: largest top-1 drop in points; sensitive layers stay fp32 until it holds.",
+        ),
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="Calibration: minmax | entropy | percentile (ONNX Runtime, TensorRT).")
+    ] = "minmax",
+    test_images: Annotated[
+        int | None, typer.Option("--test-images", help="Cap on test images (default: the whole test split).")
+    ] = None,
+    iterations: Annotated[
+        int, typer.Option("--iterations", help="Timed runs per model (interleaved rounds, one thread).")
+    ] = 50,
     no_time: Annotated[bool, typer.Option("--no-time", help="Skip the fp32-vs-quantized timing.")] = False,
-    exporter: Annotated[str, typer.Option("--exporter", help="auto | dynamo | legacy (for MODELs that are exported first).")] = "auto",
+    exporter: Annotated[
+        str, typer.Option("--exporter", help="auto | dynamo | legacy (for MODELs that are exported first).")
+    ] = "auto",
     num_classes: Annotated[int | None, typer.Option("--num-classes", help="timm:NAME only: classifier size.")] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="timm:NAME only: input resolution.")] = None,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="timm:NAME only: input channels.")] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", help="timm:NAME only: weights (.safetensors or a weights_only torch file).")] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="timm:NAME only: weights (.safetensors or a weights_only torch file)."),
+    ] = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -39,15 +69,37 @@ def quantize_cmd(
     """
     from compress.quantize.api import quantize
 
-    model_options = {k: v for k, v in {"num_classes": num_classes, "image_size": image_size, "in_chans": in_chans,
-                                       "weights": weights}.items() if v is not None}
+    model_options = {
+        k: v
+        for k, v in {
+            "num_classes": num_classes,
+            "image_size": image_size,
+            "in_chans": in_chans,
+            "weights": weights,
+        }.items()
+        if v is not None
+    }
     if out is None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name or model).strip("-") or "model"
         out = Path("runs") / f"quantize-{slug}-{runtime}-{precision}"
-    res = quantize(model, out=out, runtime=runtime, precision=precision, data=data, calib_images=calib_images,
-                   max_drop=max_drop, method=method, test_images=test_images, iterations=iterations,
-                   time=not no_time, exporter=exporter, seed=seed, model_options=model_options,
-                   command=command_line(), progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    res = quantize(
+        model,
+        out=out,
+        runtime=runtime,
+        precision=precision,
+        data=data,
+        calib_images=calib_images,
+        max_drop=max_drop,
+        method=method,
+        test_images=test_images,
+        iterations=iterations,
+        time=not no_time,
+        exporter=exporter,
+        seed=seed,
+        model_options=model_options,
+        command=command_line(),
+        progress=lambda m: console.print(f"[dim]{m}[/dim]"),
+    )
     if json:
         emit_json(res.to_json())
         return
@@ -68,8 +120,10 @@ def _print(res: object) -> None:
     t.add_row("top-1 (%)", _fmt(j["top1_fp32"]), _fmt(j["top1_quant"]))
     t.add_row("median latency (ms)", _fmt(j["median_ms_fp32"], ".3f"), _fmt(j["median_ms_quant"], ".3f"))
     console.print(t)
-    console.print(f"drop {_fmt(j['drop_points'])} points, top-1 agreement {_fmt(j['top1_agreement'], '.4f')}, "
-                  f"speed-up {_fmt(j['speedup'])}x (drift: {j['drift'] or 'not timed'})")
+    console.print(
+        f"drop {_fmt(j['drop_points'])} points, top-1 agreement {_fmt(j['top1_agreement'], '.4f')}, "
+        f"speed-up {_fmt(j['speedup'])}x (drift: {j['drift'] or 'not timed'})"
+    )
     if j["fp32_layers"]:
         console.print(f"kept in fp32: {', '.join(j['fp32_layers'])}")
     for note in res.details.get("notes", []):  # type: ignore[attr-defined]

@@ -47,8 +47,17 @@ METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile
 #: ops that carry weights: a model without any of them has nothing worth quantizing
 WEIGHTED_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: ops that mark a model as already quantized (QDQ or QOperator format, or dynamic/integer ops)
-_QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
-                            "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"})
+_QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "ConvInteger",
+        "MatMulInteger",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+    }
+)
 #: percentile kept by the percentile calibrator (ORT's default 99.999 clips almost nothing on small sets)
 PERCENTILE = 99.99
 
@@ -73,8 +82,10 @@ def quantized_ops(model: Any) -> list[str]:
 def check_not_quantized(model: Any, *, what: str) -> None:
     ops = quantized_ops(model)
     if ops:
-        raise UsageError(f"{what} is already quantized (it has {', '.join(ops[:4])} nodes); "
-                         "quantize the fp32 model it was made from instead")
+        raise UsageError(
+            f"{what} is already quantized (it has {', '.join(ops[:4])} nodes); "
+            "quantize the fp32 model it was made from instead"
+        )
 
 
 def _load(path: Path) -> Any:
@@ -147,13 +158,15 @@ def _samples(calib: Iterable[np.ndarray], dims: list[int | None]) -> Iterator[np
         if rank and a.ndim == rank - 1:
             a = a[None]
         if rank and a.ndim != rank:
-            raise UsageError(f"calibration array of shape {tuple(a.shape)} does not fit the model input "
-                             f"({'x'.join(str(d) if d else '?' for d in dims)})")
+            raise UsageError(
+                f"calibration array of shape {tuple(a.shape)} does not fit the model input "
+                f"({'x'.join(str(d) if d else '?' for d in dims)})"
+            )
         if batch and a.shape[0] != batch:
             if a.shape[0] % batch:
                 raise UsageError(f"calibration batch of {a.shape[0]} does not split into the model's batch of {batch}")
             for i in range(0, a.shape[0], batch):
-                yield np.ascontiguousarray(a[i:i + batch])
+                yield np.ascontiguousarray(a[i : i + batch])
         else:
             yield np.ascontiguousarray(a)
 
@@ -164,7 +177,7 @@ def _stride(n: int, most: int = 32) -> int:
 
 
 def _reader(q: Any, name: str, samples: list[np.ndarray]) -> Any:
-    class _Reader(q.CalibrationDataReader):  # type: ignore[misc,name-defined]
+    class _Reader(q.CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
             self._it = iter(samples)
 
@@ -184,9 +197,17 @@ def _reader(q: Any, name: str, samples: list[np.ndarray]) -> Any:
     return _Reader()
 
 
-def quantize_onnx_int8(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Sequence[np.ndarray],
-                       input_name: str | None = None, per_channel: bool = True, method: str = "minmax",
-                       exclude_nodes: Sequence[str] = (), seed: int = 0) -> Path:
+def quantize_onnx_int8(
+    onnx_in: Path,
+    onnx_out: Path,
+    *,
+    calib: Iterable[np.ndarray] | Sequence[np.ndarray],
+    input_name: str | None = None,
+    per_channel: bool = True,
+    method: str = "minmax",
+    exclude_nodes: Sequence[str] = (),
+    seed: int = 0,
+) -> Path:
     """Quantize the fp32 ONNX ``onnx_in`` to a QDQ INT8 ONNX at ``onnx_out`` and return ``onnx_out``.
 
     ``calib`` are calibration inputs (float32, NCHW; a batch axis is added or split to the model's
@@ -198,17 +219,42 @@ def quantize_onnx_int8(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndar
     Raises :class:`UsageError` (nothing written) for an already-quantized model, a model with nothing
     quantizable, an unknown ``method`` or input, or no calibration data.
     """
-    return _quantize(Path(onnx_in), Path(onnx_out), calib=calib, input_name=input_name, per_channel=per_channel,
-                     method=method, exclude_nodes=exclude_nodes, seed=seed, scheme="cpu")
+    return _quantize(
+        Path(onnx_in),
+        Path(onnx_out),
+        calib=calib,
+        input_name=input_name,
+        per_channel=per_channel,
+        method=method,
+        exclude_nodes=exclude_nodes,
+        seed=seed,
+        scheme="cpu",
+    )
 
 
-def quantize_onnx_int8_tensorrt(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Sequence[np.ndarray],
-                                input_name: str | None = None, method: str = "minmax",
-                                exclude_nodes: Sequence[str] = (), seed: int = 0) -> Path:
+def quantize_onnx_int8_tensorrt(
+    onnx_in: Path,
+    onnx_out: Path,
+    *,
+    calib: Iterable[np.ndarray] | Sequence[np.ndarray],
+    input_name: str | None = None,
+    method: str = "minmax",
+    exclude_nodes: Sequence[str] = (),
+    seed: int = 0,
+) -> Path:
     """As :func:`quantize_onnx_int8`, with the Q/DQ TensorRT's explicit quantization accepts: int8
     activations and weights, symmetric (zero points 0), per-channel weights."""
-    return _quantize(Path(onnx_in), Path(onnx_out), calib=calib, input_name=input_name, per_channel=True,
-                     method=method, exclude_nodes=exclude_nodes, seed=seed, scheme="tensorrt")
+    return _quantize(
+        Path(onnx_in),
+        Path(onnx_out),
+        calib=calib,
+        input_name=input_name,
+        per_channel=True,
+        method=method,
+        exclude_nodes=exclude_nodes,
+        seed=seed,
+        scheme="tensorrt",
+    )
 
 
 def _has_vnni() -> bool:
@@ -226,15 +272,33 @@ def _has_vnni() -> bool:
 
 def _scheme_options(q: Any, scheme: str) -> dict[str, Any]:
     if scheme == "tensorrt":
-        return {"activation_type": q.QuantType.QInt8, "weight_type": q.QuantType.QInt8, "reduce_range": False,
-                "extra": {"ActivationSymmetric": True, "WeightSymmetric": True}}
-    return {"activation_type": q.QuantType.QUInt8, "weight_type": q.QuantType.QInt8, "reduce_range": not _has_vnni(),
-            "extra": {}}
+        return {
+            "activation_type": q.QuantType.QInt8,
+            "weight_type": q.QuantType.QInt8,
+            "reduce_range": False,
+            "extra": {"ActivationSymmetric": True, "WeightSymmetric": True},
+        }
+    return {
+        "activation_type": q.QuantType.QUInt8,
+        "weight_type": q.QuantType.QInt8,
+        "reduce_range": not _has_vnni(),
+        "extra": {},
+    }
 
 
-def _quantize(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Sequence[np.ndarray],
-              input_name: str | None, per_channel: bool, method: str, exclude_nodes: Sequence[str], seed: int,
-              scheme: str, calibration_cache: Path | None = None) -> Path:
+def _quantize(
+    onnx_in: Path,
+    onnx_out: Path,
+    *,
+    calib: Iterable[np.ndarray] | Sequence[np.ndarray],
+    input_name: str | None,
+    per_channel: bool,
+    method: str,
+    exclude_nodes: Sequence[str],
+    seed: int,
+    scheme: str,
+    calibration_cache: Path | None = None,
+) -> Path:
     """The implementation; ``calibration_cache`` (a JSON file, ORT's ``calibration_cache_path``) is
     written by the first call and read by the next ones, so accuracy control re-quantizes with other
     layers kept in fp32 without calibrating again (ranges do not depend on which nodes are excluded)."""
@@ -260,8 +324,10 @@ def _quantize(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Se
         if missing:
             raise unknown("node to keep in fp32", missing[0], weighted)
         if not [n for n in weighted if n not in set(excluded)]:
-            raise UsageError(f"nothing to quantize in {onnx_in}: no Conv/ConvTranspose/Gemm/MatMul "
-                             f"{'outside exclude_nodes ' if weighted else ''}(int8 needs weighted layers)")
+            raise UsageError(
+                f"nothing to quantize in {onnx_in}: no Conv/ConvTranspose/Gemm/MatMul "
+                f"{'outside exclude_nodes ' if weighted else ''}(int8 needs weighted layers)"
+            )
         opts = _scheme_options(q, scheme)
         extra: dict[str, Any] = dict(opts["extra"])
         if key == "minmax":
@@ -273,15 +339,25 @@ def _quantize(onnx_in: Path, onnx_out: Path, *, calib: Iterable[np.ndarray] | Se
         with atomic_path(onnx_out, suffix=".onnx") as tmp_out:
             try:
                 q.quantize_static(
-                    str(pre), str(tmp_out), _reader(q, name, samples), quant_format=q.QuantFormat.QDQ,
-                    per_channel=per_channel, reduce_range=opts["reduce_range"],
-                    activation_type=opts["activation_type"], weight_type=opts["weight_type"],
-                    nodes_to_exclude=excluded or None, calibrate_method=getattr(q.CalibrationMethod, METHODS[key]),
-                    calibration_providers=["CPUExecutionProvider"], extra_options=extra,
-                    calibration_cache_path=str(calibration_cache) if calibration_cache is not None else None)
+                    str(pre),
+                    str(tmp_out),
+                    _reader(q, name, samples),
+                    quant_format=q.QuantFormat.QDQ,
+                    per_channel=per_channel,
+                    reduce_range=opts["reduce_range"],
+                    activation_type=opts["activation_type"],
+                    weight_type=opts["weight_type"],
+                    nodes_to_exclude=excluded or None,
+                    calibrate_method=getattr(q.CalibrationMethod, METHODS[key]),
+                    calibration_providers=["CPUExecutionProvider"],
+                    extra_options=extra,
+                    calibration_cache_path=str(calibration_cache) if calibration_cache is not None else None,
+                )
             except Exception as err:  # noqa: BLE001 - ORT raises plain exceptions for graph problems
                 raise Failure(f"onnxruntime quantize_static failed on {onnx_in}: {type(err).__name__}: {err}") from None
             if "QuantizeLinear" not in {n.op_type for n in onnx.load(str(tmp_out)).graph.node}:
-                raise UsageError(f"nothing was quantized in {onnx_in}: ONNX Runtime placed no QuantizeLinear "
-                                 "(no quantizable layer outside exclude_nodes)")
+                raise UsageError(
+                    f"nothing was quantized in {onnx_in}: ONNX Runtime placed no QuantizeLinear "
+                    "(no quantizable layer outside exclude_nodes)"
+                )
     return onnx_out

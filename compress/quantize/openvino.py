@@ -32,16 +32,22 @@ import numpy as np
 from compress.core.errors import Failure, MissingDependency, UsageError, unknown
 
 #: OpenVINO op types that carry weights (the ones NNCF puts quantizers on and ignored scopes name)
-WEIGHTED_TYPES: tuple[str, ...] = ("Convolution", "GroupConvolution", "ConvolutionBackpropData",
-                                   "GroupConvolutionBackpropData", "MatMul")
+WEIGHTED_TYPES: tuple[str, ...] = (
+    "Convolution",
+    "GroupConvolution",
+    "ConvolutionBackpropData",
+    "GroupConvolutionBackpropData",
+    "MatMul",
+)
 
 
 def _nncf() -> Any:
     try:
         import nncf
     except ImportError as err:
-        raise MissingDependency(f"INT8 for OpenVINO needs NNCF ({err}); pip install 'compress[openvino]' "
-                                "(or pip install nncf)") from None
+        raise MissingDependency(
+            f"INT8 for OpenVINO needs NNCF ({err}); pip install 'compress[openvino]' (or pip install nncf)"
+        ) from None
     return nncf
 
 
@@ -84,8 +90,15 @@ def save_ir(model: Any, out_dir: Path, *, compress_to_fp16: bool = False) -> Pat
     return out / "model.xml"
 
 
-def quantize_ov_int8(onnx_in: Path, out_dir: Path, *, calib: Sequence[np.ndarray], ignored: Sequence[str] = (),
-                     target_device: str = "CPU", seed: int = 0) -> Path:
+def quantize_ov_int8(
+    onnx_in: Path,
+    out_dir: Path,
+    *,
+    calib: Sequence[np.ndarray],
+    ignored: Sequence[str] = (),
+    target_device: str = "CPU",
+    seed: int = 0,
+) -> Path:
     """``nncf.quantize`` the OpenVINO model of the fp32 ONNX ``onnx_in`` on ``calib`` (arrays shaped
     like the model input) and write ``out_dir/model.xml``; ``ignored`` node names stay fp32.
 
@@ -101,8 +114,10 @@ def quantize_ov_int8(onnx_in: Path, out_dir: Path, *, calib: Sequence[np.ndarray
         if n not in names:
             raise unknown("node to keep in fp32", n, names)
     if not [n for n in names if n not in set(ignored)]:
-        raise UsageError(f"nothing to quantize in {onnx_in}: no convolution or MatMul "
-                         f"{'outside the layers kept in fp32 ' if names else ''}(int8 needs weighted layers)")
+        raise UsageError(
+            f"nothing to quantize in {onnx_in}: no convolution or MatMul "
+            f"{'outside the layers kept in fp32 ' if names else ''}(int8 needs weighted layers)"
+        )
     dev = getattr(nncf.TargetDevice, str(target_device).upper(), None)
     if dev is None:
         raise unknown("NNCF target device", target_device, [d.name for d in nncf.TargetDevice])
@@ -115,8 +130,14 @@ def quantize_ov_int8(onnx_in: Path, out_dir: Path, *, calib: Sequence[np.ndarray
     dataset = nncf.Dataset([np.ascontiguousarray(a, dtype=np.float32) for a in calib])
     try:
         with _progress_to_stderr():
-            q = nncf.quantize(model, dataset, target_device=dev, subset_size=len(calib), advanced_parameters=adv,
-                              ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None)
+            q = nncf.quantize(
+                model,
+                dataset,
+                target_device=dev,
+                subset_size=len(calib),
+                advanced_parameters=adv,
+                ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
+            )
     except Exception as err:  # noqa: BLE001 - NNCF raises many exception types for graph problems
         raise Failure(f"nncf.quantize failed on {Path(onnx_in).name}: {type(err).__name__}: {err}") from None
     if not any(op.get_type_name() == "FakeQuantize" for op in q.get_ordered_ops()):
