@@ -14,7 +14,8 @@ family, random init, 10 classes, train-time branches folded first):
   OpenVINO, parity on random inputs) and its worst relative error per runtime.
 
 No timing: nothing here depends on machine load. Writes ``benchmarks/results/updp/families.json``
-and ``families.md`` (the table docs/updp-any-model.md quotes). Runs in ~5-10 minutes on 2 cores.
+and ``families.md`` (the table docs/updp-any-model.md quotes). Takes ~20 minutes on 2 shared cores,
+half of it resnet50 (its 2048-channel dense merges are composed in float64); ``--models`` picks a few.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_updp_families.py [--models resnet18,deit_tiny_patch16_224]
 """
