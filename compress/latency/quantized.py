@@ -84,8 +84,31 @@ def quantize_block(onnx: Path, input_shape: tuple[int, ...], out: Path, *, batch
         raise MissingDependency(f"int8 latency tables need compress.quantize ({err}); "
                                 "pip install onnxruntime (its quantization tools) and reinstall compress") from None
     calib = calib_activations(tuple(input_shape), batch=batch, n=n_calib, seed=seed)
-    return Path(quantize_onnx_int8(Path(onnx), Path(out), calib=calib, input_name="input", per_channel=True,
-                                   method="minmax", seed=seed))
+    with _quiet_axis_warnings():
+        return Path(quantize_onnx_int8(Path(onnx), Path(out), calib=calib, input_name="input", per_channel=True,
+                                       method="minmax", seed=seed))
+
+
+class _quiet_axis_warnings:
+    """Drop ONNX Runtime's "Axis 1 is out-of-range for weight '...' with rank 1" root-logger warning
+    while blocks are quantized: per-channel quantization of a 1-D weight (a norm's scale) falls back
+    to one range, which is what it should do; a table of a hundred blocks printed it hundreds of
+    times. Every other log record passes."""
+
+    @staticmethod
+    def _keep(record: Any) -> bool:
+        msg = str(record.getMessage())
+        return not (msg.startswith("Axis ") and "is out-of-range for weight" in msg)
+
+    def __enter__(self) -> None:
+        import logging
+
+        logging.getLogger().addFilter(self._keep)
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        logging.getLogger().removeFilter(self._keep)
 
 
 def has_weighted_ops(onnx: Path) -> bool:
