@@ -31,6 +31,8 @@ SCRIPTS = {  # name -> (script, takes --quick)
     "ftwt": ("bench_ftwt.py", True),
     "train": ("bench_train_recipes.py", True),
     "ist": ("bench_ist.py", True),
+    "quantize-tables": ("bench_quantize_tables.py", True),
+    "quantize-updp": ("bench_quantize_updp.py", True),
 }
 
 
