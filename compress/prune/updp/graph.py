@@ -12,7 +12,9 @@ to the norm in every pruned block while λ < 1), an elementwise activation (modu
 a squeeze-excitation gate (``x · g(pool(x))``, whatever ``g`` is), a per-channel scale by a parameter
 (layer scale), and the layout ops around channels-last stretches (``permute``), dropout/drop-path
 and identities (no-ops in eval mode). The chain may be closed by a residual add with the block's
-own input (identity shortcut) and one activation after the add (ResNet's ReLU).
+own input (identity shortcut) or with a projection of it (convs and BatchNorms whose only padded
+conv is the first: ResNet/RegNet downsample shortcuts, folded into the merged kernel), and one
+activation after the add (ResNet's ReLU).
 
 Every chain becomes the same :class:`~compress.prune.updp.linearize.PrunedChain` the per-class
 adapters built, so the algebra, progressive λ training, merge forms and latency decisions are
@@ -20,8 +22,8 @@ reused unchanged. Each module is traced on its own (leaf modules are the ops abo
 ``torch.nn`` module), so one untraceable module elsewhere does not hide the blocks that trace; a
 module that does not trace is reported with the innermost module torch.fx failed in.
 
-Limits (each is reported as a skip reason, never silently): a shortcut that is not the identity
-(1x1-conv or pool-and-conv projections), branches joined by an add or a concat inside the block
+Limits (each is reported as a skip reason, never silently): shortcuts with a pool or an activation
+(ResNet-D's pool-and-conv), branches joined by an add or a concat inside the block
 (GhostNet's ghost module, un-folded RepVGG branches), attention, and chains written inline in a
 parent's ``forward`` (UPDP replaces modules, so a chain must be one module's whole forward).
 """
