@@ -347,3 +347,34 @@ def test_compress_quantize_is_callable_even_after_importing_the_package() -> Non
     from compress.quantize.api import quantize
 
     assert compress.quantize.__call__ is not None and quantize.__name__ == "quantize"
+
+
+def test_openvino_layers_with_generated_names_are_labelled_by_position() -> None:
+    """OpenVINO names some ops it creates ``Multiply_180822``, a number that changes with every
+    conversion (seen on the default supernet's subnet): such layers are named by type and position."""
+    from compress.quantize.openvino import layer_labels
+
+    class Op:
+        def __init__(self, kind: str, name: str) -> None:
+            self.kind, self.name = kind, name
+
+        def get_type_name(self) -> str:
+            return self.kind
+
+        def get_friendly_name(self) -> str:
+            return self.name
+
+    class Model:
+        def __init__(self, suffix: int) -> None:
+            self.ops = [
+                Op("Convolution", "/stem/Conv/WithoutBiases"),
+                Op("Relu", f"Relu_{suffix}"),
+                Op("MatMul", f"Multiply_{suffix}"),
+            ]
+
+        def get_ordered_ops(self) -> list:
+            return self.ops
+
+    a, b = layer_labels(Model(180822)), layer_labels(Model(780223))
+    assert [lab for lab, _ in a] == [lab for lab, _ in b] == ["/stem/Conv/WithoutBiases", "MatMul#1"]
+    assert a[1][1] == "Multiply_180822" and b[1][1] == "Multiply_780223"

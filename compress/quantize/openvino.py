@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -67,11 +68,30 @@ def read_model(onnx_in: Path) -> Any:
         raise Failure(f"OpenVINO cannot convert {Path(onnx_in).name}: {str(err).strip().splitlines()[-1]}") from None
 
 
+_AUTO_NAME = re.compile(r"^[A-Za-z]+_\d+$")
+
+
+def layer_labels(model: Any) -> list[tuple[str, str]]:
+    """``(label, friendly name)`` of the weighted ops of ``model``, in graph order.
+
+    Why labels: ops that the ONNX frontend creates (e.g. the MatMul of a Gemm) get generated names
+    such as ``Multiply_180822`` whose number changes with every ``convert_model`` call, so they cannot
+    name a layer across conversions. Such ops are labelled ``<type>#<k>`` (``k``: its position among
+    the weighted ops, the same for every conversion of the same file); names from the ONNX file stay."""
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() in WEIGHTED_TYPES]
+    return [
+        (
+            f"{op.get_type_name()}#{k}" if _AUTO_NAME.match(op.get_friendly_name()) else op.get_friendly_name(),
+            op.get_friendly_name(),
+        )
+        for k, op in enumerate(ops)
+    ]
+
+
 def quantizable_nodes(onnx_in: Path) -> list[str]:
-    """Friendly names of the weighted ops of the OpenVINO model made from ``onnx_in``, in graph
-    order: the names ``ignored`` (an NNCF ``IgnoredScope``) can keep in fp32."""
-    model = read_model(Path(onnx_in))
-    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in WEIGHTED_TYPES]
+    """Labels of the weighted ops of the OpenVINO model made from ``onnx_in``, in graph order: the
+    layers ``ignored`` can keep in fp32 (see :func:`layer_labels`)."""
+    return [label for label, _name in layer_labels(read_model(Path(onnx_in)))]
 
 
 def save_ir(model: Any, out_dir: Path, *, compress_to_fp16: bool = False) -> Path:
@@ -108,7 +128,8 @@ def quantize_ov_int8(
     if not calib:
         raise UsageError("no calibration data: pass at least one calibration image (the dataset's calib split)")
     model = read_model(Path(onnx_in))
-    names = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in WEIGHTED_TYPES]
+    labels = dict(layer_labels(model))
+    names = list(labels)
     ignored = list(dict.fromkeys(ignored))
     for n in ignored:
         if n not in names:
@@ -136,7 +157,7 @@ def quantize_ov_int8(
                 target_device=dev,
                 subset_size=len(calib),
                 advanced_parameters=adv,
-                ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
+                ignored_scope=nncf.IgnoredScope(names=[labels[n] for n in ignored]) if ignored else None,
             )
     except Exception as err:  # noqa: BLE001 - NNCF raises many exception types for graph problems
         raise Failure(f"nncf.quantize failed on {Path(onnx_in).name}: {type(err).__name__}: {err}") from None
