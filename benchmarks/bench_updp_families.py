@@ -61,11 +61,18 @@ def run_family(fam: dict, *, seed: int, export: bool) -> dict:
     multi = {s for s, k in blocks_per_stage.items() if k >= 2}
     with_cand = {_stage(c.name) for c in cands}
     row: dict = {
-        "family": fam["family"], "model": fam["model"], "input": [3, size, size], "folded": len(folded),
-        "candidates": len(cands), "kinds": dict(Counter(c.kind for c in cands)),
-        "skipped": len(skipped), "skip_reasons": dict(Counter(_short(s.reason) for s in skipped).most_common()),
-        "stages_multi_block": len(multi), "stages_multi_block_with_candidate": len(multi & with_cand),
-        "candidate_names": [c.name for c in cands], "skipped_blocks": [{"name": s.name, "class": s.cls, "reason": s.reason} for s in skipped],
+        "family": fam["family"],
+        "model": fam["model"],
+        "input": [3, size, size],
+        "folded": len(folded),
+        "candidates": len(cands),
+        "kinds": dict(Counter(c.kind for c in cands)),
+        "skipped": len(skipped),
+        "skip_reasons": dict(Counter(_short(s.reason) for s in skipped).most_common()),
+        "stages_multi_block": len(multi),
+        "stages_multi_block_with_candidate": len(multi & with_cand),
+        "candidate_names": [c.name for c in cands],
+        "skipped_blocks": [{"name": s.name, "class": s.cls, "reason": s.reason} for s in skipped],
     }
     if cands:
         rows = check_model(model, (3, size, size), seed=seed, batch=1)
@@ -84,14 +91,21 @@ def run_family(fam: dict, *, seed: int, export: bool) -> dict:
         if export:
             from compress.export import export_model
 
-            lm = LoadedModel(module=merged.eval(), input_shape=(3, size, size), num_classes=10,
-                             source={"kind": "bench", "name": fam["model"]})
+            lm = LoadedModel(
+                module=merged.eval(),
+                input_shape=(3, size, size),
+                num_classes=10,
+                source={"kind": "bench", "name": fam["model"]},
+            )
             with tempfile.TemporaryDirectory() as d:
                 try:
-                    res = export_model(lm, out=Path(d) / "exp", formats=["onnx", "openvino"], batch=1, samples=8, seed=seed)
+                    res = export_model(
+                        lm, out=Path(d) / "exp", formats=["onnx", "openvino"], batch=1, samples=8, seed=seed
+                    )
                     out = res.to_json()
-                    row["export"] = {f["format"]: {"passed": f["passed"], "max_rel_err": f["max_rel_err"]}
-                                     for f in out["formats"]}
+                    row["export"] = {
+                        f["format"]: {"passed": f["passed"], "max_rel_err": f["max_rel_err"]} for f in out["formats"]
+                    }
                 except Exception as err:  # noqa: BLE001 - recorded, not hidden
                     row["export"] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
     row["seconds"] = round(time.time() - t0, 1)
@@ -100,8 +114,11 @@ def run_family(fam: dict, *, seed: int, export: bool) -> dict:
 
 def _blockwise_error(ref: torch.nn.Module, merged: torch.nn.Module, names: list[str], x: torch.Tensor) -> float:
     outs: dict[tuple[str, int], torch.Tensor] = {}
-    hooks = [mod.get_submodule(n).register_forward_hook(lambda _m, _a, y, k=(n, i): outs.__setitem__(k, y))
-             for i, mod in enumerate((ref, merged)) for n in names]
+    hooks = [
+        mod.get_submodule(n).register_forward_hook(lambda _m, _a, y, k=(n, i): outs.__setitem__(k, y))
+        for i, mod in enumerate((ref, merged))
+        for n in names
+    ]
     try:
         ya, yb = ref(x), merged(x)
     finally:
@@ -125,9 +142,11 @@ def _short(reason: str) -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| family | timm model | candidates (kinds) | skipped: reasons | multi-block stages with a candidate | "
-             "worst block rel. error | merged model rel. error | ONNX / OpenVINO parity (max rel. error) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | timm model | candidates (kinds) | skipped: reasons | multi-block stages with a candidate | "
+        "worst block rel. error | merged model rel. error | ONNX / OpenVINO parity (max rel. error) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in r["kinds"].items()) or "-"
         reasons = "; ".join(f"{v}x {k}" for k, v in r["skip_reasons"].items()) or "-"
@@ -138,9 +157,11 @@ def to_markdown(rows: list[dict]) -> str:
             par = exp["error"]
         else:
             par = " / ".join(f"{'pass' if v['passed'] else 'FAIL'} {v['max_rel_err']:.1e}" for v in exp.values()) or "-"
-        lines.append(f"| {r['family']} | {r['model']} | {r['candidates']} ({kinds}) | {r['skipped']}: {reasons} | "
-                     f"{r['stages_multi_block_with_candidate']}/{r['stages_multi_block']} | "
-                     f"{r.get('block_max_rel_error', float('nan')):.1e} | {r.get('model_merged_rel_error', float('nan')):.1e} | {par} |")
+        lines.append(
+            f"| {r['family']} | {r['model']} | {r['candidates']} ({kinds}) | {r['skipped']}: {reasons} | "
+            f"{r['stages_multi_block_with_candidate']}/{r['stages_multi_block']} | "
+            f"{r.get('block_max_rel_error', float('nan')):.1e} | {r.get('model_merged_rel_error', float('nan')):.1e} | {par} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -159,14 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for fam in fams:
         r = run_family(fam, seed=a.seed, export=not a.no_export)
-        print(f"{r['family']:<20} {r['model']:<24} {r['candidates']:>3} candidates, {r['skipped']:>3} skipped, "
-              f"worst {r.get('block_max_rel_error', float('nan')):.1e}, {r['seconds']}s", file=sys.stderr, flush=True)
+        print(
+            f"{r['family']:<20} {r['model']:<24} {r['candidates']:>3} candidates, {r['skipped']:>3} skipped, "
+            f"worst {r.get('block_max_rel_error', float('nan')):.1e}, {r['seconds']}s",
+            file=sys.stderr,
+            flush=True,
+        )
         rows.append(r)
     a.out.mkdir(parents=True, exist_ok=True)
     import timm
 
-    atomic_write_json(a.out / "families.json", {"seed": a.seed, "timm": timm.__version__, "torch": torch.__version__,
-                                               "tolerance": 1e-5, "rows": rows})
+    atomic_write_json(
+        a.out / "families.json",
+        {"seed": a.seed, "timm": timm.__version__, "torch": torch.__version__, "tolerance": 1e-5, "rows": rows},
+    )
     md = to_markdown(rows)
     tmp = a.out / "families.md.tmp"
     tmp.write_text(md)

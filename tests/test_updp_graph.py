@@ -54,7 +54,9 @@ def _conformance(fam: dict) -> None:
         assert s.reason and s.cls
     if cands:
         size = fam.get("size", 32)
-        rows = check_model(model, (3, size, size), seed=0, batch=1, names=[c.name for c in cands][: fam.get("check", 4)])
+        rows = check_model(
+            model, (3, size, size), seed=0, batch=1, names=[c.name for c in cands][: fam.get("check", 4)]
+        )
         _assert_exact(rows)
 
 
@@ -74,13 +76,16 @@ def test_every_residual_stage_of_resnet_regnet_mobilenet_has_a_candidate():
 
     import timm
 
-    for name, pat in (("resnet18", r"(layer\d)\.\d+"), ("regnetx_002", r"(s\d)\.b\d+"),
-                      ("mobilenetv2_050", r"(blocks\.\d)\.\d+")):
+    for name, pat in (
+        ("resnet18", r"(layer\d)\.\d+"),
+        ("regnetx_002", r"(s\d)\.b\d+"),
+        ("mobilenetv2_050", r"(blocks\.\d)\.\d+"),
+    ):
         model = timm.create_model(name, num_classes=10).eval()
         cands, _ = find_candidates(model)
         stages: dict[str, int] = {}
         for n, _m in model.named_modules():
-            if (hit := re.fullmatch(pat, n)):
+            if hit := re.fullmatch(pat, n):
                 stages[hit.group(1)] = stages.get(hit.group(1), 0) + 1
         residual = {st for st, k in stages.items() if k >= 2}
         found = {re.fullmatch(pat, c.name).group(1) for c in cands}
@@ -90,11 +95,14 @@ def test_every_residual_stage_of_resnet_regnet_mobilenet_has_a_candidate():
 def _step_kinds(chain: PrunedChain) -> list[type]:
     from compress.prune.updp.linearize import BNStep, SEStep
 
-    return [next(k for k in (ConvStep, BNStep, NormSwapStep, ActStep, ScaleStep, SEStep) if isinstance(s, k))
-            for s in chain.steps]
+    return [
+        next(k for k in (ConvStep, BNStep, NormSwapStep, ActStep, ScaleStep, SEStep) if isinstance(s, k))
+        for s in chain.steps
+    ]
 
 
 # ---- hand-written models -----------------------------------------------------------------------------
+
 
 class Basic(nn.Module):
     """A plain residual block as people write it (torchvision's BasicBlock shape, in-place add)."""
@@ -138,7 +146,9 @@ class TVInvertedResidual(nn.Module):
         self.conv = nn.Sequential(
             nn.Sequential(nn.Conv2d(c, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(inplace=True)),
             nn.Sequential(nn.Conv2d(h, h, 3, 1, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(inplace=True)),
-            nn.Conv2d(h, c, 1, bias=False), nn.BatchNorm2d(c))
+            nn.Conv2d(h, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+        )
         self.use_res_connect = True
 
     def forward(self, x):
@@ -159,8 +169,15 @@ class TVCNBlock(nn.Module):
 
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(c, c, 7, padding=3, groups=c), Permute([0, 2, 3, 1]), nn.LayerNorm(c, eps=1e-6),
-                                   nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c), Permute([0, 3, 1, 2]))
+        self.block = nn.Sequential(
+            nn.Conv2d(c, c, 7, padding=3, groups=c),
+            Permute([0, 2, 3, 1]),
+            nn.LayerNorm(c, eps=1e-6),
+            nn.Linear(c, 4 * c),
+            nn.GELU(),
+            nn.Linear(4 * c, c),
+            Permute([0, 3, 1, 2]),
+        )
         self.layer_scale = nn.Parameter(torch.rand(c, 1, 1) + 0.5)
         self.stochastic_depth = nn.Dropout(0.0)
 
@@ -194,7 +211,11 @@ class PoolBranch(nn.Module):
 
     def __init__(self, c: int) -> None:
         super().__init__()
-        self.conv1, self.pool, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.MaxPool2d(3, 1, 1), nn.Conv2d(c, c, 3, padding=1)
+        self.conv1, self.pool, self.conv2 = (
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.MaxPool2d(3, 1, 1),
+            nn.Conv2d(c, c, 3, padding=1),
+        )
 
     def forward(self, x):
         return x + self.conv2(self.pool(torch.relu(self.conv1(x))))
@@ -226,13 +247,19 @@ class Net(nn.Module):
 
 
 def test_hand_written_and_torchvision_style_blocks_are_found_and_merge_exactly():
-    net = Net([Basic(8), Basic(8, down=True), TVInvertedResidual(8), TVCNBlock(8), SEBlock(8), PoolBranch(8),
-               PoolShortcut(8)]).eval()
+    net = Net(
+        [Basic(8), Basic(8, down=True), TVInvertedResidual(8), TVCNBlock(8), SEBlock(8), PoolBranch(8), PoolShortcut(8)]
+    ).eval()
     cands, skipped = find_candidates(net)
     kinds = {c.name: c.kind for c in cands}
-    assert kinds == {"blocks.0": "resnet_basic", "blocks.1": "resnet_basic", "blocks.2": "mbconv",
-                     "blocks.3": "convnext", "blocks.4": "mbconv"}
-    assert chain_of(to_pruned(copy.deepcopy(net.blocks[1]), "blocks.1")).shortcut is not None   # 1x1-conv projection
+    assert kinds == {
+        "blocks.0": "resnet_basic",
+        "blocks.1": "resnet_basic",
+        "blocks.2": "mbconv",
+        "blocks.3": "convnext",
+        "blocks.4": "mbconv",
+    }
+    assert chain_of(to_pruned(copy.deepcopy(net.blocks[1]), "blocks.1")).shortcut is not None  # 1x1-conv projection
     why = {s.name: s.reason for s in skipped}
     assert "MaxPool2d" in why["blocks.5"]
     assert "AvgPool2d" in why["blocks.6"], why
@@ -249,7 +276,9 @@ def test_hand_written_and_torchvision_style_blocks_are_found_and_merge_exactly()
     with torch.no_grad():
         y = net(x)
         for pick in (0, -1):
-            merged = merge_model(copy.deepcopy(net), {n: forms_for(chain_of(p))[pick] for n, p in pruned_blocks(net).items()})
+            merged = merge_model(
+                copy.deepcopy(net), {n: forms_for(chain_of(p))[pick] for n, p in pruned_blocks(net).items()}
+            )
             assert float((merged(x) - y).abs().max() / y.abs().max()) <= TOL
 
 
@@ -265,7 +294,7 @@ def test_in_place_activation_interpolates():
         # (the one-pixel border differs by design: the inner zero padding fades in with λ too)
         assert torch.allclose(chain(x)[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], atol=1e-6)
         h = blk.bn1(blk.conv1(x))
-        assert not torch.allclose(torch.relu(h), h)   # the test input does exercise the ReLU
+        assert not torch.allclose(torch.relu(h), h)  # the test input does exercise the ReLU
 
 
 def test_untraceable_block_is_named_and_a_model_of_them_is_refused(tmp_path):
@@ -281,11 +310,13 @@ def test_untraceable_block_is_named_and_a_model_of_them_is_refused(tmp_path):
         chain_from_module(Net([DataDependent(8)]), "top")
     # a whole model of untraceable blocks: one clear error, exit code 2
     p = tmp_path / "bad.py"
-    p.write_text("import torch, torch.nn as nn\n"
-                 "class B(nn.Module):\n"
-                 "    def __init__(s):\n        super().__init__(); s.a = nn.Conv2d(1, 1, 3, padding=1); s.b = nn.Conv2d(1, 1, 3, padding=1)\n"
-                 "    def forward(s, x):\n        y = s.a(x)\n        return x + s.b(y if y.sum() > 0 else -y)\n"
-                 "def build(num_classes=10):\n    return nn.Sequential(B(), B(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, num_classes))\n")
+    p.write_text(
+        "import torch, torch.nn as nn\n"
+        "class B(nn.Module):\n"
+        "    def __init__(s):\n        super().__init__(); s.a = nn.Conv2d(1, 1, 3, padding=1); s.b = nn.Conv2d(1, 1, 3, padding=1)\n"
+        "    def forward(s, x):\n        y = s.a(x)\n        return x + s.b(y if y.sum() > 0 else -y)\n"
+        "def build(num_classes=10):\n    return nn.Sequential(B(), B(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, num_classes))\n"
+    )
     from compress.prune.updp.api import prune_updp
 
     with pytest.raises(UsageError, match=r"no blocks UPDP can merge.*torch.fx cannot trace 0 \(B\)"):
@@ -294,10 +325,17 @@ def test_untraceable_block_is_named_and_a_model_of_them_is_refused(tmp_path):
 
 # ---- no regression against the per-class adapters it replaces ------------------------------------
 
+
 def _legacy_convnext_timm(m: nn.Module, name: str) -> PrunedChain:
     """The removed timm ConvNeXtBlock adapter, verbatim in effect (the oracle)."""
-    steps = [ConvStep(m.conv_dw), NormSwapStep(m.norm, m.conv_dw.out_channels), ConvStep(m.mlp.fc1), ActStep(m.mlp.act),
-             ConvStep(m.mlp.fc2), ScaleStep(m.gamma)]
+    steps = [
+        ConvStep(m.conv_dw),
+        NormSwapStep(m.norm, m.conv_dw.out_channels),
+        ConvStep(m.mlp.fc1),
+        ActStep(m.mlp.act),
+        ConvStep(m.mlp.fc2),
+        ScaleStep(m.gamma),
+    ]
     return PrunedChain(steps, kind="convnext", name=name, residual=True)
 
 
@@ -311,7 +349,7 @@ def _legacy_convnext_static(m: nn.Module, name: str) -> PrunedChain:
 def _same_merges(model: nn.Module, legacy, names: list[str], shape: tuple[int, ...]) -> None:
     try:
         from compress.prune.updp.latency import block_inputs
-    except ImportError:   # before it moved there from api
+    except ImportError:  # before it moved there from api
         from compress.prune.updp.api import block_inputs
 
     shapes = block_inputs(model, names, shape)
@@ -356,12 +394,15 @@ def test_no_regression_convnext_atto_and_the_default_supernet():
 
 # ---- the CLI and a user's own model file ----------------------------------------------------------
 
+
 def test_list_blocks_cli_json_and_table():
     from typer.testing import CliRunner
 
     from compress.cli.main import app
 
-    res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", f"{EXAMPLE}:build", "--list-blocks", "--json"])
+    res = CliRunner().invoke(
+        app, ["prune", "--method", "updp", "--model", f"{EXAMPLE}:build", "--list-blocks", "--json"]
+    )
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
     assert [c["name"] for c in r["candidates"]] == [f"features.{i}" for i in (3, 4, 7, 8, 11, 12)]
@@ -387,16 +428,34 @@ def test_user_model_file_pruned_merged_reloaded_and_exported(tmp_path):
     lm = build_pyfile(EXAMPLE, "build", num_classes=10, in_chans=1, image_size=32)
     randomize_bn(lm.module, seed=5)
     save_file({k: v.contiguous() for k, v in lm.module.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    r = prune(method="updp", model=f"{EXAMPLE}:build", weights=str(tmp_path / "w.safetensors"), data="digits",
-              epochs=1, blocks=2, out=tmp_path / "run", progress=False, latency=MacsBlockLatency(), train_limit=64,
-              score_images=32, seed=0)
+    r = prune(
+        method="updp",
+        model=f"{EXAMPLE}:build",
+        weights=str(tmp_path / "w.safetensors"),
+        data="digits",
+        epochs=1,
+        blocks=2,
+        out=tmp_path / "run",
+        progress=False,
+        latency=MacsBlockLatency(),
+        train_limit=64,
+        score_images=32,
+        seed=0,
+    )
     assert len(r["pruned_blocks"]) == 2 and r["merge_check"]["ok"] and r["merge_check"]["max_rel_error"] <= TOL
     assert r["macs_after"] < r["macs_before"]
     re = load_model(tmp_path / "run" / "model")
-    assert re.source["kind"] == "pyfile" and not any(type(m).__name__ == "Block" for n, m in re.module.named_modules()
-                                                     if n in r["pruned_blocks"])
-    res = export_model(str(tmp_path / "run" / "model"), out=tmp_path / "exp", formats=["onnx", "openvino"],
-                       batch="dynamic", data="digits", samples=8)
+    assert re.source["kind"] == "pyfile" and not any(
+        type(m).__name__ == "Block" for n, m in re.module.named_modules() if n in r["pruned_blocks"]
+    )
+    res = export_model(
+        str(tmp_path / "run" / "model"),
+        out=tmp_path / "exp",
+        formats=["onnx", "openvino"],
+        batch="dynamic",
+        data="digits",
+        samples=8,
+    )
     out = res.to_json()
     assert res.passed, out
     assert {f["format"] for f in out["formats"]} >= {"onnx", "openvino"}
@@ -412,10 +471,27 @@ def test_cli_prunes_and_merges_a_user_model_end_to_end(tmp_path):
 
     from compress.cli.main import app
 
-    res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", f"{EXAMPLE}:build", "--data", "digits",
-                                   "--epochs", "1", "--blocks", "2", "--out", str(tmp_path / "o"), "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "prune",
+            "--method",
+            "updp",
+            "--model",
+            f"{EXAMPLE}:build",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--blocks",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+    )
     assert res.exit_code in (0, 1), res.output
-    if res.exit_code == 1:   # the whole-model speed check refused on a busy machine: says so in one line
+    if res.exit_code == 1:  # the whole-model speed check refused on a busy machine: says so in one line
         assert "does not make the whole model faster" in res.output
         return
     r = json.loads(res.stdout)

@@ -28,8 +28,16 @@ def split_ref(ref: str) -> tuple[Path, str] | None:
     return Path(path), factory
 
 
-def build_pyfile(path: str | Path, factory: str, *, num_classes: int = 1000, in_chans: int = 3,
-                 image_size: int = 224, weights: str | Path | None = None, sha256: str | None = None) -> LoadedModel:
+def build_pyfile(
+    path: str | Path,
+    factory: str,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    image_size: int = 224,
+    weights: str | Path | None = None,
+    sha256: str | None = None,
+) -> LoadedModel:
     import torch
 
     p = Path(path).resolve()
@@ -37,24 +45,28 @@ def build_pyfile(path: str | Path, factory: str, *, num_classes: int = 1000, in_
         raise UsageError(f"model file not found: {p} (give --model path/to/file.py:factory)")
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     if sha256 is not None and digest != sha256:
-        raise UsageError(f"{p} changed since this model was saved (sha256 {digest[:12]} != {sha256[:12]}); "
-                         "restore the file or rebuild the model")
+        raise UsageError(
+            f"{p} changed since this model was saved (sha256 {digest[:12]} != {sha256[:12]}); "
+            "restore the file or rebuild the model"
+        )
     name = f"compress_user_model_{digest[:12]}"
     spec = importlib.util.spec_from_file_location(name, p)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod   # dataclasses and pickling-free deepcopy of classes need the module
+    sys.modules[name] = mod  # dataclasses and pickling-free deepcopy of classes need the module
     try:
         spec.loader.exec_module(mod)
     except Exception as err:  # noqa: BLE001 - the user's file may raise anything
         sys.modules.pop(name, None)
-        raise UsageError(f"{p}: importing it failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise UsageError(
+            f"{p}: importing it failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     fn = getattr(mod, factory, None)
     if not callable(fn):
         names = [k for k, v in vars(mod).items() if callable(v) and not k.startswith("_")]
         raise UsageError(f"{p}: no callable '{factory}'{suggest(factory, names)}")
     params = inspect.signature(fn).parameters
     kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if k in params}
-    torch.manual_seed(0)   # a deterministic random init when no weights are given
+    torch.manual_seed(0)  # a deterministic random init when no weights are given
     module = fn(**kwargs)
     if not isinstance(module, torch.nn.Module):
         raise UsageError(f"{p}:{factory}() returned {type(module).__name__}, not a torch.nn.Module")
@@ -63,13 +75,23 @@ def build_pyfile(path: str | Path, factory: str, *, num_classes: int = 1000, in_
 
         missing, unexpected = module.load_state_dict(load_state_dict_file(weights), strict=False)
         if missing or unexpected:
-            raise UsageError(f"{weights}: weights do not fit {p.name}:{factory} (missing {list(missing)[:3]}, "
-                             f"unexpected {list(unexpected)[:3]})")
+            raise UsageError(
+                f"{weights}: weights do not fit {p.name}:{factory} (missing {list(missing)[:3]}, "
+                f"unexpected {list(unexpected)[:3]})"
+            )
     module.eval()
-    source = {"kind": "pyfile", "path": str(p), "factory": factory, "sha256": digest, "num_classes": num_classes,
-              "in_chans": in_chans, "image_size": image_size}
-    return LoadedModel(module=module, input_shape=(in_chans, image_size, image_size), num_classes=num_classes,
-                       source=source)
+    source = {
+        "kind": "pyfile",
+        "path": str(p),
+        "factory": factory,
+        "sha256": digest,
+        "num_classes": num_classes,
+        "in_chans": in_chans,
+        "image_size": image_size,
+    }
+    return LoadedModel(
+        module=module, input_shape=(in_chans, image_size, image_size), num_classes=num_classes, source=source
+    )
 
 
 class PyFileResolver:
@@ -78,13 +100,26 @@ class PyFileResolver:
 
     def load(self, ref: str, **opts: Any) -> LoadedModel:
         path, factory = split_ref(ref)
-        return build_pyfile(path, factory, num_classes=opts.get("num_classes") or 1000,
-                            in_chans=opts.get("in_chans") or 3, image_size=opts.get("image_size") or 224,
-                            weights=opts.get("weights"))
+        return build_pyfile(
+            path,
+            factory,
+            num_classes=opts.get("num_classes") or 1000,
+            in_chans=opts.get("in_chans") or 3,
+            image_size=opts.get("image_size") or 224,
+            weights=opts.get("weights"),
+        )
 
 
 if "pyfile" not in RESOLVERS:
     RESOLVERS.add("pyfile", PyFileResolver())
-register_base_kind("pyfile", lambda base: build_pyfile(base["path"], base["factory"], num_classes=base["num_classes"],
-                                                        in_chans=base["in_chans"], image_size=base["image_size"],
-                                                        sha256=base.get("sha256")))
+register_base_kind(
+    "pyfile",
+    lambda base: build_pyfile(
+        base["path"],
+        base["factory"],
+        num_classes=base["num_classes"],
+        in_chans=base["in_chans"],
+        image_size=base["image_size"],
+        sha256=base.get("sha256"),
+    ),
+)

@@ -45,20 +45,26 @@ def check_block(block: nn.Module, name: str, x: torch.Tensor, *, seed: int = 0) 
         y0 = orig(x)
         chain.lam = 0.0
         lam0 = _rel(pruned(x), y0)
-        randomize_bn(pruned, seed=seed + 1)   # the swapped norms' new BatchNorms too
+        randomize_bn(pruned, seed=seed + 1)  # the swapped norms' new BatchNorms too
         chain.lam = 1.0
         y1 = pruned(x)
         forms = {f: _rel(merge(pruned, f).eval()(x), y1) for f in forms_for(chain)}
-    return {"name": name, "kind": chain.kind, "lambda0_rel_error": lam0, "forms_rel_error": forms,
-            "max_rel_error": max([lam0, *forms.values()])}
+    return {
+        "name": name,
+        "kind": chain.kind,
+        "lambda0_rel_error": lam0,
+        "forms_rel_error": forms,
+        "max_rel_error": max([lam0, *forms.values()]),
+    }
 
 
-def check_model(model: nn.Module, input_shape: tuple[int, ...], *, seed: int = 0, batch: int = 2,
-                names: list[str] | None = None) -> list[dict[str, Any]]:
+def check_model(
+    model: nn.Module, input_shape: tuple[int, ...], *, seed: int = 0, batch: int = 2, names: list[str] | None = None
+) -> list[dict[str, Any]]:
     """:func:`check_block` for every candidate of ``model`` (or ``names``) at its real input shape."""
     try:
         from compress.prune.updp.latency import block_inputs
-    except ImportError:   # before it moved there from api
+    except ImportError:  # before it moved there from api
         from compress.prune.updp.api import block_inputs
     from compress.prune.updp.candidates import find_candidates
 

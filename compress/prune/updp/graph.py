@@ -53,12 +53,52 @@ from compress.prune.updp.linearize import (
 # ---- what the graph may contain ------------------------------------------------------------------
 
 ACT_CLASSES = {
-    "ReLU", "ReLU6", "GELU", "GELUTanh", "QuickGELU", "SiLU", "Swish", "SwishMe", "Hardswish", "HardSwish",
-    "HardSwishMe", "Hardsigmoid", "HardSigmoid", "HardSigmoidMe", "LeakyReLU", "ELU", "CELU", "SELU", "Mish",
-    "MishMe", "HardMish", "Tanh", "Sigmoid", "PReLU", "Softplus", "GeLU",
+    "ReLU",
+    "ReLU6",
+    "GELU",
+    "GELUTanh",
+    "QuickGELU",
+    "SiLU",
+    "Swish",
+    "SwishMe",
+    "Hardswish",
+    "HardSwish",
+    "HardSwishMe",
+    "Hardsigmoid",
+    "HardSigmoid",
+    "HardSigmoidMe",
+    "LeakyReLU",
+    "ELU",
+    "CELU",
+    "SELU",
+    "Mish",
+    "MishMe",
+    "HardMish",
+    "Tanh",
+    "Sigmoid",
+    "PReLU",
+    "Softplus",
+    "GeLU",
 }
-ACT_FUNCTIONS = {F.relu, torch.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.elu,
-                 F.mish, F.selu, F.celu, F.softplus, torch.sigmoid, torch.tanh, F.sigmoid, F.tanh}
+ACT_FUNCTIONS = {
+    F.relu,
+    torch.relu,
+    F.relu6,
+    F.gelu,
+    F.silu,
+    F.hardswish,
+    F.hardsigmoid,
+    F.leaky_relu,
+    F.elu,
+    F.mish,
+    F.selu,
+    F.celu,
+    F.softplus,
+    torch.sigmoid,
+    torch.tanh,
+    F.sigmoid,
+    F.tanh,
+}
 ACT_METHODS = {"relu", "sigmoid", "tanh", "relu_", "sigmoid_", "tanh_"}
 PASS_METHODS = {"contiguous", "clone"}
 ADD = {operator.add, operator.iadd, torch.add}
@@ -76,11 +116,15 @@ def _is_act_module(m: nn.Module) -> bool:
 
 
 def _is_leaf(m: nn.Module) -> bool:
-    return (isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm))
-            or _is_act_module(m) or _is_pass_module(m))
+    return (
+        isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm))
+        or _is_act_module(m)
+        or _is_pass_module(m)
+    )
 
 
 # ---- tracing -------------------------------------------------------------------------------------
+
 
 class Untraceable(Unsupported):
     """torch.fx cannot trace the module; ``module`` names the innermost module it failed in."""
@@ -131,6 +175,7 @@ def trace(module: nn.Module, name: str = "") -> fx.Graph:
 
 
 # ---- steps only the graph path needs -------------------------------------------------------------
+
 
 class FnAct(nn.Module):
     """An activation written as a function call (``F.relu(x)``, ``x.sigmoid()``) as a module."""
@@ -189,13 +234,14 @@ def bn_act_steps(bn: nn.Module) -> list[nn.Module]:
 
 # ---- the chain walker ----------------------------------------------------------------------------
 
+
 def _describe(n: fx.Node, module: nn.Module) -> str:
     if n.op == "call_module":
         return f"{type(module.get_submodule(n.target)).__name__} ({n.target})"
     t = n.target
     where = ""
     stack = n.meta.get("nn_module_stack") or {}
-    if stack:   # the module whose forward wrote the op (torch.fx records it): "dim() in bn1 (EvoNorm2dS0)"
+    if stack:  # the module whose forward wrote the op (torch.fx records it): "dim() in bn1 (EvoNorm2dS0)"
         path, cls = list(stack.values())[-1]
         where = f" in {path} ({getattr(cls, '__name__', cls)})" if path else ""
     return f"{getattr(t, '__name__', t)}(){where}"
@@ -260,9 +306,15 @@ def _ancestors(n: fx.Node, stop: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def _se_step(cur: fx.Node, users: list[fx.Node], graph: fx.Graph, module: nn.Module) -> tuple[nn.Module, fx.Node, set[fx.Node]] | None:
+def _se_step(
+    cur: fx.Node, users: list[fx.Node], graph: fx.Graph, module: nn.Module
+) -> tuple[nn.Module, fx.Node, set[fx.Node]] | None:
     """``cur · g(pool(cur))``: the gate as a small GraphModule (sharing the block's parameters)."""
-    muls = [u for u in users if u.op in ("call_function", "call_method") and (u.target in MUL or u.target in ("mul", "mul_"))]
+    muls = [
+        u
+        for u in users
+        if u.op in ("call_function", "call_method") and (u.target in MUL or u.target in ("mul", "mul_"))
+    ]
     if len(muls) != 1:
         return None
     mul = muls[0]
@@ -355,8 +407,10 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
             parsed = [(i, sc) for i, sc in parsed if sc is not None]
             if not parsed:
                 short = args[1] if len(_ancestors(args[1], x)) <= len(_ancestors(args[0], x)) else args[0]
-                raise Unsupported(f"downsample or projection shortcut that is not a conv/BN chain ({_describe(short, module)}), "
-                                  "or two branches joined by an add")
+                raise Unsupported(
+                    f"downsample or projection shortcut that is not a conv/BN chain ({_describe(short, module)}), "
+                    "or two branches joined by an add"
+                )
             i, (shortcut, short_set) = min(parsed, key=lambda p: len(p[1][1]))
             residual_add, end, short_arg = out, args[1 - i], args[i]
     if residual_add is None:
@@ -387,8 +441,10 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
         if len(us) == 2:
             se = _se_step(cur, us, graph, module)
             if se is None:
-                raise Unsupported(f"a branch after {_describe(cur, module) if cur is not x else 'the input'} "
-                                  f"({', '.join(_describe(u, module) for u in us)})")
+                raise Unsupported(
+                    f"a branch after {_describe(cur, module) if cur is not x else 'the input'} "
+                    f"({', '.join(_describe(u, module) for u in us)})"
+                )
             if layout != "nchw":
                 raise Unsupported("squeeze-excitation on a channels-last tensor")
             step, cur, body = se
@@ -397,8 +453,11 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
             continue
         if len(us) != 1:
             what = _describe(cur, module) if cur is not x else "the input"
-            raise Unsupported(f"{len(us)} ops read the output of {what} (a multi-branch op such as attention)"
-                              if us else f"nothing on the main path reads {what}")
+            raise Unsupported(
+                f"{len(us)} ops read the output of {what} (a multi-branch op such as attention)"
+                if us
+                else f"nothing on the main path reads {what}"
+            )
         u = us[0]
         visited.add(u)
         if u.args and u.args[0] is not cur and not (u.target in MUL or u.target in ("mul", "mul_")):
@@ -411,13 +470,21 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     for n in nodes:
         if n not in visited and n.op not in ("get_attr", "placeholder") and not _is_const_path(n, visited, module):
             raise Unsupported(f"op {_describe(n, module)} outside the chain")
-    chain = PrunedChain(steps, kind="chain", name=name, residual=residual_add is not None and shortcut is None,
-                        post_act=post_act, shortcut=shortcut)
+    chain = PrunedChain(
+        steps,
+        kind="chain",
+        name=name,
+        residual=residual_add is not None and shortcut is None,
+        post_act=post_act,
+        shortcut=shortcut,
+    )
     chain.kind = infer_kind(chain)
     return chain
 
 
-def _shortcut_steps(arg: Any, x: fx.Node, add: fx.Node, module: nn.Module) -> tuple[list[nn.Module], set[fx.Node]] | None:
+def _shortcut_steps(
+    arg: Any, x: fx.Node, add: fx.Node, module: nn.Module
+) -> tuple[list[nn.Module], set[fx.Node]] | None:
     """``arg`` as a projection shortcut from ``x``: a run of convs and BatchNorms (no activation),
     each read only by the next; its steps and nodes, or None."""
     steps: list[nn.Module] = []
@@ -543,20 +610,39 @@ def infer_kind(chain: PrunedChain) -> str:
     ks = [c.k for c in convs]
     dw = [c.groups > 1 and c.groups == c.in_channels == c.out_channels for c in convs]
     convnext_like = any(isinstance(s, (ScaleStep, NormSwapStep)) for s in chain.steps)
-    if len(convs) == 3 and dw[0] and ks[1] == ks[2] == 1 and chain.residual and chain.post_act is None and convnext_like:
+    if (
+        len(convs) == 3
+        and dw[0]
+        and ks[1] == ks[2] == 1
+        and chain.residual
+        and chain.post_act is None
+        and convnext_like
+    ):
         return "convnext"
-    if chain.post_act is None and ((len(convs) == 3 and ks[0] == 1 and dw[1] and ks[2] == 1)
-                                   or (len(convs) == 2 and dw[0] and ks[1] == 1)):
+    if chain.post_act is None and (
+        (len(convs) == 3 and ks[0] == 1 and dw[1] and ks[2] == 1) or (len(convs) == 2 and dw[0] and ks[1] == 1)
+    ):
         return "mbconv"
-    if (chain.residual or chain.shortcut is not None) and chain.post_act is not None and len(convs) == 2 \
-            and not any(dw) and min(ks) > 1:
+    if (
+        (chain.residual or chain.shortcut is not None)
+        and chain.post_act is not None
+        and len(convs) == 2
+        and not any(dw)
+        and min(ks) > 1
+    ):
         return "resnet_basic"
-    if (chain.residual or chain.shortcut is not None) and chain.post_act is not None and len(convs) == 3 and ks[0] == ks[2] == 1:
+    if (
+        (chain.residual or chain.shortcut is not None)
+        and chain.post_act is not None
+        and len(convs) == 3
+        and ks[0] == ks[2] == 1
+    ):
         return "resnet_bottleneck"
     return "chain"
 
 
 # ---- RepVGG / MobileOne -------------------------------------------------------------------------
+
 
 def fold_reparameterizable(model: nn.Module) -> list[str]:
     """Fold train-time branches (RepVGG, MobileOne...: the duck-typed ``reparameterize()`` timm uses)
