@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXEC_LANGS = {"bash", "sh", "shell", "console", "python", "py"}
 MARKERS = ("run", "slow", "manual")
-BLOCK_TIMEOUT_S = 300
+# per block: a `run` block must finish in seconds (the limit only catches a hang); a `slow` block may
+# train or run the demo pipeline, which takes minutes on a busy 2-core machine
+BLOCK_TIMEOUT_S = {"run": 300, "slow": 1800}
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)\s*(.*)$")
 
 
@@ -118,10 +121,18 @@ def run_blocks(blocks: list[Block], tmp: Path) -> None:
             cmd = [sys.executable, "-c", b.code]
         else:
             cmd = ["bash", "-e", "-o", "pipefail", "-c", b.code]
+        limit = BLOCK_TIMEOUT_S.get(b.marker or "run", 300)
+        # own session: on a timeout the whole process group goes (bash and what it started)
+        proc = subprocess.Popen(
+            cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         try:
-            p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
+            out, err = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{b.where}: example did not finish in {BLOCK_TIMEOUT_S} s:\n{b.code}")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"{b.where}: example did not finish in {limit} s:\n{b.code}")
+        p = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
         if p.returncode != 0:
             pytest.fail(
                 f"{b.where}: example exited {p.returncode}:\n{b.code}\n--- stdout (tail)\n"
@@ -264,3 +275,19 @@ def test_relative_links_resolve() -> None:
                 if anchor not in heads:
                     bad.append(f"{f.relative_to(ROOT)}: no heading #{anchor} in {dest.relative_to(ROOT)}")
     assert not bad, "\n".join(bad)
+
+
+def test_a_hanging_block_is_stopped_with_its_children(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setitem(BLOCK_TIMEOUT_S, "run", 1)
+    blk = Block(
+        path=ROOT / "README.md", line=9, lang="bash", marker="run", code="sleep 60 &\necho $! > child.pid\nsleep 60\n"
+    )
+    t0 = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match=r"README\.md:9: example did not finish in 1 s"):
+        run_blocks([blk], tmp_path)
+    assert time.monotonic() - t0 < 30
+    child = int((tmp_path / "work" / "child.pid").read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
