@@ -266,7 +266,7 @@ def test_full_disk_during_training_then_resume(mounts, tmp_path):
 
     fs = mounts.tmpfs("train", size="1m")
     out = fs / "run"
-    argv = ["train", *tiny_args(out, epochs=1, checkpoint_every=2)]
+    argv = ["train", *tiny_args(out, epochs=2, checkpoint_every=2)]
     (fs / "filler").write_bytes(b"\0" * (900 << 10))  # room for the small files, not for a checkpoint
     r = runner.invoke(app, argv)
     line = one_error_line(r.stderr)
