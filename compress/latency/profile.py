@@ -281,7 +281,7 @@ def profile_table(*, device: str, runtime: str | None = None, precision: str | N
                                 f"or measure on the device: compress profile --device {prof.name} --runtime {rt} "
                                 "--remote user@host")
     table = _open_table(device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=space, label=label,
-                        tables=tables, settings=settings, rt_info=rt_info, remote=remote)
+                        tables=tables, settings=settings, rt_info=rt_info, remote=remote, wait=lock_wait)
     if prof.power_mode:  # tables are per power mode (Jetson nvpmodel): record it, refuse another mode's
         from compress.hardware.modes import check_table_mode
 
