@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import tempfile
 import time
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append(r)
     a.out.mkdir(parents=True, exist_ok=True)
+    prev = a.out / "families.json"
+    if a.models and prev.is_file():  # a partial re-run replaces its rows and keeps the others
+        old = {r["model"]: r for r in json.loads(prev.read_text())["rows"]}
+        old.update({r["model"]: r for r in rows})
+        rows = [old[f["model"]] for f in FAMILIES if f["model"] in old]
     import timm
 
     atomic_write_json(

@@ -147,6 +147,10 @@ def find_candidates(model: nn.Module) -> tuple[list[Candidate], list[Skipped]]:
             c, s = visit(sub, f"{name}.{child}" if name else child)
             cands += c
             skipped += s
+        if reason is not None and _BLOCKISH.search(type(m).__name__):
+            # inside a block that does not merge, only blocks merge (a one-block stage's block), not
+            # the block's parts (GhostNet's ghost modules): UPDP's unit is the block
+            cands = [c for c in cands if _BLOCKISH.search(type(c.module).__name__)]
         if reason is not None and not cands and _n_convs(m) >= 2:
             # a child's reason is kept over the parent's only when the child is a block itself
             # (a one-block RegStage), not a part of one (the SE or the attention inside a block)

@@ -92,7 +92,7 @@ FAMILIES: list[dict[str, Any]] = [
     {"family": "MobileNetV4", "model": "mobilenetv4_conv_small", "min_candidates": 12},
     {"family": "MNASNet", "model": "mnasnet_small", "min_candidates": 15},
     {"family": "EfficientNet", "model": "efficientnet_b0", "min_candidates": 16},
-    {"family": "GhostNet", "model": "ghostnet_050", "min_candidates": 0},
+    {"family": "GhostNet", "model": "ghostnet_050", "fast": True, "min_candidates": 7},
     {"family": "RepVGG", "model": "repvgg_a0", "min_candidates": 0, "reparam": True},
     {"family": "MobileOne", "model": "mobileone_s0", "min_candidates": 0, "reparam": True},
     {"family": "ConvNeXt", "model": "convnext_atto", "fast": True, "min_candidates": 12, "check": 2},

@@ -30,6 +30,7 @@ from compress.prune.updp.linearize import (
     BNStep,
     ConvStep,
     NormSwapStep,
+    PartialBNStep,
     PrunedChain,
     PrunedViTBlock,
     ScaleStep,
@@ -103,6 +104,12 @@ def chain_ops(steps: list[nn.Module]) -> list[tuple]:
         if isinstance(s, ConvStep):
             w, b = s.weight_bias()
             ops.append(("conv", _f64(w), _f64(b), s.stride, s.groups))
+        elif isinstance(s, PartialBNStep):  # identity on the first channels, the BN on the rest
+            bs, bt = reparam.bn_affine(
+                _f64(s.bn.weight), _f64(s.bn.bias), _f64(s.bn.running_mean), _f64(s.bn.running_var), s.bn.eps
+            )
+            one = torch.ones(s.start, dtype=torch.float64)
+            ops.append(("affine", torch.cat([one, bs]), torch.cat([torch.zeros_like(one), bt])))
         elif isinstance(s, (BNStep, NormSwapStep)):
             bn = s.bn
             ops.append(("affine", *reparam.bn_affine(_f64(bn.weight), _f64(bn.bias), _f64(bn.running_mean),

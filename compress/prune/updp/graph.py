@@ -23,8 +23,9 @@ reused unchanged. Each module is traced on its own (leaf modules are the ops abo
 module that does not trace is reported with the innermost module torch.fx failed in.
 
 Limits (each is reported as a skip reason, never silently): shortcuts with a pool or an activation
-(ResNet-D's pool-and-conv), branches joined by an add or a concat inside the block
-(GhostNet's ghost module, un-folded RepVGG branches), attention, and chains written inline in a
+(ResNet-D's pool-and-conv), branches joined by an add or a concat inside the block (other than
+GhostNet's ghost module, which is one dense conv at λ = 1; un-folded RepVGG branches), attention,
+squeeze-excitation before a padded conv, and chains written inline in a
 parent's ``forward`` (UPDP replaces modules, so a chain must be one module's whole forward).
 """
 
@@ -43,7 +44,10 @@ from compress.prune.updp.linearize import (
     ActStep,
     BNStep,
     ConvStep,
+    GhostConvStep,
     NormSwapStep,
+    PartialActStep,
+    PartialBNStep,
     PrunedChain,
     ScaleStep,
     SEStep,
@@ -439,6 +443,12 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
         us = [u for u in _users(cur) if u is not residual_add and u.op != "output"]
         us = [u for u in us if u not in short_nodes]
         if len(us) == 2:
+            ghost = _ghost_steps(cur, us, module) if layout == "nchw" else None
+            if ghost is not None:
+                new_steps, cur, body, channels = ghost
+                steps.extend(new_steps)
+                visited |= body
+                continue
             se = _se_step(cur, us, graph, module)
             if se is None:
                 raise Unsupported(
@@ -480,6 +490,66 @@ def chain_from_module(module: nn.Module, name: str) -> PrunedChain:
     )
     chain.kind = infer_kind(chain)
     return chain
+
+
+def _ghost_steps(cur: fx.Node, users: list[fx.Node], module: nn.Module):
+    """GhostNet's ``cat([h, cheap(h)], 1)[:, :out]`` with ``cheap`` = depthwise conv → BN → [act]:
+    one :class:`GhostConvStep` plus the cheap half's BN and activation on its channels only."""
+    cats = [u for u in users if u.op == "call_function" and u.target is torch.cat]
+    if len(cats) != 1:
+        return None
+    cat = cats[0]
+    parts = cat.args[0] if cat.args else cat.kwargs.get("tensors")
+    dim = cat.args[1] if len(cat.args) > 1 else cat.kwargs.get("dim", 0)
+    if dim not in (1, -3) or not isinstance(parts, (list, tuple)) or len(parts) != 2 or parts[0] is not cur:
+        return None
+    mods: list[nn.Module] = []
+    body: set[fx.Node] = {cat}
+    k = next(u for u in users if u is not cat)
+    while k is not parts[1]:
+        if k.op != "call_module" or len(_users(k)) != 1:
+            return None
+        mods.append(module.get_submodule(k.target))
+        body.add(k)
+        k = _users(k)[0]
+    if k.op != "call_module":
+        return None
+    mods.append(module.get_submodule(k.target))
+    body.add(k)
+    mods = [m for m in mods if not _is_pass_module(m)]
+    if len(mods) < 2 or not isinstance(mods[0], nn.Conv2d) or not isinstance(mods[1], nn.BatchNorm2d):
+        return None
+    c = mods[0].in_channels
+    out, end = 2 * c, cat
+    us = _users(cat)
+    if len(us) == 1 and us[0].op == "call_function" and us[0].target is operator.getitem:
+        idx = us[0].args[1]
+        if (
+            isinstance(idx, tuple)
+            and len(idx) >= 2
+            and idx[0] == slice(None)
+            and isinstance(idx[1], slice)
+            and idx[1].start in (None, 0)
+            and idx[1].step in (None, 1)
+            and all(i == slice(None) for i in idx[2:])
+        ):
+            out, end = min(2 * c, idx[1].stop if idx[1].stop is not None else 2 * c), us[0]
+            body.add(end)
+    try:
+        steps: list[nn.Module] = [GhostConvStep(mods[0], out)]
+        if out > c:
+            bn = mods[1]
+            steps.append(PartialBNStep(bn, start=c, total=out))
+            acts = [getattr(bn, "act", None)] + mods[2:]
+            for a in acts:
+                if a is None or _is_pass_module(a):
+                    continue
+                if not _is_act_module(a):
+                    return None
+                steps.append(PartialActStep(a, start=c))
+    except Unsupported:
+        return None
+    return steps, end, body, out
 
 
 def _shortcut_steps(
@@ -530,7 +600,7 @@ def _first_foreign(nodes: list[fx.Node], module: nn.Module) -> fx.Node | None:
         t = n.target
         if t in ADD or t in MUL or t in ("add", "add_", "mul", "mul_", "mean") or t in PASS_METHODS:
             continue
-        if t is F.adaptive_avg_pool2d or t is F.dropout:
+        if t is F.adaptive_avg_pool2d or t is F.dropout or t is torch.cat or t is operator.getitem:
             continue
         return n
     return None

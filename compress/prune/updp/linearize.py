@@ -327,3 +327,65 @@ def set_lambda(model: nn.Module, lam: float) -> None:
 
 def pruned_chains(model: nn.Module) -> list[PrunedChain]:
     return [m for m in model.modules() if isinstance(m, PrunedChain)]
+
+
+class GhostConvStep(ConvStep):
+    """A Ghost module's ``cat([h, dw(h)])[:, :out]`` as one dense conv (GhostNet): the identity half
+    is the centre tap, the cheap half the depthwise kernel. Runs unpadded like every ConvStep; its
+    weight is rebuilt from the depthwise conv's parameter on each call, so training updates it."""
+
+    def __init__(self, dw: nn.Conv2d, out_channels: int) -> None:
+        super().__init__(dw)
+        c = dw.in_channels
+        if dw.groups != c or dw.out_channels != c or self.stride != 1:
+            raise Unsupported("ghost module whose cheap operation is not a stride-1 depthwise conv")
+        if not c <= out_channels <= 2 * c:
+            raise Unsupported(f"ghost module keeping {out_channels} of {2 * c} channels")
+        self.groups, self.c, self.out = 1, c, out_channels
+
+    @property
+    def in_channels(self) -> int:
+        return self.c
+
+    @property
+    def out_channels(self) -> int:
+        return self.out
+
+    def weight_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        w = self.conv.weight
+        c, k = self.c, self.k
+        idx = torch.arange(c, device=w.device)
+        eye = w.new_zeros(c, c, k, k)
+        eye[idx, idx, k // 2, k // 2] = 1.0
+        cheap = w.new_zeros(c, c, k, k)
+        cheap[idx, idx] = w[:, 0]
+        b = self.conv.bias
+        b = None if b is None else torch.cat([b.new_zeros(c), b])[: self.out]
+        return torch.cat([eye, cheap], 0)[: self.out], b
+
+
+class PartialBNStep(BNStep):
+    """The cheap half's BatchNorm: channels ``start:`` only (the identity half passes unchanged)."""
+
+    def __init__(self, bn: nn.Module, *, start: int, total: int) -> None:
+        super().__init__(bn)
+        n = total - start
+        if n < self.bn.num_features:   # the Ghost module's slice drops the last cheap channels
+            full = self.bn
+            self.bn = nn.BatchNorm2d(n, eps=full.eps, momentum=full.momentum, affine=full.affine)
+            self.bn.load_state_dict({k: (v[:n] if v.dim() else v) for k, v in full.state_dict().items()})
+        self.start = start
+
+    def forward(self, x: torch.Tensor, lam: float) -> torch.Tensor:
+        return torch.cat([x[:, : self.start], self.bn(x[:, self.start :])], 1)
+
+
+class PartialActStep(ActStep):
+    """The cheap half's activation: channels ``start:`` only, faded like any φ_λ."""
+
+    def __init__(self, act: nn.Module, *, start: int) -> None:
+        super().__init__(act)
+        self.start = start
+
+    def forward(self, x: torch.Tensor, lam: float) -> torch.Tensor:
+        return torch.cat([x[:, : self.start], super().forward(x[:, self.start :], lam)], 1)
