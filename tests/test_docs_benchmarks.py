@@ -25,7 +25,10 @@ def test_every_table_number_is_in_its_result_file() -> None:
     uncited = sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks" / "results").rglob("*.json") if p not in cited
     )
-    assert not uncited, f"result files no table in docs/benchmarks.md cites: {uncited}"
+    assert not uncited, (
+        f"result files no table in docs/benchmarks.md cites: {uncited}; add each result's table there, "
+        "with the command and date, under a '<!-- results: PATH -->' line (python benchmarks/check_docs.py checks it)"
+    )
 
 
 def test_a_drifted_number_is_caught(tmp_path: Path) -> None:
