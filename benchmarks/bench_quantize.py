@@ -47,10 +47,33 @@ from compress.core.runs import atomic_write_json, atomic_write_text, now_iso, pa
 SPEED_MODELS = ("resnet18", "mobilenetv2_100", "efficientnet_lite0", "convnext_atto")
 ACC_MODELS = ("resnet18", "mobilenetv2_100")
 TARGETS = {"resnet18": 2.5, "mobilenetv2_100": 1.7}
-NATURAL = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-           "motorcycle_right.png", "hubble_deep_field.jpg")
-OTHER = ("brick.png", "camera.png", "cell.png", "coins.png", "color.png", "grass.png", "gravel.png", "horse.png",
-         "ihc.png", "logo.png", "microaneurysms.png", "moon.png", "page.png", "retina.jpg", "text.png", "phantom.png")
+NATURAL = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "hubble_deep_field.jpg",
+)
+OTHER = (
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "coins.png",
+    "color.png",
+    "grass.png",
+    "gravel.png",
+    "horse.png",
+    "ihc.png",
+    "logo.png",
+    "microaneurysms.png",
+    "moon.png",
+    "page.png",
+    "retina.jpg",
+    "text.png",
+    "phantom.png",
+)
 
 
 def log(msg: str) -> None:
@@ -65,12 +88,19 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("flags")), [])
+    flags = next(
+        (
+            ln.split(":", 1)[1].split()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("flags")
+        ),
+        [],
+    )
     return sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"))
 
 
 # ---- images ------------------------------------------------------------------------------------
+
 
 def _views(files: tuple[str, ...], size: int, *, extra: list[np.ndarray] | None = None) -> np.ndarray:
     """10 views per image (4 corners + centre of the short side resized to size*8/7, and their flips),
@@ -97,7 +127,7 @@ def _views(files: tuple[str, ...], size: int, *, extra: list[np.ndarray] | None 
         t = F.interpolate(t, size=(max(big, round(h * s)), max(big, round(w * s))), mode="bilinear", antialias=True)[0]
         H, W = t.shape[-2:]
         for y, x in ((0, 0), (0, W - size), (H - size, 0), (H - size, W - size), ((H - size) // 2, (W - size) // 2)):
-            c = t[:, y:y + size, x:x + size]
+            c = t[:, y : y + size, x : x + size]
             out += [c, c.flip(-1)]
     x = torch.stack(out)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -117,6 +147,7 @@ def other_images(size: int) -> np.ndarray:
 
 # ---- quantizers: ours and plain defaults --------------------------------------------------------
 
+
 def quantize_all(fp32: Path, work: Path, calib: np.ndarray) -> dict[str, tuple[str, Path, float]]:
     """{label: (runtime, artefact, seconds to quantize)} for fp32, ours and plain on both runtimes."""
     import onnxruntime.quantization as q
@@ -124,17 +155,28 @@ def quantize_all(fp32: Path, work: Path, calib: np.ndarray) -> dict[str, tuple[s
     from compress.quantize.onnxruntime import _reader, quantize_onnx_int8
     from compress.quantize.openvino import quantize_ov_int8, quantize_ov_int8_default
 
-    cl = [calib[i:i + 1] for i in range(len(calib))]
-    arts: dict[str, tuple[str, Path, float]] = {"ort-fp32": ("onnxruntime", fp32, 0.0), "ov-fp32": ("openvino", fp32, 0.0)}
+    cl = [calib[i : i + 1] for i in range(len(calib))]
+    arts: dict[str, tuple[str, Path, float]] = {
+        "ort-fp32": ("onnxruntime", fp32, 0.0),
+        "ov-fp32": ("openvino", fp32, 0.0),
+    }
     t = time.perf_counter()
-    arts["ort-ours"] = ("onnxruntime", quantize_onnx_int8(fp32, work / "ort-ours.onnx", calib=cl), time.perf_counter() - t)
+    arts["ort-ours"] = (
+        "onnxruntime",
+        quantize_onnx_int8(fp32, work / "ort-ours.onnx", calib=cl),
+        time.perf_counter() - t,
+    )
     t = time.perf_counter()
     q.quantize_static(str(fp32), str(work / "ort-plain.onnx"), _reader(q, "input", cl))  # ORT's defaults
     arts["ort-plain"] = ("onnxruntime", work / "ort-plain.onnx", time.perf_counter() - t)
     t = time.perf_counter()
     arts["ov-ours"] = ("openvino", quantize_ov_int8(fp32, work / "ov-ours", calib=cl), time.perf_counter() - t)
     t = time.perf_counter()
-    arts["ov-plain"] = ("openvino", quantize_ov_int8_default(fp32, work / "ov-plain", calib=cl), time.perf_counter() - t)
+    arts["ov-plain"] = (
+        "openvino",
+        quantize_ov_int8_default(fp32, work / "ov-plain", calib=cl),
+        time.perf_counter() - t,
+    )
     return arts
 
 
@@ -144,7 +186,7 @@ def logits_of(runtime: str, path: Path, x: np.ndarray) -> np.ndarray:
     out = []
     with get_runner(runtime).load(str(path), precision="fp32", threads=1, batch=1) as s:
         for i in range(len(x)):
-            out.append(np.array(s.run(np.ascontiguousarray(x[i:i + 1])), copy=True))
+            out.append(np.array(s.run(np.ascontiguousarray(x[i : i + 1])), copy=True))
     return np.concatenate(out)
 
 
@@ -165,15 +207,22 @@ def time_all(arts: dict[str, tuple[str, Path, float]], x: np.ndarray, *, iterati
         for s in sessions.values():
             s.bind(np.ascontiguousarray(x[:1]))
         can.bind(np.random.default_rng(0).standard_normal(can.input_shape).astype(np.float32))
-        run = time_items([Item(k, s.run_bound) for k, s in sessions.items()], canary=can.run_bound,
-                         config=TimingConfig(warmup=5, iterations=iterations, rounds=5))
+        run = time_items(
+            [Item(k, s.run_bound) for k, s in sessions.items()],
+            canary=can.run_bound,
+            config=TimingConfig(warmup=5, iterations=iterations, rounds=5),
+        )
     finally:
         for s in [*sessions.values(), can]:
             s.close()
     d = run_to_dict(run)
-    return {"median_ms": {k: it.estimate_ms for k, it in run.items.items()},
-            "noisy": {k: it.noisy for k, it in run.items.items()}, "drift": run.drift.status,
-            "max_drift": run.drift.max_drift, "timing": {"drift": d["drift"], "config": d["config"], "wall_s": d["wall_s"]}}
+    return {
+        "median_ms": {k: it.estimate_ms for k, it in run.items.items()},
+        "noisy": {k: it.noisy for k, it in run.items.items()},
+        "drift": run.drift.status,
+        "max_drift": run.drift.max_drift,
+        "timing": {"drift": d["drift"], "config": d["config"], "wall_s": d["wall_s"]},
+    }
 
 
 def export_fp32(lm: Any, path: Path) -> Path:
@@ -183,6 +232,7 @@ def export_fp32(lm: Any, path: Path) -> Path:
 
 
 # ---- parts -------------------------------------------------------------------------------------
+
 
 def speed_part(models: list[str], *, iterations: int, calib_n: int) -> dict[str, Any]:
     from compress.models import load_model
@@ -201,23 +251,42 @@ def speed_part(models: list[str], *, iterations: int, calib_n: int) -> dict[str,
             t = time_all(arts, photos, iterations=iterations, work=work)
             ms = t["median_ms"]
             fid = {}
-            ref = {"onnxruntime": logits_of("onnxruntime", fp32, photos[:10]), "openvino": logits_of("openvino", fp32, photos[:10])}
+            ref = {
+                "onnxruntime": logits_of("onnxruntime", fp32, photos[:10]),
+                "openvino": logits_of("openvino", fp32, photos[:10]),
+            }
             for k in ("ort-ours", "ort-plain", "ov-ours", "ov-plain"):
                 rt, p, _s = arts[k]
                 fid[k] = fidelity(ref[rt], logits_of(rt, p, photos[:10]))
-        row = {"model": name, "median_ms": ms, "noisy": t["noisy"], "drift": t["drift"], "max_drift": t["max_drift"],
-               "speedup": {"ort-ours": ms["ort-fp32"] / ms["ort-ours"], "ort-plain": ms["ort-fp32"] / ms["ort-plain"],
-                           "ov-ours": ms["ov-fp32"] / ms["ov-ours"], "ov-plain": ms["ov-fp32"] / ms["ov-plain"]},
-               "fidelity_random_weights": fid, "quantize_seconds": {k: v[2] for k, v in arts.items() if v[2]},
-               "timing": t["timing"]}
+        row = {
+            "model": name,
+            "median_ms": ms,
+            "noisy": t["noisy"],
+            "drift": t["drift"],
+            "max_drift": t["max_drift"],
+            "speedup": {
+                "ort-ours": ms["ort-fp32"] / ms["ort-ours"],
+                "ort-plain": ms["ort-fp32"] / ms["ort-plain"],
+                "ov-ours": ms["ov-fp32"] / ms["ov-ours"],
+                "ov-plain": ms["ov-fp32"] / ms["ov-plain"],
+            },
+            "fidelity_random_weights": fid,
+            "quantize_seconds": {k: v[2] for k, v in arts.items() if v[2]},
+            "timing": t["timing"],
+        }
         sp = row["speedup"]
-        log(f"speed {name}: ORT {ms['ort-fp32']:.2f} ms fp32 / {ms['ort-ours']:.2f} ours ({sp['ort-ours']:.2f}x) / "
+        log(
+            f"speed {name}: ORT {ms['ort-fp32']:.2f} ms fp32 / {ms['ort-ours']:.2f} ours ({sp['ort-ours']:.2f}x) / "
             f"{ms['ort-plain']:.2f} plain ({sp['ort-plain']:.2f}x); OV {ms['ov-fp32']:.2f} / {ms['ov-ours']:.2f} "
-            f"({sp['ov-ours']:.2f}x) / {ms['ov-plain']:.2f} ({sp['ov-plain']:.2f}x); drift {t['drift']}")
+            f"({sp['ov-ours']:.2f}x) / {ms['ov-plain']:.2f} ({sp['ov-plain']:.2f}x); drift {t['drift']}"
+        )
         rows.append(row)
-    return {"models": rows, "calib_images": int(len(calib)),
-            "calib_source": "scikit-image's bundled non-photo images (textures, microscopy, text; 5 crops x flip each)",
-            "iterations": iterations}
+    return {
+        "models": rows,
+        "calib_images": int(len(calib)),
+        "calib_source": "scikit-image's bundled non-photo images (textures, microscopy, text; 5 crops x flip each)",
+        "iterations": iterations,
+    }
 
 
 def lite0_part(*, calib_n: int) -> dict[str, Any]:
@@ -231,12 +300,18 @@ def lite0_part(*, calib_n: int) -> dict[str, Any]:
         fp32 = export_fp32(load_model("efficientnet-lite0"), work / "fp32.onnx")
         arts = quantize_all(fp32, work, calib)
         ref = {"onnxruntime": logits_of("onnxruntime", fp32, x), "openvino": logits_of("openvino", fp32, x)}
-        res = {k: fidelity(ref[arts[k][0]], logits_of(arts[k][0], arts[k][1], x))
-               for k in ("ort-ours", "ort-plain", "ov-ours", "ov-plain")}
+        res = {
+            k: fidelity(ref[arts[k][0]], logits_of(arts[k][0], arts[k][1], x))
+            for k in ("ort-ours", "ort-plain", "ov-ours", "ov-plain")
+        }
     for k, v in res.items():
         log(f"lite0 {k}: top-1 agreement {100 * v['top1_agreement']:.1f}%, cosine {v['cosine']:.4f}")
-    return {"photo_views": int(len(x)), "calib_views": int(len(calib)), "results": res,
-            "photos": [*NATURAL, "china.jpg (sklearn)", "flower.jpg (sklearn)"]}
+    return {
+        "photo_views": int(len(x)),
+        "calib_views": int(len(calib)),
+        "results": res,
+        "photos": [*NATURAL, "china.jpg (sklearn)", "flower.jpg (sklearn)"],
+    }
 
 
 def _train(name: str, ds: Any, *, epochs: int, seed: int, size: int) -> Any:
@@ -255,7 +330,7 @@ def _train(name: str, ds: Any, *, epochs: int, seed: int, size: int) -> Any:
     for _ep in range(epochs):
         perm = torch.randperm(len(y), generator=g)
         for i in range(0, len(y), 128):
-            idx = perm[i:i + 128]
+            idx = perm[i : i + 128]
             loss = torch.nn.functional.cross_entropy(m(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -266,100 +341,253 @@ def _train(name: str, ds: Any, *, epochs: int, seed: int, size: int) -> Any:
     return lm
 
 
-def accuracy_part(models: list[str], *, train_limit: int, epochs: int, test_images: int, size: int,
-                  calib_n: int, max_drop: float, seed: int) -> dict[str, Any]:
-    import onnxruntime.quantization as q
-
-    import compress
+def accuracy_part(
+    models: list[str],
+    *,
+    train_limit: int,
+    epochs: int,
+    test_images: int,
+    size: int,
+    calib_n: int,
+    max_drop: float,
+    seed: int,
+) -> dict[str, Any]:
     from compress.data import load_dataset
-    from compress.quantize.onnxruntime import _reader
-    from compress.quantize.openvino import quantize_ov_int8_default
 
-    ds = load_dataset("fashion-mnist", image_size=size, channels=1, seed=seed, train_limit=train_limit,
-                      calib_size=calib_n)
+    ds = load_dataset(
+        "fashion-mnist", image_size=size, channels=1, seed=seed, train_limit=train_limit, calib_size=calib_n
+    )
     xt, yt = ds.test.images[:test_images].numpy(), ds.test.labels[:test_images].numpy()
     rows = []
     for name in models:
         t0 = time.perf_counter()
         lm = _train(name, ds, epochs=epochs, seed=seed, size=size)
         log(f"accuracy {name}: trained {epochs} epoch(s) on {len(ds.train)} images in {time.perf_counter() - t0:.0f}s")
-        with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
-            work = Path(tmp)
-            for rt in ("onnxruntime", "openvino"):
-                plain = compress.quantize(lm, out=work / f"{rt}-plain-ours", runtime=rt, data="fashion-mnist",
-                                          calib_images=calib_n, test_images=test_images, time=False, exporter="legacy",
-                                          seed=seed)
-                ctl = compress.quantize(lm, out=work / f"{rt}-ctl", runtime=rt, data="fashion-mnist",
-                                        calib_images=calib_n, test_images=test_images, time=False, exporter="legacy",
-                                        max_drop=max_drop, seed=seed)
-                fp32 = work / f"{rt}-plain-ours" / "model.fp32.onnx"
-                cl = [a[None] for a in ds.calib.images[:calib_n].numpy()]
-                if rt == "onnxruntime":
-                    q.quantize_static(str(fp32), str(work / "ort-plain.onnx"), _reader(q, "input", cl))
-                    dflt = work / "ort-plain.onnx"
-                else:
-                    dflt = quantize_ov_int8_default(fp32, work / "ov-plain", calib=cl)
-                from compress.quantize.api import _logits, _top1
+        rows += quantize_rows(
+            name, lm, ds, xt, yt, test_images=test_images, calib_n=calib_n, max_drop=max_drop, seed=seed
+        )
+    return {
+        "rows": rows,
+        "train_images": len(ds.train),
+        "epochs": epochs,
+        "image_size": size,
+        "test_images": int(len(yt)),
+        "calib_images": calib_n,
+        "max_drop": max_drop,
+    }
 
-                top_dflt = _top1(_logits(rt, dflt, xt, batch=32, threads=1), yt)
-                row = {"model": name, "runtime": rt, "top1_fp32": plain.top1_fp32,
-                       "drop_ours_no_control": plain.drop_points, "drop_ours_control": ctl.drop_points,
-                       "fp32_layers": ctl.fp32_layers, "drop_plain_defaults": round(plain.top1_fp32 - top_dflt, 4),
-                       "agreement_ours_control": ctl.top1_agreement,
-                       "meets_target": ctl.drop_points is not None and ctl.drop_points <= max_drop}
-                log(f"accuracy {name} {rt}: fp32 {plain.top1_fp32:.2f}, drop ours {plain.drop_points:+.2f} / with control "
-                    f"{ctl.drop_points:+.2f} ({len(ctl.fp32_layers)} layer(s) fp32) / plain defaults {row['drop_plain_defaults']:+.2f}")
-                rows.append(row)
-    return {"rows": rows, "train_images": len(ds.train), "epochs": epochs, "image_size": size,
-            "test_images": int(len(yt)), "calib_images": calib_n, "max_drop": max_drop}
+
+def subnet_part(search_run: Path, *, test_images: int, calib_n: int, max_drop: float, seed: int) -> dict[str, Any]:
+    """The default supernet's searched subnet (a ``compress search`` run, as ``compress export`` takes it)."""
+    from compress.data import load_dataset
+    from compress.models import load_model
+
+    lm = load_model(str(search_run))
+    c, h, _w = lm.input_shape
+    ds = load_dataset(
+        lm.dataset or "fashion-mnist", image_size=h, channels=c, seed=seed, train_limit=calib_n, calib_size=calib_n
+    )
+    xt, yt = ds.test.images[:test_images].numpy(), ds.test.labels[:test_images].numpy()
+    rows = quantize_rows(
+        "searched subnet", lm, ds, xt, yt, test_images=test_images, calib_n=calib_n, max_drop=max_drop, seed=seed
+    )
+    return {
+        "rows": rows,
+        "search_run": str(search_run),
+        "input_shape": list(lm.input_shape),
+        "dataset": lm.dataset,
+        "test_images": int(len(yt)),
+        "calib_images": calib_n,
+        "max_drop": max_drop,
+    }
+
+
+def quantize_rows(
+    name: str,
+    lm: Any,
+    ds: Any,
+    xt: np.ndarray,
+    yt: np.ndarray,
+    *,
+    test_images: int,
+    calib_n: int,
+    max_drop: float,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """``compress.quantize`` without and with accuracy control, and the plain defaults, on both runtimes."""
+    import onnxruntime.quantization as q
+
+    import compress
+    from compress.quantize.onnxruntime import _reader
+    from compress.quantize.openvino import quantize_ov_int8_default
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
+        work = Path(tmp)
+        for rt in ("onnxruntime", "openvino"):
+            data = lm.dataset or "fashion-mnist"
+            plain = compress.quantize(
+                lm,
+                out=work / f"{rt}-plain-ours",
+                runtime=rt,
+                data=data,
+                calib_images=calib_n,
+                test_images=test_images,
+                time=False,
+                exporter="legacy",
+                seed=seed,
+            )
+            from compress.core.errors import Failure
+
+            try:
+                ctl = compress.quantize(
+                    lm,
+                    out=work / f"{rt}-ctl",
+                    runtime=rt,
+                    data=data,
+                    calib_images=calib_n,
+                    test_images=test_images,
+                    time=False,
+                    exporter="legacy",
+                    max_drop=max_drop,
+                    seed=seed,
+                )
+                ctl_error = None
+            except Failure as err:  # accuracy control could not reach max_drop: recorded, not hidden
+                ctl, ctl_error = None, str(err)
+            fp32 = work / f"{rt}-plain-ours" / "model.fp32.onnx"
+            cl = [a[None] for a in ds.calib.images[:calib_n].numpy()]
+            if rt == "onnxruntime":
+                q.quantize_static(str(fp32), str(work / "ort-plain.onnx"), _reader(q, "input", cl))
+                dflt = work / "ort-plain.onnx"
+            else:
+                dflt = quantize_ov_int8_default(fp32, work / "ov-plain", calib=cl)
+            from compress.quantize.api import _logits, _top1
+
+            top_dflt = _top1(_logits(rt, dflt, xt, batch=32, threads=1), yt)
+            row = {
+                "model": name,
+                "runtime": rt,
+                "top1_fp32": plain.top1_fp32,
+                "drop_ours_no_control": plain.drop_points,
+                "drop_ours_control": ctl.drop_points if ctl else None,
+                "fp32_layers": ctl.fp32_layers if ctl else [],
+                "drop_plain_defaults": round(plain.top1_fp32 - top_dflt, 4),
+                "agreement_ours_control": ctl.top1_agreement if ctl else None,
+                "control_error": ctl_error,
+                "sensitivity": (ctl.details.get("accuracy_control") or {}).get("sensitivity") if ctl else None,
+                "meets_target": ctl is not None and ctl.drop_points is not None and ctl.drop_points <= max_drop,
+            }
+            log(
+                f"accuracy {name} {rt}: fp32 {plain.top1_fp32:.2f}, drop ours {plain.drop_points:+.2f} / with control "
+                f"{_f(row['drop_ours_control'])} ({len(row['fp32_layers'])} layer(s) fp32{', FAILED' if ctl_error else ''}) / plain defaults {row['drop_plain_defaults']:+.2f}"
+            )
+            rows.append(row)
+    return rows
 
 
 # ---- report ------------------------------------------------------------------------------------
 
+
+def _f(v: float | None) -> str:
+    return "failed" if v is None else f"{v:+.2f}"
+
+
 def markdown(res: dict[str, Any]) -> str:
-    lines = [f"# INT8 with compress quantize ({res['date']})", "",
-             f"CPU: {res['cpu']} ({', '.join(res['cpu_flags'])}), one runtime thread, batch 1. "
-             f"onnxruntime {res['versions'].get('onnxruntime')}, openvino {res['versions'].get('openvino')}, nncf {res.get('nncf')}.", ""]
+    lines = [
+        f"# INT8 with compress quantize ({res['date']})",
+        "",
+        f"CPU: {res['cpu']} ({', '.join(res['cpu_flags'])}), one runtime thread, batch 1. "
+        f"onnxruntime {res['versions'].get('onnxruntime')}, openvino {res['versions'].get('openvino')}, nncf {res.get('nncf')}.",
+        "",
+    ]
     sp = res.get("speed")
     if sp:
-        lines += ["## Speed at 224 px (median ms; speed-up = fp32 / int8; drift verdict of the campaign)", "",
-                  "| model | ORT fp32 | ORT ours | ORT plain | OV fp32 | OV ours | OV plain | ORT ours x | ORT plain x | OV ours x | OV plain x | target | drift |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Speed at 224 px (median ms; speed-up = fp32 / int8; drift verdict of the campaign)",
+            "",
+            "| model | ORT fp32 | ORT ours | ORT plain | OV fp32 | OV ours | OV plain | ORT ours x | ORT plain x | OV ours x | OV plain x | target | drift |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in sp["models"]:
             m, s = r["median_ms"], r["speedup"]
             tgt = TARGETS.get(r["model"])
-            ok = "" if tgt is None else (f">= {tgt}x: {'met' if max(s['ort-ours'], s['ov-ours']) >= tgt else 'NOT met'}")
-            lines.append(f"| {r['model']} | {m['ort-fp32']:.2f} | {m['ort-ours']:.2f} | {m['ort-plain']:.2f} | {m['ov-fp32']:.2f} | "
-                         f"{m['ov-ours']:.2f} | {m['ov-plain']:.2f} | {s['ort-ours']:.2f} | {s['ort-plain']:.2f} | "
-                         f"{s['ov-ours']:.2f} | {s['ov-plain']:.2f} | {ok} | {r['drift']} |")
-        lines += ["", f"Calibration: {sp['calib_images']} views of {sp['calib_source']}. Random weights (latency only). "
-                  "ours = what `compress quantize` makes; plain = `quantize_static(fp32, out, reader)` / "
-                  "`nncf.quantize(model, dataset)` with their defaults.", "",
-                  "Fidelity to fp32 of the random-weight models on 10 photo views (top-1 agreement / logit cosine):", "",
-                  "| model | ORT ours | ORT plain | OV ours | OV plain |", "|---|---|---|---|---|"]
+            ok = (
+                "" if tgt is None else (f">= {tgt}x: {'met' if max(s['ort-ours'], s['ov-ours']) >= tgt else 'NOT met'}")
+            )
+            lines.append(
+                f"| {r['model']} | {m['ort-fp32']:.2f} | {m['ort-ours']:.2f} | {m['ort-plain']:.2f} | {m['ov-fp32']:.2f} | "
+                f"{m['ov-ours']:.2f} | {m['ov-plain']:.2f} | {s['ort-ours']:.2f} | {s['ort-plain']:.2f} | "
+                f"{s['ov-ours']:.2f} | {s['ov-plain']:.2f} | {ok} | {r['drift']} |"
+            )
+        lines += [
+            "",
+            f"Calibration: {sp['calib_images']} views of {sp['calib_source']}. Random weights (latency only). "
+            "ours = what `compress quantize` makes; plain = `quantize_static(fp32, out, reader)` / "
+            "`nncf.quantize(model, dataset)` with their defaults.",
+            "",
+            "Fidelity to fp32 of the random-weight models on 10 photo views (top-1 agreement / logit cosine):",
+            "",
+            "| model | ORT ours | ORT plain | OV ours | OV plain |",
+            "|---|---|---|---|---|",
+        ]
         for r in sp["models"]:
             f = r["fidelity_random_weights"]
-            lines.append(f"| {r['model']} | " + " | ".join(f"{100 * f[k]['top1_agreement']:.0f}% / {f[k]['cosine']:.3f}"
-                                                         for k in ("ort-ours", "ort-plain", "ov-ours", "ov-plain")) + " |")
+            lines.append(
+                f"| {r['model']} | "
+                + " | ".join(
+                    f"{100 * f[k]['top1_agreement']:.0f}% / {f[k]['cosine']:.3f}"
+                    for k in ("ort-ours", "ort-plain", "ov-ours", "ov-plain")
+                )
+                + " |"
+            )
         lines.append("")
     l0 = res.get("lite0")
     if l0:
-        lines += ["## EfficientNet-Lite0, real ImageNet weights, 224 px", "",
-                  f"{l0['photo_views']} views of {len(l0['photos'])} bundled photos; calibration on {l0['calib_views']} views of other bundled images.", "",
-                  "| quantizer | top-1 agreement with fp32 | mean logit cosine |", "|---|---|---|"]
+        lines += [
+            "## EfficientNet-Lite0, real ImageNet weights, 224 px",
+            "",
+            f"{l0['photo_views']} views of {len(l0['photos'])} bundled photos; calibration on {l0['calib_views']} views of other bundled images.",
+            "",
+            "| quantizer | top-1 agreement with fp32 | mean logit cosine |",
+            "|---|---|---|",
+        ]
         for k, v in l0["results"].items():
             lines.append(f"| {k} | {100 * v['top1_agreement']:.1f}% | {v['cosine']:.4f} |")
         lines.append("")
     acc = res.get("accuracy")
     if acc:
-        lines += [f"## Accuracy on Fashion-MNIST ({acc['image_size']} px, 1 channel, {acc['train_images']} training images, "
-                  f"{acc['epochs']} epoch(s), {acc['test_images']} test images, {acc['calib_images']} calibration images)", "",
-                  "| model | runtime | fp32 top-1 | drop ours | drop ours + control | layers fp32 | drop plain defaults | drop <= "
-                  f"{acc['max_drop']} |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Accuracy on Fashion-MNIST ({acc['image_size']} px, 1 channel, {acc['train_images']} training images, "
+            f"{acc['epochs']} epoch(s), {acc['test_images']} test images, {acc['calib_images']} calibration images)",
+            "",
+            "| model | runtime | fp32 top-1 | drop ours | drop ours + control | layers fp32 | drop plain defaults | drop <= "
+            f"{acc['max_drop']} |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in acc["rows"]:
-            lines.append(f"| {r['model']} | {r['runtime']} | {r['top1_fp32']:.2f} | {r['drop_ours_no_control']:+.2f} | "
-                         f"{r['drop_ours_control']:+.2f} | {len(r['fp32_layers'])} | {r['drop_plain_defaults']:+.2f} | "
-                         f"{'yes' if r['meets_target'] else 'NO'} |")
+            lines.append(
+                f"| {r['model']} | {r['runtime']} | {r['top1_fp32']:.2f} | {r['drop_ours_no_control']:+.2f} | "
+                f"{_f(r['drop_ours_control'])} | {len(r['fp32_layers'])} | {r['drop_plain_defaults']:+.2f} | "
+                f"{'yes' if r['meets_target'] else 'NO'} |"
+            )
+        lines.append("")
+    sn = res.get("subnet")
+    if sn:
+        lines += [
+            f"## The default supernet's searched subnet ({sn['dataset']}, input {'x'.join(map(str, sn['input_shape']))}, "
+            f"{sn['test_images']} test images, {sn['calib_images']} calibration images)",
+            "",
+            "| runtime | fp32 top-1 | drop ours | drop ours + control | layers fp32 | drop plain defaults | drop <= "
+            f"{sn['max_drop']} |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in sn["rows"]:
+            lines.append(
+                f"| {r['runtime']} | {r['top1_fp32']:.2f} | {r['drop_ours_no_control']:+.2f} | "
+                f"{_f(r['drop_ours_control'])} | {len(r['fp32_layers'])} | {r['drop_plain_defaults']:+.2f} | "
+                f"{'yes' if r['meets_target'] else 'NO'} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -378,6 +606,7 @@ def main() -> None:
     ap.add_argument("--acc-calib", type=int, default=256)
     ap.add_argument("--max-drop", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--search-run", type=Path, help="subnet part: a `compress search` run of the default supernet")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quantize")
     args = ap.parse_args()
     import nncf
@@ -391,8 +620,17 @@ def main() -> None:
         import json
 
         res = json.loads(path.read_text())
-    res.update({"date": now_iso(), "cpu": cpu_model(), "cpu_flags": cpu_flags(), "versions": package_versions(),
-                "nncf": nncf.__version__, "threads": 1, "argv": sys.argv})
+    res.update(
+        {
+            "date": now_iso(),
+            "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(),
+            "versions": package_versions(),
+            "nncf": nncf.__version__,
+            "threads": 1,
+            "argv": sys.argv,
+        }
+    )
 
     def save() -> None:
         atomic_write_json(path, res)
@@ -410,15 +648,33 @@ def main() -> None:
         res["lite0"] = lite0_part(calib_n=max(args.calib, 64))
         save()
     if "accuracy" in parts:
-        new = accuracy_part([m for m in args.acc_models.split(",") if m], train_limit=args.train_limit,
-                            epochs=args.epochs, test_images=args.test_images, size=args.image_size,
-                            calib_n=args.acc_calib, max_drop=args.max_drop, seed=args.seed)
+        new = accuracy_part(
+            [m for m in args.acc_models.split(",") if m],
+            train_limit=args.train_limit,
+            epochs=args.epochs,
+            test_images=args.test_images,
+            size=args.image_size,
+            calib_n=args.acc_calib,
+            max_drop=args.max_drop,
+            seed=args.seed,
+        )
         old = res.get("accuracy") or {}
         if all(old.get(k) == new[k] for k in ("train_images", "epochs", "image_size", "test_images", "calib_images")):
             # models run separately with the same settings accumulate (a model run again replaces its rows)
             redone = {r["model"] for r in new["rows"]}
             new["rows"] = [r for r in old.get("rows", []) if r["model"] not in redone] + new["rows"]
         res["accuracy"] = new
+        save()
+    if "subnet" in parts:
+        if args.search_run is None:
+            ap.error("--parts subnet needs --search-run (a `compress search` run directory)")
+        res["subnet"] = subnet_part(
+            args.search_run,
+            test_images=args.test_images,
+            calib_n=args.acc_calib,
+            max_drop=args.max_drop,
+            seed=args.seed,
+        )
         save()
     log(f"results: {path}")
 
