@@ -33,6 +33,7 @@ SCRIPTS = {  # name -> (script, takes --quick)
     "ist": ("bench_ist.py", True),
     "quantize-tables": ("bench_quantize_tables.py", True),
     "quantize-updp": ("bench_quantize_updp.py", True),
+    "quantize": ("bench_quantize.py", False),
 }
 
 
