@@ -78,7 +78,9 @@ def closure(reqs: list[Requirement]) -> dict[str, md.Distribution]:
         try:
             dist = md.distribution(req.name)
         except md.PackageNotFoundError:
-            raise SystemExit(f"error: {req} (needed by {why or 'the project'}) is not installed in {sys.prefix}") from None
+            raise SystemExit(
+                f"error: {req} (needed by {why or 'the project'}) is not installed in {sys.prefix}"
+            ) from None
         if req.specifier and not req.specifier.contains(dist.version, prereleases=True):
             raise SystemExit(f"error: {req.name} {dist.version} is installed but {why or 'the project'} needs {req}")
         out[name] = dist
@@ -90,8 +92,11 @@ def closure(reqs: list[Requirement]) -> dict[str, md.Distribution]:
 
 
 def lock_lines() -> list[str]:
-    reqs = [r for r in project_requirements(*EXTRAS)
-            if r.marker is None or r.marker.evaluate({**default_environment(), "extra": ""})]
+    reqs = [
+        r
+        for r in project_requirements(*EXTRAS)
+        if r.marker is None or r.marker.evaluate({**default_environment(), "extra": ""})
+    ]
     dists = closure(reqs)
     for extra in ALSO:
         dists[canon(extra)] = md.distribution(extra)
@@ -116,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         have = [ln for ln in LOCK.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
         if have != lines:
             diff = sorted(set(have) ^ set(lines))
-            print(f"{LOCK.relative_to(REPO)} differs from {sys.prefix}: {', '.join(diff)}; "
-                  f"rerun `.venv/bin/python .ci/lock.py` after testing the new versions", file=sys.stderr)
+            print(
+                f"{LOCK.relative_to(REPO)} differs from {sys.prefix}: {', '.join(diff)}; "
+                f"rerun `.venv/bin/python .ci/lock.py` after testing the new versions",
+                file=sys.stderr,
+            )
             return 1
         print(f"{LOCK.relative_to(REPO)} matches {sys.prefix} ({len(lines)} packages)")
         return 0

@@ -47,20 +47,44 @@ def supernet_section(args, out: dict) -> None:
     # one runtime thread: sub-millisecond subnets on 2 cores time repeatably only single-threaded
     # (README, latency section); the table, its validation and the final check share the setting
     threads = getattr(args, "threads", 1)
-    prof = profile_table(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables, threads=threads,
-                         iterations=20 if args.quick else 50, calibrate=10 if args.quick else 20)
-    val = validate(device="local-cpu", runtime="onnxruntime", supernet=ckpt, tables=tables, threads=threads,
-                   samples=8 if args.quick else 30, iterations=20 if args.quick else 30)
+    prof = profile_table(
+        device="local-cpu",
+        runtime="onnxruntime",
+        supernet=ckpt,
+        tables=tables,
+        threads=threads,
+        iterations=20 if args.quick else 50,
+        calibrate=10 if args.quick else 20,
+    )
+    val = validate(
+        device="local-cpu",
+        runtime="onnxruntime",
+        supernet=ckpt,
+        tables=tables,
+        threads=threads,
+        samples=8 if args.quick else 30,
+        iterations=20 if args.quick else 30,
+    )
     table_s = time.perf_counter() - t0
     net = load_checkpoint(ckpt)
     space = net.space
     lat = LatencyModel.load(device="local-cpu", runtime="onnxruntime", space=space, tables=tables)
     g = space.sample_genes(np.random.default_rng(0), 2000)
     budget = round(float(np.quantile(lat.predict_genes(g), 0.3)), 4)
+
     def run_search(budget_ms: float, out=None):  # noqa: ANN001, ANN202
-        return search(devices=["local-cpu"], runtime="onnxruntime", latency_ms=budget_ms, supernet=ckpt, tables=tables,
-                      rerank=5, predictor_samples=50 if args.quick else 500, generations=100 if args.quick else 500,
-                      out=out, progress=False)
+        return search(
+            devices=["local-cpu"],
+            runtime="onnxruntime",
+            latency_ms=budget_ms,
+            supernet=ckpt,
+            tables=tables,
+            rerank=5,
+            predictor_samples=50 if args.quick else 500,
+            generations=100 if args.quick else 500,
+            out=out,
+            progress=False,
+        )
 
     res = run_search(budget, work / "run")
     dev = res.devices[0]
@@ -69,9 +93,13 @@ def supernet_section(args, out: dict) -> None:
     from compress.latency.profile import table_is_raw
 
     # same basis as the table (raw when its drift was uncontrolled), as validate and calibration use
-    ms, drift = measure_subnets(net, [cfg], MeasureSettings(runtime="onnxruntime", iterations=50, threads=threads),
-                                repeats=3,
-                                force_raw=table_is_raw(lat.table))
+    ms, drift = measure_subnets(
+        net,
+        [cfg],
+        MeasureSettings(runtime="onnxruntime", iterations=50, threads=threads),
+        repeats=3,
+        force_raw=table_is_raw(lat.table),
+    )
     measured_ms = float(np.median(ms))
     # the selected subnet's top-1 under the predictor's own protocol (the first 256 calibration images
     # and the validation images its training targets used), beside the rerank's number:
@@ -92,33 +120,63 @@ def supernet_section(args, out: dict) -> None:
         b = round(float(np.quantile(lat.predict_genes(g), q)), 4)
         ro = run_search(b)
         so = ro.devices[0].selected
-        others.append({"quantile": q, "budget_ms": b, "predicted_top1": so.predicted_top1, "measured_top1": so.measured_top1,
-                       "error": so.predicted_top1 - so.measured_top1, "refinement": ro.devices[0].refinement,
-                       "selected_in_predictor_data": ro.devices[0].selected_in_predictor_data})
+        others.append(
+            {
+                "quantile": q,
+                "budget_ms": b,
+                "predicted_top1": so.predicted_top1,
+                "measured_top1": so.measured_top1,
+                "error": so.predicted_top1 - so.measured_top1,
+                "refinement": ro.devices[0].refinement,
+                "selected_in_predictor_data": ro.devices[0].selected_in_predictor_data,
+            }
+        )
     out["supernet"] = {
-        "checkpoint": str(ckpt), "family": space.family, "table_build_and_validate_s": round(table_s, 1),
+        "checkpoint": str(ckpt),
+        "family": space.family,
+        "table_build_and_validate_s": round(table_s, 1),
         "threads": threads,
-        "table": {k: v for k, v in (prof.__dict__ if hasattr(prof, "__dict__") else {}).items()
-                  if isinstance(v, (int, float, str, bool))},
+        "table": {
+            k: v
+            for k, v in (prof.__dict__ if hasattr(prof, "__dict__") else {}).items()
+            if isinstance(v, (int, float, str, bool))
+        },
         "validation": {k: val.get(k) for k in ("samples", "within_10pct", "mape", "spearman", "repeatability_mape")},
-        "budget_ms": budget, "latency_source": dev.latency_source, "predictor": res.predictor,
-        "selected": sel.to_dict(), "selection": dev.selection,
-        "measured_top1": sel.measured_top1, "abs_top1_error": None if sel.measured_top1 is None else abs(sel.measured_top1 - sel.predicted_top1),
-        "top1_within_2x_rmse": None if sel.measured_top1 is None else abs(sel.measured_top1 - sel.predicted_top1) <= 2 * rmse,
+        "budget_ms": budget,
+        "latency_source": dev.latency_source,
+        "predictor": res.predictor,
+        "selected": sel.to_dict(),
+        "selection": dev.selection,
+        "measured_top1": sel.measured_top1,
+        "abs_top1_error": None if sel.measured_top1 is None else abs(sel.measured_top1 - sel.predicted_top1),
+        "top1_within_2x_rmse": None
+        if sel.measured_top1 is None
+        else abs(sel.measured_top1 - sel.predicted_top1) <= 2 * rmse,
         "full_val_images": int(len(full.val_labels)),
         "measured_top1_predictor_protocol": top1_predictor_protocol,
         "abs_top1_error_predictor_protocol": abs(top1_predictor_protocol - sel.predicted_top1),
         "top1_within_rmse_predictor_protocol": abs(top1_predictor_protocol - sel.predicted_top1) <= rmse,
-        "measured_latency_ms": measured_ms, "measured_over_budget": measured_ms / budget,
+        "measured_latency_ms": measured_ms,
+        "measured_over_budget": measured_ms / budget,
         "latency_within_budget_plus_validated_mape": measured_ms <= budget * (1 + mape / 100.0),
-        "latency_drift": drift, "run_dir": str(work / "run"),
-        "refinement": dev.refinement, "selected_in_predictor_data": dev.selected_in_predictor_data,
+        "latency_drift": drift,
+        "run_dir": str(work / "run"),
+        "refinement": dev.refinement,
+        "selected_in_predictor_data": dev.selected_in_predictor_data,
         "other_budgets": others,
-        "mean_error_all_budgets": float(np.mean([sel.predicted_top1 - sel.measured_top1] + [o["error"] for o in others])),
+        "mean_error_all_budgets": float(
+            np.mean([sel.predicted_top1 - sel.measured_top1] + [o["error"] for o in others])
+        ),
     }
-    print(f"[supernet] budget {budget} ms: predicted {sel.predicted_latency_ms:.3f} ms, measured {measured_ms:.3f} ms "
-          f"(table MAPE {mape}); predicted top-1 {sel.predicted_top1:.4f}, measured {sel.measured_top1} "
-          f"(predictor RMSE {rmse:.4f})", file=sys.stderr)
+    print(
+        f"[supernet] budget {budget} ms: predicted {sel.predicted_latency_ms:.3f} ms, measured {measured_ms:.3f} ms "
+        f"(table MAPE {mape}); predicted top-1 {sel.predicted_top1:.4f}, measured {sel.measured_top1} "
+        f"(predictor RMSE {rmse:.4f})",
+        file=sys.stderr,
+    )
     for o in others:
-        print(f"[supernet] budget {o['budget_ms']} ms (q{o['quantile']}): predicted top-1 {o['predicted_top1']:.4f}, "
-              f"measured {o['measured_top1']:.4f} ({100 * o['error']:+.2f} points)", file=sys.stderr)
+        print(
+            f"[supernet] budget {o['budget_ms']} ms (q{o['quantile']}): predicted top-1 {o['predicted_top1']:.4f}, "
+            f"measured {o['measured_top1']:.4f} ({100 * o['error']:+.2f} points)",
+            file=sys.stderr,
+        )

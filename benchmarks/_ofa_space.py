@@ -66,17 +66,24 @@ def build_tables():
                 for ei, e in enumerate(ES):
                     mid = round(cin * e)
                     v = _ms(_block_macs(fsize, cin, out_f, cout, mid, k, SES[st]))
-                    key = (f"expanded_conv-input:{_shape([fsize, fsize, cin])}-output:{_shape([out_f, out_f, cout])}"
-                           f"-expand:{mid}-kernel:{k}-stride:{stride}-idskip:{idskip}-se:{int(SES[st])}"
-                           f"-hs:{int(ACTS[st] == 'h_swish')}")
+                    key = (
+                        f"expanded_conv-input:{_shape([fsize, fsize, cin])}-output:{_shape([out_f, out_f, cout])}"
+                        f"-expand:{mid}-kernel:{k}-stride:{stride}-idskip:{idskip}-se:{int(SES[st])}"
+                        f"-hs:{int(ACTS[st] == 'h_swish')}"
+                    )
                     lut[key] = {"mean": v}
                     table[ri, i, ki, ei] = v
             fsize, cin = out_f, cout
         # head: final fsize is the same for every depth
-        for key, macs in ((f"Conv_1-input:{_shape([fsize, fsize, 192])}-output:{_shape([fsize, fsize, 1152])}", fsize * fsize * 192 * 1152),
-                          (f"AvgPool2D-input:{_shape([fsize, fsize, 1152])}-output:{_shape([1, 1, 1152])}", fsize * fsize * 1152),
-                          ("Conv_2-input:1x1x1152-output:1x1x1536", 1152 * 1536),
-                          ("Logits-input:1x1x1536-output:1000", 1536 * 1000)):
+        for key, macs in (
+            (
+                f"Conv_1-input:{_shape([fsize, fsize, 192])}-output:{_shape([fsize, fsize, 1152])}",
+                fsize * fsize * 192 * 1152,
+            ),
+            (f"AvgPool2D-input:{_shape([fsize, fsize, 1152])}-output:{_shape([1, 1, 1152])}", fsize * fsize * 1152),
+            ("Conv_2-input:1x1x1152-output:1x1x1536", 1152 * 1536),
+            ("Logits-input:1x1x1536-output:1000", 1536 * 1000),
+        ):
             lut[key] = {"mean": _ms(macs)}
             b += lut[key]["mean"]
         base[ri] = b
@@ -127,8 +134,13 @@ def encode(g: np.ndarray) -> np.ndarray:
 
 def to_sample(g: np.ndarray) -> dict:
     """Gene row -> the tutorial's sample dict."""
-    return {"wid": None, "ks": [KS[i] for i in g[6:26]], "e": [ES[i] for i in g[26:46]],
-            "d": [DS[i] for i in g[1:6]], "r": [RES[int(g[0])]]}
+    return {
+        "wid": None,
+        "ks": [KS[i] for i in g[6:26]],
+        "e": [ES[i] for i in g[26:46]],
+        "d": [DS[i] for i in g[1:6]],
+        "r": [RES[int(g[0])]],
+    }
 
 
 def tutorial_module(name: str):

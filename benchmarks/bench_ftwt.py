@@ -39,7 +39,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny settings for development")
     ap.add_argument("--out", default="runs/bench_ftwt")
-    ap.add_argument("--models", default="resnet,mobilenetv2", help="small:NAME models (resnet, mobilenetv2, mobilenetv1, vgg)")
+    ap.add_argument(
+        "--models", default="resnet,mobilenetv2", help="small:NAME models (resnet, mobilenetv2, mobilenetv1, vgg)"
+    )
     ap.add_argument("--masses", default=None, help="comma-separated r values")
     ap.add_argument("--epochs", type=int, default=None, help="FTWT / L1 / dense fine-tune epochs")
     ap.add_argument("--pretrain-epochs", type=int, default=None)
@@ -78,59 +80,138 @@ def main() -> int:
     ds = load_dataset("fashion-mnist", seed=a.seed, train_limit=cfg["train_limit"])
     test = ds.test.subset(cfg["eval_limit"])
     log(f"fashion-mnist: train {len(ds.train)}, test {len(test)}; settings {cfg}")
-    settings = {**cfg, "lr": a.lr, "pretrain_lr": a.pretrain_lr, "mode": a.mode, "seed": a.seed,
-                "threads": a.threads, "quick": a.quick}
+    settings = {
+        **cfg,
+        "lr": a.lr,
+        "pretrain_lr": a.pretrain_lr,
+        "mode": a.mode,
+        "seed": a.seed,
+        "threads": a.threads,
+        "quick": a.quick,
+    }
     work = out / f"work-{sha256_json(settings)[:10]}"  # checkpoints: a rerun with the same settings resumes
-    results: dict = {"settings": settings, "work_dir": str(work),
-                     "versions": package_versions(), "load_before": os.getloadavg(), "models": {}}
+    results: dict = {
+        "settings": settings,
+        "work_dir": str(work),
+        "versions": package_versions(),
+        "load_before": os.getloadavg(),
+        "models": {},
+    }
     for name in a.models.split(","):
         t0 = time.time()
         base = load_model(f"small:{name}", num_classes=10, in_chans=1, image_size=28)
-        train(base.module, ds.train, cfg=TrainConfig(epochs=cfg["pretrain_epochs"], lr=a.pretrain_lr, seed=a.seed),
-              checkpoint=work / f"{name}_pretrain.pt", progress=False, desc=f"{name} pretrain", log=log)
+        train(
+            base.module,
+            ds.train,
+            cfg=TrainConfig(epochs=cfg["pretrain_epochs"], lr=a.pretrain_lr, seed=a.seed),
+            checkpoint=work / f"{name}_pretrain.pt",
+            progress=False,
+            desc=f"{name} pretrain",
+            log=log,
+        )
         base_top1 = evaluate(base.module, test)
         dense_acc = measure_flops(base.module, test.images)
         log(f"{name}: baseline top1 {base_top1:.4f}, {dense_acc['dense_macs']:,} MACs/sample")
         row: dict = {"baseline_top1": base_top1, "dense_macs": dense_acc["dense_macs"], "ftwt": [], "l1": []}
 
         dense_ft = copy.deepcopy(base.module)
-        train(dense_ft, ds.train, cfg=TrainConfig(epochs=cfg["epochs"], lr=a.lr, seed=a.seed), progress=False,
-              checkpoint=work / f"{name}_dense_ft.pt", desc=f"{name} dense fine-tune", log=log)
+        train(
+            dense_ft,
+            ds.train,
+            cfg=TrainConfig(epochs=cfg["epochs"], lr=a.lr, seed=a.seed),
+            progress=False,
+            checkpoint=work / f"{name}_dense_ft.pt",
+            desc=f"{name} dense fine-tune",
+            log=log,
+        )
         row["dense_finetune_top1"] = evaluate(dense_ft, test)
 
         for r in masses:
-            lm = LoadedModel(module=copy.deepcopy(base.module), input_shape=base.input_shape, num_classes=10,
-                             source=base.source)
+            lm = LoadedModel(
+                module=copy.deepcopy(base.module), input_shape=base.input_shape, num_classes=10, source=base.source
+            )
             timed = not a.no_latency and abs(r - a.latency_mass) < 1e-9
-            res = prune_ftwt(model=lm, data=ds, epochs=cfg["epochs"], mass=r, mode=a.mode, seed=a.seed,
-                             out=work / f"{name}_ftwt_r{r}", progress=False, lr=a.lr, eval_limit=cfg["eval_limit"],
-                             export=timed, latency=timed)
-            keep = ("top1_before", "top1_after", "flops_reduction_mean", "flops_reduction_p10", "flops_reduction_p90",
-                    "flops_reduction_mean_with_predictors", "predictor_overhead_frac", "flops_reduction_before_mean")
+            res = prune_ftwt(
+                model=lm,
+                data=ds,
+                epochs=cfg["epochs"],
+                mass=r,
+                mode=a.mode,
+                seed=a.seed,
+                out=work / f"{name}_ftwt_r{r}",
+                progress=False,
+                lr=a.lr,
+                eval_limit=cfg["eval_limit"],
+                export=timed,
+                latency=timed,
+            )
+            keep = (
+                "top1_before",
+                "top1_after",
+                "flops_reduction_mean",
+                "flops_reduction_p10",
+                "flops_reduction_p90",
+                "flops_reduction_mean_with_predictors",
+                "predictor_overhead_frac",
+                "flops_reduction_before_mean",
+            )
             ftwt = {"mass": r, **{k: res[k] for k in keep}}
             row["ftwt"].append(ftwt)
-            log(f"{name} FTWT r={r}: top1 {res['top1_after']:.4f}, FLOPs -{res['flops_reduction_mean']:.1%} "
-                f"(p10 {res['flops_reduction_p10']:.1%}, p90 {res['flops_reduction_p90']:.1%})")
+            log(
+                f"{name} FTWT r={r}: top1 {res['top1_after']:.4f}, FLOPs -{res['flops_reduction_mean']:.1%} "
+                f"(p10 {res['flops_reduction_p10']:.1%}, p90 {res['flops_reduction_p90']:.1%})"
+            )
             if timed:
                 lat = res["latency"]
-                row["latency"] = {"mass": r, **{k: lat[k] for k in ("runtime", "threads", "batch", "dense_ms", "gated_ms",
-                                                                     "gated_over_dense", "noisy", "note")},
-                                  "drift_status": lat["drift"].get("status"), "parity": res["export"]["parity"]}
-                log(f"{name} ORT batch 1: dense {lat['dense_ms']:.3f} ms, gated {lat['gated_ms']:.3f} ms "
-                    f"(x{lat['gated_over_dense']:.2f}); drift {lat['drift'].get('status')}")
+                row["latency"] = {
+                    "mass": r,
+                    **{
+                        k: lat[k]
+                        for k in (
+                            "runtime",
+                            "threads",
+                            "batch",
+                            "dense_ms",
+                            "gated_ms",
+                            "gated_over_dense",
+                            "noisy",
+                            "note",
+                        )
+                    },
+                    "drift_status": lat["drift"].get("status"),
+                    "parity": res["export"]["parity"],
+                }
+                log(
+                    f"{name} ORT batch 1: dense {lat['dense_ms']:.3f} ms, gated {lat['gated_ms']:.3f} ms "
+                    f"(x{lat['gated_over_dense']:.2f}); drift {lat['drift'].get('status')}"
+                )
 
             m = copy.deepcopy(base.module)
             apply_sites(m, find_sites(m), kind="static")
             target = max(0.0, res["flops_reduction_mean"])
             best = match_flops(m, test.images[:200], target)
-            train(m, ds.train, cfg=TrainConfig(epochs=cfg["epochs"], lr=a.lr, seed=a.seed), progress=False,
-                  checkpoint=work / f"{name}_l1_r{r}.pt", desc=f"{name} L1 fine-tune", log=log)
+            train(
+                m,
+                ds.train,
+                cfg=TrainConfig(epochs=cfg["epochs"], lr=a.lr, seed=a.seed),
+                progress=False,
+                checkpoint=work / f"{name}_l1_r{r}.pt",
+                desc=f"{name} L1 fine-tune",
+                log=log,
+            )
             l1_acc = measure_flops(m, test.images)
-            l1 = {"mass": r, "target_reduction": target, "keep_ratio": best["keep"], "top1": evaluate(m, test),
-                  "flops_reduction_mean": l1_acc["flops_reduction_mean"]}
+            l1 = {
+                "mass": r,
+                "target_reduction": target,
+                "keep_ratio": best["keep"],
+                "top1": evaluate(m, test),
+                "flops_reduction_mean": l1_acc["flops_reduction_mean"],
+            }
             row["l1"].append(l1)
-            log(f"{name} L1 at matched FLOPs (keep {best['keep']:.3f}): top1 {l1['top1']:.4f}, "
-                f"FLOPs -{l1['flops_reduction_mean']:.1%}")
+            log(
+                f"{name} L1 at matched FLOPs (keep {best['keep']:.3f}): top1 {l1['top1']:.4f}, "
+                f"FLOPs -{l1['flops_reduction_mean']:.1%}"
+            )
         row["seconds"] = time.time() - t0
         results["models"][name] = row
         atomic_write_json(out / "bench_ftwt.json", results)
@@ -145,31 +226,45 @@ def main() -> int:
 
 def render(res: dict) -> str:
     st = res["settings"]
-    lines = [f"## FTWT vs static L1 on Fashion-MNIST ({'quick' if st['quick'] else 'full'} run)", "",
-             f"train {st['train_limit']} images, test {st['eval_limit']}, pretrain {st['pretrain_epochs']} epochs, "
-             f"then {st['epochs']} epochs for each method (lr {st['lr']}), mode {st['mode']}, seed {st['seed']}, "
-             f"{st['threads']} threads. FLOPs = conv+linear MACs per sample (FTWT: mean over test images; "
-             "predictor overhead in the 'incl. pred.' column).", ""]
+    lines = [
+        f"## FTWT vs static L1 on Fashion-MNIST ({'quick' if st['quick'] else 'full'} run)",
+        "",
+        f"train {st['train_limit']} images, test {st['eval_limit']}, pretrain {st['pretrain_epochs']} epochs, "
+        f"then {st['epochs']} epochs for each method (lr {st['lr']}), mode {st['mode']}, seed {st['seed']}, "
+        f"{st['threads']} threads. FLOPs = conv+linear MACs per sample (FTWT: mean over test images; "
+        "predictor overhead in the 'incl. pred.' column).",
+        "",
+    ]
     for name, row in res["models"].items():
-        lines += [f"### small:{name}: baseline top-1 {row['baseline_top1']:.4f}, dense fine-tuned "
-                  f"{row['dense_finetune_top1']:.4f}, {row['dense_macs']:,} MACs/sample", "",
-                  "| r | FTWT top-1 | FTWT FLOPs red. mean (p10-p90) | incl. pred. | L1 top-1 | L1 FLOPs red. | FTWT - L1 top-1 |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### small:{name}: baseline top-1 {row['baseline_top1']:.4f}, dense fine-tuned "
+            f"{row['dense_finetune_top1']:.4f}, {row['dense_macs']:,} MACs/sample",
+            "",
+            "| r | FTWT top-1 | FTWT FLOPs red. mean (p10-p90) | incl. pred. | L1 top-1 | L1 FLOPs red. | FTWT - L1 top-1 |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for f, b in zip(row["ftwt"], row["l1"]):
-            lines.append(f"| {f['mass']} | {f['top1_after']:.4f} | {f['flops_reduction_mean']:.1%} "
-                         f"({f['flops_reduction_p10']:.1%}-{f['flops_reduction_p90']:.1%}) | "
-                         f"{f['flops_reduction_mean_with_predictors']:.1%} | {b['top1']:.4f} | "
-                         f"{b['flops_reduction_mean']:.1%} | {100 * (f['top1_after'] - b['top1']):+.2f} pt |")
+            lines.append(
+                f"| {f['mass']} | {f['top1_after']:.4f} | {f['flops_reduction_mean']:.1%} "
+                f"({f['flops_reduction_p10']:.1%}-{f['flops_reduction_p90']:.1%}) | "
+                f"{f['flops_reduction_mean_with_predictors']:.1%} | {b['top1']:.4f} | "
+                f"{b['flops_reduction_mean']:.1%} | {100 * (f['top1_after'] - b['top1']):+.2f} pt |"
+            )
         if "latency" in row:
             lt = row["latency"]
-            lines += ["", f"ONNX Runtime, batch 1, {lt['threads']} thread(s), r={lt['mass']}: dense {lt['dense_ms']:.3f} ms, "
-                      f"gated {lt['gated_ms']:.3f} ms (gated/dense x{lt['gated_over_dense']:.2f}, drift "
-                      f"{lt['drift_status']}{', noisy' if lt['noisy'] else ''}); ORT parity max rel err "
-                      f"{lt['parity']['max_rel_err']:.1e}, top-1 agreement {lt['parity']['top1_agreement']:.4f}. "
-                      "The runtime computes every channel: the masks are not exploited."]
+            lines += [
+                "",
+                f"ONNX Runtime, batch 1, {lt['threads']} thread(s), r={lt['mass']}: dense {lt['dense_ms']:.3f} ms, "
+                f"gated {lt['gated_ms']:.3f} ms (gated/dense x{lt['gated_over_dense']:.2f}, drift "
+                f"{lt['drift_status']}{', noisy' if lt['noisy'] else ''}); ORT parity max rel err "
+                f"{lt['parity']['max_rel_err']:.1e}, top-1 agreement {lt['parity']['top1_agreement']:.4f}. "
+                "The runtime computes every channel: the masks are not exploited.",
+            ]
         lines.append("")
-    lines.append(f"Total {res.get('seconds', 0) / 60:.1f} min; load average before/after {res['load_before'][0]:.1f}/"
-                 f"{res.get('load_after', [0])[0]:.1f}.")
+    lines.append(
+        f"Total {res.get('seconds', 0) / 60:.1f} min; load average before/after {res['load_before'][0]:.1f}/"
+        f"{res.get('load_after', [0])[0]:.1f}."
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -40,8 +40,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=None, help="validation runs per case (default 2; quick 1)")
     ap.add_argument("--runtimes", default="onnxruntime,openvino")
     ap.add_argument("--cases", default="default,ofa-mbv3@224", help="comma list: default | FAMILY[@RES]")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="runtime threads (default: the runtime's; 1 is far more repeatable for sub-ms models on 2 cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="runtime threads (default: the runtime's; 1 is far more repeatable for sub-ms models on 2 cores)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latency")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -70,27 +74,80 @@ def main() -> int:
             for rt in args.runtimes.split(","):
                 print(f"[{case} / {rt}] building the table ...", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
-                prof = profile_table(device="local-cpu", runtime=rt, supernet=supernet, resolutions=resolutions,
-                                     tables=tables, threads=args.threads, calibrate=calib, seed=args.seed)
+                prof = profile_table(
+                    device="local-cpu",
+                    runtime=rt,
+                    supernet=supernet,
+                    resolutions=resolutions,
+                    tables=tables,
+                    threads=args.threads,
+                    calibrate=calib,
+                    seed=args.seed,
+                )
                 build_s = time.perf_counter() - t0
-                row = {"case": case, "space": space.family, "runtime": rt, "table_blocks": prof.signatures,
-                       "table_build_s": build_s, "calibration": prof.calibration, "table_drift": prof.drift.get("status"),
-                       "runs": []}
+                row = {
+                    "case": case,
+                    "space": space.family,
+                    "runtime": rt,
+                    "table_blocks": prof.signatures,
+                    "table_build_s": build_s,
+                    "calibration": prof.calibration,
+                    "table_drift": prof.drift.get("status"),
+                    "runs": [],
+                }
                 for r in range(runs):
-                    print(f"[{case} / {rt}] validation run {r + 1}/{runs} on {samples} subnets ...", file=sys.stderr,
-                          flush=True)
-                    v = validate(device="local-cpu", runtime=rt, supernet=supernet, tables=tables, samples=samples,
-                                 resolutions=resolutions, threads=args.threads, seed=args.seed + 1000 * (r + 1),
-                                 out=args.out / f"latency-{fam}-{rt}-run{r}")
-                    row["runs"].append({k: v[k] for k in ("samples", "within_10pct", "mape", "spearman",
-                                                          "repeatability_mape", "noise_ceiling_within_10pct",
-                                                          "uncalibrated", "roofline", "drift", "calibration_model")})
+                    print(
+                        f"[{case} / {rt}] validation run {r + 1}/{runs} on {samples} subnets ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    v = validate(
+                        device="local-cpu",
+                        runtime=rt,
+                        supernet=supernet,
+                        tables=tables,
+                        samples=samples,
+                        resolutions=resolutions,
+                        threads=args.threads,
+                        seed=args.seed + 1000 * (r + 1),
+                        out=args.out / f"latency-{fam}-{rt}-run{r}",
+                    )
+                    row["runs"].append(
+                        {
+                            k: v[k]
+                            for k in (
+                                "samples",
+                                "within_10pct",
+                                "mape",
+                                "spearman",
+                                "repeatability_mape",
+                                "noise_ceiling_within_10pct",
+                                "uncalibrated",
+                                "roofline",
+                                "drift",
+                                "calibration_model",
+                            )
+                        }
+                    )
                 results.append(row)
-                print(json.dumps({k: row[k] for k in ("case", "runtime", "table_blocks", "table_build_s")}), file=sys.stderr)
-    summary = {"machine": {"cpu": cpu_model(), "cores": usable_cores()}, "versions": package_versions(),
-               "quick": args.quick, "threads": args.threads, "samples": samples, "runs_per_case": runs, "targets": {
-                   "within_10pct": TARGET_WITHIN, "spearman": TARGET_SPEARMAN, "default_table_build_s": TARGET_BUILD_S},
-               "results": results}
+                print(
+                    json.dumps({k: row[k] for k in ("case", "runtime", "table_blocks", "table_build_s")}),
+                    file=sys.stderr,
+                )
+    summary = {
+        "machine": {"cpu": cpu_model(), "cores": usable_cores()},
+        "versions": package_versions(),
+        "quick": args.quick,
+        "threads": args.threads,
+        "samples": samples,
+        "runs_per_case": runs,
+        "targets": {
+            "within_10pct": TARGET_WITHIN,
+            "spearman": TARGET_SPEARMAN,
+            "default_table_build_s": TARGET_BUILD_S,
+        },
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "latency.json", summary)
     atomic_write_text(args.out / "latency.md", to_markdown(summary))
@@ -99,12 +156,15 @@ def main() -> int:
 
 
 def to_markdown(summary: dict) -> str:
-    lines = [f"# Latency tables vs measurement ({summary['machine']['cpu']}, {summary['machine']['cores']} cores"
-             f", threads {summary.get('threads') or 'runtime default'}"
-             f"{', QUICK' if summary['quick'] else ''})", "",
-             "| case | runtime | blocks | build s | run | within ±10% (cal / sum / roofline) | Spearman (cal / sum / roofline) "
-             "| MAPE % cal | noise ceiling | repeat. MAPE % | drift |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Latency tables vs measurement ({summary['machine']['cpu']}, {summary['machine']['cores']} cores"
+        f", threads {summary.get('threads') or 'runtime default'}"
+        f"{', QUICK' if summary['quick'] else ''})",
+        "",
+        "| case | runtime | blocks | build s | run | within ±10% (cal / sum / roofline) | Spearman (cal / sum / roofline) "
+        "| MAPE % cal | noise ceiling | repeat. MAPE % | drift |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in summary["results"]:
         for i, r in enumerate(row["runs"]):
             u, f = r["uncalibrated"], r["roofline"]
@@ -112,9 +172,13 @@ def to_markdown(summary: dict) -> str:
                 f"| {row['case']} | {row['runtime']} | {row['table_blocks']} | {row['table_build_s']:.0f} | {i + 1} "
                 f"| {r['within_10pct']:.0%} / {u['within_10pct']:.0%} / {f['within_10pct']:.0%} "
                 f"| {r['spearman']:.3f} / {u['spearman']:.3f} / {f['spearman']:.3f} | {r['mape']:.1f} "
-                f"| {r['noise_ceiling_within_10pct']:.0%} | {r['repeatability_mape']:.1f} | {r['drift']['status']} |")
-    lines += ["", f"Targets: >= {TARGET_WITHIN:.0%} within ±10% and Spearman >= {TARGET_SPEARMAN} in every run; the "
-              f"default supernet's ORT table built in < {TARGET_BUILD_S:.0f} s (build time includes calibration)."]
+                f"| {r['noise_ceiling_within_10pct']:.0%} | {r['repeatability_mape']:.1f} | {r['drift']['status']} |"
+            )
+    lines += [
+        "",
+        f"Targets: >= {TARGET_WITHIN:.0%} within ±10% and Spearman >= {TARGET_SPEARMAN} in every run; the "
+        f"default supernet's ORT table built in < {TARGET_BUILD_S:.0f} s (build time includes calibration).",
+    ]
     return "\n".join(lines) + "\n"
 
 

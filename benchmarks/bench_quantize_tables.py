@@ -68,64 +68,125 @@ def main() -> int:
             for prec in ("fp32", "int8"):
                 print(f"[{rt} / {prec}] building the table ...", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
-                prof = profile_table(device="local-cpu", runtime=rt, precision=prec, tables=tables,
-                                     threads=args.threads, calibrate=calib, seed=args.seed)
+                prof = profile_table(
+                    device="local-cpu",
+                    runtime=rt,
+                    precision=prec,
+                    tables=tables,
+                    threads=args.threads,
+                    calibrate=calib,
+                    seed=args.seed,
+                )
                 build_s = time.perf_counter() - t0
                 print(f"[{rt} / {prec}] validating on {samples} held-out subnets ...", file=sys.stderr, flush=True)
-                v = validate(device="local-cpu", runtime=rt, precision=prec, tables=tables, samples=samples,
-                             threads=args.threads, seed=args.seed + 1, out=Path(td) / f"val-{rt}-{prec}")
+                v = validate(
+                    device="local-cpu",
+                    runtime=rt,
+                    precision=prec,
+                    tables=tables,
+                    samples=samples,
+                    threads=args.threads,
+                    seed=args.seed + 1,
+                    out=Path(td) / f"val-{rt}-{prec}",
+                )
                 png = args.out / f"scatter-{rt}-{prec}.png"
                 png.parent.mkdir(parents=True, exist_ok=True)
                 png.write_bytes(Path(v["scatter_png"]).read_bytes())
                 per_prec[prec] = {
-                    "runtime": rt, "precision": prec, "table_blocks": prof.signatures, "build_s": round(build_s, 1),
-                    "table_drift": prof.drift.get("status"), "calibration": prof.calibration,
+                    "runtime": rt,
+                    "precision": prec,
+                    "table_blocks": prof.signatures,
+                    "build_s": round(build_s, 1),
+                    "table_drift": prof.drift.get("status"),
+                    "calibration": prof.calibration,
                     "calibrated": {k: v[k] for k in ("within_10pct", "mape", "spearman", "max_error_pct")},
-                    "uncalibrated": v["uncalibrated"], "roofline": v["roofline"],
+                    "uncalibrated": v["uncalibrated"],
+                    "roofline": v["roofline"],
                     "repeatability_mape": v["repeatability_mape"],
                     "noise_ceiling_within_10pct": v["noise_ceiling_within_10pct"],
-                    "validation_drift": v["drift"]["status"], "drift_note": v["drift"].get("note"),
-                    "subnets": v["subnets"], "scatter_png": str(png.relative_to(ROOT)),
+                    "validation_drift": v["drift"]["status"],
+                    "drift_note": v["drift"].get("note"),
+                    "subnets": v["subnets"],
+                    "scatter_png": str(png.relative_to(ROOT)),
                 }
             f32 = np.asarray([np.mean(s["measured_ms"]) for s in per_prec["fp32"]["subnets"]])
             i8 = np.asarray([np.mean(s["measured_ms"]) for s in per_prec["int8"]["subnets"]])
-            assert [s["config"] for s in per_prec["fp32"]["subnets"]] == [s["config"] for s in per_prec["int8"]["subnets"]]
+            assert [s["config"] for s in per_prec["fp32"]["subnets"]] == [
+                s["config"] for s in per_prec["int8"]["subnets"]
+            ]
             speed = f32 / i8
-            rows.append({"runtime": rt, "fp32": per_prec["fp32"], "int8": per_prec["int8"],
-                         "speedup_int8": {"median": float(np.median(speed)), "min": float(speed.min()),
-                                          "max": float(speed.max()), "median_fp32_ms": float(np.median(f32)),
-                                          "median_int8_ms": float(np.median(i8))}})
+            rows.append(
+                {
+                    "runtime": rt,
+                    "fp32": per_prec["fp32"],
+                    "int8": per_prec["int8"],
+                    "speedup_int8": {
+                        "median": float(np.median(speed)),
+                        "min": float(speed.min()),
+                        "max": float(speed.max()),
+                        "median_fp32_ms": float(np.median(f32)),
+                        "median_int8_ms": float(np.median(i8)),
+                    },
+                }
+            )
     i8_ort = next((r["int8"] for r in rows if r["runtime"] == "onnxruntime"), None)
     verdict = None
     if i8_ort is not None:
         c = i8_ort["calibrated"]
-        verdict = {"within_10pct": c["within_10pct"], "spearman": c["spearman"],
-                   "meets": bool(c["within_10pct"] >= TARGET_WITHIN and c["spearman"] >= TARGET_SPEARMAN)}
-    result = {"benchmark": "quantize_tables", "quick": args.quick, "samples": samples, "threads": args.threads,
-              "cpu": cpu_model(), "cores": usable_cores(), "versions": package_versions(),
-              "target": {"within_10pct": TARGET_WITHIN, "spearman": TARGET_SPEARMAN}, "verdict_int8_ort": verdict,
-              "rows": rows}
+        verdict = {
+            "within_10pct": c["within_10pct"],
+            "spearman": c["spearman"],
+            "meets": bool(c["within_10pct"] >= TARGET_WITHIN and c["spearman"] >= TARGET_SPEARMAN),
+        }
+    result = {
+        "benchmark": "quantize_tables",
+        "quick": args.quick,
+        "samples": samples,
+        "threads": args.threads,
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "versions": package_versions(),
+        "target": {"within_10pct": TARGET_WITHIN, "spearman": TARGET_SPEARMAN},
+        "verdict_int8_ort": verdict,
+        "rows": rows,
+    }
     atomic_write_json(args.out / "quantize_tables.json", result)
-    lines = [f"# INT8 latency tables ({samples} held-out subnets, {args.threads} thread(s), {cpu_model()})", "",
-             "within ±10% / MAPE / Spearman of predicted vs measured (mean of two end-to-end passes)", "",
-             "| runtime | precision | calibrated | uncalibrated sum | roofline | noise ceiling | calibration "
-             "(LOO MAPE) | drift (table / validation) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# INT8 latency tables ({samples} held-out subnets, {args.threads} thread(s), {cpu_model()})",
+        "",
+        "within ±10% / MAPE / Spearman of predicted vs measured (mean of two end-to-end passes)",
+        "",
+        "| runtime | precision | calibrated | uncalibrated sum | roofline | noise ceiling | calibration "
+        "(LOO MAPE) | drift (table / validation) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for prec in ("fp32", "int8"):
             d = r[prec]
             cal = d["calibration"] or {}
-            lines.append(f"| {r['runtime']} | {prec} | {_fmt(d['calibrated'])} | {_fmt(d['uncalibrated'])} | "
-                         f"{_fmt(d['roofline'])} | {100 * d['noise_ceiling_within_10pct']:.0f}% | "
-                         f"{cal.get('model')} ({cal.get('loo_mape', float('nan')):.1f}%) | "
-                         f"{d['table_drift']} / {d['validation_drift']} |")
-    lines += ["", "| runtime | median fp32 ms | median int8 ms | int8 speed-up (median, min-max) |", "|---|---|---|---|"]
+            lines.append(
+                f"| {r['runtime']} | {prec} | {_fmt(d['calibrated'])} | {_fmt(d['uncalibrated'])} | "
+                f"{_fmt(d['roofline'])} | {100 * d['noise_ceiling_within_10pct']:.0f}% | "
+                f"{cal.get('model')} ({cal.get('loo_mape', float('nan')):.1f}%) | "
+                f"{d['table_drift']} / {d['validation_drift']} |"
+            )
+    lines += [
+        "",
+        "| runtime | median fp32 ms | median int8 ms | int8 speed-up (median, min-max) |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         s = r["speedup_int8"]
-        lines.append(f"| {r['runtime']} | {s['median_fp32_ms']:.4f} | {s['median_int8_ms']:.4f} | "
-                     f"{s['median']:.2f}x ({s['min']:.2f}-{s['max']:.2f}) |")
+        lines.append(
+            f"| {r['runtime']} | {s['median_fp32_ms']:.4f} | {s['median_int8_ms']:.4f} | "
+            f"{s['median']:.2f}x ({s['min']:.2f}-{s['max']:.2f}) |"
+        )
     if verdict:
-        lines += ["", f"Target (ORT int8: >= {TARGET_WITHIN:.0%} within ±10%, Spearman >= {TARGET_SPEARMAN}): "
-                      f"{'met' if verdict['meets'] else 'NOT met'}."]
+        lines += [
+            "",
+            f"Target (ORT int8: >= {TARGET_WITHIN:.0%} within ±10%, Spearman >= {TARGET_SPEARMAN}): "
+            f"{'met' if verdict['meets'] else 'NOT met'}.",
+        ]
     atomic_write_text(args.out / "quantize_tables.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

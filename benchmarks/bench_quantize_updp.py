@@ -103,22 +103,39 @@ def main() -> int:
     pre = a.pre_epochs or (1 if a.quick else 2)
     limit = a.train_limit or (5000 if a.quick else 10000)
     n_test = a.test_images or (2000 if a.quick else None)
-    result: dict = {"benchmark": "quantize_updp", "quick": a.quick, "threshold_points": THRESHOLD,
-                    "settings": {"pre_epochs": pre, "ft_epochs": a.ft_epochs, "train_limit": limit,
-                                 "test_images": n_test or "all", "calib_images": a.calib_images,
-                                 "quantizer": "quantize_onnx_int8 (QDQ, U8S8, minmax)"},
-                    "versions": package_versions(), "rows": []}
+    result: dict = {
+        "benchmark": "quantize_updp",
+        "quick": a.quick,
+        "threshold_points": THRESHOLD,
+        "settings": {
+            "pre_epochs": pre,
+            "ft_epochs": a.ft_epochs,
+            "train_limit": limit,
+            "test_images": n_test or "all",
+            "calib_images": a.calib_images,
+            "quantizer": "quantize_onnx_int8 (QDQ, U8S8, minmax)",
+        },
+        "versions": package_versions(),
+        "rows": [],
+    }
     t_all = time.time()
     for seed in seeds:
-        ds = load_dataset("fashion-mnist", image_size=32, channels=1, seed=seed, train_limit=limit,
-                          calib_size=a.calib_images)
+        ds = load_dataset(
+            "fashion-mnist", image_size=32, channels=1, seed=seed, train_limit=limit, calib_size=a.calib_images
+        )
         test_x = ds.test.images[:n_test] if n_test else ds.test.images
         test_y = (ds.test.labels[:n_test] if n_test else ds.test.labels).numpy()
-        calib = ds.calib.images[:a.calib_images].numpy().astype(np.float32)
+        calib = ds.calib.images[: a.calib_images].numpy().astype(np.float32)
         cfg, base = convnext_subnet(seed)
         shape = (1, cfg.resolution, cfg.resolution)
-        train_base(base, ds, epochs=pre, lr=2e-3, seed=seed,
-                   cache=a.base_cache / f"convnext-subnet-n{len(ds.train.labels)}-e{pre}-s{seed}.safetensors")
+        train_base(
+            base,
+            ds,
+            epochs=pre,
+            lr=2e-3,
+            seed=seed,
+            cache=a.base_cache / f"convnext-subnet-n{len(ds.train.labels)}-e{pre}-s{seed}.safetensors",
+        )
         base.eval()
         teacher = copy.deepcopy(base).eval()
         cands, _ = find_candidates(base)
@@ -134,29 +151,44 @@ def main() -> int:
             swaps = [m for m in st.modules() if isinstance(m, NormSwapStep)]
             if swaps:
                 recalibrate_bn(st, ds.calib.images, only=swaps)
-            train_progressive(st, teacher, ds.train, config=TrainConfig(epochs=a.ft_epochs, batch_size=128, lr=5e-4,
-                                                                         seed=seed, augment=True))
+            train_progressive(
+                st,
+                teacher,
+                ds.train,
+                config=TrainConfig(epochs=a.ft_epochs, batch_size=128, lr=5e-4, seed=seed, augment=True),
+            )
             st.eval()
             merged = merged_copy(st, forms).eval()
-            row: dict = {"seed": seed, "k": k, "blocks": forms, "top1_torch_unmerged": top1(st, test_x, ds.test.labels[:len(test_x)]),
-                         "top1_torch_merged": top1(merged, test_x, ds.test.labels[:len(test_x)])}
+            row: dict = {
+                "seed": seed,
+                "k": k,
+                "blocks": forms,
+                "top1_torch_unmerged": top1(st, test_x, ds.test.labels[: len(test_x)]),
+                "top1_torch_merged": top1(merged, test_x, ds.test.labels[: len(test_x)]),
+            }
             with tempfile.TemporaryDirectory(prefix="bench-qupdp-") as td:
                 for name, mod in (("unmerged", st), ("merged", merged)):
                     f32 = export_onnx(mod, shape, Path(td) / f"{name}.onnx")
                     acc32, p32 = onnx_top1(f32, test_x.numpy(), test_y)
                     row[name] = {"top1_fp32": acc32}
                     for gran, per_channel in (("per_channel", True), ("per_tensor", False)):
-                        q = quantize_onnx_int8(f32, Path(td) / f"{name}-{gran}.onnx", calib=calib,
-                                               per_channel=per_channel, seed=seed)
+                        q = quantize_onnx_int8(
+                            f32, Path(td) / f"{name}-{gran}.onnx", calib=calib, per_channel=per_channel, seed=seed
+                        )
                         acc8, p8 = onnx_top1(q, test_x.numpy(), test_y)
-                        row[name][gran] = {"top1_int8": acc8, "drop_points": acc32 - acc8,
-                                           "top1_agreement": float(np.mean(p8 == p32))}
+                        row[name][gran] = {
+                            "top1_int8": acc8,
+                            "drop_points": acc32 - acc8,
+                            "top1_agreement": float(np.mean(p8 == p32)),
+                        }
             for gran in ("per_channel", "per_tensor"):
                 row[f"merge_cost_{gran}"] = row["merged"][gran]["drop_points"] - row["unmerged"][gran]["drop_points"]
-            log(f"seed {seed} K={k}: fp32 unmerged {row['unmerged']['top1_fp32']:.2f} merged {row['merged']['top1_fp32']:.2f}; "
+            log(
+                f"seed {seed} K={k}: fp32 unmerged {row['unmerged']['top1_fp32']:.2f} merged {row['merged']['top1_fp32']:.2f}; "
                 f"int8 drop per-channel unmerged {row['unmerged']['per_channel']['drop_points']:.2f} merged "
                 f"{row['merged']['per_channel']['drop_points']:.2f} (merging costs {row['merge_cost_per_channel']:+.2f}); "
-                f"per-tensor {row['unmerged']['per_tensor']['drop_points']:.2f} / {row['merged']['per_tensor']['drop_points']:.2f}")
+                f"per-tensor {row['unmerged']['per_tensor']['drop_points']:.2f} / {row['merged']['per_tensor']['drop_points']:.2f}"
+            )
             result["rows"].append(row)
             atomic_write_json(a.out / "quantize_updp.json", result)
     finish(result, a.out, t_all)
@@ -170,30 +202,41 @@ def finish(result: dict, out: Path, t_all: float | None = None) -> None:
 
     st = result["settings"]
     costs = [r["merge_cost_per_channel"] for r in result["rows"]]
-    result["summary"] = {"mean_merge_cost_per_channel": float(np.mean(costs)) if costs else None,
-                         "max_merge_cost_per_channel": float(np.max(costs)) if costs else None,
-                         "within_threshold": bool(costs) and float(np.max(costs)) <= THRESHOLD,
-                         "wall_s": round(time.time() - t_all, 1) if t_all else result.get("summary", {}).get("wall_s"),
-                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    result["summary"] = {
+        "mean_merge_cost_per_channel": float(np.mean(costs)) if costs else None,
+        "max_merge_cost_per_channel": float(np.max(costs)) if costs else None,
+        "within_threshold": bool(costs) and float(np.max(costs)) <= THRESHOLD,
+        "wall_s": round(time.time() - t_all, 1) if t_all else result.get("summary", {}).get("wall_s"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     atomic_write_json(out / "quantize_updp.json", result)
-    lines = [f"# UPDP and INT8 ({'quick' if result['quick'] else 'full'} run, {result['summary']['date']})", "",
-             f"ConvNeXt-style subnet, Fashion-MNIST 32 px, base {st['pre_epochs']} epoch(s) on {st['train_limit']} "
-             f"images, UPDP fine-tune {st['ft_epochs']} epoch(s); INT8 = quantize_onnx_int8 (QDQ U8S8 minmax, "
-             f"{st['calib_images']} calib images), top-1 on {st['test_images']} test images in ONNX Runtime.", "",
-             "| seed | K | fp32 unmerged | fp32 merged | int8 drop unmerged (per-ch / per-tensor) | "
-             "int8 drop merged (per-ch / per-tensor) | merging costs, per-channel | per-tensor |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# UPDP and INT8 ({'quick' if result['quick'] else 'full'} run, {result['summary']['date']})",
+        "",
+        f"ConvNeXt-style subnet, Fashion-MNIST 32 px, base {st['pre_epochs']} epoch(s) on {st['train_limit']} "
+        f"images, UPDP fine-tune {st['ft_epochs']} epoch(s); INT8 = quantize_onnx_int8 (QDQ U8S8 minmax, "
+        f"{st['calib_images']} calib images), top-1 on {st['test_images']} test images in ONNX Runtime.",
+        "",
+        "| seed | K | fp32 unmerged | fp32 merged | int8 drop unmerged (per-ch / per-tensor) | "
+        "int8 drop merged (per-ch / per-tensor) | merging costs, per-channel | per-tensor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         u, m = r["unmerged"], r["merged"]
-        lines.append(f"| {r['seed']} | {r['k']} | {u['top1_fp32']:.2f} | {m['top1_fp32']:.2f} | "
-                     f"{u['per_channel']['drop_points']:.2f} / {u['per_tensor']['drop_points']:.2f} | "
-                     f"{m['per_channel']['drop_points']:.2f} / {m['per_tensor']['drop_points']:.2f} | "
-                     f"{r['merge_cost_per_channel']:+.2f} | {r['merge_cost_per_tensor']:+.2f} |")
+        lines.append(
+            f"| {r['seed']} | {r['k']} | {u['top1_fp32']:.2f} | {m['top1_fp32']:.2f} | "
+            f"{u['per_channel']['drop_points']:.2f} / {u['per_tensor']['drop_points']:.2f} | "
+            f"{m['per_channel']['drop_points']:.2f} / {m['per_tensor']['drop_points']:.2f} | "
+            f"{r['merge_cost_per_channel']:+.2f} | {r['merge_cost_per_tensor']:+.2f} |"
+        )
     s = result["summary"]
     if costs:
-        lines += ["", f"Merging costs {s['mean_merge_cost_per_channel']:+.2f} points on average under per-channel "
-                      f"INT8 (worst {s['max_merge_cost_per_channel']:+.2f}); threshold {THRESHOLD} points: "
-                      f"{'met' if s['within_threshold'] else 'NOT met'}."]
+        lines += [
+            "",
+            f"Merging costs {s['mean_merge_cost_per_channel']:+.2f} points on average under per-channel "
+            f"INT8 (worst {s['max_merge_cost_per_channel']:+.2f}); threshold {THRESHOLD} points: "
+            f"{'met' if s['within_threshold'] else 'NOT met'}.",
+        ]
     atomic_write_text(out / "quantize_updp.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -56,6 +56,7 @@ def _canary() -> float:
 
 def build(seed: int = 0):
     import torch
+
     AccuracyPredictor = S.tutorial_module("accuracy_predictor").AccuracyPredictor
     LatencyEstimator = S.tutorial_module("latency_table").LatencyEstimator
 
@@ -78,8 +79,12 @@ def build(seed: int = 0):
         ref_acc.model[-1].weight.mul_(0.05)
         ref_acc.model[-1].bias.fill_(0.75)
     lin = [m for m in ref_acc.model if isinstance(m, torch.nn.Linear)]
-    ours_acc = LayeredPredictor(weights=[m.weight.detach().numpy().T.copy() for m in lin],
-                                biases=[m.bias.detach().numpy().copy() for m in lin], base=0.0, encode=S.encode)
+    ours_acc = LayeredPredictor(
+        weights=[m.weight.detach().numpy().T.copy() for m in lin],
+        biases=[m.bias.detach().numpy().copy() for m in lin],
+        base=0.0,
+        encode=S.encode,
+    )
     ours_lat = S.GeneLatency(base, table)
     # agreement check on random rows
     rng = np.random.default_rng(seed)
@@ -91,11 +96,18 @@ def build(seed: int = 0):
         ref_pred = ref_acc.predict_accuracy(samples).numpy().reshape(-1)
     np.testing.assert_allclose(ours_acc.predict_genes(g), ref_pred, atol=1e-5)
     lat_all = ours_lat.predict_genes(g)
-    return RefTable(), ref_acc, ours_acc, ours_lat, (float(lat_all.min()), float(np.median(lat_all)), float(lat_all.max()))
+    return (
+        RefTable(),
+        ref_acc,
+        ours_acc,
+        ours_lat,
+        (float(lat_all.min()), float(np.median(lat_all)), float(lat_all.max())),
+    )
 
 
 def run_ref(ref_table, ref_acc, budget: float, generations: int, seed: int):
     import torch
+
     EvolutionFinder = S.tutorial_module("evolution_finder").EvolutionFinder
 
     random.seed(seed)
@@ -138,23 +150,42 @@ def speed(args, out: dict) -> None:
         to, acc_o, lat_o, _ = run_ours(acc, lat, budget, gens, seed=rep)
         tn, _, _, _ = run_ours(acc, lat, budget, gens, seed=rep, memo=False)
         c2 = _canary()
-        rows.append({"rep": rep, "ref_s": tr, "ours_s": to, "ours_no_memo_s": tn, "ratio": tr / to,
-                     "ratio_no_memo": tr / tn, "ref_best_top1": acc_r,
-                     "ours_best_top1": acc_o, "ref_latency_ms": lat_r, "ours_latency_ms": lat_o,
-                     "canary_s": [c0, c1, c2]})
-        print(f"[speed] rep {rep}: ofa EvolutionFinder {tr:.3f} s, ours {to:.3f} s -> {tr / to:.1f}x "
-              f"(without the prediction memo {tn:.3f} s -> {tr / tn:.1f}x); "
-              f"best predicted top-1 ofa {acc_r:.4f} vs ours {acc_o:.4f}; canary {c0 * 1e3:.0f}/{c1 * 1e3:.0f}/{c2 * 1e3:.0f} ms",
-              file=sys.stderr)
+        rows.append(
+            {
+                "rep": rep,
+                "ref_s": tr,
+                "ours_s": to,
+                "ours_no_memo_s": tn,
+                "ratio": tr / to,
+                "ratio_no_memo": tr / tn,
+                "ref_best_top1": acc_r,
+                "ours_best_top1": acc_o,
+                "ref_latency_ms": lat_r,
+                "ours_latency_ms": lat_o,
+                "canary_s": [c0, c1, c2],
+            }
+        )
+        print(
+            f"[speed] rep {rep}: ofa EvolutionFinder {tr:.3f} s, ours {to:.3f} s -> {tr / to:.1f}x "
+            f"(without the prediction memo {tn:.3f} s -> {tr / tn:.1f}x); "
+            f"best predicted top-1 ofa {acc_r:.4f} vs ours {acc_o:.4f}; canary {c0 * 1e3:.0f}/{c1 * 1e3:.0f}/{c2 * 1e3:.0f} ms",
+            file=sys.stderr,
+        )
     canaries = np.array([r["canary_s"] for r in rows]).ravel()
-    out["speed"] = {"space": "ofa-mbv3 w1.2 (tutorial), r in 160..224/16", "population": 100, "generations": gens,
-                    "budget_ms": budget, "table_latency_range_ms": [lo, med, hi],
-                    "ref_s_median": float(np.median([r["ref_s"] for r in rows])),
-                    "ours_s_median": float(np.median([r["ours_s"] for r in rows])),
-                    "ratio_median": float(np.median([r["ratio"] for r in rows])),
-                    "ours_no_memo_s_median": float(np.median([r["ours_no_memo_s"] for r in rows])),
-                    "ratio_no_memo_median": float(np.median([r["ratio_no_memo"] for r in rows])),
-                    "canary_drift_max_over_min": float(canaries.max() / canaries.min()), "reps": rows}
+    out["speed"] = {
+        "space": "ofa-mbv3 w1.2 (tutorial), r in 160..224/16",
+        "population": 100,
+        "generations": gens,
+        "budget_ms": budget,
+        "table_latency_range_ms": [lo, med, hi],
+        "ref_s_median": float(np.median([r["ref_s"] for r in rows])),
+        "ours_s_median": float(np.median([r["ours_s"] for r in rows])),
+        "ratio_median": float(np.median([r["ratio"] for r in rows])),
+        "ours_no_memo_s_median": float(np.median([r["ours_no_memo_s"] for r in rows])),
+        "ratio_no_memo_median": float(np.median([r["ratio_no_memo"] for r in rows])),
+        "canary_drift_max_over_min": float(canaries.max() / canaries.min()),
+        "reps": rows,
+    }
 
 
 def quality(args, out: dict) -> None:
@@ -164,13 +195,24 @@ def quality(args, out: dict) -> None:
     for budget in (round(lo + 0.25 * (med - lo), 1), round(med, 1)):
         cs = ConstraintSet({"latency_ms": lat.predict_genes}, {"latency_ms": budget})
         for seed in range(2 if args.quick else 5):
-            r = evolve(gs, acc, cs, rng=np.random.default_rng(seed), generations=100 if args.quick else 500,
-                       keep_archive=False)
+            r = evolve(
+                gs, acc, cs, rng=np.random.default_rng(seed), generations=100 if args.quick else 500, keep_archive=False
+            )
             rnd = random_search(gs, acc, cs, rng=np.random.default_rng(1000 + seed), samples=10_000)
-            rows.append({"budget_ms": budget, "seed": seed, "evolution_top1": float(r.scores[0]),
-                         "random10k_top1": float(rnd.scores[0]), "ok": bool(r.scores[0] >= rnd.scores[0])})
-            print(f"[quality] budget {budget} ms seed {seed}: evolution {r.scores[0]:.4f} vs best of "
-                  f"{rnd.genes.shape[0]} random feasible {rnd.scores[0]:.4f}", file=sys.stderr)
+            rows.append(
+                {
+                    "budget_ms": budget,
+                    "seed": seed,
+                    "evolution_top1": float(r.scores[0]),
+                    "random10k_top1": float(rnd.scores[0]),
+                    "ok": bool(r.scores[0] >= rnd.scores[0]),
+                }
+            )
+            print(
+                f"[quality] budget {budget} ms seed {seed}: evolution {r.scores[0]:.4f} vs best of "
+                f"{rnd.genes.shape[0]} random feasible {rnd.scores[0]:.4f}",
+                file=sys.stderr,
+            )
     out["quality"] = {"rows": rows, "all_ok": all(r["ok"] for r in rows)}
 
 
@@ -195,8 +237,15 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / ("search_quick.json" if args.quick else "search.json"), out)
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk not in ("reps", "rows")} if isinstance(v, dict) else v
-                      for k, v in out.items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: {kk: vv for kk, vv in v.items() if kk not in ("reps", "rows")} if isinstance(v, dict) else v
+                for k, v in out.items()
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

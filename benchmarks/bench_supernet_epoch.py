@@ -48,10 +48,12 @@ def main() -> None:
         best, med = min(times), sorted(times)[len(times) // 2]
         cpu_best = min(cpu)
         per_epoch = 55000 / args.batch
-        print(f"{fam:22s} step(b={args.batch}) wall min {best * 1e3:.0f} ms, median {med * 1e3:.0f} ms, "
-              f"process CPU min {cpu_best * 1e3:.0f} ms -> epoch of 55k images ~ {best * per_epoch / 60:.1f} min "
-              f"(wall, min), {med * per_epoch / 60:.1f} min (wall, median), "
-              f"{cpu_best * per_epoch / 60 / args.threads:.1f} min (CPU time / {args.threads} threads, ideal scaling)")
+        print(
+            f"{fam:22s} step(b={args.batch}) wall min {best * 1e3:.0f} ms, median {med * 1e3:.0f} ms, "
+            f"process CPU min {cpu_best * 1e3:.0f} ms -> epoch of 55k images ~ {best * per_epoch / 60:.1f} min "
+            f"(wall, min), {med * per_epoch / 60:.1f} min (wall, median), "
+            f"{cpu_best * per_epoch / 60 / args.threads:.1f} min (CPU time / {args.threads} threads, ideal scaling)"
+        )
     print(f"load average after: {os.getloadavg()}")
 
 

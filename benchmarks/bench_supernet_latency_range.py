@@ -25,8 +25,9 @@ from compress.supernet import build_supernet
 
 def to_session(module: torch.nn.Module, shape: tuple[int, ...], threads: int) -> ort.InferenceSession:
     buf = io.BytesIO()
-    torch.onnx.export(module.eval(), torch.randn(*shape), buf, input_names=["x"], output_names=["y"],
-                      dynamo=False, opset_version=17)
+    torch.onnx.export(
+        module.eval(), torch.randn(*shape), buf, input_names=["x"], output_names=["y"], dynamo=False, opset_version=17
+    )
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -49,8 +50,10 @@ def main() -> None:
         for name, cfg in cfgs.items():
             net.set_active(cfg)
             shape = (1, net.space.in_channels, cfg.resolution, cfg.resolution)
-            sessions[name] = (to_session(net.export_active(), shape, args.threads),
-                              np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+            sessions[name] = (
+                to_session(net.export_active(), shape, args.threads),
+                np.random.default_rng(0).standard_normal(shape).astype(np.float32),
+            )
         times: dict[str, list[float]] = {n: [] for n in sessions}
         for _ in range(5):
             for sess, x in sessions.values():
@@ -61,14 +64,23 @@ def main() -> None:
                 for _ in range(args.iters):
                     sess.run(None, {"x": x})
                 times[name].append((time.perf_counter() - t0) / args.iters * 1e3)
-        stats = {n: {"min_ms": float(np.min(v)), "median_ms": float(np.median(v)),
-                     "macs": net.count(cfgs[n]).macs, "params": net.count(cfgs[n]).params,
-                     "config": cfgs[n].to_dict()} for n, v in times.items()}
+        stats = {
+            n: {
+                "min_ms": float(np.min(v)),
+                "median_ms": float(np.median(v)),
+                "macs": net.count(cfgs[n]).macs,
+                "params": net.count(cfgs[n]).params,
+                "config": cfgs[n].to_dict(),
+            }
+            for n, v in times.items()
+        }
         ratio_min = stats["max"]["min_ms"] / stats["min"]["min_ms"]
         ratio_med = stats["max"]["median_ms"] / stats["min"]["median_ms"]
         result["families"][fam] = {"stats": stats, "ratio_of_minimums": ratio_min, "ratio_of_medians": ratio_med}
-        print(f"{fam:24s} min subnet {stats['min']['min_ms']:.3f} ms  max subnet {stats['max']['min_ms']:.3f} ms  "
-              f"ratio {ratio_min:.2f}x (medians {ratio_med:.2f}x)")
+        print(
+            f"{fam:24s} min subnet {stats['min']['min_ms']:.3f} ms  max subnet {stats['max']['min_ms']:.3f} ms  "
+            f"ratio {ratio_min:.2f}x (medians {ratio_med:.2f}x)"
+        )
     atomic_write_json(args.out, result)
     print(json.dumps({f: round(v["ratio_of_minimums"], 2) for f, v in result["families"].items()}))
 

@@ -49,24 +49,54 @@ def uniform_middle(space) -> list[dict]:
     for di in range(len(st0.depths)):
         for ei in range(len(st0.expands)):
             depths = [s.depths[min(di, len(s.depths) - 1)] for s in space.stages]
-            cfg = space.config(resolution=space.resolutions[-1], width=space.width_mults[-1], depths=depths,
-                               kernels=[[s.kernels[-1]] * d for s, d in zip(space.stages, depths)],
-                               expands=[[s.expands[min(ei, len(s.expands) - 1)]] * d for s, d in zip(space.stages, depths)])
+            cfg = space.config(
+                resolution=space.resolutions[-1],
+                width=space.width_mults[-1],
+                depths=depths,
+                kernels=[[s.kernels[-1]] * d for s, d in zip(space.stages, depths)],
+                expands=[[s.expands[min(ei, len(s.expands) - 1)]] * d for s, d in zip(space.stages, depths)],
+            )
             out.append({"name": f"D{di}E{ei}", "config": cfg.to_dict()})
     return out
 
 
 def run_recipe(recipe: str, epochs: int, args, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "compress", "train", "--family", args.family, "--data", args.data,
-           "--recipe", recipe, "--epochs", str(epochs), "--out", str(out), "--seed", str(args.seed),
-           "--batch-size", str(args.batch_size), "--fixed-kernel", "--threads", str(args.threads),
-           "--checkpoint-every", "100000", "--device", args.device, "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "compress",
+        "train",
+        "--family",
+        args.family,
+        "--data",
+        args.data,
+        "--recipe",
+        recipe,
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(out),
+        "--seed",
+        str(args.seed),
+        "--batch-size",
+        str(args.batch_size),
+        "--fixed-kernel",
+        "--threads",
+        str(args.threads),
+        "--checkpoint-every",
+        "100000",
+        "--device",
+        args.device,
+        "--json",
+    ]
     if args.train_limit:
         cmd += ["--train-limit", str(args.train_limit)]
     if recipe == "deps" and args.ramp_epochs is not None:
         cmd += ["--ramp-epochs", str(args.ramp_epochs)]
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+    res = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    )
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise SystemExit(f"{recipe} failed:\n{res.stderr[-3000:]}")
@@ -93,8 +123,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--ramp-epochs", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="recipes trained at once (each with --threads threads); wall times then include contention")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="recipes trained at once (each with --threads threads); wall times then include contention",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (compress train --device)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_train_recipes")
@@ -135,35 +169,64 @@ def main() -> None:
         from compress.train import net as netapi
 
         kmin = netapi.min_config(space, kernel="max")
-        mn = evaluate_supernet(res["supernet"], data=args.data, subnets=str(_write(out / "min.json", kmin.to_dict())),
-                               split="test", seed=args.seed)[0]
+        mn = evaluate_supernet(
+            res["supernet"],
+            data=args.data,
+            subnets=str(_write(out / "min.json", kmin.to_dict())),
+            split="test",
+            seed=args.seed,
+        )[0]
         mn["name"] = "min"
-        results[recipe] = {"epochs": epochs[recipe], "passes": res.get("passes"), "wall_s": res["wall_s_total"],
-                           "test": [mn, *rows], "val_curve": [{"passes": e.get("passes"), "top1": e["top1"]} for e in evals]}
+        results[recipe] = {
+            "epochs": epochs[recipe],
+            "passes": res.get("passes"),
+            "wall_s": res["wall_s_total"],
+            "test": [mn, *rows],
+            "val_curve": [{"passes": e.get("passes"), "top1": e["top1"]} for e in evals],
+        }
     target = next(r["top1"] for r in results["ofa-ps"]["test"] if r["name"] == "min")
     ofa_val_min = results["ofa-ps"]["val_curve"][-1]["top1"].get("min")
     for r in results.values():
-        hit = next((e["passes"] for e in r["val_curve"] if ofa_val_min is not None and e["top1"].get("min", 0) >= ofa_val_min), None)
+        hit = next(
+            (e["passes"] for e in r["val_curve"] if ofa_val_min is not None and e["top1"].get("min", 0) >= ofa_val_min),
+            None,
+        )
         r["passes_to_ofa_min_val"] = hit
-    report = {"family": args.family, "data": args.data, "train_limit": args.train_limit, "quick": args.quick,
-              "batch_size": args.batch_size, "threads": args.threads, "jobs": args.jobs, "seed": args.seed,
-              "device": args.device, "gpu": _gpu_name(args.device),
-              "budget_passes_expected": budget, "ofa_min_test_top1": target, "results": results}
+    report = {
+        "family": args.family,
+        "data": args.data,
+        "train_limit": args.train_limit,
+        "quick": args.quick,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "jobs": args.jobs,
+        "seed": args.seed,
+        "device": args.device,
+        "gpu": _gpu_name(args.device),
+        "budget_passes_expected": budget,
+        "ofa_min_test_top1": target,
+        "results": results,
+    }
     res_dir = ROOT / "benchmarks" / "results" / "train_recipes"
     res_dir.mkdir(parents=True, exist_ok=True)
     name = "train_recipes_quick" if args.quick else "train_recipes"
     (res_dir / f"{name}.json").write_text(json.dumps(report, indent=2))
-    lines = [f"# Recipes at equal compute ({args.family}, {args.data}, {args.train_limit or 'all 60,000'} train images, batch "
-             f"{args.batch_size}, {args.threads} thread(s) each, {args.jobs} recipe(s) at once, seed {args.seed}"
-             f"{', device ' + args.device + (' ' + report['gpu'] if report['gpu'] else '')})", "",
-             "| recipe | epochs | passes | wall s | min top-1 | max top-1 | middle top-1 (mean) | passes to OFA-PS min (val) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Recipes at equal compute ({args.family}, {args.data}, {args.train_limit or 'all 60,000'} train images, batch "
+        f"{args.batch_size}, {args.threads} thread(s) each, {args.jobs} recipe(s) at once, seed {args.seed}"
+        f"{', device ' + args.device + (' ' + report['gpu'] if report['gpu'] else '')})",
+        "",
+        "| recipe | epochs | passes | wall s | min top-1 | max top-1 | middle top-1 (mean) | passes to OFA-PS min (val) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for recipe, r in results.items():
         t = {x["name"]: x["top1"] for x in r["test"]}
         mids = [v for k, v in t.items() if k not in ("min",)]
         mx = r["test"][-1]["top1"]  # the last uniform subnet: largest depth and expand
-        lines.append(f"| {recipe} | {r['epochs']} | {r['passes']} | {r['wall_s']:.0f} | {100 * t['min']:.2f} | "
-                     f"{100 * mx:.2f} | {100 * sum(mids) / len(mids):.2f} | {r['passes_to_ofa_min_val']} |")
+        lines.append(
+            f"| {recipe} | {r['epochs']} | {r['passes']} | {r['wall_s']:.0f} | {100 * t['min']:.2f} | "
+            f"{100 * mx:.2f} | {100 * sum(mids) / len(mids):.2f} | {r['passes_to_ofa_min_val']} |"
+        )
     (res_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -91,8 +91,13 @@ def convnext_subnet(seed: int):
     from compress.supernet import build_supernet
 
     net = build_supernet("convnext-small-input", seed=seed)
-    cfg = net.space.config(resolution=32, width=1.0, depths=[2, 3, 3], kernels=[[7, 7], [7, 7, 7], [7, 7, 7]],
-                           expands=[[4, 4], [4, 4, 4], [4, 4, 4]])
+    cfg = net.space.config(
+        resolution=32,
+        width=1.0,
+        depths=[2, 3, 3],
+        kernels=[[7, 7], [7, 7, 7], [7, 7, 7]],
+        expands=[[4, 4], [4, 4, 4], [4, 4, 4]],
+    )
     net.set_active(cfg)
     return cfg, net.export_active()
 
@@ -116,8 +121,9 @@ def drop_blocks(model: nn.Module, names) -> nn.Module:
     return m
 
 
-def time_models(models: dict[str, nn.Module], shape, runtime: str, iterations: int,
-                threads: int = 1) -> tuple[dict, dict]:
+def time_models(
+    models: dict[str, nn.Module], shape, runtime: str, iterations: int, threads: int = 1
+) -> tuple[dict, dict]:
     lat = MeasuredBlockLatency(runtime=runtime, iterations=iterations, threads=threads)
     ms = lat.latencies([BlockItem(k, m.eval(), tuple(shape), "model") for k, m in models.items()])
     return ms, lat.drift
@@ -141,8 +147,11 @@ def retime(path: Path, *, campaigns: int, iterations: int, threads: list[int]) -
         name = m["model"]
         seed = res.get("seed", 0)
         torch.manual_seed(seed)
-        base = (timm.create_model(name[5:], num_classes=10, in_chans=1) if name.startswith("timm:")
-                else convnext_subnet(seed)[1]).eval()
+        base = (
+            timm.create_model(name[5:], num_classes=10, in_chans=1)
+            if name.startswith("timm:")
+            else convnext_subnet(seed)[1]
+        ).eval()
         shape = tuple(m["input_shape"])
         rows = []
         for r in m["rows"]:
@@ -158,19 +167,37 @@ def retime(path: Path, *, campaigns: int, iterations: int, threads: list[int]) -
                 for th in threads:
                     runs = [time_models(models, shape, rt, iterations, threads=th) for _ in range(campaigns)]
                     sp = {v: statistics.median(ms["base"] / ms[v] for ms, _ in runs) for v in models if v != "base"}
-                    row[f"{rt}_t{th}"] = {"speedup": sp, "drift": [d.get("status") for _, d in runs],
-                                          "ms_base": statistics.median(ms["base"] for ms, _ in runs)}
-                    log(f"{name[:30]} K={r['k']} {rt} {th} thread(s): " + ", ".join(f"{v} {x:.2f}x" for v, x in sp.items())
-                        + f" ({', '.join(row[f'{rt}_t{th}']['drift'])})")
+                    row[f"{rt}_t{th}"] = {
+                        "speedup": sp,
+                        "drift": [d.get("status") for _, d in runs],
+                        "ms_base": statistics.median(ms["base"] for ms, _ in runs),
+                    }
+                    log(
+                        f"{name[:30]} K={r['k']} {rt} {th} thread(s): "
+                        + ", ".join(f"{v} {x:.2f}x" for v, x in sp.items())
+                        + f" ({', '.join(row[f'{rt}_t{th}']['drift'])})"
+                    )
             rows.append(row)
         out["models"].append({"model": name, "rows": rows})
     return out
 
 
-def run_model(name: str, base: nn.Module, ds, shape, *, ks: list[int], ft_epochs: int, seed: int,
-              iterations: int, score_images: int, speedups: list[float] = (),
-              sink: list | None = None, checkpoint: Callable[[], None] | None = None,
-              timing_threads: int = 1) -> dict:
+def run_model(
+    name: str,
+    base: nn.Module,
+    ds,
+    shape,
+    *,
+    ks: list[int],
+    ft_epochs: int,
+    seed: int,
+    iterations: int,
+    score_images: int,
+    speedups: list[float] = (),
+    sink: list | None = None,
+    checkpoint: Callable[[], None] | None = None,
+    timing_threads: int = 1,
+) -> dict:
     out: dict = {"model": name, "input_shape": list(shape), "rows": []}
     if sink is not None:
         sink.append(out)
@@ -191,7 +218,9 @@ def run_model(name: str, base: nn.Module, ds, shape, *, ks: list[int], ft_epochs
     score = proxy_scorer(base, t_logits, ds.calib.images, val)
     # baseline (a'), drop at the same predicted latency: dropping saves a block's whole time, so fewer
     # blocks meet a budget; chosen the same way (proxy: KL after dropping, BN re-estimated)
-    drop_decisions = [dataclasses.replace(d, form="identity", saving_ms=d.original_ms, eligible=True) for d in decisions]
+    drop_decisions = [
+        dataclasses.replace(d, form="identity", saving_ms=d.original_ms, eligible=True) for d in decisions
+    ]
 
     def drop_score(mask) -> float:
         m = drop_blocks(base, mask)
@@ -204,12 +233,20 @@ def run_model(name: str, base: nn.Module, ds, shape, *, ks: list[int], ft_epochs
     for kind, value in targets:
         try:
             if kind == "k":
-                sel = select_blocks(decisions, base_ms=base_ms, score=score, blocks=value, config=SearchConfig(seed=seed))
+                sel = select_blocks(
+                    decisions, base_ms=base_ms, score=score, blocks=value, config=SearchConfig(seed=seed)
+                )
             else:
-                sel = select_blocks(decisions, base_ms=base_ms, score=score, latency_ms=base_ms / value,
-                                    config=SearchConfig(seed=seed))
-            sel_drop = select_blocks(drop_decisions, base_ms=base_ms, score=drop_score, latency_ms=sel.predicted_ms,
-                                     config=SearchConfig(seed=seed))
+                sel = select_blocks(
+                    decisions, base_ms=base_ms, score=score, latency_ms=base_ms / value, config=SearchConfig(seed=seed)
+                )
+            sel_drop = select_blocks(
+                drop_decisions,
+                base_ms=base_ms,
+                score=drop_score,
+                latency_ms=sel.predicted_ms,
+                config=SearchConfig(seed=seed),
+            )
         except UsageError as e:
             log(f"{name} {kind} {value}: skipped: {e}")
             out.setdefault("skipped", []).append({kind: value, "why": str(e)})
@@ -218,31 +255,56 @@ def run_model(name: str, base: nn.Module, ds, shape, *, ks: list[int], ft_epochs
         tag = f"K={k}" + (f" (target {value}x)" if kind == "speedup" else "")
         forms = {n: next(d.form for d in decisions if d.name == n) for n in sel.mask}
         log(f"{name} {tag}: {sel.mask}")
-        row: dict = {"k": k, "blocks": list(sel.mask), "forms": forms, "predicted_ms": sel.predicted_ms,
-                     "predicted_base_ms": base_ms, "target_speedup": value if kind == "speedup" else None}
+        row: dict = {
+            "k": k,
+            "blocks": list(sel.mask),
+            "forms": forms,
+            "predicted_ms": sel.predicted_ms,
+            "predicted_base_ms": base_ms,
+            "target_speedup": value if kind == "speedup" else None,
+        }
         models: dict[str, nn.Module] = {"base": base}
         for variant, schedule in (("updp", "linear"), ("lambda1", "constant")):
-            merged = finetune_merged(base, teacher, forms, ds, TrainConfig(epochs=ft_epochs, batch_size=128, lr=5e-4,
-                                                                           schedule=schedule, seed=seed, augment=True))
+            merged = finetune_merged(
+                base,
+                teacher,
+                forms,
+                ds,
+                TrainConfig(epochs=ft_epochs, batch_size=128, lr=5e-4, schedule=schedule, seed=seed, augment=True),
+            )
             row[f"top1_{variant}"] = top1(merged, ds.test.images, ds.test.labels)
             models[variant] = merged
         row["blocks_drop_matched"] = list(sel_drop.mask)
         for variant, mask in (("drop", sel.mask), ("drop_matched", sel_drop.mask)):
             dropped = drop_blocks(base, mask)
-            train_progressive(dropped, teacher, ds.train, config=TrainConfig(epochs=ft_epochs, batch_size=128,
-                                                                              lr=5e-4, seed=seed, augment=True))
+            train_progressive(
+                dropped,
+                teacher,
+                ds.train,
+                config=TrainConfig(epochs=ft_epochs, batch_size=128, lr=5e-4, seed=seed, augment=True),
+            )
             row[f"top1_{variant}"] = top1(dropped, ds.test.images, ds.test.labels)
             models[variant] = dropped
         row["macs"] = {k2: count_macs(m, shape) for k2, m in models.items()}
         for rt in ("onnxruntime", "openvino"):
-            ms, drift = time_models({k2: models[k2] for k2 in ("base", "updp", "drop", "drop_matched")}, shape, rt,
-                                    iterations, threads=timing_threads)
-            row[rt] = {"ms": ms, "drift": drift.get("status"),
-                       **{f"speedup_{v}": ms["base"] / ms[v] for v in ("updp", "drop", "drop_matched")}}
-        log(f"{name} {tag}: top-1 base {out['top1_base']:.2f} updp {row['top1_updp']:.2f} λ1 {row['top1_lambda1']:.2f} "
+            ms, drift = time_models(
+                {k2: models[k2] for k2 in ("base", "updp", "drop", "drop_matched")},
+                shape,
+                rt,
+                iterations,
+                threads=timing_threads,
+            )
+            row[rt] = {
+                "ms": ms,
+                "drift": drift.get("status"),
+                **{f"speedup_{v}": ms["base"] / ms[v] for v in ("updp", "drop", "drop_matched")},
+            }
+        log(
+            f"{name} {tag}: top-1 base {out['top1_base']:.2f} updp {row['top1_updp']:.2f} λ1 {row['top1_lambda1']:.2f} "
             f"drop {row['top1_drop']:.2f} drop-matched (K={len(sel_drop.mask)}) {row['top1_drop_matched']:.2f}; "
             f"ORT x{row['onnxruntime']['speedup_updp']:.2f}/x{row['onnxruntime']['speedup_drop_matched']:.2f} "
-            f"OV x{row['openvino']['speedup_updp']:.2f}/x{row['openvino']['speedup_drop_matched']:.2f}")
+            f"OV x{row['openvino']['speedup_updp']:.2f}/x{row['openvino']['speedup_drop_matched']:.2f}"
+        )
         out["rows"].append(row)
         if checkpoint:
             checkpoint()
@@ -255,7 +317,9 @@ def _pruned(c):
     return to_pruned(copy.deepcopy(c.module), c.name)
 
 
-def lite0_part(*, quick: bool, seed: int, iterations: int, train_limit: int | None = None, epochs: int | None = None) -> dict:
+def lite0_part(
+    *, quick: bool, seed: int, iterations: int, train_limit: int | None = None, epochs: int | None = None
+) -> dict:
     from compress.models import load_model
     from compress.prune.updp.forms import forms_for
     from compress.prune.updp.surgery import pruned_blocks
@@ -271,8 +335,8 @@ def lite0_part(*, quick: bool, seed: int, iterations: int, train_limit: int | No
     out: dict = {"candidates": [c.name for c in cands], "residual": res, "photos": int(x.shape[0]), "rows": []}
     with torch.no_grad():
         ref = model(x).argmax(1)
-    for k in ([1, 2] if quick else [1, 2, 3, 5, 9]):
-        names = res[-k:]     # deepest identity blocks first [R]: no ImageNet here to score masks
+    for k in [1, 2] if quick else [1, 2, 3, 5, 9]:
+        names = res[-k:]  # deepest identity blocks first [R]: no ImageNet here to score masks
         m = copy.deepcopy(model)
         insert_pruned(m, names, lam=1.0)
         merged = merged_copy(m, {n: forms_for(chain_of(p))[0] for n, p in pruned_blocks(m).items()})
@@ -281,8 +345,9 @@ def lite0_part(*, quick: bool, seed: int, iterations: int, train_limit: int | No
         out["rows"].append({"k": k, "blocks": names, "photo_top1_agreement": agree})
         log(f"lite0 K={k}: agreement on {x.shape[0]} photos {agree:.0f}% (merged at λ=1, no training)")
     # fine-tune on Fashion-MNIST (3-channel, 64 px), then prune 2 blocks with the progressive schedule
-    ds = load_dataset("fashion-mnist", image_size=64, channels=3, seed=seed,
-                      train_limit=train_limit or (2000 if quick else None))
+    ds = load_dataset(
+        "fashion-mnist", image_size=64, channels=3, seed=seed, train_limit=train_limit or (2000 if quick else None)
+    )
     ep = epochs or (1 if quick else 3)
     out["fmnist_train_images"], out["fmnist_epochs"] = len(ds.train.labels), ep
     lm64 = load_model("efficientnet-lite0", num_classes=10, image_size=64)
@@ -294,8 +359,9 @@ def lite0_part(*, quick: bool, seed: int, iterations: int, train_limit: int | No
     names = [c.name for c in find_candidates(base)[0] if chain_of(_pruned(c)).residual][-2:]
     st = copy.deepcopy(base)
     insert_pruned(st, names, lam=0.0)
-    train_progressive(st, copy.deepcopy(base).eval(), ds.train,
-                      config=TrainConfig(epochs=ep, batch_size=128, lr=5e-4, seed=seed))
+    train_progressive(
+        st, copy.deepcopy(base).eval(), ds.train, config=TrainConfig(epochs=ep, batch_size=128, lr=5e-4, seed=seed)
+    )
     merged = merged_copy(st, {n: "dense" for n in names})
     out["fmnist_pruned_blocks"] = names
     out["fmnist_top1_pruned"] = top1(merged, ds.test.images, ds.test.labels)
@@ -304,46 +370,66 @@ def lite0_part(*, quick: bool, seed: int, iterations: int, train_limit: int | No
 
 
 def markdown(res: dict) -> str:
-    lines = [f"# UPDP benchmark ({'quick' if res['quick'] else 'full'}), {res['date']}", "",
-             f"Fashion-MNIST 32 px, {res.get('train_images')} training images, base trained {res.get('pretrain_epochs')} "
-             f"epochs, each variant fine-tuned {res.get('ft_epochs')} epochs (same loss and budget), torch threads "
-             f"{res.get('threads')}, runtime threads when timing {res.get('timing_threads', 2)}, seed {res['seed']}; "
-             f"top-1 on the test split.", ""]
+    lines = [
+        f"# UPDP benchmark ({'quick' if res['quick'] else 'full'}), {res['date']}",
+        "",
+        f"Fashion-MNIST 32 px, {res.get('train_images')} training images, base trained {res.get('pretrain_epochs')} "
+        f"epochs, each variant fine-tuned {res.get('ft_epochs')} epochs (same loss and budget), torch threads "
+        f"{res.get('threads')}, runtime threads when timing {res.get('timing_threads', 2)}, seed {res['seed']}; "
+        f"top-1 on the test split.",
+        "",
+    ]
     for m in res["models"]:
-        lines += [f"## {m['model']} on Fashion-MNIST, input {m['input_shape']}, base top-1 {m['top1_base']:.2f}", "",
-                  "Drop (same blocks) removes the UPDP row's blocks; drop (same budget) removes the K' blocks chosen to "
-                  "meet the UPDP row's predicted latency when dropped (the fair comparison at equal speed-up).", "",
-                  "| K (target) | blocks | top-1 UPDP | top-1 λ=1 | top-1 drop same blocks | top-1 drop same budget (K') "
-                  "| ORT ms base/UPDP | ORT speed-up UPDP/drop/drop same budget | OV ms base/UPDP "
-                  "| OV speed-up UPDP/drop/drop same budget |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {m['model']} on Fashion-MNIST, input {m['input_shape']}, base top-1 {m['top1_base']:.2f}",
+            "",
+            "Drop (same blocks) removes the UPDP row's blocks; drop (same budget) removes the K' blocks chosen to "
+            "meet the UPDP row's predicted latency when dropped (the fair comparison at equal speed-up).",
+            "",
+            "| K (target) | blocks | top-1 UPDP | top-1 λ=1 | top-1 drop same blocks | top-1 drop same budget (K') "
+            "| ORT ms base/UPDP | ORT speed-up UPDP/drop/drop same budget | OV ms base/UPDP "
+            "| OV speed-up UPDP/drop/drop same budget |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in m["rows"]:
             o, v = r["onnxruntime"], r["openvino"]
             tgt = f" ({r['target_speedup']}x)" if r.get("target_speedup") else ""
-            dm = (f"{r['top1_drop_matched']:.2f} ({len(r['blocks_drop_matched'])})" if "top1_drop_matched" in r
-                  else "n/a")
+            dm = (
+                f"{r['top1_drop_matched']:.2f} ({len(r['blocks_drop_matched'])})" if "top1_drop_matched" in r else "n/a"
+            )
 
             def sp(t: dict) -> str:
-                return "/".join(f"{t[f'speedup_{x}']:.2f}x" if f"speedup_{x}" in t else "n/a"
-                                for x in ("updp", "drop", "drop_matched"))
+                return "/".join(
+                    f"{t[f'speedup_{x}']:.2f}x" if f"speedup_{x}" in t else "n/a"
+                    for x in ("updp", "drop", "drop_matched")
+                )
 
-            lines.append(f"| {r['k']}{tgt} | {', '.join(r['blocks'])} | {r['top1_updp']:.2f} | {r['top1_lambda1']:.2f} | "
-                         f"{r['top1_drop']:.2f} | {dm} | {o['ms']['base']:.3f}/{o['ms']['updp']:.3f} | "
-                         f"{sp(o)} ({o['drift']}) | {v['ms']['base']:.3f}/{v['ms']['updp']:.3f} | {sp(v)} ({v['drift']}) |")
+            lines.append(
+                f"| {r['k']}{tgt} | {', '.join(r['blocks'])} | {r['top1_updp']:.2f} | {r['top1_lambda1']:.2f} | "
+                f"{r['top1_drop']:.2f} | {dm} | {o['ms']['base']:.3f}/{o['ms']['updp']:.3f} | "
+                f"{sp(o)} ({o['drift']}) | {v['ms']['base']:.3f}/{v['ms']['updp']:.3f} | {sp(v)} ({v['drift']}) |"
+            )
         if m.get("skipped"):
             lines += [""] + [f"- skipped {s}" for s in m["skipped"]]
         lines += ["", "Block decisions (ONNX Runtime, this CPU):", ""]
-        lines += [f"- {d['name']} ({d['kind']}): {'eligible' if d['eligible'] else 'keep'}: {d['reason']}"
-                  for d in m["block_decisions"]]
+        lines += [
+            f"- {d['name']} ({d['kind']}): {'eligible' if d['eligible'] else 'keep'}: {d['reason']}"
+            for d in m["block_decisions"]
+        ]
         lines.append("")
     if res.get("lite0"):
         l0 = res["lite0"]
         lines += ["## EfficientNet-Lite0 (ImageNet weights)", ""]
-        lines += [f"- K={r['k']} ({', '.join(r['blocks'])}): top-1 agreement with the unpruned model on "
-                  f"{l0['photos']} photos: {r['photo_top1_agreement']:.0f}% (merged at λ=1, no training)" for r in l0["rows"]]
-        lines.append(f"- Fashion-MNIST 64 px ({l0.get('fmnist_train_images')} training images, {l0.get('fmnist_epochs')} "
-                     f"epochs each): base {l0['fmnist_top1_base']:.2f}, with {', '.join(l0['fmnist_pruned_blocks'])} "
-                     f"merged after progressive training {l0['fmnist_top1_pruned']:.2f}")
+        lines += [
+            f"- K={r['k']} ({', '.join(r['blocks'])}): top-1 agreement with the unpruned model on "
+            f"{l0['photos']} photos: {r['photo_top1_agreement']:.0f}% (merged at λ=1, no training)"
+            for r in l0["rows"]
+        ]
+        lines.append(
+            f"- Fashion-MNIST 64 px ({l0.get('fmnist_train_images')} training images, {l0.get('fmnist_epochs')} "
+            f"epochs each): base {l0['fmnist_top1_base']:.2f}, with {', '.join(l0['fmnist_pruned_blocks'])} "
+            f"merged after progressive training {l0['fmnist_top1_pruned']:.2f}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -363,18 +449,36 @@ def plot(res: dict, path: Path) -> None:
     for ax_row, m in zip(axes, models):
         for ax, rt in zip(ax_row, ("onnxruntime", "openvino")):
             rows = m["rows"]
-            for key, sp, style in (("updp", "speedup_updp", "o"), ("lambda1", "speedup_updp", "s"),
-                                   ("drop", "speedup_drop", "^"), ("drop_matched", "speedup_drop_matched", "v")):
+            for key, sp, style in (
+                ("updp", "speedup_updp", "o"),
+                ("lambda1", "speedup_updp", "s"),
+                ("drop", "speedup_drop", "^"),
+                ("drop_matched", "speedup_drop_matched", "v"),
+            ):
                 pts = sorted((r[rt][sp], r[f"top1_{key}"]) for r in rows if sp in r[rt])
                 if not pts:
                     continue
-                ax.plot(*zip(*pts), style, alpha=0.8, ms=6,
-                        label={"updp": "UPDP (merged)", "lambda1": "λ = 1 from the start (merged)",
-                               "drop": "drop the same blocks", "drop_matched": "drop, same predicted latency"}[key])
+                ax.plot(
+                    *zip(*pts),
+                    style,
+                    alpha=0.8,
+                    ms=6,
+                    label={
+                        "updp": "UPDP (merged)",
+                        "lambda1": "λ = 1 from the start (merged)",
+                        "drop": "drop the same blocks",
+                        "drop_matched": "drop, same predicted latency",
+                    }[key],
+                )
             ax.plot([1.0], [m["top1_base"]], "k*", ms=10, label="unpruned")
             for r in rows:
-                ax.annotate(f"K={r['k']}", (r[rt]["speedup_updp"], r["top1_updp"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 3))
+                ax.annotate(
+                    f"K={r['k']}",
+                    (r[rt]["speedup_updp"], r["top1_updp"]),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                )
             ax.axhline(m["top1_base"] - 0.5, color="grey", lw=0.8, ls=":")
             ax.axvline(1.5, color="grey", lw=0.8, ls=":")
             ax.set_title(f"{m['model'][:40]}, {rt}", fontsize=9)
@@ -397,18 +501,35 @@ def main() -> None:
     ap.add_argument("--pretrain-epochs", type=int, default=None, help="base-model training (default 10; quick 1)")
     ap.add_argument("--ft-epochs", type=int, default=None, help="fine-tune epochs per variant (default 5; quick 1)")
     ap.add_argument("--ks", default=None, help="comma list of K (default 1..8; quick 1,2)")
-    ap.add_argument("--speedups", default="", help="comma list of target speed-ups: rows selected by a latency "
-                    "budget (base / s) instead of a block count")
+    ap.add_argument(
+        "--speedups",
+        default="",
+        help="comma list of target speed-ups: rows selected by a latency budget (base / s) instead of a block count",
+    )
     ap.add_argument("--models", default="convnext,mobilenetv2", help="comma list: convnext, mobilenetv2, convnext_atto")
-    ap.add_argument("--base-cache", type=Path, default=None,
-                    help="folder for trained base weights: a re-run with the same settings skips base training")
+    ap.add_argument(
+        "--base-cache",
+        type=Path,
+        default=None,
+        help="folder for trained base weights: a re-run with the same settings skips base training",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
-    ap.add_argument("--lite0-train-limit", type=int, default=None, help="Lite0 Fashion-MNIST images (default all; quick 2k)")
+    ap.add_argument(
+        "--lite0-train-limit", type=int, default=None, help="Lite0 Fashion-MNIST images (default all; quick 2k)"
+    )
     ap.add_argument("--lite0-epochs", type=int, default=None, help="Lite0 fine-tune epochs (default 3; quick 1)")
-    ap.add_argument("--timing-threads", type=int, default=1,
-                    help="ONNX Runtime / OpenVINO intra-op threads when timing (runs before 2026-11-30 04:00 used 2)")
-    ap.add_argument("--retime", type=Path, default=None,
-                    help="a finished run's bench_updp*.json: re-time its rows (structure only) and write retime*.json beside it")
+    ap.add_argument(
+        "--timing-threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime / OpenVINO intra-op threads when timing (runs before 2026-11-30 04:00 used 2)",
+    )
+    ap.add_argument(
+        "--retime",
+        type=Path,
+        default=None,
+        help="a finished run's bench_updp*.json: re-time its rows (structure only) and write retime*.json beside it",
+    )
     ap.add_argument("--retime-campaigns", type=int, default=3)
     a = ap.parse_args()
     if a.retime:
@@ -432,12 +553,21 @@ def main() -> None:
     pre = a.pretrain_epochs or (1 if q else 10)
     ft = a.ft_epochs or (1 if q else 5)
     models = a.models.split(",")
-    results: dict = {"quick": q, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seed": a.seed,
-                     "train_images": len(ds.train.labels), "pretrain_epochs": pre, "ft_epochs": ft, "ks": ks,
-                     "speedups": speedups, "timing_threads": a.timing_threads,
-                     "threads": torch.get_num_threads(), "models": []}
+    results: dict = {
+        "quick": q,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seed": a.seed,
+        "train_images": len(ds.train.labels),
+        "pretrain_epochs": pre,
+        "ft_epochs": ft,
+        "ks": ks,
+        "speedups": speedups,
+        "timing_threads": a.timing_threads,
+        "threads": torch.get_num_threads(),
+        "models": [],
+    }
 
-    def save() -> None:     # after every row, so a long run that fails later keeps what it measured
+    def save() -> None:  # after every row, so a long run that fails later keeps what it measured
         a.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(a.out / "bench_updp.json", results)
         atomic_write_text(a.out / "bench_updp.md", markdown(results))
@@ -445,11 +575,30 @@ def main() -> None:
     cfg, convnext = convnext_subnet(a.seed)
     if "convnext" in models:
         log(f"training supernet subnet {cfg} on Fashion-MNIST")
-        train_base(convnext, ds, epochs=pre, lr=2e-3, seed=a.seed, cache=a.base_cache and
-                   a.base_cache / f"convnext-subnet-n{len(ds.train.labels)}-e{pre}-s{a.seed}.safetensors")
-        run_model(f"convnext-small-input {cfg}", convnext, ds, (1, 32, 32), ks=ks, ft_epochs=ft, seed=a.seed,
-                  iterations=iters, score_images=500 if q else 2000, speedups=speedups, sink=results["models"],
-                  checkpoint=save, timing_threads=a.timing_threads)
+        train_base(
+            convnext,
+            ds,
+            epochs=pre,
+            lr=2e-3,
+            seed=a.seed,
+            cache=a.base_cache
+            and a.base_cache / f"convnext-subnet-n{len(ds.train.labels)}-e{pre}-s{a.seed}.safetensors",
+        )
+        run_model(
+            f"convnext-small-input {cfg}",
+            convnext,
+            ds,
+            (1, 32, 32),
+            ks=ks,
+            ft_epochs=ft,
+            seed=a.seed,
+            iterations=iters,
+            score_images=500 if q else 2000,
+            speedups=speedups,
+            sink=results["models"],
+            checkpoint=save,
+            timing_threads=a.timing_threads,
+        )
     import timm
 
     # timm models: MobileNetV2, and convnext_atto, whose blocks all keep an identity shortcut
@@ -460,14 +609,33 @@ def main() -> None:
         torch.manual_seed(a.seed)
         tm = timm.create_model(timm_name, num_classes=10, in_chans=1)
         log(f"training timm {timm_name} on Fashion-MNIST")
-        train_base(tm, ds, epochs=pre, lr=2e-3, seed=a.seed, cache=a.base_cache and
-                   a.base_cache / f"{timm_name}-n{len(ds.train.labels)}-e{pre}-s{a.seed}.safetensors")
-        run_model(f"timm:{timm_name}", tm, ds, (1, 32, 32), ks=ks, ft_epochs=ft, seed=a.seed, iterations=iters,
-                  score_images=500 if q else 2000, speedups=speedups, sink=results["models"], checkpoint=save,
-                  timing_threads=a.timing_threads)
+        train_base(
+            tm,
+            ds,
+            epochs=pre,
+            lr=2e-3,
+            seed=a.seed,
+            cache=a.base_cache and a.base_cache / f"{timm_name}-n{len(ds.train.labels)}-e{pre}-s{a.seed}.safetensors",
+        )
+        run_model(
+            f"timm:{timm_name}",
+            tm,
+            ds,
+            (1, 32, 32),
+            ks=ks,
+            ft_epochs=ft,
+            seed=a.seed,
+            iterations=iters,
+            score_images=500 if q else 2000,
+            speedups=speedups,
+            sink=results["models"],
+            checkpoint=save,
+            timing_threads=a.timing_threads,
+        )
     if not a.skip_lite0:
-        results["lite0"] = lite0_part(quick=q, seed=a.seed, iterations=iters, train_limit=a.lite0_train_limit,
-                                      epochs=a.lite0_epochs)
+        results["lite0"] = lite0_part(
+            quick=q, seed=a.seed, iterations=iters, train_limit=a.lite0_train_limit, epochs=a.lite0_epochs
+        )
     save()
     plot(results, a.out / "bench_updp.png")
     print(markdown(results))

@@ -43,19 +43,39 @@ def ceiling(name: str, size: int, ks: list[int], *, runtime: str, iterations: in
     cands = [c for c in cands if chain_of(_pruned(c)).residual]
     lat = MeasuredBlockLatency(runtime=runtime, iterations=iterations, threads=threads)
     base_ms, decisions = block_decisions(model, cands, shape, lat)
-    eligible = sorted((d for d in decisions if d.eligible), key=lambda d: d.original_ms - d.forms_ms[d.form], reverse=True)
+    eligible = sorted(
+        (d for d in decisions if d.eligible), key=lambda d: d.original_ms - d.forms_ms[d.form], reverse=True
+    )
     rows = []
     for k in [k for k in ks if k <= len(eligible)] + ([len(eligible)] if len(eligible) not in ks else []):
         sel = eligible[:k]
         chk = verify_speedup(model, [d.name for d in sel], {d.name: d.form for d in sel}, shape, lat)
-        rows.append({"k": k, "blocks": [d.name for d in sel], "forms": {d.name: d.form for d in sel},
-                     "speedup": chk["speedup"], "original_ms": chk["original_ms"], "merged_ms": chk["merged_ms"],
-                     "controlled": chk["controlled"]})
-        print(f"[{name} {size}px] K={k}: {chk['speedup']:.3f}x ({'controlled' if chk['controlled'] else 'uncontrolled'})",
-              file=sys.stderr, flush=True)
-    return {"model": name, "input_shape": list(shape), "model_ms": base_ms, "candidates": len(cands),
-            "eligible": len(eligible), "skipped": [s.name for s in skipped], "rows": rows,
-            "decisions": [d.to_json() for d in decisions]}
+        rows.append(
+            {
+                "k": k,
+                "blocks": [d.name for d in sel],
+                "forms": {d.name: d.form for d in sel},
+                "speedup": chk["speedup"],
+                "original_ms": chk["original_ms"],
+                "merged_ms": chk["merged_ms"],
+                "controlled": chk["controlled"],
+            }
+        )
+        print(
+            f"[{name} {size}px] K={k}: {chk['speedup']:.3f}x ({'controlled' if chk['controlled'] else 'uncontrolled'})",
+            file=sys.stderr,
+            flush=True,
+        )
+    return {
+        "model": name,
+        "input_shape": list(shape),
+        "model_ms": base_ms,
+        "candidates": len(cands),
+        "eligible": len(eligible),
+        "skipped": [s.name for s in skipped],
+        "rows": rows,
+        "decisions": [d.to_json() for d in decisions],
+    }
 
 
 def main() -> None:
@@ -71,21 +91,35 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     ks = [int(k) for k in a.ks.split(",")]
-    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runtime": a.runtime, "threads": a.threads,
-           "iterations": a.iterations, "results": []}
+    res = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runtime": a.runtime,
+        "threads": a.threads,
+        "iterations": a.iterations,
+        "results": [],
+    }
     for name in a.models.split(","):
         for size in (int(s) for s in a.sizes.split(",")):
-            res["results"].append(ceiling(name, size, ks, runtime=a.runtime, iterations=a.iterations, threads=a.threads))
+            res["results"].append(
+                ceiling(name, size, ks, runtime=a.runtime, iterations=a.iterations, threads=a.threads)
+            )
     a.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(a.out / "bench_updp_ceiling.json", res)
-    md = [f"# UPDP speed-up ceiling, {res['date']}", "",
-          f"Random weights (speed only), {a.runtime}, {a.threads} thread(s), batch 1; the K eligible blocks with the "
-          "largest measured saving merged at λ = 1; whole model timed against the original side by side.", "",
-          "| model | input | eligible blocks | K | speed-up | drift |", "|---|---|---|---|---|---|"]
+    md = [
+        f"# UPDP speed-up ceiling, {res['date']}",
+        "",
+        f"Random weights (speed only), {a.runtime}, {a.threads} thread(s), batch 1; the K eligible blocks with the "
+        "largest measured saving merged at λ = 1; whole model timed against the original side by side.",
+        "",
+        "| model | input | eligible blocks | K | speed-up | drift |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in res["results"]:
         for row in r["rows"]:
-            md.append(f"| {r['model']} | {r['input_shape'][1]} px | {r['eligible']} | {row['k']} | {row['speedup']:.2f}x | "
-                      f"{'controlled' if row['controlled'] else 'uncontrolled'} |")
+            md.append(
+                f"| {r['model']} | {r['input_shape'][1]} px | {r['eligible']} | {row['k']} | {row['speedup']:.2f}x | "
+                f"{'controlled' if row['controlled'] else 'uncontrolled'} |"
+            )
     atomic_write_text(a.out / "bench_updp_ceiling.md", "\n".join(md) + "\n")
     print("\n".join(md))
 

@@ -48,8 +48,13 @@ from compress.prune.updp.proxy import proxy_scorer, supernet_scorer  # noqa: E40
 def true_top1(base, teacher, mask, ds, *, steps: int, seed: int) -> float:
     """Fine-tune ``mask`` with the UPDP recipe for ``steps`` steps, merge, test top-1."""
     epochs = -(-steps * 128 // len(ds.train.labels))
-    merged = finetune_merged(base, teacher, {n: "dw_pw" for n in mask}, ds,
-                             TrainConfig(epochs=epochs, batch_size=128, lr=5e-4, seed=seed, augment=True, max_steps=steps))
+    merged = finetune_merged(
+        base,
+        teacher,
+        {n: "dw_pw" for n in mask},
+        ds,
+        TrainConfig(epochs=epochs, batch_size=128, lr=5e-4, seed=seed, augment=True, max_steps=steps),
+    )
     return top1(merged, ds.test.images, ds.test.labels)
 
 
@@ -82,19 +87,26 @@ def plot(res: dict, path: Path) -> None:
 
 def markdown(res: dict) -> str:
     r = res["rank"]
-    lines = [f"# UPDP selection proxy vs supernet-style training ({'quick' if res['quick'] else 'full'}), {res['date']}",
-             "", f"ConvNeXt-style subnet, base top-1 {res['top1_base']:.2f} on Fashion-MNIST ({res['train_images']} "
-             f"training images, {res['pretrain_epochs']} epochs); K = {res['k']} of {len(res['candidates'])} blocks, "
-             f"{len(res['scores'])} masks scored; {len(res['truth'])} fine-tuned for {res['truth_steps']} steps each "
-             f"(progressive λ + KD), merged, test top-1. Seed {res['seed']}, torch threads {res['threads']}.", "",
-             "| pair | Spearman | Kendall | masks |", "|---|---|---|---|"]
+    lines = [
+        f"# UPDP selection proxy vs supernet-style training ({'quick' if res['quick'] else 'full'}), {res['date']}",
+        "",
+        f"ConvNeXt-style subnet, base top-1 {res['top1_base']:.2f} on Fashion-MNIST ({res['train_images']} "
+        f"training images, {res['pretrain_epochs']} epochs); K = {res['k']} of {len(res['candidates'])} blocks, "
+        f"{len(res['scores'])} masks scored; {len(res['truth'])} fine-tuned for {res['truth_steps']} steps each "
+        f"(progressive λ + KD), merged, test top-1. Seed {res['seed']}, torch threads {res['threads']}.",
+        "",
+        "| pair | Spearman | Kendall | masks |",
+        "|---|---|---|---|",
+    ]
     for key, st in r.items():
         lines.append(f"| {key.replace('_vs_', ' vs ')} | {st['spearman']:.3f} | {st['kendall']:.3f} | {st['n']} |")
     lines += ["", "| scorer | cost | best mask | its true top-1 | sample best / median |", "|---|---|---|---|---|"]
     for name in ("proxy", "supernet"):
         p = res["picks"][name]
-        lines.append(f"| {name} | {res['cost_s'][name]:.0f} s | {', '.join(p['mask'])} | {p['true_top1']:.2f} | "
-                     f"{res['truth_best']:.2f} / {res['truth_median']:.2f} |")
+        lines.append(
+            f"| {name} | {res['cost_s'][name]:.0f} s | {', '.join(p['mask'])} | {p['true_top1']:.2f} | "
+            f"{res['truth_best']:.2f} / {res['truth_median']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -115,8 +127,7 @@ def main() -> None:
     torch.manual_seed(a.seed)
     torch.set_flush_denormal(True)
     q = a.quick
-    ds = load_dataset("fashion-mnist", image_size=32, channels=1, seed=a.seed,
-                      train_limit=3000 if q else a.train_limit)
+    ds = load_dataset("fashion-mnist", image_size=32, channels=1, seed=a.seed, train_limit=3000 if q else a.train_limit)
     pre = 1 if q else a.pretrain_epochs
     _, base = convnext_subnet(a.seed)
     log("training the base subnet")
@@ -124,26 +135,49 @@ def main() -> None:
     base.eval()
     teacher = copy.deepcopy(base).eval()
     names = [c.name for c in find_candidates(base)[0] if chain_of(_pruned(c)).residual]
-    val = ds.val.images[:500 if q else 2000]
+    val = ds.val.images[: 500 if q else 2000]
     t_logits = logits(teacher, val)
     masks = list(itertools.combinations(names, a.k))
-    res: dict = {"quick": q, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seed": a.seed, "k": a.k,
-                 "train_images": len(ds.train.labels), "pretrain_epochs": pre, "threads": torch.get_num_threads(),
-                 "top1_base": top1(base, ds.test.images, ds.test.labels), "candidates": names,
-                 "truth_steps": 10 if q else a.truth_steps, "cost_s": {}}
+    res: dict = {
+        "quick": q,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seed": a.seed,
+        "k": a.k,
+        "train_images": len(ds.train.labels),
+        "pretrain_epochs": pre,
+        "threads": torch.get_num_threads(),
+        "top1_base": top1(base, ds.test.images, ds.test.labels),
+        "candidates": names,
+        "truth_steps": 10 if q else a.truth_steps,
+        "cost_s": {},
+    }
     t0 = time.perf_counter()
     proxy = proxy_scorer(base, t_logits, ds.calib.images, val)
     p_scores = {m: proxy(m) for m in masks}
     res["cost_s"]["proxy"] = time.perf_counter() - t0
     log(f"proxy: {len(masks)} masks in {res['cost_s']['proxy']:.0f} s")
     t0 = time.perf_counter()
-    sup = supernet_scorer(base, teacher, names, ds.train, t_logits, ds.calib.images, val, k=a.k,
-                          steps=40 if q else a.supernet_steps, batch_size=64, seed=a.seed)
+    sup = supernet_scorer(
+        base,
+        teacher,
+        names,
+        ds.train,
+        t_logits,
+        ds.calib.images,
+        val,
+        k=a.k,
+        steps=40 if q else a.supernet_steps,
+        batch_size=64,
+        seed=a.seed,
+    )
     s_scores = {m: sup(m) for m in masks}
     res["cost_s"]["supernet"] = time.perf_counter() - t0
     log(f"supernet: trained and scored {len(masks)} masks in {res['cost_s']['supernet']:.0f} s")
     res["scores"] = [{"mask": list(m), "proxy": p_scores[m], "supernet": s_scores[m]} for m in masks]
-    picks = {"proxy": max(masks, key=lambda m: (p_scores[m], m)), "supernet": max(masks, key=lambda m: (s_scores[m], m))}
+    picks = {
+        "proxy": max(masks, key=lambda m: (p_scores[m], m)),
+        "supernet": max(masks, key=lambda m: (s_scores[m], m)),
+    }
     rng = random.Random(a.seed)
     sample = rng.sample(masks, min(3 if q else a.truth, len(masks)))
     sample += [m for m in dict.fromkeys(picks.values()) if m not in sample]
@@ -155,11 +189,15 @@ def main() -> None:
     res["truth"] = truth
     tops = [r["true_top1"] for r in truth]
     res["truth_best"], res["truth_median"] = max(tops), statistics.median(tops)
-    res["picks"] = {k: {"mask": list(m), "true_top1": next(r["true_top1"] for r in truth if tuple(r["mask"]) == m)}
-                    for k, m in picks.items()}
-    res["rank"] = {"proxy_vs_supernet": rank_stats(list(p_scores.values()), list(s_scores.values())),
-                   "proxy_vs_true_top1": rank_stats([r["proxy"] for r in truth], tops),
-                   "supernet_vs_true_top1": rank_stats([r["supernet"] for r in truth], tops)}
+    res["picks"] = {
+        k: {"mask": list(m), "true_top1": next(r["true_top1"] for r in truth if tuple(r["mask"]) == m)}
+        for k, m in picks.items()
+    }
+    res["rank"] = {
+        "proxy_vs_supernet": rank_stats(list(p_scores.values()), list(s_scores.values())),
+        "proxy_vs_true_top1": rank_stats([r["proxy"] for r in truth], tops),
+        "supernet_vs_true_top1": rank_stats([r["supernet"] for r in truth], tops),
+    }
     a.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(a.out / "bench_updp_proxy.json", res)
     atomic_write_text(a.out / "bench_updp_proxy.md", markdown(res))

@@ -55,8 +55,11 @@ from compress.prune.updp.select import SearchConfig, decide, select_blocks  # no
 
 # variant -> (λ schedule, ramp share); None: drop the blocks instead
 VARIANTS: dict[str, tuple[str, float] | None] = {
-    "linear": ("linear", 0.4), "cosine": ("cosine", 0.4), "linear80": ("linear", 0.8),
-    "lambda1": ("constant", 0.4), "drop": None,
+    "linear": ("linear", 0.4),
+    "cosine": ("cosine", 0.4),
+    "linear80": ("linear", 0.8),
+    "lambda1": ("constant", 0.4),
+    "drop": None,
 }
 
 
@@ -69,51 +72,83 @@ def proxy_blocks(base, ds, k: int, seed: int, score_images: int) -> list[str]:
     decisions = [decide(n, "convnext", 1.0, {"dw_pw": 0.5}) for n in names]
     val = ds.val.images[:score_images]
     score = proxy_scorer(base, logits(base, val), ds.calib.images, val)
-    return list(select_blocks(decisions, base_ms=float(len(names)), score=score, blocks=k,
-                              config=SearchConfig(seed=seed)).mask)
+    return list(
+        select_blocks(decisions, base_ms=float(len(names)), score=score, blocks=k, config=SearchConfig(seed=seed)).mask
+    )
 
 
-def run_setting(base, teacher, ds, names: list[str], *, steps: int, lr: float, seed: int,
-                variants: list[str]) -> dict[str, float]:
+def run_setting(
+    base, teacher, ds, names: list[str], *, steps: int, lr: float, seed: int, variants: list[str]
+) -> dict[str, float]:
     out: dict[str, float] = {}
     for v in variants:
         spec = VARIANTS[v]
         epochs = max(1, -(-steps * 128 // len(ds.train.labels)))
         if spec is None:
             m = drop_blocks(base, names)
-            train_progressive(m, teacher, ds.train, config=TrainConfig(
-                epochs=epochs, batch_size=128, lr=lr, seed=seed, augment=True, max_steps=steps))
+            train_progressive(
+                m,
+                teacher,
+                ds.train,
+                config=TrainConfig(epochs=epochs, batch_size=128, lr=lr, seed=seed, augment=True, max_steps=steps),
+            )
         else:
             schedule, ramp = spec
-            m = finetune_merged(base, teacher, dict.fromkeys(names, "dw_pw"), ds, TrainConfig(
-                epochs=epochs, batch_size=128, lr=lr, schedule=schedule, ramp_share=ramp, seed=seed,
-                augment=True, max_steps=steps))
+            m = finetune_merged(
+                base,
+                teacher,
+                dict.fromkeys(names, "dw_pw"),
+                ds,
+                TrainConfig(
+                    epochs=epochs,
+                    batch_size=128,
+                    lr=lr,
+                    schedule=schedule,
+                    ramp_share=ramp,
+                    seed=seed,
+                    augment=True,
+                    max_steps=steps,
+                ),
+            )
         out[v] = top1(m, ds.test.images, ds.test.labels)
     return out
 
 
 def markdown(res: dict) -> str:
     vs = res["variants"]
-    lines = [f"# UPDP λ-schedule ablation ({'quick' if res['quick'] else 'full'}), {res['date']}", "",
-             f"ConvNeXt-style subnet, Fashion-MNIST 32 px, base trained on {res['train_images']} images for "
-             f"{res['pretrain_epochs']} epochs; K = {res['k']} blocks chosen by the accuracy proxy per seed; "
-             "every variant fine-tuned from the same base with the same loss (CE + KD), batch 128, AdamW, "
-             "cosine learning rate; test top-1 %. Same blocks, same merged form: same latency.", "",
-             "| seed (base) | blocks | setting | lr | " + " | ".join(vs) + " | linear − λ=1 |",
-             "|---|---|---|---|" + "---|" * len(vs) + "---|"]
+    lines = [
+        f"# UPDP λ-schedule ablation ({'quick' if res['quick'] else 'full'}), {res['date']}",
+        "",
+        f"ConvNeXt-style subnet, Fashion-MNIST 32 px, base trained on {res['train_images']} images for "
+        f"{res['pretrain_epochs']} epochs; K = {res['k']} blocks chosen by the accuracy proxy per seed; "
+        "every variant fine-tuned from the same base with the same loss (CE + KD), batch 128, AdamW, "
+        "cosine learning rate; test top-1 %. Same blocks, same merged form: same latency.",
+        "",
+        "| seed (base) | blocks | setting | lr | " + " | ".join(vs) + " | linear − λ=1 |",
+        "|---|---|---|---|" + "---|" * len(vs) + "---|",
+    ]
     for r in res["rows"]:
         d = r["top1"].get("linear", float("nan")) - r["top1"].get("lambda1", float("nan"))
-        lines.append(f"| {r['seed']} ({r['base']:.2f}) | {', '.join(r['blocks'])} | {r['setting']} | {r['lr']:g} | "
-                     + " | ".join(f"{r['top1'][v]:.2f}" for v in vs) + f" | {d:+.2f} |")
+        lines.append(
+            f"| {r['seed']} ({r['base']:.2f}) | {', '.join(r['blocks'])} | {r['setting']} | {r['lr']:g} | "
+            + " | ".join(f"{r['top1'][v]:.2f}" for v in vs)
+            + f" | {d:+.2f} |"
+        )
     if res["rows"] and "lambda1" in vs:
-        lines += ["", "Mean difference to λ = 1 from the start over all rows (points; positive: the variant is ahead):", ""]
+        lines += [
+            "",
+            "Mean difference to λ = 1 from the start over all rows (points; positive: the variant is ahead):",
+            "",
+        ]
         for v in vs:
             if v == "lambda1":
                 continue
             diffs = [r["top1"][v] - r["top1"]["lambda1"] for r in res["rows"]]
             wins = sum(x > 0 for x in diffs)
-            lines.append(f"- {v}: {statistics.mean(diffs):+.2f} (range {min(diffs):+.2f} to {max(diffs):+.2f}; "
-                         f"ahead in {wins} of {len(diffs)} rows)")
+            lines.append(
+                f"- {v}: {statistics.mean(diffs):+.2f} (range {min(diffs):+.2f} to {max(diffs):+.2f}; "
+                f"ahead in {wins} of {len(diffs)} rows)"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -155,8 +190,11 @@ def main() -> None:
     ap.add_argument("--scarce", default=None, help="comma list of scarce-data sizes (default 500,2000)")
     ap.add_argument("--scarce-steps", type=int, default=200)
     ap.add_argument("--low-lr", type=float, default=1e-4, help="second learning rate for the scarce settings")
-    ap.add_argument("--variants", default="linear,cosine,lambda1,drop",
-                    help=f"comma list of: {', '.join(VARIANTS)} (default all but linear80)")
+    ap.add_argument(
+        "--variants",
+        default="linear,cosine,lambda1,drop",
+        help=f"comma list of: {', '.join(VARIANTS)} (default all but linear80)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base-cache", type=Path, default=None, help="folder for trained base weights")
     a = ap.parse_args()
@@ -173,8 +211,16 @@ def main() -> None:
     scarce_steps = 20 if q else a.scarce_steps
     limit = a.train_limit or (3000 if q else 12000)
     pre = a.pretrain_epochs or (1 if q else 5)
-    res: dict = {"quick": q, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train_images": limit,
-                 "pretrain_epochs": pre, "k": a.k, "variants": variants, "threads": a.threads, "rows": []}
+    res: dict = {
+        "quick": q,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "train_images": limit,
+        "pretrain_epochs": pre,
+        "k": a.k,
+        "variants": variants,
+        "threads": a.threads,
+        "rows": [],
+    }
 
     def save() -> None:
         a.out.mkdir(parents=True, exist_ok=True)
@@ -187,8 +233,14 @@ def main() -> None:
         if q:
             ds.test = ds.test.subset(2000)
         _, base = convnext_subnet(seed)
-        train_base(base, ds, epochs=pre, lr=2e-3, seed=seed, cache=a.base_cache and
-                   a.base_cache / f"convnext-subnet-n{limit}-e{pre}-s{seed}.safetensors")
+        train_base(
+            base,
+            ds,
+            epochs=pre,
+            lr=2e-3,
+            seed=seed,
+            cache=a.base_cache and a.base_cache / f"convnext-subnet-n{limit}-e{pre}-s{seed}.safetensors",
+        )
         base.eval()
         b1 = top1(base, ds.test.images, ds.test.labels)
         names = proxy_blocks(base, ds, a.k, seed, 500 if q else 2000)
@@ -202,9 +254,19 @@ def main() -> None:
             t0 = time.perf_counter()
             got = run_setting(base, teacher, ds, names, steps=st, lr=lr, seed=seed, variants=variants)
             ds.train = full
-            res["rows"].append({"seed": seed, "base": b1, "blocks": names, "setting": setting, "steps": st,
-                                "train_images": n or len(full.labels), "lr": lr, "top1": got,
-                                "seconds": round(time.perf_counter() - t0, 1)})
+            res["rows"].append(
+                {
+                    "seed": seed,
+                    "base": b1,
+                    "blocks": names,
+                    "setting": setting,
+                    "steps": st,
+                    "train_images": n or len(full.labels),
+                    "lr": lr,
+                    "top1": got,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+            )
             log(f"seed {seed} {setting} lr {lr:g}: " + ", ".join(f"{v} {x:.2f}" for v, x in got.items()))
             save()
     save()

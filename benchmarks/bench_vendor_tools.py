@@ -71,8 +71,15 @@ def export_default_subnet(work: Path) -> tuple[str, Path] | None:
         net.set_active(cfg)
         shape = (1, net.space.in_channels, cfg.resolution, cfg.resolution)
         path = work / f"{fam}_max.onnx"
-        torch.onnx.export(net.export_active().eval(), torch.randn(*shape), str(path), input_names=["x"],
-                          output_names=["y"], dynamo=False, opset_version=17)
+        torch.onnx.export(
+            net.export_active().eval(),
+            torch.randn(*shape),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamo=False,
+            opset_version=17,
+        )
         return f"{fam} max subnet @{cfg.resolution}", path
     except Exception as err:  # noqa: BLE001 - optional part; say why it was skipped
         print(f"skipping the default supernet subnet: {type(err).__name__}: {err}", file=sys.stderr)
@@ -87,8 +94,9 @@ def fmt_drift(d: Any) -> str:
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 
 
-def agreement(path: Path, label: str, *, cfg: TimingConfig, niter: int, canary: Any,
-              precision: str = "fp32") -> dict[str, Any]:
+def agreement(
+    path: Path, label: str, *, cfg: TimingConfig, niter: int, canary: Any, precision: str = "fp32"
+) -> dict[str, Any]:
     # both sides at the same inference precision: on a CPU with AVX512-BF16/AMX OpenVINO's default is
     # bf16, so a side left at its default would time another computation than the other
     ours = session("openvino", path, threads=None, precision=precision)
@@ -98,28 +106,50 @@ def agreement(path: Path, label: str, *, cfg: TimingConfig, niter: int, canary: 
     x = np.random.default_rng(0).standard_normal(ours.input_shape).astype(np.float32)
     x_file = path.with_suffix(".input.bin")
     x.tofile(x_file)
-    items = [Item("compress (OpenVINO runner)", ours.run_bound),
-             Item("benchmark_app -hint latency", burst=lambda: [
-                 vendor.run_benchmark_app(path, iterations=niter, input_file=x_file, precision=infer)["median_ms"]]),
-             Item("benchmark_app, its own u8 input", burst=lambda: [
-                 vendor.run_benchmark_app(path, iterations=niter, precision=infer)["median_ms"]])]
+    items = [
+        Item("compress (OpenVINO runner)", ours.run_bound),
+        Item(
+            "benchmark_app -hint latency",
+            burst=lambda: [
+                vendor.run_benchmark_app(path, iterations=niter, input_file=x_file, precision=infer)["median_ms"]
+            ],
+        ),
+        Item(
+            "benchmark_app, its own u8 input",
+            burst=lambda: [vendor.run_benchmark_app(path, iterations=niter, precision=infer)["median_ms"]],
+        ),
+    ]
     run = time_items(items, canary=canary, config=cfg)
     ours.close()
     a, b, c = (run.items[i.name] for i in items)
     ratio = a.stats.median_ms / b.stats.median_ms
     effective = ours.settings.get("effective", {}).get("INFERENCE_PRECISION_HINT")
-    return {"model": label, "precision": precision, "ours_infer_precision": effective,
-            "benchmark_app_infer_precision": infer, "ours_median_ms": a.stats.median_ms, "ours_raw_median_ms": a.raw_stats.median_ms,
-            "benchmark_app_median_ms": b.stats.median_ms, "benchmark_app_raw_median_ms": b.raw_stats.median_ms,
-            "benchmark_app_u8_input_median_ms": c.stats.median_ms,
-            "ratio": ratio, "within_10pct": abs(ratio - 1) <= 0.10, "drift": run.drift.to_dict(),
-            "drift_text": fmt_drift(run.drift), "ours_n": a.stats.n, "benchmark_app_runs": b.stats.n}
+    return {
+        "model": label,
+        "precision": precision,
+        "ours_infer_precision": effective,
+        "benchmark_app_infer_precision": infer,
+        "ours_median_ms": a.stats.median_ms,
+        "ours_raw_median_ms": a.raw_stats.median_ms,
+        "benchmark_app_median_ms": b.stats.median_ms,
+        "benchmark_app_raw_median_ms": b.raw_stats.median_ms,
+        "benchmark_app_u8_input_median_ms": c.stats.median_ms,
+        "ratio": ratio,
+        "within_10pct": abs(ratio - 1) <= 0.10,
+        "drift": run.drift.to_dict(),
+        "drift_text": fmt_drift(run.drift),
+        "ours_n": a.stats.n,
+        "benchmark_app_runs": b.stats.n,
+    }
 
 
-def runtimes(path: Path, label: str, *, cfg: TimingConfig, threads: int | None, canary: Any,
-             bf16: bool) -> dict[str, Any]:
-    sess = {"onnxruntime": session("onnxruntime", path, threads=threads),
-            "openvino f32": session("openvino", path, threads=threads)}
+def runtimes(
+    path: Path, label: str, *, cfg: TimingConfig, threads: int | None, canary: Any, bf16: bool
+) -> dict[str, Any]:
+    sess = {
+        "onnxruntime": session("onnxruntime", path, threads=threads),
+        "openvino f32": session("openvino", path, threads=threads),
+    }
     if bf16:
         try:
             sess["openvino bf16"] = session("openvino", path, threads=threads, precision="bf16")
@@ -128,11 +158,15 @@ def runtimes(path: Path, label: str, *, cfg: TimingConfig, threads: int | None, 
     run = time_items([Item(k, s.run_bound) for k, s in sess.items()], canary=canary, config=cfg)
     for s in sess.values():
         s.close()
-    return {"model": label, "median_ms": {k: v.stats.median_ms for k, v in run.items.items()},
-            "p90_ms": {k: v.stats.p90_ms for k, v in run.items.items()},
-            "ov_over_ort": run.items["openvino f32"].stats.median_ms / run.items["onnxruntime"].stats.median_ms,
-            "drift": run.drift.to_dict(), "drift_text": fmt_drift(run.drift),
-            "noisy": [k for k, v in run.items.items() if v.noisy]}
+    return {
+        "model": label,
+        "median_ms": {k: v.stats.median_ms for k, v in run.items.items()},
+        "p90_ms": {k: v.stats.p90_ms for k, v in run.items.items()},
+        "ov_over_ort": run.items["openvino f32"].stats.median_ms / run.items["onnxruntime"].stats.median_ms,
+        "drift": run.drift.to_dict(),
+        "drift_text": fmt_drift(run.drift),
+        "noisy": [k for k, v in run.items.items() if v.noisy],
+    }
 
 
 def main() -> None:
@@ -141,10 +175,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="threads for part 2 (default: runtime default)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/vendor_tools"))
     ap.add_argument("--parts", default="agreement,runtimes", help="comma list: agreement, runtimes")
-    ap.add_argument("--precision", choices=sorted(OV_PRECISION), default="fp32",
-                    help="inference precision of the agreement part, passed to both sides (bf16: AVX512-BF16/AMX CPUs)")
-    ap.add_argument("--previous", type=Path, default=None,
-                    help="a previous result JSON whose parts not run now are kept (reported with their dates)")
+    ap.add_argument(
+        "--precision",
+        choices=sorted(OV_PRECISION),
+        default="fp32",
+        help="inference precision of the agreement part, passed to both sides (bf16: AVX512-BF16/AMX CPUs)",
+    )
+    ap.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="a previous result JSON whose parts not run now are kept (reported with their dates)",
+    )
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     import torch
@@ -159,10 +201,15 @@ def main() -> None:
         models = [(m, s) for m in TIMM for s in (224, 96)]
         cfg = TimingConfig(warmup=50, iterations=1000, rounds=10, max_extra_rounds=2)
         niter, with_subnet = 300, True
-    result: dict[str, Any] = {"quick": args.quick, "versions": package_versions(), "timing": cfg.__dict__,
-                              "onnxruntime_perf_test": shutil.which("onnxruntime_perf_test") or
-                              "not available (not in the onnxruntime wheel, no Debian package)",
-                              "agreement": [], "runtimes": []}
+    result: dict[str, Any] = {
+        "quick": args.quick,
+        "versions": package_versions(),
+        "timing": cfg.__dict__,
+        "onnxruntime_perf_test": shutil.which("onnxruntime_perf_test")
+        or "not available (not in the onnxruntime wheel, no Debian package)",
+        "agreement": [],
+        "runtimes": [],
+    }
     from compress.bench.device_state import device_state
 
     result["device_state"] = device_state(threads=args.threads)
@@ -184,13 +231,21 @@ def main() -> None:
                 paths.append(sub)
         agree_models = (paths if not args.quick else paths[:2]) if "agreement" in parts else []
         for label, p in agree_models:
-            r = agreement(p, label, cfg=TimingConfig(**{**cfg.__dict__, "rounds": max(cfg.rounds, 3)}),
-                          niter=niter, canary=canary, precision=args.precision)
+            r = agreement(
+                p,
+                label,
+                cfg=TimingConfig(**{**cfg.__dict__, "rounds": max(cfg.rounds, 3)}),
+                niter=niter,
+                canary=canary,
+                precision=args.precision,
+            )
             result["agreement"].append(r)
-            print(f"[agreement] {label:28s} ours {r['ours_median_ms']:.3f} ms  benchmark_app "
-                  f"{r['benchmark_app_median_ms']:.3f} ms  ratio {r['ratio']:.3f}  "
-                  f"{'OK' if r['within_10pct'] else 'OUTSIDE 10%'}  drift {r['drift_text']}")
-        for label, p in (paths if "runtimes" in parts else []):
+            print(
+                f"[agreement] {label:28s} ours {r['ours_median_ms']:.3f} ms  benchmark_app "
+                f"{r['benchmark_app_median_ms']:.3f} ms  ratio {r['ratio']:.3f}  "
+                f"{'OK' if r['within_10pct'] else 'OUTSIDE 10%'}  drift {r['drift_text']}"
+            )
+        for label, p in paths if "runtimes" in parts else []:
             r = runtimes(p, label, cfg=cfg, threads=args.threads, canary=canary, bf16=True)
             result["runtimes"].append(r)
             meds = "  ".join(f"{k} {v:.3f}" for k, v in r["median_ms"].items())
@@ -214,29 +269,43 @@ def main() -> None:
 
 def to_md(r: dict[str, Any]) -> str:
     cpu = r["device_state"]["cpu"]
-    lines = [f"Machine: {cpu['model']}, {cpu['usable_cores']} usable cores; versions: onnxruntime "
-             f"{r['versions'].get('onnxruntime')}, openvino {r['versions'].get('openvino')}; "
-             f"{'quick' if r['quick'] else 'full'} run, {r.get('date', '')}.", "",
-             f"Agreement{' (from ' + r['agreement_from'] + ')' if r.get('agreement_from') else ''}: both tools time "
-             "the same f32 input (benchmark_app `-ip f32 -i input.bin`) at the same inference precision "
-             f"({r.get('precision', 'fp32')}: the runner's INFERENCE_PRECISION_HINT and benchmark_app's "
-             "`-infer_precision`); the last column is benchmark_app with its "
-             "default input (random u8 values 0-255).", "",
-             "| model | compress (OV runner) ms | benchmark_app ms | ratio | within 10% | drift | benchmark_app, u8 input ms |",
-             "|---|---:|---:|---:|---|---|---:|"]
+    lines = [
+        f"Machine: {cpu['model']}, {cpu['usable_cores']} usable cores; versions: onnxruntime "
+        f"{r['versions'].get('onnxruntime')}, openvino {r['versions'].get('openvino')}; "
+        f"{'quick' if r['quick'] else 'full'} run, {r.get('date', '')}.",
+        "",
+        f"Agreement{' (from ' + r['agreement_from'] + ')' if r.get('agreement_from') else ''}: both tools time "
+        "the same f32 input (benchmark_app `-ip f32 -i input.bin`) at the same inference precision "
+        f"({r.get('precision', 'fp32')}: the runner's INFERENCE_PRECISION_HINT and benchmark_app's "
+        "`-infer_precision`); the last column is benchmark_app with its "
+        "default input (random u8 values 0-255).",
+        "",
+        "| model | compress (OV runner) ms | benchmark_app ms | ratio | within 10% | drift | benchmark_app, u8 input ms |",
+        "|---|---:|---:|---:|---|---|---:|",
+    ]
     for a in r["agreement"]:
         u8 = a.get("benchmark_app_u8_input_median_ms")
-        lines.append(f"| {a['model']} | {a['ours_median_ms']:.3f} | {a['benchmark_app_median_ms']:.3f} | "
-                     f"{a['ratio']:.3f} | {'yes' if a['within_10pct'] else 'no'} | {a['drift_text']} | "
-                     f"{f'{u8:.3f}' if u8 else '-'} |")
-    lines += ["", f"onnxruntime_perf_test: {r['onnxruntime_perf_test']}", "",
-              f"Runtimes{' (from ' + r['runtimes_from'] + ')' if r.get('runtimes_from') else ''}:", "",
-              "| model | ORT ms | OV f32 ms | OV bf16 ms | OV f32 / ORT | drift |", "|---|---:|---:|---:|---:|---|"]
+        lines.append(
+            f"| {a['model']} | {a['ours_median_ms']:.3f} | {a['benchmark_app_median_ms']:.3f} | "
+            f"{a['ratio']:.3f} | {'yes' if a['within_10pct'] else 'no'} | {a['drift_text']} | "
+            f"{f'{u8:.3f}' if u8 else '-'} |"
+        )
+    lines += [
+        "",
+        f"onnxruntime_perf_test: {r['onnxruntime_perf_test']}",
+        "",
+        f"Runtimes{' (from ' + r['runtimes_from'] + ')' if r.get('runtimes_from') else ''}:",
+        "",
+        "| model | ORT ms | OV f32 ms | OV bf16 ms | OV f32 / ORT | drift |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for x in r["runtimes"]:
         m = x["median_ms"]
         bf = f"{m['openvino bf16']:.3f}" if "openvino bf16" in m else "-"
-        lines.append(f"| {x['model']} | {m['onnxruntime']:.3f} | {m['openvino f32']:.3f} | {bf} | "
-                     f"{x['ov_over_ort']:.2f} | {x['drift_text']} |")
+        lines.append(
+            f"| {x['model']} | {m['onnxruntime']:.3f} | {m['openvino f32']:.3f} | {bf} | "
+            f"{x['ov_over_ort']:.2f} | {x['drift_text']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

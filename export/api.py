@@ -32,9 +32,11 @@ class ExportResult:
         for f in self.formats:
             if f.get("passed") is False:
                 p = f.get("parity") or {}
-                out.append(f"{f['format']} ({f['precision']}): {p.get('reason') or p.get('error') or 'failed'} "
-                           f"[max_abs_err {f.get('max_abs_err')}, max_rel_err {f.get('max_rel_err')}, "
-                           f"top1_agreement {f.get('top1_agreement')}]")
+                out.append(
+                    f"{f['format']} ({f['precision']}): {p.get('reason') or p.get('error') or 'failed'} "
+                    f"[max_abs_err {f.get('max_abs_err')}, max_rel_err {f.get('max_rel_err')}, "
+                    f"top1_agreement {f.get('top1_agreement')}]"
+                )
         return out
 
     def raise_for_failure(self) -> None:
@@ -42,8 +44,16 @@ class ExportResult:
             raise Failure("parity failed: " + "; ".join(self.failures()) + f" (details: {self.out / 'export.json'})")
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": 1, "out": str(self.out), "passed": self.passed, "model": self.model, "onnx": self.onnx,
-                "parity_inputs": self.parity_inputs, "preflight": self.preflight, "formats": self.formats}
+        return {
+            "schema": 1,
+            "out": str(self.out),
+            "passed": self.passed,
+            "model": self.model,
+            "onnx": self.onnx,
+            "parity_inputs": self.parity_inputs,
+            "preflight": self.preflight,
+            "formats": self.formats,
+        }
 
 
 def _metadata(lm: Any, onnx_info: dict[str, Any] | None = None) -> dict[str, str]:
@@ -67,9 +77,15 @@ def _metadata(lm: Any, onnx_info: dict[str, Any] | None = None) -> dict[str, str
     return meta
 
 
-def export_model(model: Any, *, out: str | Path, config: ExportConfig | dict[str, Any] | None = None,
-                 model_options: dict[str, Any] | None = None, command: str = "export",
-                 **options: Any) -> ExportResult:
+def export_model(
+    model: Any,
+    *,
+    out: str | Path,
+    config: ExportConfig | dict[str, Any] | None = None,
+    model_options: dict[str, Any] | None = None,
+    command: str = "export",
+    **options: Any,
+) -> ExportResult:
     """Export ``model`` (a model reference for ``compress.models.load_model`` or a ``LoadedModel``)
     to every format in ``config.formats`` under ``out``, with preflight before and parity after.
     ``model_options`` go to ``load_model`` (e.g. ``num_classes``, ``image_size`` for ``timm:NAME``);
@@ -121,16 +137,31 @@ def export_model(model: Any, *, out: str | Path, config: ExportConfig | dict[str
     run.add_input("model_source", value={"source": lm.source, "source_hash": lm.source_hash})
 
     meta = _metadata(lm)
-    onnx_res = to_onnx(lm, run.path / "model.onnx", batch=cfg.batch, opset=cfg.opset, exporter=cfg.exporter,
-                       simplify=cfg.simplify, metadata=meta, seed=cfg.seed)
+    onnx_res = to_onnx(
+        lm,
+        run.path / "model.onnx",
+        batch=cfg.batch,
+        opset=cfg.opset,
+        exporter=cfg.exporter,
+        simplify=cfg.simplify,
+        metadata=meta,
+        seed=cfg.seed,
+    )
     run.add_output(onnx_res.path, role="onnx (source of every format)", exporter=onnx_res.exporter)
     run.set("onnx_export", onnx_res.to_json())
 
     reports = []
     if cfg.preflight:
         for f in formats:
-            rep = preflight(onnx_res.path, f.name, precision=cfg.precision, trt_version=cfg.trt_version,
-                            dla_core=cfg.dla_core, dla_gpu_fallback=cfg.dla_gpu_fallback, dynamic=cfg.dynamic)
+            rep = preflight(
+                onnx_res.path,
+                f.name,
+                precision=cfg.precision,
+                trt_version=cfg.trt_version,
+                dla_core=cfg.dla_core,
+                dla_gpu_fallback=cfg.dla_gpu_fallback,
+                dynamic=cfg.dynamic,
+            )
             reports.append(rep)
         run.write_json("preflight.json", [r.to_json() for r in reports])
         failed = [r for r in reports if not r.passed]
@@ -151,10 +182,20 @@ def export_model(model: Any, *, out: str | Path, config: ExportConfig | dict[str
         from compress.data import load_dataset
 
         c, h, _w = lm.input_shape
-        calib = load_dataset(name, image_size=h, channels=c, seed=cfg.seed).calib.images[:512].numpy().astype(np.float32)
+        calib = (
+            load_dataset(name, image_size=h, channels=c, seed=cfg.seed).calib.images[:512].numpy().astype(np.float32)
+        )
     meta["compress.parity_inputs"] = source
-    ctx = ExportContext(model=lm, config=cfg, out=run.path, onnx=onnx_res, metadata=meta,
-                        parity_inputs=x, parity_reference=refs, calib_inputs=calib)
+    ctx = ExportContext(
+        model=lm,
+        config=cfg,
+        out=run.path,
+        onnx=onnx_res,
+        metadata=meta,
+        parity_inputs=x,
+        parity_reference=refs,
+        calib_inputs=calib,
+    )
 
     results = []
     by_target = {r.target: r for r in reports}
@@ -164,31 +205,68 @@ def export_model(model: Any, *, out: str | Path, config: ExportConfig | dict[str
             if Path(p).is_file() and p != onnx_res.path:
                 run.add_output(p, format=f.name, kind=art.kind)
         entry: dict[str, Any] = {
-            "format": f.name, "kind": art.kind, "path": str(art.path),
+            "format": f.name,
+            "kind": art.kind,
+            "path": str(art.path),
             "sha256": sha256_file(art.path) if Path(art.path).is_file() else None,
-            "precision": art.precision, "max_abs_err": None, "max_rel_err": None, "top1_agreement": None,
-            "passed": None, "parity": None, "verified": art.verified, "notes": art.notes,
+            "precision": art.precision,
+            "max_abs_err": None,
+            "max_rel_err": None,
+            "top1_agreement": None,
+            "passed": None,
+            "parity": None,
+            "verified": art.verified,
+            "notes": art.notes,
             "files": {str(Path(p).relative_to(run.path)): sha256_file(p) for p in art.files if Path(p).is_file()},
-            "preflight": by_target[f.name].to_json() if f.name in by_target else None, "info": art.info,
+            "preflight": by_target[f.name].to_json() if f.name in by_target else None,
+            "info": art.info,
         }
         if cfg.parity and art.parity_runtime:
             batches = [1, 4] if cfg.dynamic else [int(cfg.batch)]
-            res = check_parity(art.path, runtime=art.parity_runtime, precision=art.precision, inputs=x,
-                               reference=refs, batches=batches, source=source, threads=cfg.threads)
-            entry.update(max_abs_err=res.max_abs_err, max_rel_err=res.max_rel_err,
-                         top1_agreement=res.top1_agreement, passed=res.passed, parity=res.to_json())
+            res = check_parity(
+                art.path,
+                runtime=art.parity_runtime,
+                precision=art.precision,
+                inputs=x,
+                reference=refs,
+                batches=batches,
+                source=source,
+                threads=cfg.threads,
+            )
+            entry.update(
+                max_abs_err=res.max_abs_err,
+                max_rel_err=res.max_rel_err,
+                top1_agreement=res.top1_agreement,
+                passed=res.passed,
+                parity=res.to_json(),
+            )
             if res.warning:
                 entry["notes"].append(res.warning)
         elif art.info.get("remote_parity"):
             rp = art.info["remote_parity"]
-            entry.update(max_abs_err=rp.get("max_abs_err"), max_rel_err=rp.get("max_rel_err"),
-                         top1_agreement=rp.get("top1_agreement"), passed=bool(rp.get("passed")), parity=rp)
+            entry.update(
+                max_abs_err=rp.get("max_abs_err"),
+                max_rel_err=rp.get("max_rel_err"),
+                top1_agreement=rp.get("top1_agreement"),
+                passed=bool(rp.get("passed")),
+                parity=rp,
+            )
         results.append(entry)
-    result = ExportResult(out=run.path, model={"reference": ref, "source": lm.source, "source_hash": lm.source_hash,
-                                               "input_shape": list(lm.input_shape), "num_classes": lm.num_classes,
-                                               "dataset": lm.dataset},
-                          onnx=onnx_res.to_json(), formats=results, preflight=[r.to_json() for r in reports],
-                          parity_inputs=source)
+    result = ExportResult(
+        out=run.path,
+        model={
+            "reference": ref,
+            "source": lm.source,
+            "source_hash": lm.source_hash,
+            "input_shape": list(lm.input_shape),
+            "num_classes": lm.num_classes,
+            "dataset": lm.dataset,
+        },
+        onnx=onnx_res.to_json(),
+        formats=results,
+        preflight=[r.to_json() for r in reports],
+        parity_inputs=source,
+    )
     run.write_json("export.json", result.to_json())
     run.set("passed", result.passed)
     run.save_manifest()

@@ -17,7 +17,9 @@ Precision = Literal["fp32", "fp16", "bf16", "int8"]
 class ExportConfig(StrictModel):
     """Everything ``compress export`` does; the defaults are the CLI's defaults."""
 
-    formats: list[str] = Field(default_factory=lambda: ["onnx"], description="onnx, openvino (ov), tensorrt (trt, engine)")
+    formats: list[str] = Field(
+        default_factory=lambda: ["onnx"], description="onnx, openvino (ov), tensorrt (trt, engine)"
+    )
     precision: Precision = "fp32"
     batch: int | Literal["dynamic"] = 1
     max_batch: int = Field(32, ge=1, description="largest batch of a dynamic TensorRT profile")
@@ -63,11 +65,11 @@ class FormatArtifact:
     """What one format's build produced."""
 
     format: str
-    kind: str                       # onnx | openvino-ir | tensorrt-engine | tensorrt-bundle
-    path: Path                      # the main artefact (file, or the bundle directory)
-    files: list[Path] = field(default_factory=list)   # every file written, for the manifest
+    kind: str  # onnx | openvino-ir | tensorrt-engine | tensorrt-bundle
+    path: Path  # the main artefact (file, or the bundle directory)
+    files: list[Path] = field(default_factory=list)  # every file written, for the manifest
     verified: list[str] = field(default_factory=list)  # e.g. ["compiled on CPU"]
-    parity_runtime: str | None = None                  # runner for parity here; None = not runnable here
+    parity_runtime: str | None = None  # runner for parity here; None = not runnable here
     precision: str = "fp32"
     notes: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -77,11 +79,11 @@ class FormatArtifact:
 class ExportContext:
     """Inputs every format's ``build`` receives."""
 
-    model: Any                       # compress.models.LoadedModel
+    model: Any  # compress.models.LoadedModel
     config: ExportConfig
     out: Path
-    onnx: Any                        # compress.export.onnx.OnnxExport (the fp32 ONNX every format starts from)
+    onnx: Any  # compress.export.onnx.OnnxExport (the fp32 ONNX every format starts from)
     metadata: dict[str, str]
-    parity_inputs: Any = None        # np.ndarray used for parity (also shipped in TensorRT bundles)
-    parity_reference: Any = None     # torch outputs for parity_inputs
-    calib_inputs: Any = None         # np.ndarray for int8 calibration (TensorRT)
+    parity_inputs: Any = None  # np.ndarray used for parity (also shipped in TensorRT bundles)
+    parity_reference: Any = None  # torch outputs for parity_inputs
+    calib_inputs: Any = None  # np.ndarray for int8 calibration (TensorRT)

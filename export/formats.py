@@ -19,18 +19,25 @@ from compress.core.registry import Registry
 class Format:
     name: str
     aliases: tuple[str, ...]
-    suffix: str                      # the main artefact's file suffix
-    dtypes: tuple[str, ...]          # precisions this format can be exported in
-    dynamic_batch: bool              # supports --batch dynamic
-    needs_gpu: bool                  # building / running needs a GPU (TensorRT: on the target)
-    runtime: str                     # the compress.export.runtimes runner used for parity
+    suffix: str  # the main artefact's file suffix
+    dtypes: tuple[str, ...]  # precisions this format can be exported in
+    dynamic_batch: bool  # supports --batch dynamic
+    needs_gpu: bool  # building / running needs a GPU (TensorRT: on the target)
+    runtime: str  # the compress.export.runtimes runner used for parity
     description: str
-    build: Callable[..., Any]        # build(ctx) -> FormatArtifact (see compress.export.api)
+    build: Callable[..., Any]  # build(ctx) -> FormatArtifact (see compress.export.api)
 
     def capabilities(self) -> dict[str, Any]:
-        return {"name": self.name, "aliases": list(self.aliases), "suffix": self.suffix, "dtypes": list(self.dtypes),
-                "dynamic_batch": self.dynamic_batch, "needs_gpu": self.needs_gpu, "runtime": self.runtime,
-                "description": self.description}
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "suffix": self.suffix,
+            "dtypes": list(self.dtypes),
+            "dynamic_batch": self.dynamic_batch,
+            "needs_gpu": self.needs_gpu,
+            "runtime": self.runtime,
+            "description": self.description,
+        }
 
 
 # Filled by the format modules (onnx, openvino, tensorrt) when they are imported; the package
@@ -56,8 +63,14 @@ def check_capabilities(formats: Sequence[Format], *, precision: str, dynamic: bo
     """Refuse combinations a format cannot do, naming the format and the fix."""
     for f in formats:
         if precision not in f.dtypes:
-            hint = " (the ONNX file stays fp32; OpenVINO and TensorRT apply fp16 when they compile it)" if f.name == "onnx" else ""
-            raise UsageError(f"format '{f.name}' cannot be exported as {precision}; it supports {', '.join(f.dtypes)}{hint}")
+            hint = (
+                " (the ONNX file stays fp32; OpenVINO and TensorRT apply fp16 when they compile it)"
+                if f.name == "onnx"
+                else ""
+            )
+            raise UsageError(
+                f"format '{f.name}' cannot be exported as {precision}; it supports {', '.join(f.dtypes)}{hint}"
+            )
         if dynamic and not f.dynamic_batch:
             raise UsageError(f"format '{f.name}' does not support a dynamic batch; use --batch N")
 

@@ -30,20 +30,27 @@ MAX_PROTO_BYTES = 2 * 1024**3 - 1
 @dataclass
 class OnnxExport:
     path: Path
-    exporter: str                      # "dynamo" or "legacy": the one that produced the file
+    exporter: str  # "dynamo" or "legacy": the one that produced the file
     opset: int
     dynamic_batch: bool
-    input_shape: tuple[int, ...]       # (batch or -1, C, H, W)
+    input_shape: tuple[int, ...]  # (batch or -1, C, H, W)
     simplified: bool
     notes: list[str] = field(default_factory=list)
     fallback_reason: str | None = None
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "exporter": self.exporter, "opset": self.opset,
-                "dynamic_batch": self.dynamic_batch, "input_shape": list(self.input_shape),
-                "simplified": self.simplified, "notes": self.notes, "fallback_reason": self.fallback_reason,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "path": str(self.path),
+            "exporter": self.exporter,
+            "opset": self.opset,
+            "dynamic_batch": self.dynamic_batch,
+            "input_shape": list(self.input_shape),
+            "simplified": self.simplified,
+            "notes": self.notes,
+            "fallback_reason": self.fallback_reason,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _first_line(err: BaseException) -> str:
@@ -57,17 +64,35 @@ def _export_dynamo(module: Any, x: Any, path: Path, *, opset: int, dynamic: bool
     kw: dict[str, Any] = {}
     if dynamic:
         kw["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    torch.onnx.export(module, (x,), str(path), dynamo=True, external_data=False, opset_version=opset,
-                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False, **kw)
+    torch.onnx.export(
+        module,
+        (x,),
+        str(path),
+        dynamo=True,
+        external_data=False,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        verbose=False,
+        **kw,
+    )
 
 
 def _export_legacy(module: Any, x: Any, path: Path, *, opset: int, dynamic: bool) -> None:
     import torch
 
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic else None
-    torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=min(opset, 20),
-                      input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
-                      do_constant_folding=True)
+    torch.onnx.export(
+        module,
+        (x,),
+        str(path),
+        dynamo=False,
+        opset_version=min(opset, 20),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes=axes,
+        do_constant_folding=True,
+    )
 
 
 def _module_of(node: Any) -> str | None:
@@ -158,7 +183,8 @@ def _simplify(model: Any, x_np: Any, notes: list[str]) -> tuple[Any, bool]:
         so.intra_op_num_threads = 1
         so.log_severity_level = 3
         run = lambda m: ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(  # noqa: E731
-            None, {INPUT_NAME: x_np})[0]
+            None, {INPUT_NAME: x_np}
+        )[0]
         before, after = run(model), run(slim)
     except Exception as err:  # noqa: BLE001
         notes.append(f"could not verify the onnxslim graph ({_first_line(err)}); kept the unsimplified graph")
@@ -168,13 +194,23 @@ def _simplify(model: Any, x_np: Any, notes: list[str]) -> tuple[Any, bool]:
     if before.shape != after.shape or diff > 1e-5 * scale:
         notes.append(f"onnxslim changed the outputs (max abs diff {diff:.3g}); kept the unsimplified graph")
         return model, False
-    notes.append(f"onnxslim: {len(model.graph.node)} -> {len(slim.graph.node)} nodes, outputs unchanged (max abs diff {diff:.3g})")
+    notes.append(
+        f"onnxslim: {len(model.graph.node)} -> {len(slim.graph.node)} nodes, outputs unchanged (max abs diff {diff:.3g})"
+    )
     return slim, True
 
 
-def to_onnx(model: Any, path: str | Path, *, batch: int | str = 1, opset: int | None = None,
-            exporter: str = "auto", simplify: bool = True, metadata: dict[str, Any] | None = None,
-            seed: int = 0) -> OnnxExport:
+def to_onnx(
+    model: Any,
+    path: str | Path,
+    *,
+    batch: int | str = 1,
+    opset: int | None = None,
+    exporter: str = "auto",
+    simplify: bool = True,
+    metadata: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> OnnxExport:
     """Export ``model`` (a LoadedModel, or a reference for ``load_model``) to one ``.onnx`` file.
 
     ``batch``: an int for a static batch, or ``"dynamic"``. ``exporter``: ``auto`` (dynamo, legacy
@@ -215,7 +251,9 @@ def to_onnx(model: Any, path: str | Path, *, batch: int | str = 1, opset: int | 
             try:
                 # the exporters print progress on stdout; keep stdout for --json
                 with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
-                    (_export_dynamo if kind == "dynamo" else _export_legacy)(module, x, tmp, opset=opset, dynamic=dynamic)
+                    (_export_dynamo if kind == "dynamo" else _export_legacy)(
+                        module, x, tmp, opset=opset, dynamic=dynamic
+                    )
                 used = kind
                 break
             except Exception as err:  # noqa: BLE001 - both exporters raise many types
@@ -252,11 +290,21 @@ def to_onnx(model: Any, path: str | Path, *, batch: int | str = 1, opset: int | 
         except Exception as err:  # noqa: BLE001
             raise Failure(f"onnx.checker rejected the exported model: {_first_line(err)}") from None
     shape = (-1 if dynamic else int(batch), *lm.input_shape)
-    return OnnxExport(path=path, exporter=used, opset=opset, dynamic_batch=dynamic, input_shape=shape,
-                      simplified=simplified, notes=notes, fallback_reason=reason, seconds=time.perf_counter() - t0)
+    return OnnxExport(
+        path=path,
+        exporter=used,
+        opset=opset,
+        dynamic_batch=dynamic,
+        input_shape=shape,
+        simplified=simplified,
+        notes=notes,
+        fallback_reason=reason,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 # ---- format registration -----------------------------------------------------------------------
+
 
 def _build(ctx: Any) -> Any:
     """The ``onnx`` format: the checked fp32 ONNX every export starts from; verified by loading it in ORT."""
@@ -266,19 +314,36 @@ def _build(ctx: Any) -> Any:
     verified = ["onnx.checker (full_check)"]
     with get_runner("onnxruntime").load(ctx.onnx.path, threads=ctx.config.threads):
         verified.append("loaded in onnxruntime (CPUExecutionProvider)")
-    return FormatArtifact(format="onnx", kind="onnx", path=ctx.onnx.path, files=[ctx.onnx.path], verified=verified,
-                          parity_runtime="onnxruntime", precision="fp32", notes=list(ctx.onnx.notes),
-                          info=ctx.onnx.to_json())
+    return FormatArtifact(
+        format="onnx",
+        kind="onnx",
+        path=ctx.onnx.path,
+        files=[ctx.onnx.path],
+        verified=verified,
+        parity_runtime="onnxruntime",
+        precision="fp32",
+        notes=list(ctx.onnx.notes),
+        info=ctx.onnx.to_json(),
+    )
 
 
 def _register() -> None:
     from compress.export.formats import FORMATS, Format, register
 
     if "onnx" not in FORMATS:
-        register(Format(name="onnx", aliases=("onnxruntime", "ort"), suffix=".onnx", dtypes=("fp32",),
-                        dynamic_batch=True, needs_gpu=False, runtime="onnxruntime",
-                        description="single-file ONNX (dynamo exporter, legacy fallback), onnxslim-simplified, checked",
-                        build=_build))
+        register(
+            Format(
+                name="onnx",
+                aliases=("onnxruntime", "ort"),
+                suffix=".onnx",
+                dtypes=("fp32",),
+                dynamic_batch=True,
+                needs_gpu=False,
+                runtime="onnxruntime",
+                description="single-file ONNX (dynamo exporter, legacy fallback), onnxslim-simplified, checked",
+                build=_build,
+            )
+        )
 
 
 _register()

@@ -69,10 +69,10 @@ def reorder_gelu(model: Any) -> int:
                 continue
             erf = producer.get(erf_out)
             div = producer.get(erf.input[0]) if erf is not None and erf.op_type == "Erf" else None
-            if div is None or div.op_type != "Div" or div.input[0] != x or not _is_scalar(vals, div.input[1], 2 ** 0.5):
+            if div is None or div.op_type != "Div" or div.input[0] != x or not _is_scalar(vals, div.input[1], 2**0.5):
                 continue
-            mul1.input[:] = [x, add_out]       # x * (1 + erf(x/√2))
-            mul2.input[:] = [m1_out, half]     # ... * 0.5
+            mul1.input[:] = [x, add_out]  # x * (1 + erf(x/√2))
+            mul2.input[:] = [m1_out, half]  # ... * 0.5
             done += 1
             break
     return done

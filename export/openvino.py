@@ -13,9 +13,15 @@ from typing import Any
 from compress.core.errors import Failure
 
 
-def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = "fp32",
-                metadata: dict[str, str] | None = None, verify: bool = True,
-                threads: int | None = None) -> dict[str, Any]:
+def to_openvino(
+    onnx_path: str | Path,
+    out_dir: str | Path,
+    *,
+    precision: str = "fp32",
+    metadata: dict[str, str] | None = None,
+    verify: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Convert ``onnx_path`` to ``out_dir/model.xml`` + ``model.bin`` atomically.
 
     Returns ``{"xml", "bin", "compress_to_fp16", "compiled_on": [...], "version"}``.
@@ -46,8 +52,13 @@ def to_openvino(onnx_path: str | Path, out_dir: str | Path, *, precision: str = 
             hint = "fp32" if precision == "fp32" else ("fp16" if dev.startswith("GPU") else precision)
             with runner.load(out / "model.xml", device=dev, precision=hint, threads=threads):
                 compiled_on.append(dev)
-    return {"xml": out / "model.xml", "bin": out / "model.bin", "compress_to_fp16": fp16,
-            "compiled_on": compiled_on, "version": ov.get_version()}
+    return {
+        "xml": out / "model.xml",
+        "bin": out / "model.bin",
+        "compress_to_fp16": fp16,
+        "compiled_on": compiled_on,
+        "version": ov.get_version(),
+    }
 
 
 IR_FILES = ("model.xml", "model.bin")
@@ -80,8 +91,9 @@ def _save_ir(ov: Any, model: Any, out: Path, *, fp16: bool, needed: int) -> None
                 if mapped is not None:
                     raise mapped from None
                 lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-                raise Failure(f"OpenVINO could not write the IR into {out}: "
-                              f"{lines[-1] if lines else type(err).__name__}") from None
+                raise Failure(
+                    f"OpenVINO could not write the IR into {out}: {lines[-1] if lines else type(err).__name__}"
+                ) from None
     except BaseException:
         with contextlib.suppress(OSError):
             out.rmdir()  # only if empty: no directory named like an artefact that holds none
@@ -90,27 +102,52 @@ def _save_ir(ov: Any, model: Any, out: Path, *, fp16: bool, needed: int) -> None
 
 # ---- format registration -----------------------------------------------------------------------
 
+
 def _build(ctx: Any) -> Any:
     from compress.export.context import FormatArtifact
 
-    res = to_openvino(ctx.onnx.path, ctx.out / "openvino", precision=ctx.config.precision,
-                      metadata=ctx.metadata, threads=ctx.config.threads)
+    res = to_openvino(
+        ctx.onnx.path,
+        ctx.out / "openvino",
+        precision=ctx.config.precision,
+        metadata=ctx.metadata,
+        threads=ctx.config.threads,
+    )
     notes = [f"weights stored as {'fp16' if res['compress_to_fp16'] else 'fp32'}"]
-    return FormatArtifact(format="openvino", kind="openvino-ir", path=res["xml"], files=[res["xml"], res["bin"]],
-                          verified=[f"compiled on {d}" for d in res["compiled_on"]], parity_runtime="openvino",
-                          precision=ctx.config.precision, notes=notes,
-                          info={"compress_to_fp16": res["compress_to_fp16"], "openvino": res["version"],
-                                "compiled_on": res["compiled_on"]})
+    return FormatArtifact(
+        format="openvino",
+        kind="openvino-ir",
+        path=res["xml"],
+        files=[res["xml"], res["bin"]],
+        verified=[f"compiled on {d}" for d in res["compiled_on"]],
+        parity_runtime="openvino",
+        precision=ctx.config.precision,
+        notes=notes,
+        info={
+            "compress_to_fp16": res["compress_to_fp16"],
+            "openvino": res["version"],
+            "compiled_on": res["compiled_on"],
+        },
+    )
 
 
 def _register() -> None:
     from compress.export.formats import FORMATS, Format, register
 
     if "openvino" not in FORMATS:
-        register(Format(name="openvino", aliases=("ov", "ir", "openvino-ir"), suffix=".xml",
-                        dtypes=("fp32", "fp16", "bf16"), dynamic_batch=True, needs_gpu=False, runtime="openvino",
-                        description="OpenVINO IR (xml+bin), fp32 or fp16-compressed weights, compiled on CPU/GPU to verify",
-                        build=_build))
+        register(
+            Format(
+                name="openvino",
+                aliases=("ov", "ir", "openvino-ir"),
+                suffix=".xml",
+                dtypes=("fp32", "fp16", "bf16"),
+                dynamic_batch=True,
+                needs_gpu=False,
+                runtime="openvino",
+                description="OpenVINO IR (xml+bin), fp32 or fp16-compressed weights, compiled on CPU/GPU to verify",
+                build=_build,
+            )
+        )
 
 
 _register()

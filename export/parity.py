@@ -42,12 +42,12 @@ class ParityResult:
     precision: str
     batches: list[int]
     samples: int
-    inputs: str                      # where the inputs came from
+    inputs: str  # where the inputs came from
     max_abs_err: float
     max_rel_err: float
     top1_agreement: float
     near_ties: int
-    input_sensitivity: float         # max over outputs of std across samples / max |ref|
+    input_sensitivity: float  # max over outputs of std across samples / max |ref|
     threshold: dict[str, float]
     passed: bool
     reason: str = ""
@@ -126,15 +126,23 @@ def reference_outputs(model: Any, inputs: np.ndarray, *, chunk: int = 16) -> np.
     outs = []
     if full:
         with get_runner("torch").load(model, batch=chunk) as s:
-            outs += [s.run(inputs[i:i + chunk]).copy() for i in range(0, full, chunk)]
+            outs += [s.run(inputs[i : i + chunk]).copy() for i in range(0, full, chunk)]
     if n > full:
         with get_runner("torch").load(model, batch=n - full) as s:
             outs.append(s.run(inputs[full:]).copy())
     return np.concatenate(outs, axis=0)
 
 
-def run_artifact(artifact: Any, runtime: str, inputs: np.ndarray, *, batch: int, precision: str,
-                 threads: int | None = None, device: str | None = None) -> np.ndarray:
+def run_artifact(
+    artifact: Any,
+    runtime: str,
+    inputs: np.ndarray,
+    *,
+    batch: int,
+    precision: str,
+    threads: int | None = None,
+    device: str | None = None,
+) -> np.ndarray:
     """Run ``inputs`` through the runtime in chunks of ``batch`` (the tail is dropped if it does not fill one)."""
     from compress.export.runtimes import get_runner
 
@@ -144,13 +152,22 @@ def run_artifact(artifact: Any, runtime: str, inputs: np.ndarray, *, batch: int,
     outs = []
     with get_runner(runtime).load(artifact, precision=precision, threads=threads, device=device, batch=batch) as s:
         for i in range(0, n, batch):
-            outs.append(s.run(inputs[i:i + batch]).copy())
+            outs.append(s.run(inputs[i : i + batch]).copy())
     return np.concatenate(outs, axis=0)
 
 
-def check_parity(artifact: Any, *, runtime: str, precision: str, inputs: np.ndarray, reference: np.ndarray,
-                 batches: list[int], source: str = "", threads: int | None = None,
-                 device: str | None = None) -> ParityResult:
+def check_parity(
+    artifact: Any,
+    *,
+    runtime: str,
+    precision: str,
+    inputs: np.ndarray,
+    reference: np.ndarray,
+    batches: list[int],
+    source: str = "",
+    threads: int | None = None,
+    device: str | None = None,
+) -> ParityResult:
     """Run ``artifact`` at each batch size in ``batches`` and compare with ``reference``."""
     if precision not in THRESHOLDS:
         raise UsageError(f"no parity threshold for precision '{precision}'")
@@ -160,16 +177,34 @@ def check_parity(artifact: Any, *, runtime: str, precision: str, inputs: np.ndar
         out = run_artifact(artifact, runtime, inputs, batch=b, precision=precision, threads=threads, device=device)
         m = compare(reference[: len(out)], out)
         per.append({"batch": b, "samples": len(out), **m})
-        worst = {"max_abs_err": max(worst["max_abs_err"], m["max_abs_err"]),
-                 "max_rel_err": max(worst["max_rel_err"], m["max_rel_err"]),
-                 "top1_agreement": min(worst["top1_agreement"], m["top1_agreement"]),
-                 "near_ties": max(worst["near_ties"], m["near_ties"])}
+        worst = {
+            "max_abs_err": max(worst["max_abs_err"], m["max_abs_err"]),
+            "max_rel_err": max(worst["max_rel_err"], m["max_rel_err"]),
+            "top1_agreement": min(worst["top1_agreement"], m["top1_agreement"]),
+            "near_ties": max(worst["near_ties"], m["near_ties"]),
+        }
     ok, reason = judge(worst, precision)
     t = THRESHOLDS[precision]
     sens = input_sensitivity(reference)
-    warning = ("the PyTorch outputs barely change with the input (sensitivity "
-               f"{sens:.2g}): these parity numbers are not informative; use trained weights") if sens < 1e-3 else ""
-    return ParityResult(runtime=runtime, precision=precision, batches=list(batches),
-                        samples=max(p["samples"] for p in per), inputs=source, passed=ok, reason=reason,
-                        input_sensitivity=sens, warning=warning,
-                        threshold={"max_rel_err": t.max_rel_err, "min_top1": t.min_top1}, per_batch=per, **worst)
+    warning = (
+        (
+            "the PyTorch outputs barely change with the input (sensitivity "
+            f"{sens:.2g}): these parity numbers are not informative; use trained weights"
+        )
+        if sens < 1e-3
+        else ""
+    )
+    return ParityResult(
+        runtime=runtime,
+        precision=precision,
+        batches=list(batches),
+        samples=max(p["samples"] for p in per),
+        inputs=source,
+        passed=ok,
+        reason=reason,
+        input_sensitivity=sens,
+        warning=warning,
+        threshold={"max_rel_err": t.max_rel_err, "min_top1": t.min_top1},
+        per_batch=per,
+        **worst,
+    )

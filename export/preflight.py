@@ -76,7 +76,9 @@ def _load(path: str | Path) -> Any:
     try:
         return onnx.load(str(p))
     except Exception as err:  # noqa: BLE001
-        raise UsageError(f"{p}: not a readable ONNX model ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        raise UsageError(
+            f"{p}: not a readable ONNX model ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from None
 
 
 def _opsets(model: Any) -> dict[str, int]:
@@ -84,19 +86,28 @@ def _opsets(model: Any) -> dict[str, int]:
 
 
 def _offender(node: Any, reason: str) -> Offender:
-    return Offender(op=node.op_type, node=node.name or (node.output[0] if node.output else "?"), module=_module(node),
-                    reason=reason, domain=node.domain if node.domain not in ("", "ai.onnx") else "")
+    return Offender(
+        op=node.op_type,
+        node=node.name or (node.output[0] if node.output else "?"),
+        module=_module(node),
+        reason=reason,
+        domain=node.domain if node.domain not in ("", "ai.onnx") else "",
+    )
 
 
 # ---- onnxruntime -------------------------------------------------------------------------------
+
 
 def _check_ort(model: Any, path: Path, device: str | None) -> tuple[str, list[Offender], list[str]]:
     import onnx
     import onnxruntime as ort
     from onnxruntime.capi import _pybind_state as C
 
-    provider = {"cuda": "CUDAExecutionProvider", "gpu": "CUDAExecutionProvider",
-                "tensorrt": "TensorrtExecutionProvider"}.get((device or "cpu").lower(), "CPUExecutionProvider")
+    provider = {
+        "cuda": "CUDAExecutionProvider",
+        "gpu": "CUDAExecutionProvider",
+        "tensorrt": "TensorrtExecutionProvider",
+    }.get((device or "cpu").lower(), "CPUExecutionProvider")
     kernels: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for k in C.get_all_opkernel_def():
         if k.provider == provider:
@@ -129,11 +140,14 @@ def _check_ort(model: Any, path: Path, device: str | None) -> tuple[str, list[Of
         except Exception as err:  # noqa: BLE001
             msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             node = next((n for n in model.graph.node if n.name and n.name in msg), None)
-            offenders.append(_offender(node, msg[:300]) if node else Offender(op="?", node="?", module="", reason=msg[:300]))
+            offenders.append(
+                _offender(node, msg[:300]) if node else Offender(op="?", node="?", module="", reason=msg[:300])
+            )
     return f"onnxruntime {ort.__version__} {provider} kernels + session", offenders, warnings
 
 
 # ---- openvino ----------------------------------------------------------------------------------
+
 
 def _check_ov(model: Any, path: Path, device: str | None) -> tuple[str, list[Offender], list[str]]:
     from compress.core.extras import require
@@ -155,15 +169,24 @@ def _check_ov(model: Any, path: Path, device: str | None) -> tuple[str, list[Off
                 offenders.append(_offender(node, reason))
             else:
                 attrs = op.get_attributes()
-                offenders.append(Offender(op=str(attrs.get("ONNX_META_type", "?")), node=name, module="", reason=reason,
-                                          domain=str(attrs.get("ONNX_META_domain", ""))))
+                offenders.append(
+                    Offender(
+                        op=str(attrs.get("ONNX_META_type", "?")),
+                        node=name,
+                        module="",
+                        reason=reason,
+                        domain=str(attrs.get("ONNX_META_domain", "")),
+                    )
+                )
     dev = (device or "CPU").upper()
     checked = f"OpenVINO {ov.get_version().split('-')[0]} ONNX frontend + query_model({dev})"
     if offenders:
         return checked, offenders, []
     core = ov.Core()
     if dev not in core.available_devices:
-        raise UsageError(f"OpenVINO device '{dev}' is not available here (available: {', '.join(core.available_devices)})")
+        raise UsageError(
+            f"OpenVINO device '{dev}' is not available here (available: {', '.join(core.available_devices)})"
+        )
     try:
         converted = ov.convert_model(str(path))
     except Exception as err:  # noqa: BLE001 - conversion rule exists but the node cannot be converted
@@ -176,8 +199,11 @@ def _check_ov(model: Any, path: Path, device: str | None) -> tuple[str, list[Off
         if name not in supported:
             node = by_name.get(name) or by_out.get(name)
             reason = f"the {dev} plugin cannot run OpenVINO op {op.get_type_name()}"
-            offenders.append(_offender(node, reason) if node else
-                             Offender(op=op.get_type_name(), node=name, module="", reason=reason))
+            offenders.append(
+                _offender(node, reason)
+                if node
+                else Offender(op=op.get_type_name(), node=name, module="", reason=reason)
+            )
     return checked, offenders, []
 
 
@@ -189,19 +215,39 @@ def _ov_conversion_offenders(text: str, model: Any) -> list[Offender]:
     found: list[Offender] = []
     for m in re.finditer(r"ONNX node '<Node\((\w+)\): ([^>]+)>'", text):
         node = by_name.get(m.group(2))
-        reason = "OpenVINO failed to convert it: " + next(
-            (ln.strip() for ln in text[m.end():].splitlines() if "failed" in ln or "incompatible" in ln), "conversion error")[:200]
-        found.append(_offender(node, reason) if node else Offender(op=m.group(1), node=m.group(2), module="", reason=reason))
+        reason = (
+            "OpenVINO failed to convert it: "
+            + next(
+                (ln.strip() for ln in text[m.end() :].splitlines() if "failed" in ln or "incompatible" in ln),
+                "conversion error",
+            )[:200]
+        )
+        found.append(
+            _offender(node, reason) if node else Offender(op=m.group(1), node=m.group(2), module="", reason=reason)
+        )
     if not found:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        found.append(Offender(op="?", node="?", module="", reason="OpenVINO conversion failed: " + (lines[-1] if lines else "?")[:300]))
+        found.append(
+            Offender(
+                op="?", node="?", module="", reason="OpenVINO conversion failed: " + (lines[-1] if lines else "?")[:300]
+            )
+        )
     return found
 
 
 # ---- tensorrt ----------------------------------------------------------------------------------
 
-def _check_trt(model: Any, path: Path, *, version: str | None, dla_core: int | None, dla_gpu_fallback: bool,
-               precision: str, dynamic: bool) -> tuple[str, list[Offender], list[str]]:
+
+def _check_trt(
+    model: Any,
+    path: Path,
+    *,
+    version: str | None,
+    dla_core: int | None,
+    dla_gpu_fallback: bool,
+    precision: str,
+    dynamic: bool,
+) -> tuple[str, list[Offender], list[str]]:
     from compress.export.trt_ops import DLA_OPS, MIN_OPSET, table_for
 
     warnings: list[str] = []
@@ -214,13 +260,22 @@ def _check_trt(model: Any, path: Path, *, version: str | None, dla_core: int | N
     except ImportError:
         trt = None
     if installed and version and version.split(".")[0] != installed.split(".")[0]:
-        warnings.append(f"checked against the documented table for TensorRT {version}; TensorRT {installed} is installed")
+        warnings.append(
+            f"checked against the documented table for TensorRT {version}; TensorRT {installed} is installed"
+        )
     major, source, max_opset, ops = table_for(version or installed)
     opset = _opsets(model).get("", 0)
     checked = f"{source} (opset {MIN_OPSET}-{max_opset})"
     if not MIN_OPSET <= opset <= max_opset:
-        offenders.append(Offender(op="(model)", node="-", module="", reason=f"opset {opset} is outside TensorRT {major}'s "
-                                  f"supported range {MIN_OPSET}-{max_opset}; export with --opset {min(max(opset, MIN_OPSET), max_opset)}"))
+        offenders.append(
+            Offender(
+                op="(model)",
+                node="-",
+                module="",
+                reason=f"opset {opset} is outside TensorRT {major}'s "
+                f"supported range {MIN_OPSET}-{max_opset}; export with --opset {min(max(opset, MIN_OPSET), max_opset)}",
+            )
+        )
     for n in model.graph.node:
         dom = "" if n.domain in ("", "ai.onnx") else n.domain
         if dom:
@@ -230,7 +285,9 @@ def _check_trt(model: Any, path: Path, *, version: str | None, dla_core: int | N
     if trt is not None and not (version and version.split(".")[0] != installed.split(".")[0]):
         try:
             builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-            network = builder.create_network(0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+            network = builder.create_network(
+                0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+            )
             parser = trt.OnnxParser(network, trt.Logger(trt.Logger.ERROR))
             if not parser.parse_from_file(str(path)):
                 for i in range(parser.num_errors):
@@ -238,10 +295,16 @@ def _check_trt(model: Any, path: Path, *, version: str | None, dla_core: int | N
                     name = e.node_name() if hasattr(e, "node_name") else ""
                     node = next((n for n in model.graph.node if n.name == name), None)
                     reason = f"TensorRT {installed} parser: {e.desc()}"
-                    offenders.append(_offender(node, reason) if node else Offender(op="?", node=name or "?", module="", reason=reason))
+                    offenders.append(
+                        _offender(node, reason)
+                        if node
+                        else Offender(op="?", node=name or "?", module="", reason=reason)
+                    )
             checked += f" + TensorRT {installed} ONNX parser"
         except Exception as err:  # noqa: BLE001 - no GPU visible etc.
-            warnings.append(f"the installed TensorRT could not parse here ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+            warnings.append(
+                f"the installed TensorRT could not parse here ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+            )
     if dla_core is not None:
         checked += f" + DLA core {dla_core} restrictions"
         if precision not in ("fp16", "int8"):
@@ -250,8 +313,11 @@ def _check_trt(model: Any, path: Path, *, version: str | None, dla_core: int | N
             raise UsageError("the DLA needs static shapes; use --batch N with --dla")
         for n in model.graph.node:
             if n.op_type not in DLA_OPS and not n.domain:
-                reason = "the DLA cannot run this layer" + ("; it will fall back to the GPU" if dla_gpu_fallback else
-                                                            " (pass --dla-gpu-fallback to run it on the GPU)")
+                reason = "the DLA cannot run this layer" + (
+                    "; it will fall back to the GPU"
+                    if dla_gpu_fallback
+                    else " (pass --dla-gpu-fallback to run it on the GPU)"
+                )
                 if dla_gpu_fallback:
                     warnings.append(_offender(n, reason).describe())
                 else:
@@ -259,9 +325,17 @@ def _check_trt(model: Any, path: Path, *, version: str | None, dla_core: int | N
     return checked, offenders, warnings
 
 
-def preflight(onnx_path: str | Path, target: str, *, precision: str = "fp32", device: str | None = None,
-              trt_version: str | None = None, dla_core: int | None = None, dla_gpu_fallback: bool = False,
-              dynamic: bool = False) -> PreflightReport:
+def preflight(
+    onnx_path: str | Path,
+    target: str,
+    *,
+    precision: str = "fp32",
+    device: str | None = None,
+    trt_version: str | None = None,
+    dla_core: int | None = None,
+    dla_gpu_fallback: bool = False,
+    dynamic: bool = False,
+) -> PreflightReport:
     """Check ``onnx_path`` against ``target`` (``onnx``/``onnxruntime``, ``openvino``, ``tensorrt``).
 
     >>> preflight("run/model.onnx", "tensorrt", trt_version="10.3").passed  # doctest: +SKIP
@@ -272,19 +346,38 @@ def preflight(onnx_path: str | Path, target: str, *, precision: str = "fp32", de
     name = FORMATS.canonical(target)
     path = Path(onnx_path)
     model = _load(path)
-    ops = dict(sorted(Counter((f"{n.domain}." if n.domain not in ("", "ai.onnx") else "") + n.op_type
-                              for n in model.graph.node).items()))
+    ops = dict(
+        sorted(
+            Counter(
+                (f"{n.domain}." if n.domain not in ("", "ai.onnx") else "") + n.op_type for n in model.graph.node
+            ).items()
+        )
+    )
     if name == "onnx":
         checked, offenders, warnings = _check_ort(model, path, device)
     elif name == "openvino":
         checked, offenders, warnings = _check_ov(model, path, device)
     elif name == "tensorrt":
-        checked, offenders, warnings = _check_trt(model, path, version=trt_version, dla_core=dla_core,
-                                                  dla_gpu_fallback=dla_gpu_fallback, precision=precision, dynamic=dynamic)
+        checked, offenders, warnings = _check_trt(
+            model,
+            path,
+            version=trt_version,
+            dla_core=dla_core,
+            dla_gpu_fallback=dla_gpu_fallback,
+            precision=precision,
+            dynamic=dynamic,
+        )
     else:  # a format registered later without a preflight of its own
         raise UsageError(f"no preflight for format '{name}'")
-    return PreflightReport(target=name, checked=checked, passed=not offenders, opset=_opsets(model).get("", 0),
-                           ops=ops, offenders=offenders, warnings=warnings)
+    return PreflightReport(
+        target=name,
+        checked=checked,
+        passed=not offenders,
+        opset=_opsets(model).get("", 0),
+        ops=ops,
+        offenders=offenders,
+        warnings=warnings,
+    )
 
 
 def require(report: PreflightReport) -> PreflightReport:

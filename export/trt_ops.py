@@ -45,9 +45,11 @@ TABLES: dict[int, tuple[str, int, frozenset[str]]] = {
 MIN_OPSET = 9
 
 # Ops the DLA can run (Constant/Identity are folded away by the builder).
-DLA_OPS = frozenset("""Conv ConvTranspose Gemm MatMul MaxPool AveragePool GlobalAveragePool GlobalMaxPool Relu Sigmoid
+DLA_OPS = frozenset(
+    """Conv ConvTranspose Gemm MatMul MaxPool AveragePool GlobalAveragePool GlobalMaxPool Relu Sigmoid
 Tanh Clip LeakyRelu PRelu Add Sub Mul Max Min Div Pow Equal Greater Less BatchNormalization LRN Concat Resize Abs Sin
-Cos Atan Slice Softmax Reshape Transpose Flatten Squeeze Unsqueeze Identity Constant""".split())
+Cos Atan Slice Softmax Reshape Transpose Flatten Squeeze Unsqueeze Identity Constant""".split()
+)
 
 
 def table_for(version: str | None) -> tuple[int, str, int, frozenset[str]]:

@@ -43,21 +43,29 @@ class FftNet(nn.Module):
         return self.fc(self.pool(self.spectral(self.conv(x))).flatten(1))
 
 
-def tiny_model(*, in_ch: int = 3, size: int = 16, classes: int = 5, seed: int = 0, dataset: str | None = None) -> LoadedModel:
+def tiny_model(
+    *, in_ch: int = 3, size: int = 16, classes: int = 5, seed: int = 0, dataset: str | None = None
+) -> LoadedModel:
     torch.manual_seed(seed)
     m = TinyNet(in_ch, classes).eval()
     with torch.no_grad():  # non-trivial BN statistics so the folded conv differs from the raw one
         m.stem[1].running_mean.uniform_(-0.5, 0.5)
         m.stem[1].running_var.uniform_(0.5, 2.0)
-    return LoadedModel(module=m, input_shape=(in_ch, size, size), num_classes=classes,
-                       source={"kind": "exporttest", "name": "tiny", "seed": seed}, dataset=dataset,
-                       predictions={"local-cpu": {"onnxruntime": {"latency_ms": 0.5}}})
+    return LoadedModel(
+        module=m,
+        input_shape=(in_ch, size, size),
+        num_classes=classes,
+        source={"kind": "exporttest", "name": "tiny", "seed": seed},
+        dataset=dataset,
+        predictions={"local-cpu": {"onnxruntime": {"latency_ms": 0.5}}},
+    )
 
 
 def fft_model() -> LoadedModel:
     torch.manual_seed(0)
-    return LoadedModel(module=FftNet().eval(), input_shape=(1, 8, 8), num_classes=3,
-                       source={"kind": "exporttest", "name": "fft"})
+    return LoadedModel(
+        module=FftNet().eval(), input_shape=(1, 8, 8), num_classes=3, source={"kind": "exporttest", "name": "fft"}
+    )
 
 
 class _Resolver:

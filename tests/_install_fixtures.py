@@ -53,8 +53,14 @@ def make_view_venv(dest: Path, dists: set[str], *, with_project: bool = True) ->
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", str(dest)], check=True)
     py = dest / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     ours = Path(sysconfig.get_paths()["purelib"])
     by_name = {canon(d.metadata["Name"]): d for d in md.distributions() if d.metadata["Name"]}
     for name in sorted(dists):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 TINY_SPACE = {
-    "resolutions": [8], "width_mults": [1.0],
+    "resolutions": [8],
+    "width_mults": [1.0],
     "stem": {"channels": 8, "kernel": 3, "stride": 1, "act": "none"},
     "stages": [
         {"width": 8, "depths": [1, 2], "kernels": [3, 5], "expands": [2, 3, 4], "stride": 1, "act": "gelu"},
@@ -15,9 +16,23 @@ TINY_SPACE = {
 def tiny(out, **kw):
     from compress.train.config import TrainConfig
 
-    base = dict(family="convnext-small-input", data="digits", out=str(out), epochs=4, batch_size=32,
-                image_size=8, train_limit=256, space=TINY_SPACE, shrink_start=2, ramp_epochs=1, base_lr=0.05,
-                checkpoint_every=5, log_every=1, eval_every_epochs=0, calib_size=128)
+    base = dict(
+        family="convnext-small-input",
+        data="digits",
+        out=str(out),
+        epochs=4,
+        batch_size=32,
+        image_size=8,
+        train_limit=256,
+        space=TINY_SPACE,
+        shrink_start=2,
+        ramp_epochs=1,
+        base_lr=0.05,
+        checkpoint_every=5,
+        log_every=1,
+        eval_every_epochs=0,
+        calib_size=128,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -33,8 +48,22 @@ def tiny_args(out, **kw) -> list[str]:
     for k in ("out", "family", "data", "epochs", "seed", "nproc", "recipe", "strategy"):
         d.pop(k, None)
     path.write_text(json.dumps(d))
-    return ["--config", str(path), "--family", cfg.family, "--data", cfg.data, "--epochs", str(cfg.epochs),
-            "--out", str(out), "--recipe", cfg.recipe, "--strategy", cfg.strategy]
+    return [
+        "--config",
+        str(path),
+        "--family",
+        cfg.family,
+        "--data",
+        cfg.data,
+        "--epochs",
+        str(cfg.epochs),
+        "--out",
+        str(out),
+        "--recipe",
+        cfg.recipe,
+        "--strategy",
+        cfg.strategy,
+    ]
 
 
 def load_state(path):

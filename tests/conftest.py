@@ -24,12 +24,12 @@ SSHD = "/usr/sbin/sshd"
 
 @dataclass
 class SshServer:
-    host: str          # the Host alias in ``ssh_config``
+    host: str  # the Host alias in ``ssh_config``
     user: str
     port: int
-    ssh_config: Path   # pass as RemoteHost(ssh_config=...) or COMPRESS_SSH_CONFIG
-    key: Path          # client private key
-    root: Path         # temp dir holding keys and configs
+    ssh_config: Path  # pass as RemoteHost(ssh_config=...) or COMPRESS_SSH_CONFIG
+    key: Path  # client private key
+    root: Path  # temp dir holding keys and configs
 
     @property
     def target(self) -> str:
@@ -60,8 +60,10 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> SshServer:
     """A real sshd on 127.0.0.1 for remote-device tests (session-scoped; stopped at the end)."""
     keygen = shutil.which("ssh-keygen")
     if not os.path.exists(SSHD) or keygen is None or shutil.which("ssh") is None:
-        pytest.skip("OpenSSH server/client not installed (/usr/sbin/sshd, ssh, ssh-keygen): "
-                    "apt-get install openssh-server openssh-client, or `make setup`")
+        pytest.skip(
+            "OpenSSH server/client not installed (/usr/sbin/sshd, ssh, ssh-keygen): "
+            "apt-get install openssh-server openssh-client, or `make setup`"
+        )
     root = tmp_path_factory.mktemp("sshd")
     os.chmod(root, 0o700)
     for name in ("host_key", "client_key"):
@@ -72,22 +74,50 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> SshServer:
     port = _free_port()
     user = getpass.getuser()
     cfg = root / "sshd_config"
-    cfg.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {root / 'host_key'}",
-        f"PidFile {root / 'sshd.pid'}", f"AuthorizedKeysFile {auth}", "UsePAM no", "StrictModes no",
-        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
-        "PermitRootLogin yes", "AllowTcpForwarding no", "X11Forwarding no", "PrintMotd no",
-        "LogLevel ERROR", "Subsystem sftp internal-sftp", "",
-    ]))
+    cfg.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {root / 'host_key'}",
+                f"PidFile {root / 'sshd.pid'}",
+                f"AuthorizedKeysFile {auth}",
+                "UsePAM no",
+                "StrictModes no",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                "PermitRootLogin yes",
+                "AllowTcpForwarding no",
+                "X11Forwarding no",
+                "PrintMotd no",
+                "LogLevel ERROR",
+                "Subsystem sftp internal-sftp",
+                "",
+            ]
+        )
+    )
     known = root / "known_hosts"
     ktype, kdata = (root / "host_key.pub").read_text().split()[:2]
     known.write_text(f"127.0.0.1,[127.0.0.1]:{port} {ktype} {kdata}\n")
     client = root / "ssh_config"
-    client.write_text("\n".join([
-        "Host compress-test-device", "  HostName 127.0.0.1", f"  Port {port}", f"  User {user}",
-        f"  IdentityFile {root / 'client_key'}", "  IdentitiesOnly yes", f"  UserKnownHostsFile {known}",
-        "  StrictHostKeyChecking yes", "  HostKeyAlias 127.0.0.1", "  LogLevel ERROR", "",
-    ]))
+    client.write_text(
+        "\n".join(
+            [
+                "Host compress-test-device",
+                "  HostName 127.0.0.1",
+                f"  Port {port}",
+                f"  User {user}",
+                f"  IdentityFile {root / 'client_key'}",
+                "  IdentitiesOnly yes",
+                f"  UserKnownHostsFile {known}",
+                "  StrictHostKeyChecking yes",
+                "  HostKeyAlias 127.0.0.1",
+                "  LogLevel ERROR",
+                "",
+            ]
+        )
+    )
     os.makedirs("/run/sshd", exist_ok=True)  # privilege-separation dir some builds insist on
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -95,8 +125,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> SshServer:
     except RuntimeError as err:
         proc.kill()
         pytest.skip(f"could not start a test sshd: {err}")
-    yield SshServer(host="compress-test-device", user=user, port=port, ssh_config=client,
-                    key=root / "client_key", root=root)
+    yield SshServer(
+        host="compress-test-device", user=user, port=port, ssh_config=client, key=root / "client_key", root=root
+    )
     proc.terminate()
     try:
         proc.wait(timeout=5)
@@ -113,14 +144,26 @@ def make_tiny_onnx(path: Path, *, hw: int = 32, channels: int = 8, seed: int = 0
     rng = np.random.default_rng(seed)
     w = (rng.standard_normal((channels, 3, 3, 3)) * 0.2).astype(np.float32)
     wf = (rng.standard_normal((10, channels)) * 0.2).astype(np.float32)
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.zeros(channels, np.float32), "b"),
-             numpy_helper.from_array(wf, "wf"), numpy_helper.from_array(np.zeros(10, np.float32), "bf")]
-    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["f"], axis=1),
-             helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, hw, hw])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10])], inits)
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(np.zeros(channels, np.float32), "b"),
+        numpy_helper.from_array(wf, "wf"),
+        numpy_helper.from_array(np.zeros(10, np.float32), "bf"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w", "b"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, hw, hw])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)

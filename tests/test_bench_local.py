@@ -76,7 +76,9 @@ def test_predicted_vs_measured_from_onnx_metadata(tmp_path):
 
     p = make_tiny_onnx(tmp_path / "pred.onnx")
     m = onnx.load(str(p))
-    m.metadata_props.add(key="compress.predicted_latency_ms", value=json.dumps({"local-cpu": 0.5, "jetson-orin-nano": 3.0}))
+    m.metadata_props.add(
+        key="compress.predicted_latency_ms", value=json.dumps({"local-cpu": 0.5, "jetson-orin-nano": 3.0})
+    )
     onnx.save(m, str(p))
     assert resolve_artifact(str(p)).predictions == {"local-cpu": 0.5, "jetson-orin-nano": 3.0}
     res = bench([str(p)], device="local", **QUICK)  # alias of local-cpu
@@ -89,8 +91,9 @@ def test_export_run_dir_with_manifest_predictions(tmp_path, two_models):
     d = tmp_path / "export_run"
     d.mkdir()
     (d / "model.onnx").write_bytes(two_models[0].read_bytes())
-    (d / "manifest.json").write_text(json.dumps({"outputs": {"model.onnx": {"sha256": "x"}},
-                                                 "predictions": {"local-cpu": {"latency_ms": 0.25}}}))
+    (d / "manifest.json").write_text(
+        json.dumps({"outputs": {"model.onnx": {"sha256": "x"}}, "predictions": {"local-cpu": {"latency_ms": 0.25}}})
+    )
     art = resolve_artifact(str(d))
     assert art.files == {"onnx": str(d / "model.onnx")} and art.predictions == {"local-cpu": 0.25}
 
@@ -114,13 +117,16 @@ def test_cli_json(two_models):
     assert data["runtime"] == "onnxruntime" and data["device"] == "local-cpu" and data["iterations"] >= 10
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--runtime", "onnxrt"], "unknown runtime 'onnxrt' (did you mean 'onnxruntime'?)"),
-    (["--device", "jetson", "--runtime", "openvino"], "does not run 'openvino'"),
-    (["--device", "jetson", "--runtime", "tensorrt"], "runtime 'tensorrt' cannot run it"),
-    (["--precision", "fp16"], "no precision 'fp16'"),
-    (["--iterations", "0"], "iterations must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--runtime", "onnxrt"], "unknown runtime 'onnxrt' (did you mean 'onnxruntime'?)"),
+        (["--device", "jetson", "--runtime", "openvino"], "does not run 'openvino'"),
+        (["--device", "jetson", "--runtime", "tensorrt"], "runtime 'tensorrt' cannot run it"),
+        (["--precision", "fp16"], "no precision 'fp16'"),
+        (["--iterations", "0"], "iterations must be >= 1"),
+    ],
+)
 def test_cli_usage_errors(two_models, args, needle):
     r = _cli("bench", str(two_models[0]), *args)
     assert r.exit_code == 2, r.output
@@ -143,12 +149,20 @@ def test_missing_artifact_and_engine_for_wrong_runtime(tmp_path):
 
 
 def test_vendor_output_parsers():
-    text = ("[ INFO ] Count:            200 iterations\n[ INFO ] Latency:\n[ INFO ]    Median:        1.60 ms\n"
-            "[ INFO ]    Average:       1.68 ms\n[ INFO ]    Min:           1.47 ms\n[ INFO ]    Max:  4.55 ms\n"
-            "[ INFO ] Throughput:   583.68 FPS\n")
+    text = (
+        "[ INFO ] Count:            200 iterations\n[ INFO ] Latency:\n[ INFO ]    Median:        1.60 ms\n"
+        "[ INFO ]    Average:       1.68 ms\n[ INFO ]    Min:           1.47 ms\n[ INFO ]    Max:  4.55 ms\n"
+        "[ INFO ] Throughput:   583.68 FPS\n"
+    )
     got = parse_benchmark_app(text)
-    assert got == {"iterations": 200, "median_ms": 1.6, "mean_ms": 1.68, "min_ms": 1.47, "max_ms": 4.55,
-                   "throughput": 583.68}
+    assert got == {
+        "iterations": 200,
+        "median_ms": 1.6,
+        "mean_ms": 1.68,
+        "min_ms": 1.47,
+        "max_ms": 4.55,
+        "throughput": 583.68,
+    }
     assert parse_benchmark_app("Latency:\n   Median:   28.91 us\n")["median_ms"] == pytest.approx(0.02891)
     with pytest.raises(VendorToolError):
         parse_benchmark_app("[ ERROR ] something broke")
@@ -198,9 +212,14 @@ def test_agent_falls_back_to_benchmark_app_when_openvino_python_is_missing(two_m
     if find_tool("benchmark_app") is None:
         pytest.skip("benchmark_app (openvino) not installed")
     monkeypatch.setattr(agent, "_runtime_available", lambda rt: rt == "onnxruntime")
-    spec = {"schema": 1, "items": [{"name": "m", "artifact": str(two_models[0]), "runtime": "openvino",
-                                    "threads": 1, "precision": "fp32"}],
-            "timing": {"warmup": 0, "iterations": 20, "rounds": 2, "max_extra_rounds": 0}, "canary": None}
+    spec = {
+        "schema": 1,
+        "items": [
+            {"name": "m", "artifact": str(two_models[0]), "runtime": "openvino", "threads": 1, "precision": "fp32"}
+        ],
+        "timing": {"warmup": 0, "iterations": 20, "rounds": 2, "max_extra_rounds": 0},
+        "canary": None,
+    }
     res = agent.run_spec(spec)
     assert res["items"]["m"]["runner"] == "benchmark_app"
     assert res["timing"]["items"]["m"]["stats"]["n"] == 2  # one per-run median per round

@@ -48,20 +48,32 @@ def _jobs(name: str) -> dict[str, dict]:
                 if "run" in st and "pull_request" not in str(st.get("if", "")):
                     lines += [ln for ln in st["run"].splitlines() if ln.strip()]
             runs_on = spec["runs-on"]
-            out[job] = {"lines": lines, "hosted": "self-hosted" not in (runs_on if isinstance(runs_on, list) else [runs_on])}
+            out[job] = {
+                "lines": lines,
+                "hosted": "self-hosted" not in (runs_on if isinstance(runs_on, list) else [runs_on]),
+            }
     else:
         for job, spec in doc.items():
             if not isinstance(spec, dict) or "script" not in spec:
                 continue
-            lines = [ln for item in [*spec.get("before_script", []), *spec["script"]] for ln in item.splitlines() if ln.strip()]
+            lines = [
+                ln
+                for item in [*spec.get("before_script", []), *spec["script"]]
+                for ln in item.splitlines()
+                if ln.strip()
+            ]
             out[job] = {"lines": lines, "hosted": "tags" not in spec}
     return out
 
 
 def _check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
     pytest.importorskip("check_jsonschema", reason="check-jsonschema is in the [dev] extra (make setup installs it)")
-    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("name", GITHUB + GITLAB)
@@ -108,6 +120,7 @@ def test_every_job_installs_what_its_pipeline_needs_first(name):
 
 # ---- the full local runner (slow: installs the whole stack and runs the pipeline) --------------------
 
+
 def _emulate_apt(bin_dir: Path, root: Path, cache: Path) -> None:
     """`apt-get`/`sudo` on PATH: install = download the real .deb and unpack it under ``root``."""
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -144,16 +157,28 @@ def test_hosted_example_passes_on_a_fresh_runner(name, tmp_path):
     root, cache = tmp_path / "root", tmp_path / "debs"
     cache.mkdir()
     _emulate_apt(tmp_path / "fakebin", root, cache)
-    env = {**os.environ, "PATH": f"{tmp_path / 'fakebin'}:{venv / 'bin'}:{os.environ['PATH']}",
-           "COMPRESS_FASHION_MNIST_DIR": str(root / "usr/share/datasets/fashion-mnist"), "OMP_NUM_THREADS": "1",
-           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "PYTHONPATH": "", "VIRTUAL_ENV": str(venv),
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{tmp_path / 'fakebin'}:{venv / 'bin'}:{os.environ['PATH']}",
+        "COMPRESS_FASHION_MNIST_DIR": str(root / "usr/share/datasets/fashion-mnist"),
+        "OMP_NUM_THREADS": "1",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "PYTHONPATH": "",
+        "VIRTUAL_ENV": str(venv),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
     jobs = {j: s for j, s in _jobs(name).items() if s["hosted"]}
     assert jobs
     for job, spec in jobs.items():
         t0 = time.perf_counter()
-        r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", "\n".join(spec["lines"])], cwd=clone, env=env,
-                           capture_output=True, text=True, timeout=3000)
+        r = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", "\n".join(spec["lines"])],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=3000,
+        )
         print(f"{name}:{job}: exit {r.returncode} after {time.perf_counter() - t0:.0f} s")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         out = next(clone.glob("runs/*/summary.json"))

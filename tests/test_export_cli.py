@@ -21,8 +21,20 @@ def _invoke(*args):
 
 
 def test_json_result_and_exit_zero(tmp_path):
-    r = _invoke("exporttest:digits", "--format", "onnx", "--out", tmp_path, "--samples", 16, "--threads", 1,
-                "--exporter", "legacy", "--json")
+    r = _invoke(
+        "exporttest:digits",
+        "--format",
+        "onnx",
+        "--out",
+        tmp_path,
+        "--samples",
+        16,
+        "--threads",
+        1,
+        "--exporter",
+        "legacy",
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)  # stdout holds only the JSON (exporter progress goes to stderr)
     assert data["passed"] is True and data["parity_inputs"].startswith("digits val[:16]")
@@ -58,9 +70,11 @@ def test_not_a_model(tmp_path):
     assert r.exit_code == 2 and "is not a model this toolkit can read" in r.stderr
     d = tmp_path / "dir"
     d.mkdir()
-    (d / "model.json").write_text('{"format": "compress-model", "base": {"kind": "timm", "name": "resnet18",'
-                                  ' "num_classes": 10, "in_chans": 1, "image_size": 16}, "input_shape": [1, 16, 16],'
-                                  ' "num_classes": 10}')
+    (d / "model.json").write_text(
+        '{"format": "compress-model", "base": {"kind": "timm", "name": "resnet18",'
+        ' "num_classes": 10, "in_chans": 1, "image_size": 16}, "input_shape": [1, 16, 16],'
+        ' "num_classes": 10}'
+    )
     (d / "model.safetensors").write_bytes(b"truncated")
     r = _invoke(d, "--out", tmp_path / "o2")
     assert r.exit_code == 2 and "cannot read weights" in r.stderr
@@ -93,8 +107,12 @@ def test_cli_module_import_is_light():
 
 @pytest.mark.parametrize("name", ["compress.export.runtimes", "compress.export.formats"])
 def test_registry_modules_import_light(name):
-    code = f"import sys, {name}; import compress.export.formats as f; " \
-           "assert f.FORMATS.names() == ['onnx', 'openvino', 'tensorrt'], f.FORMATS.names(); " \
-           "print(any(m in sys.modules for m in ('torch', 'onnx', 'openvino', 'onnxruntime')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=".").stdout.strip()
+    code = (
+        f"import sys, {name}; import compress.export.formats as f; "
+        "assert f.FORMATS.names() == ['onnx', 'openvino', 'tensorrt'], f.FORMATS.names(); "
+        "print(any(m in sys.modules for m in ('torch', 'onnx', 'openvino', 'onnxruntime')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="."
+    ).stdout.strip()
     assert out == "False"

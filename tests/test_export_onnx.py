@@ -54,7 +54,9 @@ def test_model_dir_exports_with_dynamic_batch_and_real_data(tmp_path):
     assert man["onnx_export"]["exporter"] == meta["compress.exporter"]
     for rel, entry in man["outputs"].items():
         assert entry["sha256"] == sha256_file(tmp_path / "out" / rel), rel
-    assert {"model.onnx", "openvino/model.xml", "openvino/model.bin", "export.json", "preflight.json"} <= set(man["outputs"])
+    assert {"model.onnx", "openvino/model.xml", "openvino/model.bin", "export.json", "preflight.json"} <= set(
+        man["outputs"]
+    )
     assert man["inputs"]["model"]["sha256"] == sha256_file(mdir / "model.safetensors")
 
 
@@ -97,8 +99,15 @@ TIMM = [
 @pytest.mark.slow
 @pytest.mark.parametrize("name,opts", TIMM, ids=[t[0] for t in TIMM])
 def test_timm_models_export_and_match(tmp_path, name, opts):
-    res = export_model(f"timm:{name}", out=tmp_path, formats=["onnx", "ov"], batch="dynamic", samples=8, threads=1,
-                       model_options={"num_classes": 10, "image_size": 32, **opts})
+    res = export_model(
+        f"timm:{name}",
+        out=tmp_path,
+        formats=["onnx", "ov"],
+        batch="dynamic",
+        samples=8,
+        threads=1,
+        model_options={"num_classes": 10, "image_size": 32, **opts},
+    )
     _check_formats(res, ["onnx", "openvino"])
 
 
@@ -113,8 +122,15 @@ def test_dynamo_gelu_is_reordered_so_onnxruntime_fuses_it(tmp_path):
     from compress.models import LoadedModel
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(8, 8, 1),
-                              torch.nn.GELU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.GELU(),
+        torch.nn.Conv2d(8, 8, 1),
+        torch.nn.GELU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    )
     lm = LoadedModel(module=net.eval(), input_shape=(3, 16, 16), num_classes=4, source={"kind": "test"})
     res = to_onnx(lm, tmp_path / "m.onnx", exporter="dynamo")
     assert res.exporter == "dynamo" and any("2 GELU(s) reordered" in n for n in res.notes), res.notes

@@ -19,7 +19,7 @@ def test_identical_outputs():
 def test_relative_error_is_against_output_scale():
     ref = np.array([[10.0, -2.0, 0.0], [1.0, 5.0, 3.0]])
     out = ref.copy()
-    out[0, 2] += 0.01   # element-wise relative error would be infinite here (ref == 0)
+    out[0, 2] += 0.01  # element-wise relative error would be infinite here (ref == 0)
     m = compare(ref, out)
     assert m["max_abs_err"] == pytest.approx(0.01)
     assert m["max_rel_err"] == pytest.approx(0.01 / 10.0)
@@ -32,7 +32,7 @@ def test_top1_agreement_and_near_ties():
     ref = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.4999], [0.0, 2.0]])
     out = ref.copy()
     out[2] = [0.4999, 0.5]  # a flip on a near-tie
-    out[3] = [3.0, 2.0]     # a real flip
+    out[3] = [3.0, 2.0]  # a real flip
     m = compare(ref, out)
     assert m["top1_agreement"] == pytest.approx(0.5)
     assert m["near_ties"] >= 1

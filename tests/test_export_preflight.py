@@ -45,8 +45,9 @@ def test_supported_model_passes_every_target(tiny_onnx_tagged):
         assert rep.ops["Conv"] == 2 and rep.opset == 18
 
 
-@pytest.mark.parametrize("target,checked", [("onnxruntime", "kernels"), ("openvino", "ONNX frontend"),
-                                            ("tensorrt", "TensorRT 10")])
+@pytest.mark.parametrize(
+    "target,checked", [("onnxruntime", "kernels"), ("openvino", "ONNX frontend"), ("tensorrt", "TensorRT 10")]
+)
 def test_custom_op_is_caught_and_named(custom_op_onnx, target, checked):
     path, node, module = custom_op_onnx
     assert module.startswith("stem")  # the layer that produced the ReLU

@@ -15,7 +15,13 @@ torch.set_num_threads(1)
 
 def test_registry_names_and_aliases():
     assert runner_names() == ["onnxruntime", "openvino", "tensorrt", "torch"]
-    for alias, name in [("ort", "onnxruntime"), ("ov", "openvino"), ("trt", "tensorrt"), ("pytorch", "torch"), ("OV", "openvino")]:
+    for alias, name in [
+        ("ort", "onnxruntime"),
+        ("ov", "openvino"),
+        ("trt", "tensorrt"),
+        ("pytorch", "torch"),
+        ("OV", "openvino"),
+    ]:
         assert get_runner(alias).name == name
     with pytest.raises(UsageError, match="did you mean 'openvino'"):
         get_runner("openvno")

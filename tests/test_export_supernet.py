@@ -40,12 +40,19 @@ def _subnet_dir(family: str, path):
         dataset = "digits"
         calib = load_dataset("digits", image_size=cfg.resolution, channels=1).calib.images[:256]
     else:
-        calib = torch.randn(64, space.in_channels, cfg.resolution, cfg.resolution, generator=torch.Generator().manual_seed(0))
+        calib = torch.randn(
+            64, space.in_channels, cfg.resolution, cfg.resolution, generator=torch.Generator().manual_seed(0)
+        )
     # random-initialised subnets whose BN stats were never estimated ignore their input; recalibrate
     # so that parity compares input-dependent outputs
     module = recalibrate_bn(module, cfg, calib)
-    lm = LoadedModel(module=module, input_shape=(space.in_channels, cfg.resolution, cfg.resolution),
-                     num_classes=space.num_classes, source=subnet_source(space, cfg), dataset=dataset)
+    lm = LoadedModel(
+        module=module,
+        input_shape=(space.in_channels, cfg.resolution, cfg.resolution),
+        num_classes=space.num_classes,
+        source=subnet_source(space, cfg),
+        dataset=dataset,
+    )
     return save_model_dir(path, lm), cfg
 
 

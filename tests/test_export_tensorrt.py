@@ -34,8 +34,17 @@ def bundle_run(tmp_path_factory):
     if _has_trt():
         pytest.skip("TensorRT is installed: the engine is built instead of a bundle (see the tensorrt-marked test)")
     out = tmp_path_factory.mktemp("trt")
-    res = export_model(tiny_model(), out=out, formats=["onnx", "trt"], precision="fp32", batch="dynamic",
-                       exporter="legacy", samples=12, max_batch=16, workspace_mb=512)
+    res = export_model(
+        tiny_model(),
+        out=out,
+        formats=["onnx", "trt"],
+        precision="fp32",
+        batch="dynamic",
+        exporter="legacy",
+        samples=12,
+        max_batch=16,
+        workspace_mb=512,
+    )
     return out, res
 
 
@@ -47,8 +56,15 @@ def test_bundle_contents(bundle_run):
     assert any("engine NOT built" in n for n in trt["notes"])
     b = out / "tensorrt"
     names = {p.name for p in b.iterdir() if not p.name.startswith(".")}
-    assert names == {"model.onnx", "build_engine.py", "build_engine.sh", "bundle.json", "README.md",
-                     "parity_inputs.npy", "parity_reference.npy"}
+    assert names == {
+        "model.onnx",
+        "build_engine.py",
+        "build_engine.sh",
+        "bundle.json",
+        "README.md",
+        "parity_inputs.npy",
+        "parity_reference.npy",
+    }
     assert not (b / "model.engine").exists()
     cfg = json.loads((b / "bundle.json").read_text())
     assert cfg["onnx_sha256"] == sha256_file(b / "model.onnx") == sha256_file(out / "model.onnx")
@@ -74,8 +90,14 @@ def test_bundle_scripts_are_valid_and_name_the_right_files(bundle_run):
     assert "--fp16" not in sh
     assert os.access(b / "build_engine.sh", os.X_OK)
     py = (b / "build_engine.py").read_text()
-    for api in ("OnnxParser", "create_optimization_profile", "set_memory_pool_limit", "create_timing_cache",
-                "build_serialized_network", "execute_async_v3"):
+    for api in (
+        "OnnxParser",
+        "create_optimization_profile",
+        "set_memory_pool_limit",
+        "create_timing_cache",
+        "build_serialized_network",
+        "execute_async_v3",
+    ):
         assert api in py
     readme = (b / "README.md").read_text()
     assert "python3 build_engine.py" in readme and "bash build_engine.sh" in readme
@@ -83,7 +105,9 @@ def test_bundle_scripts_are_valid_and_name_the_right_files(bundle_run):
 
 def test_build_script_fails_cleanly_without_tensorrt(bundle_run):
     out, _res = bundle_run
-    r = subprocess.run([sys.executable, str(out / "tensorrt" / "build_engine.py")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(out / "tensorrt" / "build_engine.py")], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2, r.stderr
     assert "TensorRT's Python package is not installed" in r.stderr
     assert not (out / "tensorrt" / "model.engine").exists()
@@ -94,8 +118,10 @@ def test_build_script_refuses_a_modified_onnx(bundle_run, tmp_path):
     b = tmp_path / "b"
     shutil.copytree(out / "tensorrt", b)
     (b / "model.onnx").write_bytes((b / "model.onnx").read_bytes() + b"\0")
-    code = "import sys, types; sys.modules['tensorrt'] = types.SimpleNamespace(__version__='10.0.0'); " \
-           f"sys.path.insert(0, {str(b)!r}); import build_engine; sys.exit(build_engine.main([]))"
+    code = (
+        "import sys, types; sys.modules['tensorrt'] = types.SimpleNamespace(__version__='10.0.0'); "
+        f"sys.path.insert(0, {str(b)!r}); import build_engine; sys.exit(build_engine.main([]))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "does not match the sha256" in r.stderr
 
@@ -103,8 +129,9 @@ def test_build_script_refuses_a_modified_onnx(bundle_run, tmp_path):
 def test_fp16_static_bundle_flags(tmp_path):
     if _has_trt():
         pytest.skip("TensorRT is installed here")
-    res = export_model(tiny_model(), out=tmp_path, formats=["trt"], precision="fp16", batch=2, exporter="legacy",
-                       parity=False)
+    res = export_model(
+        tiny_model(), out=tmp_path, formats=["trt"], precision="fp16", batch=2, exporter="legacy", parity=False
+    )
     sh = (tmp_path / "tensorrt" / "build_engine.sh").read_text()
     assert "--fp16" in sh and "--minShapes" not in sh
     cfg = json.loads((tmp_path / "tensorrt" / "bundle.json").read_text())
@@ -114,11 +141,20 @@ def test_fp16_static_bundle_flags(tmp_path):
 
 def test_int8_needs_calibration_data(tmp_path):
     with pytest.raises(UsageError, match="int8 needs calibration images"):
-        export_model(tiny_model(), out=tmp_path / "a", formats=["trt"], precision="int8", exporter="legacy", parity=False)
+        export_model(
+            tiny_model(), out=tmp_path / "a", formats=["trt"], precision="int8", exporter="legacy", parity=False
+        )
     if _has_trt():
         return
-    export_model(tiny_model(in_ch=1, size=8, classes=10), out=tmp_path / "b", formats=["trt"], precision="int8",
-                 exporter="legacy", parity=False, data="digits")
+    export_model(
+        tiny_model(in_ch=1, size=8, classes=10),
+        out=tmp_path / "b",
+        formats=["trt"],
+        precision="int8",
+        exporter="legacy",
+        parity=False,
+        data="digits",
+    )
     calib = np.load(tmp_path / "b" / "tensorrt" / "calib.npy")
     assert calib.shape[1:] == (1, 8, 8) and len(calib) > 100
     assert "--int8" in (tmp_path / "b" / "tensorrt" / "build_engine.sh").read_text()

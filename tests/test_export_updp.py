@@ -13,11 +13,28 @@ def test_merged_model_exports_with_parity(tmp_path):
     from compress.export import export_model
     from compress.prune import prune
 
-    r = prune(method="updp", model="timm:test_convnext", data="digits", epochs=1, blocks=2, out=tmp_path / "run",
-              progress=False, latency=MacsBlockLatency(), train_limit=128, score_images=64, seed=0)
+    r = prune(
+        method="updp",
+        model="timm:test_convnext",
+        data="digits",
+        epochs=1,
+        blocks=2,
+        out=tmp_path / "run",
+        progress=False,
+        latency=MacsBlockLatency(),
+        train_limit=128,
+        score_images=64,
+        seed=0,
+    )
     assert r["merge_check"]["ok"]
-    res = export_model(str(tmp_path / "run" / "model"), out=tmp_path / "exp", formats=["onnx", "openvino"],
-                       batch="dynamic", data="digits", samples=16)
+    res = export_model(
+        str(tmp_path / "run" / "model"),
+        out=tmp_path / "exp",
+        formats=["onnx", "openvino"],
+        batch="dynamic",
+        data="digits",
+        samples=16,
+    )
     out = res.to_json()
     assert res.passed, out
     assert len(out["formats"]) >= 2

@@ -15,8 +15,13 @@ runner = CliRunner()
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compress", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "compress", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_help_does_not_import_torch():
@@ -53,7 +58,14 @@ def test_devices_json_fields(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     names = {d["name"] for d in data}
-    assert {"jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "x86-avx512-cpu", "arm-cortex-a76", "local-cpu"} <= names
+    assert {
+        "jetson-orin-nano",
+        "jetson-orin-nx",
+        "jetson-agx-orin",
+        "x86-avx512-cpu",
+        "arm-cortex-a76",
+        "local-cpu",
+    } <= names
     assert names & {"nvidia-a100", "nvidia-l4"}
     for d in data:
         assert {"name", "aliases", "kind", "runtimes", "latency_source"} <= set(d)
@@ -88,7 +100,8 @@ def test_bad_profiles_dir_one_line_error(tmp_path):
 
 def test_broken_profile_names_file_and_field(tmp_path):
     (tmp_path / "bad.yaml").write_text(
-        "name: mydev\nkind: gpu\nvendor: x\nruntimes: [onnxruntime]\nprecisions: [fp32]\nruntimez: [x]\n")
+        "name: mydev\nkind: gpu\nvendor: x\nruntimes: [onnxruntime]\nprecisions: [fp32]\nruntimez: [x]\n"
+    )
     res = _run("devices", "--profiles", str(tmp_path))
     assert res.returncode == 2
     assert "bad.yaml" in res.stderr and "runtimez" in res.stderr and "did you mean 'runtimes'" in res.stderr
@@ -103,7 +116,8 @@ def test_debug_shows_traceback(tmp_path):
 
 def test_user_profile_dir_adds_device(tmp_path):
     (tmp_path / "mine.yaml").write_text(
-        "name: my-board\naliases: [board]\nkind: edge\nvendor: acme\nruntimes: [onnxruntime]\nprecisions: [fp32]\n")
+        "name: my-board\naliases: [board]\nkind: edge\nvendor: acme\nruntimes: [onnxruntime]\nprecisions: [fp32]\n"
+    )
     res = runner.invoke(app, ["devices", "--json", "--profiles", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "my-board" in {d["name"] for d in json.loads(res.stdout)}

@@ -53,13 +53,19 @@ def test_runtime_and_precision_checks():
         prof.check_precision("bf16")
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("name: x\nkind: tpu\nvendor: v\nruntimes: [onnxruntime]\nprecisions: [fp32]\n", "kind"),
-    ("name: x\nkind: gpu\nvendor: v\nruntimes: []\nprecisions: [fp32]\n", "runtimes"),
-    ("name: x\nkind: gpu\nvendor: v\nruntimes: [onnxruntime]\nprecisions: [fp32]\n"
-     "spec: {peak: {fp32: {value: 1, unit: T}}, memory_bandwidth: {value: 1, unit: G, source: abc}}\n", "spec.peak.fp32.source"),
-    ("name: x\nkind: gpu\n  vendor: : v\n", "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("name: x\nkind: tpu\nvendor: v\nruntimes: [onnxruntime]\nprecisions: [fp32]\n", "kind"),
+        ("name: x\nkind: gpu\nvendor: v\nruntimes: []\nprecisions: [fp32]\n", "runtimes"),
+        (
+            "name: x\nkind: gpu\nvendor: v\nruntimes: [onnxruntime]\nprecisions: [fp32]\n"
+            "spec: {peak: {fp32: {value: 1, unit: T}}, memory_bandwidth: {value: 1, unit: G, source: abc}}\n",
+            "spec.peak.fp32.source",
+        ),
+        ("name: x\nkind: gpu\n  vendor: : v\n", "invalid YAML"),
+    ],
+)
 def test_broken_profile_errors_name_file_and_field(tmp_path, text, needle):
     f = tmp_path / "broken.yaml"
     f.write_text(text)
@@ -69,8 +75,14 @@ def test_broken_profile_errors_name_file_and_field(tmp_path, text, needle):
 
 
 def test_duplicate_alias_is_an_error(tmp_path):
-    data = {"name": "other", "aliases": ["jetson"], "kind": "edge", "vendor": "v",
-            "runtimes": ["onnxruntime"], "precisions": ["fp32"]}
+    data = {
+        "name": "other",
+        "aliases": ["jetson"],
+        "kind": "edge",
+        "vendor": "v",
+        "runtimes": ["onnxruntime"],
+        "precisions": ["fp32"],
+    }
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(UsageError, match="'jetson' is used by both"):
         load_profiles(tmp_path)

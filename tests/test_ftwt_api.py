@@ -18,21 +18,46 @@ FAST = dict(image_size=16, batch_size=64, train_limit=384, eval_limit=200, progr
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ftwt") / "run"
-    res = prune(method="ftwt", model="small:resnet", data="digits", epochs=2, mass=0.9, seed=0, out=str(out),
-                pretrain_epochs=2, **FAST)
+    res = prune(
+        method="ftwt",
+        model="small:resnet",
+        data="digits",
+        epochs=2,
+        mass=0.9,
+        seed=0,
+        out=str(out),
+        pretrain_epochs=2,
+        **FAST,
+    )
     return out, res
 
 
 def test_result_keys_and_files(run):
     out, res = run
-    for k in ("top1_before", "top1_after", "flops_reduction_mean", "flops_reduction_p10", "flops_reduction_p90",
-              "predictor_macs", "flops_reduction_mean_with_predictors", "dense_macs", "runtime_note"):
+    for k in (
+        "top1_before",
+        "top1_after",
+        "flops_reduction_mean",
+        "flops_reduction_p10",
+        "flops_reduction_p90",
+        "predictor_macs",
+        "flops_reduction_mean_with_predictors",
+        "dense_macs",
+        "runtime_note",
+    ):
         assert k in res
     assert 0.0 <= res["flops_reduction_p10"] <= res["flops_reduction_mean"] + 1e-9 <= res["flops_reduction_p90"] + 2e-9
     assert res["gated_layers"] == 7 and "ftwt" in METHODS
     assert "cannot exploit the masks" in res["runtime_note"]
-    for f in ("metrics.json", "history.json", "manifest.json", "model/model.json", "model/model.safetensors",
-              "model.onnx", "per_sample_macs.npy"):
+    for f in (
+        "metrics.json",
+        "history.json",
+        "manifest.json",
+        "model/model.json",
+        "model/model.safetensors",
+        "model.onnx",
+        "per_sample_macs.npy",
+    ):
         assert (out / f).is_file(), f
     man = json.loads((out / "manifest.json").read_text())
     assert "model/model.safetensors" in man["outputs"] and man["seeds"] == {"seed": 0}
@@ -67,20 +92,33 @@ def test_onnx_keeps_gates_in_graph_and_matches_torch(run):
 
 def test_resume_from_checkpoint_gives_the_same_result(run, tmp_path):
     out, res = run
-    again = prune(method="ftwt", model="small:resnet", data="digits", epochs=2, mass=0.9, seed=0, out=str(out),
-                  pretrain_epochs=2, export=False, **FAST)
+    again = prune(
+        method="ftwt",
+        model="small:resnet",
+        data="digits",
+        epochs=2,
+        mass=0.9,
+        seed=0,
+        out=str(out),
+        pretrain_epochs=2,
+        export=False,
+        **FAST,
+    )
     assert again["top1_after"] == res["top1_after"]
     assert again["flops_reduction_mean"] == res["flops_reduction_mean"]
 
 
-@pytest.mark.parametrize("kw,msg", [
-    ({"mode": "jiont"}, "unknown FTWT mode 'jiont'"),
-    ({"mass": 0.0}, "mass must be in"),
-    ({"mass": 1.5}, "mass must be in"),
-    ({"epochs": 0}, "epochs must be"),
-    ({"learning_rate": 0.1}, "unknown key 'learning_rate'"),
-    ({"pool": "min"}, "pool"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"mode": "jiont"}, "unknown FTWT mode 'jiont'"),
+        ({"mass": 0.0}, "mass must be in"),
+        ({"mass": 1.5}, "mass must be in"),
+        ({"epochs": 0}, "epochs must be"),
+        ({"learning_rate": 0.1}, "unknown key 'learning_rate'"),
+        ({"pool": "min"}, "pool"),
+    ],
+)
 def test_bad_arguments_error_cleanly(kw, msg):
     args = dict(model="small:resnet", data="digits", epochs=1, **FAST) | kw
     with pytest.raises(UsageError, match=msg):

@@ -162,12 +162,13 @@ def test_mask_loss_off_and_predictors_frozen_after_half_the_epochs(digits16):
     def log(_msg):
         snaps.append([p.detach().clone() for p in predictor_parameters(m)])
 
-    hist = train(m, digits16.train.subset(256), cfg=TrainConfig(epochs=4, mass=0.9, batch_size=64),
-                 progress=False, log=log)
+    hist = train(
+        m, digits16.train.subset(256), cfg=TrainConfig(epochs=4, mass=0.9, batch_size=64), progress=False, log=log
+    )
     assert [h["w_mask"] for h in hist] == [1.0, 1.0, 0.0, 0.0]
     assert hist[0]["mask_loss"] > 0 and hist[2]["mask_loss"] == 0.0
-    assert any(not torch.equal(a, b) for a, b in zip(snaps[0], snaps[1]))      # trained in epoch 2
-    assert all(torch.equal(a, b) for a, b in zip(snaps[1], snaps[3]))          # frozen afterwards
+    assert any(not torch.equal(a, b) for a, b in zip(snaps[0], snaps[1]))  # trained in epoch 2
+    assert all(torch.equal(a, b) for a, b in zip(snaps[1], snaps[3]))  # frozen afterwards
 
 
 def test_interrupted_training_resumes_to_the_same_weights(digits16, tmp_path):
@@ -199,8 +200,14 @@ def test_interrupted_training_resumes_to_the_same_weights(digits16, tmp_path):
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
     with pytest.raises(UsageError, match="different settings"):
-        train(gated(), split, cfg=TrainConfig(epochs=3, mass=0.9, batch_size=64), checkpoint=ckpt, progress=False,
-              log=lambda s: None)
+        train(
+            gated(),
+            split,
+            cfg=TrainConfig(epochs=3, mass=0.9, batch_size=64),
+            checkpoint=ckpt,
+            progress=False,
+            log=lambda s: None,
+        )
 
 
 def test_supernet_subnet_mbconv_blocks_are_gated():

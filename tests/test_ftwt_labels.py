@@ -5,7 +5,7 @@ import torch
 
 from compress.prune.ftwt.labels import conv_macs, dense_conv_macs, mass_labels, peak_scores, reduction_stats
 
-PAPER = [.3, .3, .2, .1, .1, .03, .01]
+PAPER = [0.3, 0.3, 0.2, 0.1, 0.1, 0.03, 0.01]
 
 
 def test_paper_example_keeps_four():
@@ -18,14 +18,14 @@ def test_labels_follow_sorting_not_position():
     scores = torch.tensor([[PAPER[i] for i in perm]])
     lab = mass_labels(scores, 0.95)[0]
     kept = sorted(PAPER[i] for i, keep in zip(perm, lab.tolist()) if keep)
-    assert kept == sorted([.3, .3, .2, .1])
+    assert kept == sorted([0.3, 0.3, 0.2, 0.1])
     assert int(lab.sum()) == 4
 
 
 @pytest.mark.parametrize("mass,k", [(0.2, 0), (0.3, 1), (0.6, 2), (0.77, 2), (0.8, 3), (0.9, 4), (0.999, 4)])
 def test_mass_thresholds_on_normalised_scores(mass, k):
     # scores already sum to 1 so the cumulative mass is [.3, .6, .8, .9, 1.0] after sorting
-    scores = torch.tensor([[.3, .3, .2, .1, .1]])
+    scores = torch.tensor([[0.3, 0.3, 0.2, 0.1, 0.1]])
     assert int(mass_labels(scores, mass).sum()) == k
 
 

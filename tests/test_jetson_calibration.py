@@ -41,8 +41,15 @@ def test_resnet50_definition_matches_torchvision():
         net(torch.zeros(1, 3, 224, 224))
     from compress.latency.roofline import block_ops
 
-    ours = sum(o.flops for s in model_signatures("resnet50-v1.5") for o in block_ops(s) if o.kind != "pool"
-               and o.kind != "elementwise") // 2
+    ours = (
+        sum(
+            o.flops
+            for s in model_signatures("resnet50-v1.5")
+            for o in block_ops(s)
+            if o.kind != "pool" and o.kind != "elementwise"
+        )
+        // 2
+    )
     assert abs(ours - sum(macs)) / sum(macs) < 0.001  # 4.09 GMACs, the v1.5 strides included
 
 
@@ -102,18 +109,39 @@ def test_dla_is_its_own_engine_and_flagged():
         roof_from_profile(get_profile("jetson"), "int8", engine="dla")
 
 
-MBCONV = [BlockSignature(kind="mbconv", in_hw=56, in_ch=24, out_hw=56, out_ch=24, kernel=5, mid=144, stride=1,
-                         act="hswish", residual=True, se=True),
-          BlockSignature(kind="mbconv", in_hw=28, in_ch=40, out_hw=14, out_ch=80, kernel=3, mid=240, stride=2)]
+MBCONV = [
+    BlockSignature(
+        kind="mbconv",
+        in_hw=56,
+        in_ch=24,
+        out_hw=56,
+        out_ch=24,
+        kernel=5,
+        mid=144,
+        stride=1,
+        act="hswish",
+        residual=True,
+        se=True,
+    ),
+    BlockSignature(kind="mbconv", in_hw=28, in_ch=40, out_hw=14, out_ch=80, kernel=3, mid=240, stride=2),
+]
 
 
 @pytest.mark.parametrize("sigs", [None, MBCONV], ids=["resnet50", "mbconv"])
 def test_estimates_ordered_as_the_hardware(sigs):
     """Across AGX Orin / Orin NX / Orin Nano (original and Super) and across modes: a device/mode with
     at least the GPU throughput (peak), clock and bandwidth of another is never estimated slower."""
-    keys = ["jetson-agx-orin@MAXN", "jetson-agx-orin@50W", "jetson-agx-orin@30W", "jetson-agx-orin@15W",
-            "jetson-agx-orin@MAXQ_MLPERF", "jetson-orin-nx@MAXN", "jetson-orin-nano@MAXN_SUPER",
-            "jetson-orin-nano-original@15W", "jetson-orin-nano-4gb@10W"]
+    keys = [
+        "jetson-agx-orin@MAXN",
+        "jetson-agx-orin@50W",
+        "jetson-agx-orin@30W",
+        "jetson-agx-orin@15W",
+        "jetson-agx-orin@MAXQ_MLPERF",
+        "jetson-orin-nx@MAXN",
+        "jetson-orin-nano@MAXN_SUPER",
+        "jetson-orin-nano-original@15W",
+        "jetson-orin-nano-4gb@10W",
+    ]
     for prec in ("int8", "fp16"):
         est = {k: _ms(k, prec, sigs) for k in keys}
         fig = {}
@@ -124,7 +152,9 @@ def test_estimates_ordered_as_the_hardware(sigs):
         for a, b in itertools.permutations(keys, 2):
             if all(x >= y for x, y in zip(fig[a], fig[b])):
                 compared += 1
-                assert est[a] <= est[b] * (1 + 1e-9), f"{a} ({est[a]:.3f} ms) slower than {b} ({est[b]:.3f} ms) at {prec}"
+                assert est[a] <= est[b] * (1 + 1e-9), (
+                    f"{a} ({est[a]:.3f} ms) slower than {b} ({est[b]:.3f} ms) at {prec}"
+                )
         assert compared >= 20
     # the chains the docs state
     e = {k: _ms(k) for k in keys}

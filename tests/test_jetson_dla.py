@@ -29,8 +29,17 @@ def dla_run(tmp_path_factory):
     from compress.export.api import export_model
 
     out = tmp_path_factory.mktemp("dla")
-    res = export_model(tiny_model(), out=out, formats=["trt"], precision="fp16", batch=1,
-                       exporter="legacy", samples=4, dla_core=1, dla_gpu_fallback=True)
+    res = export_model(
+        tiny_model(),
+        out=out,
+        formats=["trt"],
+        precision="fp16",
+        batch=1,
+        exporter="legacy",
+        samples=4,
+        dla_core=1,
+        dla_gpu_fallback=True,
+    )
     return out, res
 
 
@@ -51,14 +60,39 @@ def test_bundle_targets_the_dla_core(dla_run):
 def test_readme_lists_fallback_layers_from_the_build_report():
     from compress.export.tensorrt import _readme, dla_note
 
-    cfg = {"dla_core": 0, "dla_gpu_fallback": True, "min_batch": 1, "max_batch": 1, "opt_batch": 1, "dynamic": False,
-           "input_shape": [1, 3, 224, 224], "precision": "int8", "input_name": "input", "workspace_mb": 2048,
-           "timing_cache": "timing.cache", "engine": "model.engine", "onnx_sha256": "x", "parity_source": None,
-           "threshold": {"max_rel_err": 0.01, "min_top1": 0.99}}
+    cfg = {
+        "dla_core": 0,
+        "dla_gpu_fallback": True,
+        "min_batch": 1,
+        "max_batch": 1,
+        "opt_batch": 1,
+        "dynamic": False,
+        "input_shape": [1, 3, 224, 224],
+        "precision": "int8",
+        "input_name": "input",
+        "workspace_mb": 2048,
+        "timing_cache": "timing.cache",
+        "engine": "model.engine",
+        "onnx_sha256": "x",
+        "parity_source": None,
+        "threshold": {"max_rel_err": 0.01, "min_top1": 0.99},
+    }
     # the record build_engine.py writes (build.dla from IBuilderConfig.can_run_on_DLA)
-    rec = {"gpu": "Orin", "tensorrt": "10.3.0", "build": {"dla": {
-        "dla_core": 0, "gpu_fallback_allowed": True, "layers": 3, "on_dla": 2, "source": "TensorRT IBuilderConfig.can_run_on_DLA",
-        "gpu_fallback": [{"name": "/fc/Gemm", "type": "MATRIX_MULTIPLY"}], "engine_layers": {"dla_subgraphs": ["{ForeignNode[a...b]}"]}}}}
+    rec = {
+        "gpu": "Orin",
+        "tensorrt": "10.3.0",
+        "build": {
+            "dla": {
+                "dla_core": 0,
+                "gpu_fallback_allowed": True,
+                "layers": 3,
+                "on_dla": 2,
+                "source": "TensorRT IBuilderConfig.can_run_on_DLA",
+                "gpu_fallback": [{"name": "/fc/Gemm", "type": "MATRIX_MULTIPLY"}],
+                "engine_layers": {"dla_subgraphs": ["{ForeignNode[a...b]}"]},
+            }
+        },
+    }
     text = _readme(cfg, rec)
     assert "2 of 3 layers on DLA core 0" in text and "- `/fc/Gemm` (MATRIX_MULTIPLY)" in text
     assert "Not built yet" not in text and "1 DLA subgraph(s)" in text
@@ -106,7 +140,16 @@ def test_dla_engine_build_on_a_jetson(tmp_path):
 
     from compress.export.api import export_model
 
-    res = export_model(tiny_model(), out=tmp_path, formats=["trt"], precision="fp16", batch=1,
-                       exporter="legacy", samples=4, dla_core=0, dla_gpu_fallback=True)
+    res = export_model(
+        tiny_model(),
+        out=tmp_path,
+        formats=["trt"],
+        precision="fp16",
+        batch=1,
+        exporter="legacy",
+        samples=4,
+        dla_core=0,
+        dla_gpu_fallback=True,
+    )
     readme = (tmp_path / "tensorrt" / "README.md").read_text()
     assert "layers on DLA core 0" in readme and any("DLA core 0:" in n for n in res.formats[-1]["notes"])

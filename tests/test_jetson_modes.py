@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # ---- parsing -------------------------------------------------------------------------------------
 
+
 def test_device_at_mode_and_power_mode_option_agree():
     assert split_device("jetson-agx-orin@30W", None) == ("jetson-agx-orin", "30W")
     assert split_device("jetson-agx-orin", "30W") == ("jetson-agx-orin", "30W")
@@ -63,7 +64,9 @@ def test_unknown_mode_close_match_lists_the_devices_modes():
 def test_mode_without_published_figures_is_not_estimated(tmp_path):
     from compress.latency.predict import LatencyModel
 
-    with pytest.raises(UsageError, match=r"power mode 10W: its clocks and peaks are not published.*choose a mode with figures: MAXN"):
+    with pytest.raises(
+        UsageError, match=r"power mode 10W: its clocks and peaks are not published.*choose a mode with figures: MAXN"
+    ):
         LatencyModel.load(device="jetson-orin-nx@10W", precision="int8", tables=tmp_path, warn=False)
 
 
@@ -74,10 +77,22 @@ def test_cli_unknown_mode_exit_2_and_default_mode_named(tmp_path):
 
     r = CliRunner().invoke(app, ["devices", "jetson-agx-orin", "--power-mode", "31W"])
     assert r.exit_code == 2 and "unknown power mode '31W'" in r.output
-    r = CliRunner().invoke(app, ["latency", "predict", "--device", "jetson-agx-orin", "--precision", "int8",
-                                 "--tables", str(tmp_path), "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "latency",
+            "predict",
+            "--device",
+            "jetson-agx-orin",
+            "--precision",
+            "int8",
+            "--tables",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    info = json.loads(r.stdout[r.stdout.index("{"):])["model"]
+    info = json.loads(r.stdout[r.stdout.index("{") :])["model"]
     assert info["power_mode"] == "MAXN" and info["power_mode_is_default"] is True
     assert "calibrated to" in info["estimate_note"] and "leave-one-out error" in info["estimate_note"]
     assert info["estimate_calibration"]["published_figures"] >= 3
@@ -88,9 +103,11 @@ def test_cli_unknown_mode_exit_2_and_default_mode_named(tmp_path):
 # ---- the board's state and tables per mode -----------------------------------------------------------
 
 NVP_MAXN = "NV Power Mode: MAXN\n0\n"
-CLOCKS = ("SOC family:tegra234  Machine:Jetson AGX Orin\nOnline CPUs: 0-11\n"
-          "GPU MinFreq=1300500000 MaxFreq=1300500000 CurrentFreq=1300500000\n"
-          "EMC MinFreq=204000000 MaxFreq=3199000000 CurrentFreq=3199000000 FreqOverride=1\n")
+CLOCKS = (
+    "SOC family:tegra234  Machine:Jetson AGX Orin\nOnline CPUs: 0-11\n"
+    "GPU MinFreq=1300500000 MaxFreq=1300500000 CurrentFreq=1300500000\n"
+    "EMC MinFreq=204000000 MaxFreq=3199000000 CurrentFreq=3199000000 FreqOverride=1\n"
+)
 
 
 def test_nvpmodel_and_jetson_clocks_parsing():
@@ -118,10 +135,13 @@ def _table(tables: Path, device_key: str, **meta) -> Path:
 
     label = space_label(resolve_space(None))
     t = LatencyTable.new(device=device_key, runtime="tensorrt", precision="int8", batch=1, space=label, **meta)
-    t.path = LatencyTable.locate(device=device_key, runtime="tensorrt", precision="int8", batch=1, space=label,
-                                 tables=tables)
-    t.add(BlockSignature(kind="pool", in_hw=4, in_ch=8, out_hw=1, out_ch=8),
-          Entry(count=10, median_ms=0.01, mean_ms=0.01, std_ms=0.0, min_ms=0.01, p10_ms=0.01))
+    t.path = LatencyTable.locate(
+        device=device_key, runtime="tensorrt", precision="int8", batch=1, space=label, tables=tables
+    )
+    t.add(
+        BlockSignature(kind="pool", in_hw=4, in_ch=8, out_hw=1, out_ch=8),
+        Entry(count=10, median_ms=0.01, mean_ms=0.01, std_ms=0.0, min_ms=0.01, p10_ms=0.01),
+    )
     t.save()
     return t.path
 
@@ -154,11 +174,13 @@ def test_tables_are_kept_per_mode(tmp_path):
 
 # ---- what users see in CI logs -----------------------------------------------------------------------
 
+
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([sys.executable, "-m", "compress", *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "compress", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 def test_off_tty_tables_do_not_wrap_device_names():
@@ -186,7 +208,13 @@ def test_search_table_off_tty_keeps_device_cell_whole():
         predicted_latency_ms, predicted_top1, measured_top1, params, macs = 1.234, 0.9, None, 123456, 7_000_000
 
     class _D:
-        device, runtime, precision, budget_ms, latency_source = "jetson-orin-nano-original", "tensorrt", "int8", 5.0, "estimated"
+        device, runtime, precision, budget_ms, latency_source = (
+            "jetson-orin-nano-original",
+            "tensorrt",
+            "int8",
+            5.0,
+            "estimated",
+        )
         selected, pareto, latency_info = _C(), [], {"power_mode": "15W"}
 
     class _R:
@@ -201,6 +229,7 @@ def test_search_table_off_tty_keeps_device_cell_whole():
 
 # ---- search: an impossible budget fails before the accuracy predictor --------------------------------------
 
+
 def test_infeasible_budget_fails_before_the_predictor(tmp_path, monkeypatch):
     from _search_fixtures import make_checkpoint
 
@@ -212,6 +241,14 @@ def test_infeasible_budget_fails_before_the_predictor(tmp_path, monkeypatch):
         raise AssertionError("accuracy predictor built before the budget was checked")
 
     monkeypatch.setattr(api, "build_accuracy_predictor", boom)
-    with pytest.raises(UsageError, match=r"latency budget 0.0001 ms is infeasible on jetson-agx-orin at power mode 30W"):
-        api.search(devices=["jetson-agx-orin@30W"], latency_ms=[0.0001], supernet=ckpt, precision="int8",
-                   tables=tmp_path / "tables", seed=0)
+    with pytest.raises(
+        UsageError, match=r"latency budget 0.0001 ms is infeasible on jetson-agx-orin at power mode 30W"
+    ):
+        api.search(
+            devices=["jetson-agx-orin@30W"],
+            latency_ms=[0.0001],
+            supernet=ckpt,
+            precision="int8",
+            tables=tmp_path / "tables",
+            seed=0,
+        )

@@ -54,8 +54,9 @@ def test_power_mode_option_on_bench_and_profile(tmp_path):
 
     r = CliRunner().invoke(app, ["bench", "timm:resnet18", "--device", "local-cpu", "--power-mode", "MAXN"])
     assert r.exit_code == 2 and "'local-cpu' has no power modes" in r.output
-    r = CliRunner().invoke(app, ["profile", "--device", "jetson-agx-orin", "--power-mode", "maxm",
-                                 "--tables", str(tmp_path)])
+    r = CliRunner().invoke(
+        app, ["profile", "--device", "jetson-agx-orin", "--power-mode", "maxm", "--tables", str(tmp_path)]
+    )
     assert r.exit_code == 2 and "did you mean" in r.output and "MAXN" in r.output
 
 
@@ -71,10 +72,26 @@ def test_bench_warns_when_the_board_is_not_in_the_mode_asked(tmp_path, monkeypat
     path = tmp_path / "m.onnx"
     torch.onnx.export(model, (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False, opset_version=17)
     monkeypatch.setattr(ds, "jetson_state", lambda: {"nvpmodel": "NV Power Mode: MAXN\n0\n", "jetson_clocks": None})
-    res = bench([str(path)], device="jetson-agx-orin@30W", runtime="onnxruntime", iterations=5, rounds=1,
-                warmup=1, canary=False, threads=1)
+    res = bench(
+        [str(path)],
+        device="jetson-agx-orin@30W",
+        runtime="onnxruntime",
+        iterations=5,
+        rounds=1,
+        warmup=1,
+        canary=False,
+        threads=1,
+    )
     assert res.device == "jetson-agx-orin@30W"
     assert any("not jetson-agx-orin's '30W'" in w and "sudo nvpmodel -m 2" in w for w in res.warnings)
-    ok = bench([str(path)], device="jetson-agx-orin", runtime="onnxruntime", iterations=5, rounds=1, warmup=1,
-               canary=False, threads=1)
+    ok = bench(
+        [str(path)],
+        device="jetson-agx-orin",
+        runtime="onnxruntime",
+        iterations=5,
+        rounds=1,
+        warmup=1,
+        canary=False,
+        threads=1,
+    )
     assert ok.device == "jetson-agx-orin@MAXN" and not any("nvpmodel" in w for w in ok.warnings)

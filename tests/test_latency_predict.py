@@ -95,8 +95,13 @@ def test_calibration_recovers_a_known_gap_and_picks_per_kind_when_it_pays() -> N
     cal3 = fit(f3, y3)
     assert "per_kind" not in cal3.candidates and cal3.model == "split"
     assert cal3.features == ["sum_convnext", "rest_convnext", "blocks", "1"] and cal3.loo_mape < 1e-6
-    np.testing.assert_allclose(Calibration.from_dict(cal3.to_dict()).apply(
-        {k: v for k, v in f3.items() if k in ("sum", "blocks", "sum_convnext")}), y3, rtol=1e-6)
+    np.testing.assert_allclose(
+        Calibration.from_dict(cal3.to_dict()).apply(
+            {k: v for k, v in f3.items() if k in ("sum", "blocks", "sum_convnext")}
+        ),
+        y3,
+        rtol=1e-6,
+    )
     with pytest.raises(UsageError, match="at least 4"):
         fit({"sum": s[:3], "blocks": n[:3]}, y[:3])
 
@@ -129,8 +134,12 @@ def test_calibration_set_covers_extremes_and_the_front_and_gflop_feature() -> No
     g2, roles2 = calibration_genes(space, model, np.random.default_rng(0), 14, pool=512)
     assert np.array_equal(g, g2) and roles == roles2  # seeded
     assert len(g) == 14 and len({r.tobytes() for r in g}) == 14  # distinct
-    assert np.array_equal(g[0], space.to_genes(space.min_config())) and np.array_equal(g[1], space.to_genes(space.max_config()))
-    assert roles[:2] == ["extreme", "extreme"] and roles.count("front") == 4 and "quantile" in roles and "random" in roles
+    assert np.array_equal(g[0], space.to_genes(space.min_config())) and np.array_equal(
+        g[1], space.to_genes(space.max_config())
+    )
+    assert (
+        roles[:2] == ["extreme", "extreme"] and roles.count("front") == 4 and "quantile" in roles and "random" in roles
+    )
     # front rows carry more compute per predicted millisecond than the random rows on average
     macs, raw = SpaceCost(space).macs_genes(g).astype(float), model.predict_sum_genes(g)
     dens = macs / raw

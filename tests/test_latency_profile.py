@@ -24,8 +24,10 @@ def tiny_space() -> SearchSpace:
     d = get_space("convnext-small-input").to_dict()
     d.update(resolutions=[16], width_mults=[1.0])
     d["stem"]["channels"] = 8
-    d["stages"] = [{"width": 8, "depths": [1, 2], "kernels": [3, 5], "expands": [2.0], "stride": 1, "act": "gelu", "se": False},
-                   {"width": 16, "depths": [1, 2], "kernels": [3], "expands": [2.0, 3.0], "stride": 2, "act": "gelu", "se": False}]
+    d["stages"] = [
+        {"width": 8, "depths": [1, 2], "kernels": [3, 5], "expands": [2.0], "stride": 1, "act": "gelu", "se": False},
+        {"width": 16, "depths": [1, 2], "kernels": [3], "expands": [2.0, 3.0], "stride": 2, "act": "gelu", "se": False},
+    ]
     return SearchSpace.from_dict(d)
 
 
@@ -39,8 +41,9 @@ def _few_threads():
 
 def test_profile_resume_devices_validate(tmp_path) -> None:
     space = tiny_space()
-    kw = dict(device="local-cpu", runtime="onnxruntime", supernet=space, tables=tmp_path, threads=1, iterations=4,
-              warmup=1)
+    kw = dict(
+        device="local-cpu", runtime="onnxruntime", supernet=space, tables=tmp_path, threads=1, iterations=4, warmup=1
+    )
     res = profile_table(**kw, calibrate=4, calibrate_iterations=4)
     assert res.measured_now == res.signatures >= 8 and res.already_measured == 0
     t = LatencyTable.load(res.path)
@@ -60,10 +63,20 @@ def test_profile_resume_devices_validate(tmp_path) -> None:
     # `compress devices` now reports the device as measured for onnxruntime
     out = CliRunner().invoke(app, ["devices", "--json", "--tables", str(tmp_path)])
     info = {d["name"]: d for d in json.loads(out.stdout)}
-    assert info["local-cpu"]["latency_source"] == "measured" and info["local-cpu"]["measured_runtimes"] == ["onnxruntime"]
+    assert info["local-cpu"]["latency_source"] == "measured" and info["local-cpu"]["measured_runtimes"] == [
+        "onnxruntime"
+    ]
     # validate on the tiny space: every metric present, predicted vs measured scatter written
-    v = validate(device="local-cpu", runtime="onnxruntime", supernet=space, tables=tmp_path, samples=3, threads=1,
-                 iterations=4, out=tmp_path / "val")
+    v = validate(
+        device="local-cpu",
+        runtime="onnxruntime",
+        supernet=space,
+        tables=tmp_path,
+        samples=3,
+        threads=1,
+        iterations=4,
+        out=tmp_path / "val",
+    )
     for key in ("samples", "within_10pct", "mape", "spearman", "repeatability_mape", "noise_ceiling_within_10pct"):
         assert key in v
     assert v["samples"] == 3 and 0 <= v["within_10pct"] <= 1 and v["mape"] >= 0
@@ -78,17 +91,21 @@ def test_profile_resume_devices_validate(tmp_path) -> None:
 
 
 def test_merged_kinds_are_measured_and_stored(tmp_path) -> None:
-    cx = BlockSignature("convnext", 8, 16, 8, 16, kernel=5, mid=32, act="gelu", residual=True, norm=True,
-                        bias=True, layer_scale=True)
+    cx = BlockSignature(
+        "convnext", 8, 16, 8, 16, kernel=5, mid=32, act="gelu", residual=True, norm=True, bias=True, layer_scale=True
+    )
     forms = merged_forms(cx)
     assert [f.kind for f in forms] == ["merged_dw_pw", "merged_dense"]
     for f in forms:
         mod = build_module(f)
         y = mod(torch.randn(2, *f.input_shape))
         assert y.shape == (2, f.out_ch, f.out_hw, f.out_hw)
-    r = measure_block(build_module(forms[0]), forms[0].input_shape, runtime="openvino", threads=1, iterations=5, warmup=1)
-    assert r.entry.median_ms > 0 and r.entry.count == 5 and r.drift["status"] in (
-        "stable", "normalised", "uncontrolled")
+    r = measure_block(
+        build_module(forms[0]), forms[0].input_shape, runtime="openvino", threads=1, iterations=5, warmup=1
+    )
+    assert (
+        r.entry.median_ms > 0 and r.entry.count == 5 and r.drift["status"] in ("stable", "normalised", "uncontrolled")
+    )
     t = LatencyTable.new(device="local-cpu", runtime="openvino", precision="fp32", batch=1, space="merged")
     t.add(forms[0], r.entry)
     t.save(tables=tmp_path)

@@ -23,9 +23,19 @@ def test_remote_profile_over_local_sshd(sshd, tmp_path, monkeypatch) -> None:
     space = tiny_space()
     before = set(glob.glob(f"/tmp/{TEMP_PREFIX}*"))
 
-    res = profile_table(device="local-cpu", runtime="onnxruntime", supernet=space, tables=tmp_path, threads=1,
-                        iterations=4, warmup=1, calibrate=0, remote=sshd.target, ssh_config=sshd.ssh_config,
-                        remote_python=sys.executable)
+    res = profile_table(
+        device="local-cpu",
+        runtime="onnxruntime",
+        supernet=space,
+        tables=tmp_path,
+        threads=1,
+        iterations=4,
+        warmup=1,
+        calibrate=0,
+        remote=sshd.target,
+        ssh_config=sshd.ssh_config,
+        remote_python=sys.executable,
+    )
     assert res.remote == sshd.target and res.measured_now == res.signatures >= 8
     t = LatencyTable.load(res.path)
     assert len(t.measured()) == res.signatures and t.meta.remote == sshd.target
@@ -35,9 +45,25 @@ def test_remote_profile_over_local_sshd(sshd, tmp_path, monkeypatch) -> None:
     assert set(glob.glob(f"/tmp/{TEMP_PREFIX}*")) <= before
     # the CLI path: an unreachable device fails with one clear line
     monkeypatch.setenv("COMPRESS_SSH_CONFIG", str(sshd.ssh_config))
-    r = CliRunner().invoke(app, ["profile", "--device", "local-cpu", "--runtime", "onnxruntime", "--supernet",
-                                 "convnext-small-input", "--remote", "nobody@unreachable.invalid", "--tables",
-                                 str(tmp_path), "--json", "--calibrate", "0"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            "--device",
+            "local-cpu",
+            "--runtime",
+            "onnxruntime",
+            "--supernet",
+            "convnext-small-input",
+            "--remote",
+            "nobody@unreachable.invalid",
+            "--tables",
+            str(tmp_path),
+            "--json",
+            "--calibrate",
+            "0",
+        ],
+    )
     assert r.exit_code != 0 and "unreachable.invalid" in r.output
 
 
@@ -51,13 +77,36 @@ def test_updp_for_a_remote_device_uses_the_table_measured_there(sshd, tmp_path) 
     from compress.prune.updp.api import prune_updp
 
     ckpt = make_checkpoint(tmp_path / "tiny.safetensors")
-    res = profile_table(device="x86-avx512-cpu", runtime="onnxruntime", supernet=str(ckpt), tables=tmp_path / "t",
-                        resolutions=[16], merged=True, threads=1, iterations=4, warmup=1, calibrate=0,
-                        remote=sshd.target, ssh_config=sshd.ssh_config, remote_python=sys.executable)
+    res = profile_table(
+        device="x86-avx512-cpu",
+        runtime="onnxruntime",
+        supernet=str(ckpt),
+        tables=tmp_path / "t",
+        resolutions=[16],
+        merged=True,
+        threads=1,
+        iterations=4,
+        warmup=1,
+        calibrate=0,
+        remote=sshd.target,
+        ssh_config=sshd.ssh_config,
+        remote_python=sys.executable,
+    )
     kinds = {s.kind for s in LatencyTable.load(res.path).measured()}
     assert {"merged_dense", "mbconv"} <= kinds
-    r = prune_updp(model=str(ckpt), subnet="max", data="digits", epochs=0, blocks=1, device="x86-avx512-cpu",
-                   runtime="onnxruntime", tables=tmp_path / "t", progress=False, train_limit=128, score_images=64)
+    r = prune_updp(
+        model=str(ckpt),
+        subnet="max",
+        data="digits",
+        epochs=0,
+        blocks=1,
+        device="x86-avx512-cpu",
+        runtime="onnxruntime",
+        tables=tmp_path / "t",
+        progress=False,
+        train_limit=128,
+        score_images=64,
+    )
     assert r["latency_source"] == "table:x86-avx512-cpu/onnxruntime/fp32" and r["measured_latency"] is None
     blocks = {k: v for k, v in r["latency_entry_sources"].items() if k != "__model__"}
     assert blocks and set(blocks.values()) == {"measured"}

@@ -13,9 +13,24 @@ from compress.supernet import family_names, get_space
 
 def test_key_round_trip_every_kind() -> None:
     for kind in KINDS:
-        s = BlockSignature(kind=kind, in_hw=14, in_ch=24, out_hw=7, out_ch=40, kernel=5, mid=72, stride=2,
-                           se=True, se_mid=24, act="h_swish", residual=True, norm=True, bias=True,
-                           has_expand=False, layer_scale=True)
+        s = BlockSignature(
+            kind=kind,
+            in_hw=14,
+            in_ch=24,
+            out_hw=7,
+            out_ch=40,
+            kernel=5,
+            mid=72,
+            stride=2,
+            se=True,
+            se_mid=24,
+            act="h_swish",
+            residual=True,
+            norm=True,
+            bias=True,
+            has_expand=False,
+            layer_scale=True,
+        )
         assert s.act == "hswish"
         assert BlockSignature.from_key(s.key()) == s
         assert BlockSignature.from_dict(s.to_dict()) == s
@@ -37,9 +52,31 @@ def test_signature_of_block_spec_keeps_every_shape_field() -> None:
     space = get_space("mbv3-small-input")
     for spec in space.block_specs(space.max_config()):
         sig = signature_of(spec)
-        assert (sig.kind, sig.in_hw, sig.in_ch, sig.out_hw, sig.out_ch, sig.kernel, sig.mid, sig.stride, sig.se,
-                sig.se_mid, sig.residual) == (spec.kind, spec.in_hw, spec.in_ch, spec.out_hw, spec.out_ch, spec.kernel,
-                                              spec.mid, spec.stride, spec.se, spec.se_mid, spec.residual)
+        assert (
+            sig.kind,
+            sig.in_hw,
+            sig.in_ch,
+            sig.out_hw,
+            sig.out_ch,
+            sig.kernel,
+            sig.mid,
+            sig.stride,
+            sig.se,
+            sig.se_mid,
+            sig.residual,
+        ) == (
+            spec.kind,
+            spec.in_hw,
+            spec.in_ch,
+            spec.out_hw,
+            spec.out_ch,
+            spec.kernel,
+            spec.mid,
+            spec.stride,
+            spec.se,
+            spec.se_mid,
+            spec.residual,
+        )
 
 
 @pytest.mark.parametrize("family", family_names())
@@ -52,7 +89,7 @@ def test_enumeration_covers_every_block_of_200_random_subnets(family: str) -> No
     for g, got in zip(genes, via_arrays):
         want = [signature_of(s) for s in space.block_specs(space.from_genes(g))]
         assert sorted(got) == sorted(want)  # the vectorised lookup gives exactly the subnet's layers
-        assert set(want) <= allsigs          # and the enumeration contains all of them
+        assert set(want) <= allsigs  # and the enumeration contains all of them
 
 
 def test_compiled_space_disk_round_trip(tmp_path) -> None:

@@ -18,13 +18,29 @@ B = BlockSignature
 
 
 def _table(tmp_path) -> LatencyTable:
-    t = LatencyTable.new(device="local-cpu", runtime="onnxruntime", precision="fp32", batch=1, space="tiny",
-                         runtime_version="1.0", threads=2, host={"cpu_model": "x"})
+    t = LatencyTable.new(
+        device="local-cpu",
+        runtime="onnxruntime",
+        precision="fp32",
+        batch=1,
+        space="tiny",
+        runtime_version="1.0",
+        threads=2,
+        host={"cpu_model": "x"},
+    )
     for c in (16, 32, 64):
-        t.add(B("mbconv", 8, c, 8, c, kernel=3, mid=3 * c, act="relu", residual=True),
-              Entry(count=20, median_ms=c / 100, mean_ms=c / 90, std_ms=0.01, min_ms=c / 110, p10_ms=c / 105))
-    t.calibration = {"model": "affine", "features": ["sum", "1"], "coef": [1.1, 0.2], "loo_mape": 3.0,
-                     "fit_mape": 2.0, "samples": 20}
+        t.add(
+            B("mbconv", 8, c, 8, c, kernel=3, mid=3 * c, act="relu", residual=True),
+            Entry(count=20, median_ms=c / 100, mean_ms=c / 90, std_ms=0.01, min_ms=c / 110, p10_ms=c / 105),
+        )
+    t.calibration = {
+        "model": "affine",
+        "features": ["sum", "1"],
+        "coef": [1.1, 0.2],
+        "loo_mape": 3.0,
+        "fit_mape": 2.0,
+        "samples": 20,
+    }
     t.save(tables=tmp_path)
     return t
 
@@ -32,8 +48,9 @@ def _table(tmp_path) -> LatencyTable:
 def test_round_trip(tmp_path) -> None:
     t = _table(tmp_path)
     assert t.path == tmp_path / "local-cpu" / "onnxruntime__fp32__b1__tiny.json"
-    back = LatencyTable.load(device="local-cpu", runtime="onnxruntime", precision="fp32", batch=1, space="tiny",
-                             tables=tmp_path)
+    back = LatencyTable.load(
+        device="local-cpu", runtime="onnxruntime", precision="fp32", batch=1, space="tiny", tables=tmp_path
+    )
     assert back.entries == t.entries and back.calibration == t.calibration
     assert back.meta.host == {"cpu_model": "x"} and back.meta.updated
     sig = next(iter(t.entries))
@@ -44,6 +61,7 @@ def test_round_trip(tmp_path) -> None:
     assert data["entries"][0]["key"].startswith("mbconv-in:8x8x")
     # the directory listing `compress devices` uses sees it
     from compress.latency.store import measured_runtimes
+
     assert measured_runtimes("local-cpu", tables_dir=tmp_path) == ["onnxruntime"]
 
 
@@ -87,8 +105,12 @@ def test_interpolation_is_flagged_and_sensible() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(f=st.floats(1e3, 1e12), b=st.floats(1e3, 1e10), df=st.floats(0, 1e11, allow_subnormal=False),
-       db=st.floats(0, 1e9, allow_subnormal=False))
+@given(
+    f=st.floats(1e3, 1e12),
+    b=st.floats(1e3, 1e10),
+    df=st.floats(0, 1e11, allow_subnormal=False),
+    db=st.floats(0, 1e9, allow_subnormal=False),
+)
 def test_roofline_monotonic_in_flops_and_bytes(f: float, b: float, df: float, db: float) -> None:
     kw = dict(peak_flops=1e12, efficiency=0.3, bandwidth=50e9, overhead_s=1e-5)
     base = op_time_s(f, b, **kw)

@@ -35,8 +35,9 @@ def _modules(roots: dict[str, Path]) -> dict[str, Path]:
 
 def _is_type_checking(node: ast.If) -> bool:
     t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or \
-        (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(name: str, path: Path, mods: dict[str, Path]) -> list[tuple[str, int]]:
@@ -141,22 +142,32 @@ def test_the_graph_covers_both_trees():
 
 
 def test_library_never_imports_the_cli():
-    bad = [f"{m} -> {t} (line {ln})" for m, edges in GRAPH.items() for t, ln in edges
-           if (t == "compress.cli" or t.startswith("compress.cli."))
-           and not (m == "compress.cli" or m.startswith("compress.cli.") or m.endswith(".__main__"))]
+    bad = [
+        f"{m} -> {t} (line {ln})"
+        for m, edges in GRAPH.items()
+        for t, ln in edges
+        if (t == "compress.cli" or t.startswith("compress.cli."))
+        and not (m == "compress.cli" or m.startswith("compress.cli.") or m.endswith(".__main__"))
+    ]
     assert not bad, "library modules import the CLI (report progress through a callback or logging):\n" + "\n".join(bad)
 
 
 def test_latency_does_not_import_search():
-    bad = [f"{m} -> {t} (line {ln})" for m, edges in GRAPH.items() for t, ln in edges
-           if m.startswith("compress.latency") and (t == "compress.search" or t.startswith("compress.search."))]
+    bad = [
+        f"{m} -> {t} (line {ln})"
+        for m, edges in GRAPH.items()
+        for t, ln in edges
+        if m.startswith("compress.latency") and (t == "compress.search" or t.startswith("compress.search."))
+    ]
     assert not bad, "the latency layer imports search:\n" + "\n".join(bad)
 
 
 def test_no_import_cycles():
     found = cycles(GRAPH)
-    assert not found, "import cycles (move the shared piece to the lower module, or fill the registry from " \
-                      "the package __init__):\n" + "\n".join(_describe(c, GRAPH) for c in found)
+    assert not found, (
+        "import cycles (move the shared piece to the lower module, or fill the registry from "
+        "the package __init__):\n" + "\n".join(_describe(c, GRAPH) for c in found)
+    )
 
 
 def test_the_checker_sees_lazy_imports_and_ignores_type_checking(tmp_path):
@@ -177,12 +188,14 @@ def test_packaged_list_is_complete():
     """pyproject's static `packages` list names every package under compress/ and export/ (the latter
     renamed into compress.export), so a new sub-package cannot silently miss the wheel."""
     import tomllib
-
     from setuptools import find_packages
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {*find_packages(str(REPO), include=["compress", "compress.*"]),
-             *("compress." + p for p in find_packages(str(REPO), include=["export", "export.*"])),
-             "compress.hardware_profiles"}
-    assert listed == found, f"add to [tool.setuptools] packages: {sorted(found - listed)}; " \
-                            f"remove: {sorted(listed - found)}"
+    found = {
+        *find_packages(str(REPO), include=["compress", "compress.*"]),
+        *("compress." + p for p in find_packages(str(REPO), include=["export", "export.*"])),
+        "compress.hardware_profiles",
+    }
+    assert listed == found, (
+        f"add to [tool.setuptools] packages: {sorted(found - listed)}; remove: {sorted(listed - found)}"
+    )

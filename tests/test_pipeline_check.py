@@ -16,20 +16,44 @@ runner = CliRunner()
 def _run(tmp_path, name, median=5.0, std=0.2, n=200, top1=(90.0, 89.7), rel=2e-6):
     d = tmp_path / name
     d.mkdir()
-    (d / "summary.json").write_text(json.dumps({
-        "latency": {"local-cpu": {"median_ms": median, "std_ms": std, "iterations": n, "runtime": "onnxruntime"}},
-        "accuracy": {"top1_before": top1[0], "top1_after": top1[1], "top1": top1[1]},
-        "parity": {"onnx": {"max_abs_err": 1e-6, "max_rel_err": rel, "passed": True}},
-        "gates": {"min_top1": 80.0},
-    }))
+    (d / "summary.json").write_text(
+        json.dumps(
+            {
+                "latency": {
+                    "local-cpu": {"median_ms": median, "std_ms": std, "iterations": n, "runtime": "onnxruntime"}
+                },
+                "accuracy": {"top1_before": top1[0], "top1_after": top1[1], "top1": top1[1]},
+                "parity": {"onnx": {"max_abs_err": 1e-6, "max_rel_err": rel, "passed": True}},
+                "gates": {"min_top1": 80.0},
+            }
+        )
+    )
     return d
 
 
 def test_all_pass_exit_0_and_junit(tmp_path):
     d = _run(tmp_path, "run")
     junit = tmp_path / "gates.xml"
-    res = runner.invoke(app, ["check", str(d), "--max-latency-ms", "6", "--device", "local", "--min-top1", "85",
-                              "--max-top1-drop", "0.5", "--max-parity-err", "1e-4", "--junit", str(junit), "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "check",
+            str(d),
+            "--max-latency-ms",
+            "6",
+            "--device",
+            "local",
+            "--min-top1",
+            "85",
+            "--max-top1-drop",
+            "0.5",
+            "--max-parity-err",
+            "1e-4",
+            "--junit",
+            str(junit),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["passed"] and len(out["gates"]) == 4
@@ -41,8 +65,22 @@ def test_all_pass_exit_0_and_junit(tmp_path):
 def test_failing_gate_exit_1_with_margin(tmp_path):
     d = _run(tmp_path, "run", top1=(90.0, 88.0))
     junit = tmp_path / "g.xml"
-    res = runner.invoke(app, ["check", str(d), "--max-top1-drop", "0.5", "--max-latency-ms", "4", "--device", "local-cpu",
-                              "--json", "--junit", str(junit)])
+    res = runner.invoke(
+        app,
+        [
+            "check",
+            str(d),
+            "--max-top1-drop",
+            "0.5",
+            "--max-latency-ms",
+            "4",
+            "--device",
+            "local-cpu",
+            "--json",
+            "--junit",
+            str(junit),
+        ],
+    )
     assert res.exit_code == 1
     gates = {g["name"]: g for g in json.loads(res.stdout)["gates"]}
     assert not gates["max-top1-drop"]["passed"] and abs(gates["max-top1-drop"]["margin"] + 1.5) < 1e-9

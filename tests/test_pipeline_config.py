@@ -47,16 +47,19 @@ def test_good_yaml_and_demo_yaml_validate(tmp_path):
         assert yaml.safe_load(text) and "compress pipeline examples/ci/release-gate" in text
 
 
-@pytest.mark.parametrize("text, expect", [
-    (GOOD + "serach: {population: 10}\n", ["unknown key 'serach'", "did you mean 'search'"]),
-    (GOOD + "search: {populaton: 10}\n", ["search.populaton", "did you mean 'population'"]),
-    (GOOD + "prune: {epochs: many}\n", ["prune.epochs", "integer"]),
-    (GOOD + "search: {algorithm: genetic}\n", ["search.algorithm", "evolution"]),
-    ("name: t\nsupernet: x.safetensors\n", ["devices", "required field is missing"]),
-    ("name: t\ndevices: []\n", ["devices", "at least 1"]),
-    (GOOD + "train: {epochs: 1}\n", ["give one of `supernet`, `model` or `train`"]),
-    ("name: t\ndevices:\n  - {name: local-cpu, budget_ms: -1}\n", ["budget_ms", "greater than 0"]),
-])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        (GOOD + "serach: {population: 10}\n", ["unknown key 'serach'", "did you mean 'search'"]),
+        (GOOD + "search: {populaton: 10}\n", ["search.populaton", "did you mean 'population'"]),
+        (GOOD + "prune: {epochs: many}\n", ["prune.epochs", "integer"]),
+        (GOOD + "search: {algorithm: genetic}\n", ["search.algorithm", "evolution"]),
+        ("name: t\nsupernet: x.safetensors\n", ["devices", "required field is missing"]),
+        ("name: t\ndevices: []\n", ["devices", "at least 1"]),
+        (GOOD + "train: {epochs: 1}\n", ["give one of `supernet`, `model` or `train`"]),
+        ("name: t\ndevices:\n  - {name: local-cpu, budget_ms: -1}\n", ["budget_ms", "greater than 0"]),
+    ],
+)
 def test_broken_yaml_is_one_line_usage_error(tmp_path, text, expect):
     with pytest.raises(UsageError) as e:
         _load(tmp_path, text)
@@ -81,8 +84,10 @@ def test_device_errors_fail_before_anything_is_written(tmp_path):
     ck = tmp_path / "sn.safetensors"
     ck.write_bytes(b"x")
     with pytest.raises(UsageError, match="prune.device 'jetson' is not one of"):
-        run_pipeline(_yaml(tmp_path, GOOD.replace("/nonexistent.safetensors", str(ck)) + "prune: {device: jetson}\n"),
-                     out=tmp_path / "run")
+        run_pipeline(
+            _yaml(tmp_path, GOOD.replace("/nonexistent.safetensors", str(ck)) + "prune: {device: jetson}\n"),
+            out=tmp_path / "run",
+        )
     assert not (tmp_path / "run").exists()
     with pytest.raises(UsageError, match="no pipeline run to continue"):
         run_pipeline(_yaml(tmp_path, GOOD), out=tmp_path / "run", resume=True)

@@ -37,8 +37,12 @@ def _write(tmp: Path, text: str) -> Path:
 def _fake_fashion(d: Path, *, broken: str | None = None) -> Path:
     """Four idx.gz files with valid headers (and one broken on request): what the check reads."""
     d.mkdir(parents=True, exist_ok=True)
-    for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-              "t10k-labels-idx1-ubyte.gz"):
+    for f in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
         if f == broken:
             (d / f).write_bytes(b"not gzip at all")
         else:
@@ -49,14 +53,17 @@ def _fake_fashion(d: Path, *, broken: str | None = None) -> Path:
 
 def test_all_problems_listed_at_once_with_fixes(tmp_path):
     port = _closed_port()
-    y = _write(tmp_path, f"""
+    y = _write(
+        tmp_path,
+        f"""
 name: bad
 data: {{name: fashion-mnst}}
 devices:
   - {{name: jetsn, budget_ms: 0.5}}
   - {{name: jetson, budget_ms: 0.001}}
   - {{name: local-cpu, profile: true, remote: "nobody@127.0.0.1:{port}"}}
-""")
+""",
+    )
     blocker = tmp_path / "file"
     blocker.write_text("x")
     t0 = time.perf_counter()
@@ -99,11 +106,14 @@ def test_missing_extra_names_the_pip_command(tmp_path, monkeypatch):
 
     real = extras.available
     monkeypatch.setattr(extras, "available", lambda m: False if m.split(".")[0] in ("openvino", "pymoo") else real(m))
-    y = _write(tmp_path, """
+    y = _write(
+        tmp_path,
+        """
 name: x
 devices: [{name: jetson}]
 export: {formats: [onnx, openvino]}
-""")
+""",
+    )
     r = CliRunner().invoke(app, ["pipeline", str(y), "--out", str(tmp_path / "run"), "--check-only"])
     assert r.exit_code == 2, r.output
     assert "export format openvino needs openvino" in r.output and "pip install 'compress[openvino]'" in r.output
@@ -119,7 +129,7 @@ def test_check_only_passes_and_writes_nothing(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     import json
 
-    res = json.loads(r.output[r.output.index("{"):])
+    res = json.loads(r.output[r.output.index("{") :])
     assert res["check_only"] and res["preflight"]["passed"]
     assert {"dataset", "devices", "model", "budgets", "output", "extras"} <= set(res["preflight"]["checks_s"])
     assert not out.exists() and not (tmp_path / "runs").exists()
@@ -128,12 +138,15 @@ def test_check_only_passes_and_writes_nothing(tmp_path, monkeypatch):
 @pytest.mark.ssh
 def test_reachable_remote_passes(sshd, tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESS_SSH_CONFIG", str(sshd.ssh_config))
-    y = _write(tmp_path, f"""
+    y = _write(
+        tmp_path,
+        f"""
 name: x
 devices: [{{name: jetson, budget_ms: 0.5}}]
 bench: {{device: jetson, remote: "{sshd.target}", runtimes: [onnxruntime]}}
 export: {{formats: [onnx]}}
-""")
+""",
+    )
     r = CliRunner().invoke(app, ["pipeline", str(y), "--out", str(tmp_path / "run"), "--check-only", "--json"])
     assert r.exit_code == 0, r.output
 
@@ -142,8 +155,14 @@ def test_example_without_dataset_fails_in_preflight_under_5s(tmp_path):
     """The issue's target: the CI example with no dataset fails in the preflight, with the install command."""
     env = {**os.environ, "COMPRESS_FASHION_MNIST_DIR": str(tmp_path / "none"), "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "compress", "pipeline", str(EXAMPLE), "--out", str(tmp_path / "run")],
-                       capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "compress", "pipeline", str(EXAMPLE), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     secs = time.perf_counter() - t0
     assert r.returncode == 2, r.stderr
     assert "preflight" in r.stderr and "sudo apt-get install -y dataset-fashion-mnist" in r.stderr

@@ -54,8 +54,15 @@ def run(tmp_path_factory):
 def test_int8_pipeline_quantizes_benchmarks_and_reports(run) -> None:
     d, _ckpt, _y, res = run
     rd = d / "run"
-    assert [k for k, v in res["stages"].items() if not v["cached"]] == \
-        ["profile", "search", "prune", "quantize", "export", "bench", "check"]
+    assert [k for k, v in res["stages"].items() if not v["cached"]] == [
+        "profile",
+        "search",
+        "prune",
+        "quantize",
+        "export",
+        "bench",
+        "check",
+    ]
     # the latency table the search used is the int8 one, measured here
     assert list((rd / "stages" / "profile" / "tables" / "local-cpu").glob("onnxruntime__int8__b1__*.json"))
     summary = json.loads((rd / "summary.json").read_text())
@@ -79,7 +86,7 @@ def test_int8_pipeline_quantizes_benchmarks_and_reports(run) -> None:
     assert "## Quantization: fp32 vs int8 side by side" in md and "figures/quantization.png" in md
     assert (rd / "figures" / "quantization.png").stat().st_size > 1000
     assert "searched subnet, int8 (measured int8 table, onnxruntime)" in md
-    assert "searched subnet (measured table" not in md   # no fp32 measurement set against an int8 prediction
+    assert "searched subnet (measured table" not in md  # no fp32 measurement set against an int8 prediction
 
 
 def test_second_run_caches_quantize_and_a_new_max_drop_redoes_it(run, tmp_path) -> None:

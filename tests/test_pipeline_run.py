@@ -34,10 +34,18 @@ gates: {{min_top1: 1, max_parity_err: 1.0e-3, max_latency_ms: {{cpu: 1000}}}}
 """
 
 
-def write_yaml(path: Path, ckpt: Path, *, jetson_budget: float = 5.0, prune: str = "updp",
-               formats: str = "[onnx, tensorrt]", bench_iters: int = 5) -> Path:
-    path.write_text(YAML.format(ckpt=ckpt, jetson_budget=jetson_budget, prune=prune, formats=formats,
-                                bench_iters=bench_iters))
+def write_yaml(
+    path: Path,
+    ckpt: Path,
+    *,
+    jetson_budget: float = 5.0,
+    prune: str = "updp",
+    formats: str = "[onnx, tensorrt]",
+    bench_iters: int = 5,
+) -> Path:
+    path.write_text(
+        YAML.format(ckpt=ckpt, jetson_budget=jetson_budget, prune=prune, formats=formats, bench_iters=bench_iters)
+    )
     return path
 
 
@@ -62,14 +70,29 @@ def first_run(ckpt, tmp_path_factory):
 def test_tiny_pipeline_end_to_end(first_run):
     d, _y, res = first_run
     run = d / "run"
-    assert [k for k, v in res["stages"].items() if not v["cached"]] == ["profile", "search", "prune", "export", "bench", "check"]
-    assert res["passed"] is True and {g["name"] for g in res["gates"]} == {"latency[local-cpu]", "min-top1", "max-parity-err"}
+    assert [k for k, v in res["stages"].items() if not v["cached"]] == [
+        "profile",
+        "search",
+        "prune",
+        "export",
+        "bench",
+        "check",
+    ]
+    assert res["passed"] is True and {g["name"] for g in res["gates"]} == {
+        "latency[local-cpu]",
+        "min-top1",
+        "max-parity-err",
+    }
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["latency"]["local-cpu"]["median_ms"] > 0 and summary["latency"]["local-cpu"]["runtime"] == "onnxruntime"
+    assert (
+        summary["latency"]["local-cpu"]["median_ms"] > 0 and summary["latency"]["local-cpu"]["runtime"] == "onnxruntime"
+    )
     assert summary["gates"]["max_latency_ms"] == {"local-cpu": 1000}  # alias `cpu` canonicalised
     acc = summary["accuracy"]
     assert 0 <= acc["top1_after"] <= 100 and acc["top1_before"] is not None
-    assert summary["parity"]["onnx"]["max_rel_err"] < 1e-3 and "tensorrt" not in summary["parity"]  # bundle: not checked here
+    assert (
+        summary["parity"]["onnx"]["max_rel_err"] < 1e-3 and "tensorrt" not in summary["parity"]
+    )  # bundle: not checked here
     assert summary["search"]["jetson-orin-nano"]["latency_source"] == "estimated"
     assert summary["search"]["local-cpu"]["latency_source"] == "measured"
     # every stage's JSON, the selected subnets, the pruned model and the exports are in the run dir
@@ -88,8 +111,16 @@ def test_tiny_pipeline_end_to_end(first_run):
     assert len(man["inputs"]["supernet"]["sha256"]) == 64 and set(man["stages"]) == set(res["stages"])
     # the report: markdown + self-contained HTML with the plots
     md = (run / "report.md").read_text()
-    for part in ("Pareto front", "Predicted vs measured", "Per-block latency", "before pruning", "Export parity",
-                 "Benchmarks", "ESTIMATED", "ALL GATES HOLD"):
+    for part in (
+        "Pareto front",
+        "Predicted vs measured",
+        "Per-block latency",
+        "before pruning",
+        "Export parity",
+        "Benchmarks",
+        "ESTIMATED",
+        "ALL GATES HOLD",
+    ):
         assert part in md, part
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
@@ -163,7 +194,9 @@ def test_killed_process_leaves_nothing_half_written_and_resumes(first_run, ckpt)
     state = d / "run_kill" / "pipeline.json"
     deadline = time.time() + 300
     while time.time() < deadline:
-        if (d / "run_kill" / "stages" / "bench.partial").is_dir() and json.loads(state.read_text()).get("stage") == "bench":
+        if (d / "run_kill" / "stages" / "bench.partial").is_dir() and json.loads(state.read_text()).get(
+            "stage"
+        ) == "bench":
             break
         assert proc.poll() is None, "the pipeline finished before it could be killed"
         time.sleep(0.2)
@@ -190,17 +223,49 @@ def test_train_stage_then_search(tmp_path):
     from _train_fixtures import TINY_SPACE
 
     y = tmp_path / "t.yaml"
-    y.write_text(json.dumps({
-        "name": "train-tiny", "data": {"name": "digits", "image_size": 8},
-        "train": {"family": "convnext-small-input", "epochs": 2, "batch_size": 32, "train_limit": 256, "space": TINY_SPACE,
-                  "options": {"shrink_start": 1, "ramp_epochs": 1, "base_lr": 0.05, "eval_every_epochs": 0,
-                              "calib_size": 128}},
-        "devices": [{"name": "local-cpu", "budget_ms": 5}],
-        "search": {"population": 8, "generations": 3, "predictor_samples": 10, "calib_images": 32, "val_images": 60},
-        "prune": {"method": "none"}, "export": {"formats": ["onnx"], "samples": 8},
-        "bench": {"runtimes": ["onnxruntime"], "iterations": 5, "warmup": 1, "rounds": 1}, "gates": {"min_top1": 1}}))
+    y.write_text(
+        json.dumps(
+            {
+                "name": "train-tiny",
+                "data": {"name": "digits", "image_size": 8},
+                "train": {
+                    "family": "convnext-small-input",
+                    "epochs": 2,
+                    "batch_size": 32,
+                    "train_limit": 256,
+                    "space": TINY_SPACE,
+                    "options": {
+                        "shrink_start": 1,
+                        "ramp_epochs": 1,
+                        "base_lr": 0.05,
+                        "eval_every_epochs": 0,
+                        "calib_size": 128,
+                    },
+                },
+                "devices": [{"name": "local-cpu", "budget_ms": 5}],
+                "search": {
+                    "population": 8,
+                    "generations": 3,
+                    "predictor_samples": 10,
+                    "calib_images": 32,
+                    "val_images": 60,
+                },
+                "prune": {"method": "none"},
+                "export": {"formats": ["onnx"], "samples": 8},
+                "bench": {"runtimes": ["onnxruntime"], "iterations": 5, "warmup": 1, "rounds": 1},
+                "gates": {"min_top1": 1},
+            }
+        )
+    )
     res = run_pipeline(y, out=tmp_path / "run")
-    assert [k for k, v in res["stages"].items() if not v["cached"]] == ["train", "search", "prune", "export", "bench", "check"]
+    assert [k for k, v in res["stages"].items() if not v["cached"]] == [
+        "train",
+        "search",
+        "prune",
+        "export",
+        "bench",
+        "check",
+    ]
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "stages/train/" in man["inputs"]["supernet"]["path"]
     assert res["summary"]["accuracy"]["top1"] >= 0 and res["passed"] is True

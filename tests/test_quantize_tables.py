@@ -25,8 +25,9 @@ FAST = ["--threads", "1", "--iterations", "4", "--warmup", "1"]
 
 
 def _quantizer():
-    return pytest.importorskip("compress.quantize.onnxruntime", reason="the quantization core (compress.quantize) "
-                               "is not in this tree")
+    return pytest.importorskip(
+        "compress.quantize.onnxruntime", reason="the quantization core (compress.quantize) is not in this tree"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,26 @@ def int8_tables(ckpt, tmp_path_factory):
     tables = tmp_path_factory.mktemp("tables")
     out = {}
     for prec in ("int8", "fp32"):
-        r = CliRunner().invoke(app, ["profile", "--device", "local-cpu", "--runtime", "onnxruntime", "--precision", prec,
-                                     "--supernet", str(ckpt), "--tables", str(tables), "--calibrate", "4", *FAST, "--json"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "profile",
+                "--device",
+                "local-cpu",
+                "--runtime",
+                "onnxruntime",
+                "--precision",
+                prec,
+                "--supernet",
+                str(ckpt),
+                "--tables",
+                str(tables),
+                "--calibrate",
+                "4",
+                *FAST,
+                "--json",
+            ],
+        )
         assert r.exit_code == 0, r.output
         out[prec] = json.loads(r.stdout)
     return tables, out
@@ -60,18 +79,30 @@ def test_quantized_block_carries_qdq_and_runs_int8_kernels(tmp_path) -> None:
     from compress.latency.measure import MeasureSettings, block_artifact
     from compress.latency.signature import BlockSignature
 
-    sig = BlockSignature(kind="mbconv", in_hw=8, in_ch=16, out_hw=8, out_ch=16, kernel=3, mid=32, stride=1,
-                         act="relu", residual=True, norm=True, has_expand=True)
+    sig = BlockSignature(
+        kind="mbconv",
+        in_hw=8,
+        in_ch=16,
+        out_hw=8,
+        out_ch=16,
+        kernel=3,
+        mid=32,
+        stride=1,
+        act="relu",
+        residual=True,
+        norm=True,
+        has_expand=True,
+    )
     st = MeasureSettings(runtime="onnxruntime", precision="int8", threads=1)
     art, _ = block_artifact(build_module(sig), sig.input_shape, tmp_path, "blk", st)
     ops = {n.op_type for n in onnx.load(str(art)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops        # Q/DQ as quantize_static places them
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops  # Q/DQ as quantize_static places them
     so = ort.SessionOptions()
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
     so.log_severity_level = 3
     ort.InferenceSession(str(art), so, providers=["CPUExecutionProvider"])
     fused = {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
-    assert "QLinearConv" in fused                                          # ORT runs the convs in int8
+    assert "QLinearConv" in fused  # ORT runs the convs in int8
     # the runner loads the QDQ file at fp32 (the int8 lives in the graph), canary included
     assert st.load_kwargs()["precision"] == "fp32"
     assert MeasureSettings(runtime="onnxruntime", precision="fp32").load_kwargs()["precision"] == "fp32"
@@ -98,9 +129,30 @@ def test_latency_validate_int8_reports_the_fp32_figures(int8_tables, ckpt) -> No
     tables, _ = int8_tables
     got = {}
     for prec in ("int8", "fp32"):
-        r = CliRunner().invoke(app, ["latency", "validate", "--device", "local-cpu", "--runtime", "onnxruntime",
-                                     "--precision", prec, "--supernet", str(ckpt), "--tables", str(tables),
-                                     "--samples", "3", "--threads", "1", "--iterations", "4", "--json"])
+        r = CliRunner().invoke(
+            app,
+            [
+                "latency",
+                "validate",
+                "--device",
+                "local-cpu",
+                "--runtime",
+                "onnxruntime",
+                "--precision",
+                prec,
+                "--supernet",
+                str(ckpt),
+                "--tables",
+                str(tables),
+                "--samples",
+                "3",
+                "--threads",
+                "1",
+                "--iterations",
+                "4",
+                "--json",
+            ],
+        )
         assert r.exit_code == 0, r.output
         got[prec] = json.loads(r.stdout)
     assert set(got["int8"]) - {"warning"} == set(got["fp32"]) - {"warning"}  # warning: only when drift moved
@@ -124,13 +176,27 @@ def test_search_int8_selects_by_int8_latency(int8_tables, ckpt) -> None:
         def predict_genes(self, genes: np.ndarray) -> np.ndarray:
             return genes.sum(axis=1) / (1.0 + genes.sum(axis=1))
 
-    lat = {p: LatencyModel.load(device="local-cpu", runtime="onnxruntime", precision=p, space=space, tables=tables,
-                                allow_estimate=False) for p in ("int8", "fp32")}
+    lat = {
+        p: LatencyModel.load(
+            device="local-cpu", runtime="onnxruntime", precision=p, space=space, tables=tables, allow_estimate=False
+        )
+        for p in ("int8", "fp32")
+    }
     assert lat["int8"].table.meta.precision == "int8"
     g = space.sample_genes(np.random.default_rng(0), 64)
     budget = float(np.median(lat["int8"].predict_genes(g)))
-    res = search(devices=["local-cpu"], latency_ms=budget, precision="int8", supernet=ckpt, tables=tables,
-                 accuracy=BiggerIsBetter(), refine=0, population=16, generations=5, progress=False)
+    res = search(
+        devices=["local-cpu"],
+        latency_ms=budget,
+        precision="int8",
+        supernet=ckpt,
+        tables=tables,
+        accuracy=BiggerIsBetter(),
+        refine=0,
+        population=16,
+        generations=5,
+        progress=False,
+    )
     d = res.devices[0]
     assert d.precision == "int8" and d.latency_source == "measured"
     sel = space.to_genes(space.config_from_dict(d.selected.config))[None]
@@ -144,8 +210,24 @@ def test_int8_without_table_names_the_profile_command(tmp_path, ckpt) -> None:
     # local-cpu has no int8 datasheet peak: no estimate either, so an error with the fix
     with pytest.raises(UsageError, match="compress profile --device local-cpu --runtime onnxruntime --precision int8"):
         LatencyModel.load(device="local-cpu", runtime="onnxruntime", precision="int8", space=ckpt, tables=tmp_path)
-    r = CliRunner().invoke(app, ["search", "--device", "local-cpu", "--precision", "int8", "--latency-ms", "1",
-                                 "--supernet", str(ckpt), "--tables", str(tmp_path), "--refine", "0"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--device",
+            "local-cpu",
+            "--precision",
+            "int8",
+            "--latency-ms",
+            "1",
+            "--supernet",
+            str(ckpt),
+            "--tables",
+            str(tmp_path),
+            "--refine",
+            "0",
+        ],
+    )
     assert r.exit_code == 2 and "--precision int8" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     # a device with an int8 peak still gets its (flagged) roofline estimate
     est = LatencyModel.load(device="jetson", precision="int8", space=ckpt, tables=tmp_path, warn=False)
@@ -158,11 +240,12 @@ def test_int8_profile_bad_inputs(ckpt, tmp_path) -> None:
     assert r.exit_code == 2 and "use --runtime onnxruntime or openvino" in r.stderr
     r = CliRunner().invoke(app, [*base, "--precision", "int4"])
     assert r.exit_code == 2 and "no precision 'int4'" in r.stderr
-    assert not list(tmp_path.rglob("*.json"))          # nothing half-written
+    assert not list(tmp_path.rglob("*.json"))  # nothing half-written
 
 
-@pytest.mark.parametrize("flags, has", [({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True),
-                                        ({"amx_bf16", "amx_tile"}, True)])
+@pytest.mark.parametrize(
+    "flags, has", [({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True), ({"amx_bf16", "amx_tile"}, True)]
+)
 def test_local_cpu_lists_bf16_only_where_the_cpu_has_it(flags, has) -> None:
     from compress.hardware.local import detect_precisions
 
@@ -190,9 +273,28 @@ def test_bf16_table_and_search_on_openvino_where_the_cpu_has_it(ckpt, tmp_path) 
     from compress.latency.predict import LatencyModel
     from compress.latency.table import LatencyTable
 
-    r = CliRunner().invoke(app, ["profile", "--device", "local-cpu", "--runtime", "openvino", "--precision", "bf16",
-                                 "--supernet", str(ckpt), "--tables", str(tmp_path), "--calibrate", "0", "--resolution",
-                                 "12", *FAST, "--json"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            "--device",
+            "local-cpu",
+            "--runtime",
+            "openvino",
+            "--precision",
+            "bf16",
+            "--supernet",
+            str(ckpt),
+            "--tables",
+            str(tmp_path),
+            "--calibrate",
+            "0",
+            "--resolution",
+            "12",
+            *FAST,
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     t = LatencyTable.load(res["path"])

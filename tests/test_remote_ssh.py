@@ -49,8 +49,14 @@ def test_run_put_get_and_cleanup(host, tmp_path):
 
 def test_injection_attempts_are_inert(host, tmp_path):
     marker = tmp_path / "pwned"
-    evil = [f"x; touch {marker}", f"$(touch {marker})", f"`touch {marker}`", f"a' ; touch {marker}; echo '",
-            f'" && touch {marker} && "', f"| touch {marker}"]
+    evil = [
+        f"x; touch {marker}",
+        f"$(touch {marker})",
+        f"`touch {marker}`",
+        f"a' ; touch {marker}; echo '",
+        f'" && touch {marker} && "',
+        f"| touch {marker}",
+    ]
     out = host.run(["printf", "%s\\n", *evil]).stdout.decode()
     assert out.splitlines() == evil
     assert not marker.exists()
@@ -65,8 +71,13 @@ def test_remote_agent_run_with_hostile_names_and_cleanup(host, tmp_path):
     from compress.bench.canary import canary_onnx
 
     before = _temp_dirs()
-    res = run_agent(host, items=[{"name": f"n'; touch {marker}", "artifact": art, "runtime": "onnxruntime",
-                                  "threads": 1}], timing=QUICK, canary=canary_onnx(tmp_path), canary_runtime="onnxruntime")
+    res = run_agent(
+        host,
+        items=[{"name": f"n'; touch {marker}", "artifact": art, "runtime": "onnxruntime", "threads": 1}],
+        timing=QUICK,
+        canary=canary_onnx(tmp_path),
+        canary_runtime="onnxruntime",
+    )
     assert not marker.exists()
     assert _temp_dirs() == before, "the remote temp dir must be removed"
     item = res["timing"]["items"][f"n'; touch {marker}"]
@@ -91,8 +102,26 @@ def test_bench_cli_remote(sshd, tmp_path, monkeypatch):
     art = make_tiny_onnx(tmp_path / "remote model.onnx")
     monkeypatch.setenv("COMPRESS_SSH_CONFIG", str(sshd.ssh_config))
     before = _temp_dirs()
-    r = CliRunner().invoke(app, ["bench", str(art), "--remote", sshd.target, "--remote-python", sys.executable,
-                                 "-n", "10", "--rounds", "2", "--threads", "1", "--json", "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            str(art),
+            "--remote",
+            sshd.target,
+            "--remote-python",
+            sys.executable,
+            "-n",
+            "10",
+            "--rounds",
+            "2",
+            "--threads",
+            "1",
+            "--json",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["remote"] == sshd.target and data["runtime"] == "onnxruntime" and data["iterations"] >= 10
@@ -121,8 +150,12 @@ def test_unanswering_host_times_out_clearly():
     t = threading.Thread(target=accept, daemon=True)
     t.start()
     try:
-        h = RemoteHost("nobody@127.0.0.1", port=port, connect_timeout=2,
-                       options=["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
+        h = RemoteHost(
+            "nobody@127.0.0.1",
+            port=port,
+            connect_timeout=2,
+            options=["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+        )
         t0 = time.monotonic()
         with pytest.raises(Failure, match=r"cannot reach nobody@127.0.0.1 over SSH|did not finish within"):
             h.check()
@@ -170,11 +203,18 @@ def test_agent_bundle_is_dependency_light(tmp_path):
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(Path(src).read_bytes())
-    code = ("import sys, compress.bench.agent, compress.export.runtimes; "
-            "bad = [m for m in ('torch', 'pydantic', 'onnx', 'typer', 'rich', 'yaml') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    res = subprocess.run([sys.executable, "-S", "-c", f"import site; site.main(); {code}"], cwd=tmp_path,
-                         env={"PYTHONPATH": str(root / "pkg"), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    code = (
+        "import sys, compress.bench.agent, compress.export.runtimes; "
+        "bad = [m for m in ('torch', 'pydantic', 'onnx', 'typer', 'rich', 'yaml') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-S", "-c", f"import site; site.main(); {code}"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(root / "pkg"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 

@@ -106,8 +106,15 @@ def test_children_retries_are_bounded():
     # a constraint only the parents meet: every child falls back to a parent copy, no hang
     parents = np.zeros((5, L), dtype=np.int64)
     cs = ConstraintSet({"latency_ms": lambda g: g.sum(1).astype(float)}, {"latency_ms": 0.0})
-    kids, vals, fb = make_children(GeneSpace(sizes=SIZES, mutate_prob=1.0), parents, cs, np.random.default_rng(0),
-                                   n_mutation=10, n_crossover=0, max_retries=3)
+    kids, vals, fb = make_children(
+        GeneSpace(sizes=SIZES, mutate_prob=1.0),
+        parents,
+        cs,
+        np.random.default_rng(0),
+        n_mutation=10,
+        n_crossover=0,
+        max_retries=3,
+    )
     assert fb == 10 and (kids == 0).all() and (vals["latency_ms"] == 0).all()
 
 

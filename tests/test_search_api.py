@@ -68,8 +68,15 @@ def test_constraints_hold_for_every_returned_candidate(ckpt, tables):
     budget = float(np.quantile(lats, 0.4))
     max_params = int(np.quantile(cost.params_genes(g), 0.6))
     for algo in ("evolution", "nsga2", "random"):
-        r = _search(ckpt, tables, devices=["local-cpu"], latency_ms=budget, max_params=max_params,
-                    channel_multiple=8, algorithm=algo)
+        r = _search(
+            ckpt,
+            tables,
+            devices=["local-cpu"],
+            latency_ms=budget,
+            max_params=max_params,
+            channel_multiple=8,
+            algorithm=algo,
+        )
         dev = r.devices[0]
         assert dev.pareto, algo
         for c in [dev.selected, *dev.pareto]:
@@ -100,8 +107,14 @@ def test_several_devices_give_one_front_and_subnet_each(ckpt, tables, tmp_path):
         for k in ("config", "predicted_latency_ms", "predicted_top1", "params", "macs"):
             assert k in dev["selected"]
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"result.json", "pareto.csv", "pareto.png", "manifest.json", "subnet-jetson-orin-nano.json",
-            "subnet-local-cpu.json"} <= files
+    assert {
+        "result.json",
+        "pareto.csv",
+        "pareto.png",
+        "manifest.json",
+        "subnet-jetson-orin-nano.json",
+        "subnet-local-cpu.json",
+    } <= files
     rows = (tmp_path / "run" / "pareto.csv").read_text().splitlines()
     assert {r.split(",")[0] for r in rows[1:]} == {"jetson-orin-nano", "local-cpu"}
     assert (tmp_path / "run" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
@@ -132,7 +145,11 @@ def test_selected_subnet_file_loads_as_a_static_model(ckpt, tables, tmp_path):
     sel = r.devices[0].selected
     assert sel.measured_top1 is not None and 0.0 <= sel.measured_top1 <= 1.0
     rec = json.loads((tmp_path / "run" / "subnet.json").read_text())
-    assert rec["format"] == "compress-subnet" and rec["config"] == sel.config and rec["measured"]["top1"] == sel.measured_top1
+    assert (
+        rec["format"] == "compress-subnet"
+        and rec["config"] == sel.config
+        and rec["measured"]["top1"] == sel.measured_top1
+    )
     for ref in (tmp_path / "run", tmp_path / "run" / "subnet.json"):
         lm = load_model(ref)
         assert lm.source["config"] == sel.config and lm.predictions["device"] == "local-cpu"
@@ -157,8 +174,24 @@ def test_cli_jetson_warns_estimated_and_json_keys(ckpt, tables):
     from compress.cli.main import app
 
     lp._WARNED.clear()
-    args = ["search", "--device", "jetson", "--latency-ms", "50", "--supernet", str(ckpt), "--tables", str(tables),
-            "--population", "16", "--generations", "5", "--predictor-samples", "24", "--json"]
+    args = [
+        "search",
+        "--device",
+        "jetson",
+        "--latency-ms",
+        "50",
+        "--supernet",
+        str(ckpt),
+        "--tables",
+        str(tables),
+        "--population",
+        "16",
+        "--generations",
+        "5",
+        "--predictor-samples",
+        "24",
+        "--json",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     err = res.stderr
@@ -175,8 +208,19 @@ def test_cli_errors_are_one_line(ckpt, tables):
 
     from compress.cli.main import app
 
-    base = ["search", "--supernet", str(ckpt), "--tables", str(tables), "--population", "16", "--generations", "5",
-            "--predictor-samples", "24"]
+    base = [
+        "search",
+        "--supernet",
+        str(ckpt),
+        "--tables",
+        str(tables),
+        "--population",
+        "16",
+        "--generations",
+        "5",
+        "--predictor-samples",
+        "24",
+    ]
     r = CliRunner().invoke(app, [*base, "--device", "jetsn"])
     assert r.exit_code == 2 and "did you mean" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = CliRunner().invoke(app, [*base, "--device", "local-cpu", "--latency-ms", "0.000001"])
@@ -213,7 +257,9 @@ def test_refinement_scores_top_candidates_refits_and_repeats_from_the_cache(ckpt
         if rd["evaluated"]:
             assert abs(rd["mean_error"]) <= rd["max_abs_error"] + 1e-12 and 0 <= rd["best_measured_top1"] <= 1
     # every scored subnet is in the pair cache, flagged as refinement data
-    pairs = [row for f in Path(a.predictor["cache"]).parent.glob("pairs-*.json") for row in json.loads(f.read_text())["rows"]]
+    pairs = [
+        row for f in Path(a.predictor["cache"]).parent.glob("pairs-*.json") for row in json.loads(f.read_text())["rows"]
+    ]
     assert sum(1 for row in pairs if row.get("refine")) >= len(calls)
     # the repeat evaluates nothing (measurements and refitted predictors come from the cache): same result
     calls.clear()

@@ -59,7 +59,9 @@ def test_ensemble_is_the_mean_of_its_members_and_one_member_is_a_plain_mlp():
     x = enc(g)
     ws, bs, base = train_mlp(x, y, seed=3, epochs=15, members=3)
     ens = LayeredPredictor(ws, bs, base, enc)
-    parts = [LayeredPredictor([w[m] for w in ws], [None if b is None else b[m] for b in bs], base, enc) for m in range(3)]
+    parts = [
+        LayeredPredictor([w[m] for w in ws], [None if b is None else b[m] for b in bs], base, enc) for m in range(3)
+    ]
     np.testing.assert_allclose(ens.predict_features(x), np.mean([p.predict_features(x) for p in parts], 0), rtol=1e-6)
     # members differ (own initialisation and minibatch order)
     assert not np.allclose(parts[0].predict_features(x), parts[1].predict_features(x))
@@ -74,8 +76,8 @@ def test_memo_gives_identical_predictions():
     first = p.predict_genes(g)
     again = p.predict_genes(np.concatenate([g[::-1], g]))
     np.testing.assert_allclose(first, fresh, rtol=1e-6)
-    np.testing.assert_array_equal(again[len(g):], first)
-    np.testing.assert_array_equal(again[:len(g)], first[::-1])
+    np.testing.assert_array_equal(again[len(g) :], first)
+    np.testing.assert_array_equal(again[: len(g)], first[::-1])
 
 
 def test_kendall_tau_basic():

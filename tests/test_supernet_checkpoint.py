@@ -26,8 +26,9 @@ def ckpt(tmp_path):
             if n.endswith("running_var"):
                 b.uniform_(0.5, 1.5)
     p = tmp_path / "net.safetensors"
-    save_checkpoint(p, net, recipe={"name": "deps", "epochs": 1}, data={"dataset": "fashion-mnist"},
-                    metrics={"top1_max": 0.5})
+    save_checkpoint(
+        p, net, recipe={"name": "deps", "epochs": 1}, data={"dataset": "fashion-mnist"}, metrics={"top1_max": 0.5}
+    )
     return p, net
 
 
@@ -72,7 +73,7 @@ def test_truncated_and_corrupted(ckpt, tmp_path):
         load_checkpoint(tiny)
     (n,) = struct.unpack("<Q", data[:8])
     bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(data[:8] + b"\xff" * n + data[8 + n:])
+    bad.write_bytes(data[:8] + b"\xff" * n + data[8 + n :])
     with pytest.raises(UsageError, match="corrupted"):
         load_checkpoint(bad)
     junk = tmp_path / "junk.safetensors"

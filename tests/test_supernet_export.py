@@ -48,7 +48,9 @@ def _check_configs(fam, n, res=None, seed=0):
     for _ in range(n):
         cfg = net.sample(rng)
         if res is not None:
-            cfg = sp.config(resolution=res, width=cfg.width, depths=cfg.depths, kernels=cfg.kernels, expands=cfg.expands)
+            cfg = sp.config(
+                resolution=res, width=cfg.width, depths=cfg.depths, kernels=cfg.kernels, expands=cfg.expands
+            )
         net.set_active(cfg)
         static = net.export_active()
         assert isinstance(static, StaticNet) and not static.training
@@ -91,7 +93,9 @@ def _onnx_check(fam, n, res=None):
     for _ in range(n):
         cfg = net.sample(rng)
         if res is not None:
-            cfg = sp.config(resolution=res, width=cfg.width, depths=cfg.depths, kernels=cfg.kernels, expands=cfg.expands)
+            cfg = sp.config(
+                resolution=res, width=cfg.width, depths=cfg.depths, kernels=cfg.kernels, expands=cfg.expands
+            )
         net.set_active(cfg)
         static = net.export_active()
         x = torch.randn(1, sp.in_channels, cfg.resolution, cfg.resolution)
@@ -174,7 +178,11 @@ def test_static_block_classes_are_detectable():
 def test_permute_hidden_preserves_function(fam):
     sp = _space(fam)
     net = _randomise(build_supernet(sp)).eval()
-    cfg = sp.max_config() if fam != "ofa-mbv3" else sp.config_from_dict({"ks": [5] * 20, "e": [6] * 20, "d": [2] * 5, "r": 128})
+    cfg = (
+        sp.max_config()
+        if fam != "ofa-mbv3"
+        else sp.config_from_dict({"ks": [5] * 20, "e": [6] * 20, "d": [2] * 5, "r": 128})
+    )
     net.set_active(cfg)
     x = torch.randn(2, sp.in_channels, cfg.resolution, cfg.resolution)
     with torch.no_grad():

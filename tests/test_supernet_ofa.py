@@ -15,16 +15,23 @@ from compress.supernet import load_checkpoint
 from compress.supernet.ofa_import import import_ofa, map_ofa_key
 
 torch.set_num_threads(1)
-ofa_nets = pytest.importorskip("ofa.imagenet_classification.elastic_nn.networks",
-                               reason="the reference `ofa` package is not installed")
+ofa_nets = pytest.importorskip(
+    "ofa.imagenet_classification.elastic_nn.networks", reason="the reference `ofa` package is not installed"
+)
 
 
 def _reference(width_mult: float, seed: int = 0):
     """OFA's own OFAMobileNetV3 (no pretrained weights, nothing downloaded), with random BN statistics,
     perturbed kernel-transformation matrices and a scaled classifier so outputs are O(1-10)."""
     torch.manual_seed(seed)
-    ref = ofa_nets.OFAMobileNetV3(n_classes=1000, dropout_rate=0.0, width_mult=width_mult, ks_list=[3, 5, 7],
-                                  expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    ref = ofa_nets.OFAMobileNetV3(
+        n_classes=1000,
+        dropout_rate=0.0,
+        width_mult=width_mult,
+        ks_list=[3, 5, 7],
+        expand_ratio_list=[3, 4, 6],
+        depth_list=[2, 3, 4],
+    )
     with torch.no_grad():
         for n, p in ref.named_parameters():
             if "matrix" in n:
@@ -59,16 +66,18 @@ def _compare(width_mult, n_configs, tmp_path, resolution=128):
             cfg = net.min_config()
         if i == 1:
             cfg = net.max_config()
-        cfg = net.space.config(resolution=resolution, width=1.0, depths=cfg.depths, kernels=cfg.kernels,
-                               expands=cfg.expands)
+        cfg = net.space.config(
+            resolution=resolution, width=1.0, depths=cfg.depths, kernels=cfg.kernels, expands=cfg.expands
+        )
         arch = net.space.to_ofa_dict(cfg)
         ref.set_active_subnet(ks=arch["ks"], e=arch["e"], d=arch["d"])
         net.set_active(cfg)
         # same arch config: OFA's own description of its active subnet matches our layer specs
         mb = [b for b in ref.get_active_net_config()["blocks"][1:]]
         specs = [s for s in net.active_specs() if s.slot >= 0]
-        assert [(b["conv"]["kernel_size"], b["conv"]["mid_channels"], b["conv"]["out_channels"]) for b in mb] == \
-               [(s.kernel, s.mid, s.out_ch) for s in specs]
+        assert [(b["conv"]["kernel_size"], b["conv"]["mid_channels"], b["conv"]["out_channels"]) for b in mb] == [
+            (s.kernel, s.mid, s.out_ch) for s in specs
+        ]
         x = torch.randn(2, 3, resolution, resolution)
         with torch.no_grad():
             a, b, c = ref(x), net(x), net.export_active()(x)

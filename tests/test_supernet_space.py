@@ -64,8 +64,8 @@ def test_genes_round_trip_and_canonical(fam):
     noisy[:, : 2 + sp.num_stages] = G[:, : 2 + sp.num_stages]
     act = sp.active_slots(G)
     n, b = sp.num_slots, 2 + sp.num_stages
-    noisy[:, b:b + n][act] = G[:, b:b + n][act]
-    noisy[:, b + n:][act] = G[:, b + n:][act]
+    noisy[:, b : b + n][act] = G[:, b : b + n][act]
+    noisy[:, b + n :][act] = G[:, b + n :][act]
     assert np.array_equal(sp.canonical_genes(noisy), G)
     assert sp.from_genes(noisy[0]) == sp.from_genes(G[0])
     # same seed, same samples
@@ -91,8 +91,8 @@ def test_ofa_encoding_layout():
     cfg = sp.config_from_dict({"ks": [7] * 20, "e": [6] * 20, "d": [2, 3, 4, 2, 4], "r": 160})
     f = sp.encode(cfg)
     assert f[2] == 1 and f[0] == 0  # slot 0 K=7
-    assert f[3 * 2: 3 * 4].sum() == 0  # slots 2, 3 of stage 0 inactive -> zero K one-hot
-    assert f[60 + 2] == 1 and f[60 + 6: 60 + 12].sum() == 0
+    assert f[3 * 2 : 3 * 4].sum() == 0  # slots 2, 3 of stage 0 inactive -> zero K one-hot
+    assert f[60 + 2] == 1 and f[60 + 6 : 60 + 12].sum() == 0
     assert f[120 + (160 - 112) // 16] == 1  # OFA's resolution bins
 
 
@@ -123,7 +123,10 @@ def test_invalid_configs_error_cleanly():
         (mutate(depths=[4, 3, 3, 3]), r"depths\[0\] = 4 .*allowed: \[1, 2, 3\]"),
         (mutate(depths=[2, 3, 3, 3]), "depth 2 but 3 kernels"),
         (mutate(kernels=[[7, 7, 4], [7] * 3, [7] * 3, [7] * 3]), r"kernels\[0\]\[2\] = 4 .*allowed: \[3, 5, 7\]"),
-        (mutate(expands=[[6, 6, 5], [6] * 3, [6] * 3, [6] * 3]), r"expands\[0\]\[2\] = 5.0 .*allowed: \[3.0, 4.0, 6.0\]"),
+        (
+            mutate(expands=[[6, 6, 5], [6] * 3, [6] * 3, [6] * 3]),
+            r"expands\[0\]\[2\] = 5.0 .*allowed: \[3.0, 4.0, 6.0\]",
+        ),
         ({**good, "colour": 1}, "unknown key"),
         ({k: v for k, v in good.items() if k != "depths"}, "missing key"),
         (mutate(kernels="seven"), "invalid subnet config"),

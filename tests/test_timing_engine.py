@@ -46,8 +46,9 @@ def test_summarize_matches_numpy():
 def test_sleep_runner_statistics():
     """A known sleep-based fake runner: every sample is at least the sleep, the median close to it."""
     sleep_s = 0.004
-    run = time_callable(lambda: time.sleep(sleep_s), config=TimingConfig(warmup=1, iterations=20, rounds=2,
-                                                                        max_extra_rounds=0))
+    run = time_callable(
+        lambda: time.sleep(sleep_s), config=TimingConfig(warmup=1, iterations=20, rounds=2, max_extra_rounds=0)
+    )
     it = run.items["model"]
     assert it.stats.n == 20
     assert it.raw_stats.min_ms >= sleep_s * 1000 * 0.98
@@ -131,8 +132,11 @@ def test_uncontrolled_drift_is_flagged():
 
 def test_stable_machine_is_clean():
     m = Machine()
-    run = time_items([Item("a", m.model(3.0))], canary=m.model(2.0),
-                     config=TimingConfig(warmup=2, iterations=20, rounds=4, max_extra_rounds=0))
+    run = time_items(
+        [Item("a", m.model(3.0))],
+        canary=m.model(2.0),
+        config=TimingConfig(warmup=2, iterations=20, rounds=4, max_extra_rounds=0),
+    )
     assert run.drift.status == STATUS_STABLE and run.drift.remeasured == 0 and run.drift.max_drift == 0
     assert run.items["a"].stats.median_ms == 3.0 and not run.items["a"].noisy
 
@@ -147,8 +151,9 @@ def test_noisy_items_get_extra_rounds_then_flagged():
 
 def test_streaming_monitor_canary_every():
     m = Machine(spell=(26, 10_000))  # the spell starts at the second canary check
-    mon = DriftMonitor(m.model(2.0), TimingConfig(warmup=0, iterations=5, canary_every=2, canary_iterations=2,
-                                                   max_remeasure=1))
+    mon = DriftMonitor(
+        m.model(2.0), TimingConfig(warmup=0, iterations=5, canary_every=2, canary_iterations=2, max_remeasure=1)
+    )
     for k in range(6):
         mon.measure(f"blk{k}", m.model(1.0 + k))
     run = mon.finish()
@@ -158,21 +163,35 @@ def test_streaming_monitor_canary_every():
 
 
 def test_burst_items_and_canary_burst():
-    run = time_items([Item("tool", burst=lambda: [4.0, 4.2])], canary_burst=lambda: [2.0, 2.0],
-                     config=TimingConfig(warmup=0, iterations=10, rounds=3, max_extra_rounds=0))
+    run = time_items(
+        [Item("tool", burst=lambda: [4.0, 4.2])],
+        canary_burst=lambda: [2.0, 2.0],
+        config=TimingConfig(warmup=0, iterations=10, rounds=3, max_extra_rounds=0),
+    )
     assert run.items["tool"].stats.n == 6 and run.drift.status == STATUS_STABLE
 
 
-@pytest.mark.parametrize("kw", [dict(iterations=0), dict(iterations=None), dict(iterations=5, duration_s=1.0),
-                                dict(drift_threshold=1.5), dict(estimator="mode"), dict(rounds=0)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(iterations=0),
+        dict(iterations=None),
+        dict(iterations=5, duration_s=1.0),
+        dict(drift_threshold=1.5),
+        dict(estimator="mode"),
+        dict(rounds=0),
+    ],
+)
 def test_bad_config(kw):
     with pytest.raises(TimingError):
         TimingConfig(**kw).check()
 
 
 def test_duration_mode_and_estimator():
-    run = time_callable(lambda: 1.0, config=TimingConfig(warmup=0, iterations=None, duration_s=0.02, rounds=2,
-                                                         estimator="min", max_extra_rounds=0))
+    run = time_callable(
+        lambda: 1.0,
+        config=TimingConfig(warmup=0, iterations=None, duration_s=0.02, rounds=2, estimator="min", max_extra_rounds=0),
+    )
     it = run.items["model"]
     assert it.stats.n >= 2 and it.estimate_ms == it.stats.min_ms == 1.0
     assert not math.isnan(run.wall_s)

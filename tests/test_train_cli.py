@@ -17,14 +17,20 @@ from compress.cli.main import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--family", "convnext-smal-input", "--data", "digits"], "unknown supernet family 'convnext-smal-input' (did you mean 'convnext-small-input'"),
-    (["--data", "imagefolder:/nonexistent/dir"], "imagefolder path not found"),
-    (["--data", "fashion-mnits"], "unknown dataset 'fashion-mnits'"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--recipe", "ofa-pz"], "train options: recipe"),
-    (["--aggregation", "mean"], "aggregation"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (
+            ["--family", "convnext-smal-input", "--data", "digits"],
+            "unknown supernet family 'convnext-smal-input' (did you mean 'convnext-small-input'",
+        ),
+        (["--data", "imagefolder:/nonexistent/dir"], "imagefolder path not found"),
+        (["--data", "fashion-mnits"], "unknown dataset 'fashion-mnits'"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--recipe", "ofa-pz"], "train options: recipe"),
+        (["--aggregation", "mean"], "aggregation"),
+    ],
+)
 def test_train_bad_arguments_error_cleanly(tmp_path, args, needle):
     res = runner.invoke(app, ["train", "--out", str(tmp_path / "o"), *args])
     assert res.exit_code == 2, res.output
@@ -39,8 +45,9 @@ def test_train_requires_out():
 
 
 def test_ist_needs_two_processes(tmp_path):
-    res = runner.invoke(app, ["train", "--out", str(tmp_path / "o"), "--data", "digits", "--strategy", "ist",
-                              "--epochs", "1"])
+    res = runner.invoke(
+        app, ["train", "--out", str(tmp_path / "o"), "--data", "digits", "--strategy", "ist", "--epochs", "1"]
+    )
     assert res.exit_code == 2 and "needs at least 2 processes" in res.output
 
 
@@ -57,8 +64,22 @@ def tiny_ckpt(tmp_path_factory):
 
 def test_eval_json_lists_subnets(tiny_ckpt, tmp_path):
     p, space = tiny_ckpt
-    res = runner.invoke(app, ["eval", str(p), "--data", "digits", "--subnets", "min,max,random:2", "--json",
-                              "--calib-size", "64", "--out", str(tmp_path / "ev")])
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            str(p),
+            "--data",
+            "digits",
+            "--subnets",
+            "min,max,random:2",
+            "--json",
+            "--calib-size",
+            "64",
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [r["name"] for r in rows] == ["min", "max", "random0", "random1"]
@@ -78,8 +99,9 @@ def test_eval_accepts_search_subnet_file(tiny_ckpt, tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert rows[0]["name"] == "subnet" and rows[0]["config"] == cfg
-    res2 = runner.invoke(app, ["eval", str(p), "--data", "digits", "--subnets", f"max,{sub}", "--json",
-                               "--calib-size", "64"])
+    res2 = runner.invoke(
+        app, ["eval", str(p), "--data", "digits", "--subnets", f"max,{sub}", "--json", "--calib-size", "64"]
+    )
     assert res2.exit_code == 0, res2.output
     assert [r["name"] for r in json.loads(res2.stdout)] == ["max", "subnet"]
 

@@ -28,8 +28,9 @@ def _grads(net, terms, x, y, **kw):
     from compress.train import net as netapi
     from compress.train.steps import run_terms
 
-    return run_terms(net, net.set_active, terms, x, y, forward=netapi.forward,
-                     active_masks=lambda: netapi.active_masks(net), **kw)
+    return run_terms(
+        net, net.set_active, terms, x, y, forward=netapi.forward, active_masks=lambda: netapi.active_masks(net), **kw
+    )
 
 
 def test_plan_follows_the_schedule(setup):
@@ -108,7 +109,9 @@ def test_aggregation_avg_and_sqrt_divide_by_mask_counts(setup):
     count = m_max[n].float() + m_min[n].float()
     assert count.max() == 2 and (count == 1).any()  # shared and max-only elements both exist
     torch.testing.assert_close(Ga[n], torch.where(count > 0, Gs[n] / count.clamp_min(1), torch.zeros_like(Gs[n])))
-    torch.testing.assert_close(Gq[n], torch.where(count > 0, Gs[n] / count.clamp_min(1).sqrt(), torch.zeros_like(Gs[n])))
+    torch.testing.assert_close(
+        Gq[n], torch.where(count > 0, Gs[n] / count.clamp_min(1).sqrt(), torch.zeros_like(Gs[n]))
+    )
 
 
 def test_micro_batches_equal_one_batch_without_batch_statistics(setup):
@@ -152,8 +155,13 @@ def test_run_changes_weights_and_resume_is_bitwise(tmp_path):
     sa, sb = load_state(a.supernet), load_state(b2.supernet)
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    init = {k: v for k, v in __import__("compress.train.net", fromlist=["x"]).build(
-        __import__("compress.train.loop", fromlist=["x"]).prepare(tiny(tmp_path / "c"))[0], seed=0).state_dict().items()}
+    init = {
+        k: v
+        for k, v in __import__("compress.train.net", fromlist=["x"])
+        .build(__import__("compress.train.loop", fromlist=["x"]).prepare(tiny(tmp_path / "c"))[0], seed=0)
+        .state_dict()
+        .items()
+    }
     changed = [k for k in sa if k.endswith("weight") and not torch.equal(sa[k], init[k])]
     assert len(changed) > 10
     steps = [r["step"] for r in MetricsLog(tmp_path / "b" / "metrics.jsonl").records() if r["kind"] == "train"]
@@ -165,8 +173,18 @@ def test_baseline_recipes_run(tmp_path, recipe):
     from compress.train import train
     from compress.train.metrics import MetricsLog
 
-    res = train(tiny(tmp_path / recipe, recipe=recipe, epochs=3, shrink_start=None, ramp_epochs=None,
-                     elastic_kernel=True, train_limit=128), progress=False)
+    res = train(
+        tiny(
+            tmp_path / recipe,
+            recipe=recipe,
+            epochs=3,
+            shrink_start=None,
+            ramp_epochs=None,
+            elastic_kernel=True,
+            train_limit=128,
+        ),
+        progress=False,
+    )
     phases = [r["phase"] for r in MetricsLog(tmp_path / recipe / "metrics.jsonl").records() if r["kind"] == "train"]
     if recipe == "bignas":
         assert set(phases) == {"shrink"}

@@ -38,15 +38,27 @@ def _env(**extra) -> dict:
 
 
 def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compress", "train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "compress", "train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _torchrun(args: list[str], env: dict, *, nproc: int = 2, max_restarts: int = 0) -> subprocess.CompletedProcess:
     from compress.train.distributed import torchrun_command
 
-    return subprocess.run(torchrun_command(nproc, args, max_restarts=max_restarts), cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        torchrun_command(nproc, args, max_restarts=max_restarts),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 KW = dict(epochs=4, train_limit=256, shrink_start=2, ramp_epochs=1, checkpoint_every=5)
@@ -57,8 +69,10 @@ def ddp_run(tmp_path_factory):
     """`compress train --nproc 2 --max-restarts 1` (self-launch under torchrun), 32 images per process,
     with rank 1 SIGKILLed before step 14 on the first attempt (fault injection)."""
     out = tmp_path_factory.mktemp("ddp") / "run"
-    res = _cli([*tiny_args(out, batch_size=32, base_lr=0.05, **KW), "--nproc", "2", "--max-restarts", "1"],
-               _env(COMPRESS_TRAIN_FAULT="kill@14:1"))
+    res = _cli(
+        [*tiny_args(out, batch_size=32, base_lr=0.05, **KW), "--nproc", "2", "--max-restarts", "1"],
+        _env(COMPRESS_TRAIN_FAULT="kill@14:1"),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out, res
 

@@ -22,10 +22,21 @@ def test_cosine_lr_endpoints_and_floor():
 def test_paper_defaults_scale_with_epochs():
     c = TrainConfig(family="convnext-small-input", data="digits", out="x", epochs=270)
     assert c.e_w == pytest.approx(150) and c.w_s == pytest.approx(5)
-    assert (c.dynamic_batch_size, c.aggregation, c.temperature, c.inplace_distillation, c.reorganize_weights) == \
-        (4, "sum", 1.0, True, True)
-    assert (c.base_lr, c.min_lr, c.momentum, c.nesterov, c.weight_decay, c.label_smoothing) == \
-        (0.1625, 2.5e-3, 0.9, True, 3e-5, 0.1)
+    assert (c.dynamic_batch_size, c.aggregation, c.temperature, c.inplace_distillation, c.reorganize_weights) == (
+        4,
+        "sum",
+        1.0,
+        True,
+        True,
+    )
+    assert (c.base_lr, c.min_lr, c.momentum, c.nesterov, c.weight_decay, c.label_smoothing) == (
+        0.1625,
+        2.5e-3,
+        0.9,
+        True,
+        3e-5,
+        0.1,
+    )
     c2 = TrainConfig(family="f", data="d", out="x", epochs=27)
     assert c2.e_w == pytest.approx(15) and c2.w_s == pytest.approx(0.5)
 

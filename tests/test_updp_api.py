@@ -38,7 +38,7 @@ def test_decide_never_picks_a_slower_form():
     assert not d.eligible and "not faster" in d.reason
     d = decide("b", "convnext", 1.0, {"dw_pw": 0.5, "dense": 2.0})
     assert d.eligible and d.form == "dw_pw" and abs(d.saving_ms - 0.5) < 1e-12
-    assert not decide("b", "mbconv", 1.0, {"dense": 0.99}).eligible   # below the 3% noise guard
+    assert not decide("b", "mbconv", 1.0, {"dense": 0.99}).eligible  # below the 3% noise guard
 
 
 def test_selection_respects_k_and_enumerates_small_spaces():
@@ -62,11 +62,15 @@ def test_selection_evolution_keeps_k_fixed_and_finds_the_best():
         seen.append(m)
         return len(good & set(m)) - 0.001 * sum(names.index(n) for n in m)
 
-    sel = select_blocks(decs, base_ms=5.0, score=score, blocks=6, config=SearchConfig(max_enumerate=100, generations=25, seed=1))
+    sel = select_blocks(
+        decs, base_ms=5.0, score=score, blocks=6, config=SearchConfig(max_enumerate=100, generations=25, seed=1)
+    )
     assert sel.method == "evolution" and len(sel.mask) == 6
     assert len(good & set(sel.mask)) >= 5
-    sel2 = select_blocks(decs, base_ms=5.0, score=score, blocks=6, config=SearchConfig(max_enumerate=100, generations=25, seed=1))
-    assert sel2.mask == sel.mask   # same seed, same result
+    sel2 = select_blocks(
+        decs, base_ms=5.0, score=score, blocks=6, config=SearchConfig(max_enumerate=100, generations=25, seed=1)
+    )
+    assert sel2.mask == sel.mask  # same seed, same result
 
 
 def test_selection_meets_latency_budget():
@@ -91,8 +95,9 @@ def test_selection_meets_a_tight_budget_that_random_masks_miss():
     def score(m):
         return -sum(names.index(n) for n in m)  # prefers early blocks, which save little
 
-    sel = select_blocks(decs, base_ms=2.0, score=score, latency_ms=budget,
-                        config=SearchConfig(max_enumerate=10, generations=5, seed=0))
+    sel = select_blocks(
+        decs, base_ms=2.0, score=score, latency_ms=budget, config=SearchConfig(max_enumerate=10, generations=5, seed=0)
+    )
     assert sel.predicted_ms <= budget and sel.method == "evolution"
     # K = 6 can only be the top 6; K + 1 = 7 (also searched) has more room and may score better
     assert sel.mask == top6 or (len(sel.mask) == 7 and sel.score > score(top6))
@@ -112,8 +117,13 @@ def test_kd_loss_and_training_path_ramps_lambda():
     teacher = timm.create_model("test_convnext", num_classes=10, in_chans=1).eval()
     insert_pruned(student, ["stages.1.blocks.0", "stages.2.blocks.1"], lam=0.0)
     calls = []
-    res = train_progressive(student, teacher, ds.train, config=TrainConfig(epochs=2, batch_size=32, ramp_share=0.5),
-                            progress=lambda step, total, rec: calls.append(rec))
+    res = train_progressive(
+        student,
+        teacher,
+        ds.train,
+        config=TrainConfig(epochs=2, batch_size=32, ramp_share=0.5),
+        progress=lambda step, total, rec: calls.append(rec),
+    )
     lams = [r["lambda"] for r in res["trace"]]
     assert res["steps"] == 6 and lams[0] < 1.0 and lams[-1] == 1.0 and lams == sorted(lams)
     assert all(c.lam == 1.0 for c in pruned_chains(student)) and not student.training
@@ -130,10 +140,16 @@ def test_candidates_listing_and_no_candidates_error(tmp_path):
     assert [c.name for c in cands] == ["layer1.0", "layer1.1", "layer2.1", "layer3.1", "layer4.1"]
     assert {s.name: s.reason for s in skipped}["layer2.0"].startswith("a strided conv followed by a padded conv")
     cands, skipped = find_candidates(timm.create_model("test_efficientnet"))
-    assert "blocks.1.0" in {c.name for c in cands} and not skipped   # EdgeResidual: found from the graph
+    assert "blocks.1.0" in {c.name for c in cands} and not skipped  # EdgeResidual: found from the graph
     with pytest.raises(UsageError, match="no blocks UPDP can merge"):
-        prune_updp(model="timm:test_efficientnet_evos", data="digits", epochs=1, blocks=1, progress=False,
-                   latency=MacsBlockLatency())
+        prune_updp(
+            model="timm:test_efficientnet_evos",
+            data="digits",
+            epochs=1,
+            blocks=1,
+            progress=False,
+            latency=MacsBlockLatency(),
+        )
 
 
 def test_api_end_to_end_reloads(tmp_path):
@@ -141,16 +157,37 @@ def test_api_end_to_end_reloads(tmp_path):
     from compress.prune import prune
     from compress.prune.updp.measure import top1
 
-    r = prune(method="updp", model="timm:test_convnext", data="digits", epochs=1, blocks=2, out=tmp_path / "run",
-              progress=False, latency=MacsBlockLatency(), train_limit=256, score_images=128, seed=3)
-    for k in ("pruned_blocks", "top1_before", "top1_after", "macs_before", "macs_after",
-              "predicted_latency_ms_before", "predicted_latency_ms_after", "blocks"):
+    r = prune(
+        method="updp",
+        model="timm:test_convnext",
+        data="digits",
+        epochs=1,
+        blocks=2,
+        out=tmp_path / "run",
+        progress=False,
+        latency=MacsBlockLatency(),
+        train_limit=256,
+        score_images=128,
+        seed=3,
+    )
+    for k in (
+        "pruned_blocks",
+        "top1_before",
+        "top1_after",
+        "macs_before",
+        "macs_after",
+        "predicted_latency_ms_before",
+        "predicted_latency_ms_after",
+        "blocks",
+    ):
         assert k in r
     # (MACs may rise: the estimate charges a per-layer overhead, so a dense conv can win on tiny maps)
     assert len(r["pruned_blocks"]) == 2 and r["macs_after"] != r["macs_before"]
     for b in r["blocks"]:
         if b["selected"]:
-            assert b["forms_ms"][b["form"]] < b["original_ms"] and b["form"] == min(b["forms_ms"], key=b["forms_ms"].get)
+            assert b["forms_ms"][b["form"]] < b["original_ms"] and b["form"] == min(
+                b["forms_ms"], key=b["forms_ms"].get
+            )
     assert r["predicted_latency_ms_after"] < r["predicted_latency_ms_before"]
     assert r["merge_check"]["ok"] and r["merge_check"]["max_rel_error"] <= 1e-5
     assert r["latency_source"] == "estimate:macs"
@@ -170,10 +207,27 @@ def test_cli_updp_on_digits_measured(tmp_path):
 
     from compress.cli.main import app
 
-    res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", "timm:test_convnext", "--data", "digits",
-                                   "--epochs", "1", "--blocks", "1", "--out", str(tmp_path / "o"), "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "prune",
+            "--method",
+            "updp",
+            "--model",
+            "timm:test_convnext",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--blocks",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+    )
     assert res.exit_code in (0, 1), res.output
-    if res.exit_code == 1:   # the whole-model speed check refused: must say so in one line
+    if res.exit_code == 1:  # the whole-model speed check refused: must say so in one line
         assert "does not make the whole model faster" in res.output
         return
     r = json.loads(res.stdout)
@@ -188,11 +242,28 @@ def test_cli_rejects_options_of_the_other_method():
 
     from compress.cli.main import app
 
-    res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", "timm:test_convnext", "--data", "digits",
-                                   "--epochs", "1", "--blocks", "1", "--mass", "0.9"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "prune",
+            "--method",
+            "updp",
+            "--model",
+            "timm:test_convnext",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--blocks",
+            "1",
+            "--mass",
+            "0.9",
+        ],
+    )
     assert res.exit_code == 2 and "--mass does not apply to --method updp" in res.output
-    res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", "timm:test_convnext", "--data", "digits",
-                                   "--epochs", "1"])
+    res = CliRunner().invoke(
+        app, ["prune", "--method", "updp", "--model", "timm:test_convnext", "--data", "digits", "--epochs", "1"]
+    )
     assert res.exit_code == 2 and "--blocks" in res.output
 
 
@@ -230,10 +301,10 @@ def test_supernet_scorer_trains_random_masks_and_scores():
     sc = supernet_scorer(base, base, names, ds.train, t, ds.calib.images, val, k=1, steps=3, batch_size=32)
     s = [sc((n,)) for n in names]
     assert all(torch.isfinite(torch.tensor(s))) and all(x <= 1e-6 for x in s)
-    assert sc((names[0],)) == s[0]   # scoring restores the trained weights: same mask, same score
-    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())   # the base is untouched
+    assert sc((names[0],)) == s[0]  # scoring restores the trained weights: same mask, same score
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # the base is untouched
     p = proxy_scorer(base, t, ds.calib.images, val)
-    assert p(()) > -1e-4   # no block pruned: (almost) the unpruned model itself
+    assert p(()) > -1e-4  # no block pruned: (almost) the unpruned model itself
 
 
 class _FakeLatency:
@@ -252,11 +323,14 @@ class _FakeLatency:
         return out
 
 
-@pytest.mark.parametrize("controlled,ratios,campaigns,faster", [
-    (True, [0.8], 1, False),               # a controlled campaign decides alone
-    (False, [1.25, 0.8, 0.9], 3, False),   # busy machine: the median of 3 campaigns (0.9x) refuses
-    (False, [0.85, 1.3, 1.2], 3, True),    # ... and a slow first campaign does not refuse a faster merge
-])
+@pytest.mark.parametrize(
+    "controlled,ratios,campaigns,faster",
+    [
+        (True, [0.8], 1, False),  # a controlled campaign decides alone
+        (False, [1.25, 0.8, 0.9], 3, False),  # busy machine: the median of 3 campaigns (0.9x) refuses
+        (False, [0.85, 1.3, 1.2], 3, True),  # ... and a slow first campaign does not refuse a faster merge
+    ],
+)
 def test_whole_model_speed_check_repeats_uncontrolled_campaigns(controlled, ratios, campaigns, faster):
     import timm
 
@@ -300,11 +374,12 @@ def test_block_decisions_take_the_median_of_uncontrolled_campaigns(controlled, c
     lat = _FakeLatency(controlled, campaign)
     base_ms, (d,) = block_decisions(model, cand, (3, 32, 32), lat)
     assert lat.calls == campaigns and base_ms == 5.0
-    assert d.original_ms == (1.0 if controlled else 1.2)   # the median, not the outlier
+    assert d.original_ms == (1.0 if controlled else 1.2)  # the median, not the outlier
     assert d.saving_ms == pytest.approx(d.original_ms - 0.5)
 
 
 # -- another device: blocks priced from its latency table (or roofline estimate) -------------------
+
 
 @pytest.fixture(scope="module")
 def subnet_ckpt(tmp_path_factory):
@@ -336,13 +411,21 @@ def test_device_table_prices_blocks_and_decides_per_block(subnet_ckpt, tmp_path)
     from compress.prune.updp.api import prune_updp
 
     space, cfg, sigs = _jetson_blocks(subnet_ckpt)
-    assert list(sigs) == [n for n in sigs if n.startswith("blocks.")] and all(s.kind == "convnext" for s in sigs.values())
+    assert list(sigs) == [n for n in sigs if n.startswith("blocks.")] and all(
+        s.kind == "convnext" for s in sigs.values()
+    )
     # the table says merging the first stage's blocks gains nothing (identical blocks share a signature,
     # hence an entry: the decision is per block signature)
     slow = {n for n, sg in sigs.items() if sg == sigs[next(iter(sigs))]}
     assert 0 < len(slow) < len(sigs)
-    t = LatencyTable.new(device="jetson-orin-nano", runtime="tensorrt", precision="fp16", batch=1,
-                         space=space_label(space), estimator="median")
+    t = LatencyTable.new(
+        device="jetson-orin-nano",
+        runtime="tensorrt",
+        precision="fp16",
+        batch=1,
+        space=space_label(space),
+        estimator="median",
+    )
     from compress.latency.signature import signature_of
 
     for spec in space.block_specs(cfg):
@@ -353,15 +436,25 @@ def test_device_table_prices_blocks_and_decides_per_block(subnet_ckpt, tmp_path)
             ms = 0.2 if n in slow else {"dw_pw": 0.04, "dense": 0.06}[form]
             t.add(merged_signature(s, form), Entry(count=5, median_ms=ms, mean_ms=ms, std_ms=0.0))
     t.save(tables=tmp_path / "tables")
-    r = prune_updp(model=str(subnet_ckpt), subnet="max", data="digits", epochs=0, blocks=2, device="jetson-orin-nano",
-                   tables=tmp_path / "tables", progress=False, train_limit=128, score_images=64)
+    r = prune_updp(
+        model=str(subnet_ckpt),
+        subnet="max",
+        data="digits",
+        epochs=0,
+        blocks=2,
+        device="jetson-orin-nano",
+        tables=tmp_path / "tables",
+        progress=False,
+        train_limit=128,
+        score_images=64,
+    )
     assert r["latency_source"] == "table:jetson-orin-nano/tensorrt/fp16"
     assert r["target"]["device"] == "jetson-orin-nano" and r["measured_latency"] is None
     by = {b["name"]: b for b in r["blocks"]}
     assert not any(by[n]["eligible"] for n in slow) and not slow & set(r["pruned_blocks"])
     assert all(by[n]["eligible"] for n in sigs if n not in slow)
     n_layers = len(list(space.block_specs(cfg)))
-    assert r["predicted_latency_ms_before"] == pytest.approx(0.1 * n_layers)   # uncalibrated table: the sum
+    assert r["predicted_latency_ms_before"] == pytest.approx(0.1 * n_layers)  # uncalibrated table: the sum
     for n in r["pruned_blocks"]:
         assert by[n]["form"] == "dw_pw" and by[n]["saving_ms"] == pytest.approx(0.06)
     assert r["predicted_latency_ms_after"] == pytest.approx(0.1 * n_layers - 0.12)
@@ -376,10 +469,20 @@ def test_device_without_table_uses_the_roofline_estimate_and_says_so(subnet_ckpt
     from compress.latency.roofline import block_time_ms, roof_from_profile
     from compress.prune.updp.api import prune_updp
 
-    predict._WARNED.clear()   # the warning is said once per process; another test may have said it
+    predict._WARNED.clear()  # the warning is said once per process; another test may have said it
     space, cfg, sigs = _jetson_blocks(subnet_ckpt)
-    r = prune_updp(model=str(subnet_ckpt), subnet="max", data="digits", epochs=0, blocks=1, device="jetson-orin-nano",
-                   tables=tmp_path / "none", progress=False, train_limit=128, score_images=64)
+    r = prune_updp(
+        model=str(subnet_ckpt),
+        subnet="max",
+        data="digits",
+        epochs=0,
+        blocks=1,
+        device="jetson-orin-nano",
+        tables=tmp_path / "none",
+        progress=False,
+        train_limit=128,
+        score_images=64,
+    )
     assert r["latency_source"].startswith("estimate:roofline:jetson-orin-nano")
     assert "ESTIMATED" in capsys.readouterr().err
     prof = get_profile("jetson-orin-nano")
@@ -387,7 +490,7 @@ def test_device_without_table_uses_the_roofline_estimate_and_says_so(subnet_ckpt
     (n,) = r["pruned_blocks"]
     b = next(b for b in r["blocks"] if b["name"] == n)
     # no table, no calibration: the block's own roofline figures, original and each merged form
-    assert b["original_ms"] == pytest.approx(block_time_ms(sigs[n], roof), abs=1e-5)   # JSON keeps 5 decimals
+    assert b["original_ms"] == pytest.approx(block_time_ms(sigs[n], roof), abs=1e-5)  # JSON keeps 5 decimals
     for f, ms in b["forms_ms"].items():
         assert ms == pytest.approx(block_time_ms(merged_signature(sigs[n], f), roof), abs=1e-5)
     assert r["predicted_latency_ms_after"] == pytest.approx(r["predicted_latency_ms_before"] - b["saving_ms"], abs=1e-5)
@@ -399,11 +502,41 @@ def test_device_table_refuses_models_it_cannot_price(tmp_path):
 
     from compress.cli.main import app
 
-    res = CliRunner().invoke(app, ["prune", "--method", "updp", "--model", "timm:test_convnext", "--data", "digits",
-                                   "--epochs", "1", "--blocks", "1", "--device", "jetson-orin-nano"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "prune",
+            "--method",
+            "updp",
+            "--model",
+            "timm:test_convnext",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--blocks",
+            "1",
+            "--device",
+            "jetson-orin-nano",
+        ],
+    )
     assert res.exit_code == 2 and "supernet subnets only" in res.output
-    res = CliRunner().invoke(app, ["prune", "--method", "ftwt", "--model", "timm:test_convnext", "--data", "digits",
-                                   "--epochs", "1", "--tables", str(tmp_path)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "prune",
+            "--method",
+            "ftwt",
+            "--model",
+            "timm:test_convnext",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--tables",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 2 and "--tables does not apply to --method ftwt" in res.output
 
 
@@ -435,6 +568,8 @@ def test_every_subnet_candidate_and_merged_form_has_a_table_signature(family):
             for form in forms_for(chain_of(pruned)):
                 sig = merged_signature(sigs[c.name], form)
                 # the table's merged block costs what UPDP's merged block costs
-                assert count_macs(build_module(sig), sig.input_shape) == count_macs(merge(pruned.eval(), form), sig.input_shape)
+                assert count_macs(build_module(sig), sig.input_shape) == count_macs(
+                    merge(pruned.eval(), form), sig.input_shape
+                )
     with pytest.raises(UsageError, match="supernet subnets only"):
         subnet_block_signatures(m, {"kind": "timm"}, shape)

@@ -24,8 +24,17 @@ def photos(size: int) -> torch.Tensor:
     from sklearn.datasets import load_sample_images
 
     imgs = list(load_sample_images().images) + [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()]
-    t = torch.stack([F.interpolate(torch.from_numpy(np.asarray(i, dtype=np.float32)).permute(2, 0, 1)[None] / 255,
-                                   size=(size, size), mode="bilinear", antialias=True)[0] for i in imgs])
+    t = torch.stack(
+        [
+            F.interpolate(
+                torch.from_numpy(np.asarray(i, dtype=np.float32)).permute(2, 0, 1)[None] / 255,
+                size=(size, size),
+                mode="bilinear",
+                antialias=True,
+            )[0]
+            for i in imgs
+        ]
+    )
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     return (t - mean) / std
@@ -40,10 +49,14 @@ def _randomize(model: nn.Module) -> None:
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
 
 
-MODELS = [("resnet18", 64), ("mobilenetv2_100", 64), ("convnext_atto", 64),
-          pytest.param("deit_tiny_patch16_224", 224, marks=pytest.mark.slow),
-          pytest.param("efficientnet_b0", 64, marks=pytest.mark.slow),
-          pytest.param("resnet50", 64, marks=pytest.mark.slow)]
+MODELS = [
+    ("resnet18", 64),
+    ("mobilenetv2_100", 64),
+    ("convnext_atto", 64),
+    pytest.param("deit_tiny_patch16_224", 224, marks=pytest.mark.slow),
+    pytest.param("efficientnet_b0", 64, marks=pytest.mark.slow),
+    pytest.param("resnet50", 64, marks=pytest.mark.slow),
+]
 
 
 @pytest.mark.parametrize("name,size", MODELS)
@@ -56,7 +69,7 @@ def test_whole_model_merge_exact(name, size):
     insert_pruned(model, [c.name for c in cands], lam=1.0)
     _randomize(model)
     model.eval()
-    for form_pick in (0, -1):   # first and last applicable form of every block
+    for form_pick in (0, -1):  # first and last applicable form of every block
         forms = {n: forms_for(chain_of(p))[form_pick] for n, p in pruned_blocks(model).items()}
         merged = merge_model(copy.deepcopy(model), forms)
         assert not pruned_blocks(merged)
@@ -81,12 +94,15 @@ def _onnx_ops(module: nn.Module, shape) -> list[str]:
     return [n.op_type for n in g.node if not (n.op_type == "Identity" and set(n.input) <= consts)]
 
 
-@pytest.mark.parametrize("name,shape,block,form,expected", [
-    ("convnext_atto", (1, 80, 15, 15), "stages.1.blocks.0", "dw_pw", ["Conv", "Conv", "Add"]),
-    ("convnext_atto", (1, 80, 15, 15), "stages.1.blocks.0", "dense", ["Conv"]),
-    ("mobilenetv2_100", (1, 24, 15, 15), "blocks.1.1", "dense", ["Conv"]),
-    ("resnet18", (1, 64, 15, 15), "layer1.0", "dense", ["Conv", "Relu"]),   # the ReLU after the add is kept
-])
+@pytest.mark.parametrize(
+    "name,shape,block,form,expected",
+    [
+        ("convnext_atto", (1, 80, 15, 15), "stages.1.blocks.0", "dw_pw", ["Conv", "Conv", "Add"]),
+        ("convnext_atto", (1, 80, 15, 15), "stages.1.blocks.0", "dense", ["Conv"]),
+        ("mobilenetv2_100", (1, 24, 15, 15), "blocks.1.1", "dense", ["Conv"]),
+        ("resnet18", (1, 64, 15, 15), "layer1.0", "dense", ["Conv", "Relu"]),  # the ReLU after the add is kept
+    ],
+)
 def test_merged_block_onnx_nodes(name, shape, block, form, expected):
     import timm
 
@@ -112,7 +128,7 @@ def test_merged_vit_block_onnx_has_no_mlp_left():
     assert ops.count("LayerNormalization") == 1 and orig.count("LayerNormalization") == 2
     # the merged MLP part is exactly one MatMul (+ bias Add) after the attention residual Add
     last_add = max(i for i, o in enumerate(ops[:-1]) if o == "Add" and ops[i + 1] == "MatMul")
-    assert ops[last_add + 1:] == ["MatMul", "Add"]
+    assert ops[last_add + 1 :] == ["MatMul", "Add"]
 
 
 def _supernet_available() -> bool:
@@ -164,5 +180,7 @@ def test_efficientnet_lite0_real_weights_merge_exact():
         insert_pruned(model, [c.name for c in cands], lam=1.0)
         model.eval()
         y = model(x)
-        merged = merge_model(copy.deepcopy(model), {n: forms_for(chain_of(p))[0] for n, p in pruned_blocks(model).items()})
+        merged = merge_model(
+            copy.deepcopy(model), {n: forms_for(chain_of(p))[0] for n, p in pruned_blocks(model).items()}
+        )
         assert float((merged(x) - y).abs().max() / y.abs().max()) <= 1e-5

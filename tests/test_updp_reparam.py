@@ -38,6 +38,7 @@ def randomize_bn(m: nn.Module, seed: int = 0) -> None:
 
 # ---- pure algebra ---------------------------------------------------------------------------
 
+
 def test_fold_bn_post_and_pre_are_exact():
     torch.manual_seed(0)
     conv = nn.Conv2d(5, 7, 3, bias=True)
@@ -50,16 +51,34 @@ def test_fold_bn_post_and_pre_are_exact():
     bn_in = nn.BatchNorm2d(5).eval()
     randomize_bn(bn_in, 1)
     s, t = reparam.bn_affine(bn_in.weight, bn_in.bias, bn_in.running_mean, bn_in.running_var, bn_in.eps)
-    w, b = reparam.fold_bn_pre(conv.weight, conv.bias, s, t)   # unpadded conv: exact everywhere
+    w, b = reparam.fold_bn_pre(conv.weight, conv.bias, s, t)  # unpadded conv: exact everywhere
     assert rel(F.conv2d(x, w, b), conv(bn_in(x))) < TOL
     lin = nn.Linear(5, 4)
     w, b = reparam.fold_bn_pre(lin.weight, lin.bias, s, t)
     xl = torch.randn(6, 5)
-    assert rel(F.linear(xl, w, b), lin((xl - bn_in.running_mean) / torch.sqrt(bn_in.running_var + bn_in.eps) * bn_in.weight + bn_in.bias)) < TOL
+    assert (
+        rel(
+            F.linear(xl, w, b),
+            lin((xl - bn_in.running_mean) / torch.sqrt(bn_in.running_var + bn_in.eps) * bn_in.weight + bn_in.bias),
+        )
+        < TOL
+    )
 
 
-@pytest.mark.parametrize("ka,kb,sa,ga", [(3, 1, 1, 1), (1, 3, 1, 1), (3, 3, 1, 1), (5, 3, 1, 1), (3, 1, 2, 1),
-                                         (3, 1, 1, 6), (1, 5, 1, 1), (3, 3, 2, 1), (3, 5, 2, 6)])
+@pytest.mark.parametrize(
+    "ka,kb,sa,ga",
+    [
+        (3, 1, 1, 1),
+        (1, 3, 1, 1),
+        (3, 3, 1, 1),
+        (5, 3, 1, 1),
+        (3, 1, 2, 1),
+        (3, 1, 1, 6),
+        (1, 5, 1, 1),
+        (3, 3, 2, 1),
+        (3, 5, 2, 6),
+    ],
+)
 def test_compose_conv_matches_sequential_unpadded(ka, kb, sa, ga):
     """1x1 after k×k, k×k after 1x1, k×k∘k×k, strided first conv, depthwise first conv."""
     torch.manual_seed(ka * 100 + kb * 10 + sa + ga)
@@ -94,9 +113,15 @@ def test_compose_depthwise_second_and_linear_and_identity_and_scale():
 
 # ---- pruned chains: border handling -------------------------------------------------------
 
+
 def _basic_chain(c: int, k: int = 3, stride: int = 1) -> PrunedChain:
-    steps = [ConvStep(nn.Conv2d(c, c, k, padding=k // 2, bias=False)), BNStep(nn.BatchNorm2d(c)), ActStep(nn.ReLU()),
-             ConvStep(nn.Conv2d(c, c, k, padding=k // 2, stride=stride, bias=False)), BNStep(nn.BatchNorm2d(c))]
+    steps = [
+        ConvStep(nn.Conv2d(c, c, k, padding=k // 2, bias=False)),
+        BNStep(nn.BatchNorm2d(c)),
+        ActStep(nn.ReLU()),
+        ConvStep(nn.Conv2d(c, c, k, padding=k // 2, stride=stride, bias=False)),
+        BNStep(nn.BatchNorm2d(c)),
+    ]
     return PrunedChain(steps, kind="resnet_basic", name="b", residual=stride == 1, post_act=nn.ReLU())
 
 
@@ -107,14 +132,16 @@ def test_chain_at_lambda0_equals_zero_padded_original_and_merge_is_exact_at_bord
     ch.eval()
     x = torch.randn(3, 5, 9, 13)
     c1, bn1, _, c2, bn2 = [s for s in ch.steps]
-    orig = F.relu(bn2.bn(F.conv2d(F.relu(bn1.bn(F.conv2d(x, c1.conv.weight, padding=1))), c2.conv.weight, padding=1)) + x)
+    orig = F.relu(
+        bn2.bn(F.conv2d(F.relu(bn1.bn(F.conv2d(x, c1.conv.weight, padding=1))), c2.conv.weight, padding=1)) + x
+    )
     ch.lam = 0.0
-    assert rel(ch(x), orig) < TOL                      # λ = 0 is the baseline block, borders included
+    assert rel(ch(x), orig) < TOL  # λ = 0 is the baseline block, borders included
     ch.lam = 1.0
     y1 = ch(x)
     merged = merge(ch, "dense").eval()
     assert merged.conv.kernel_size == (5, 5)
-    assert rel(merged(x), y1) < TOL                     # every pixel, including the 2-pixel border
+    assert rel(merged(x), y1) < TOL  # every pixel, including the 2-pixel border
     border = torch.ones(9, 13, dtype=torch.bool)
     border[2:-2, 2:-2] = False
     assert float((merged(x) - y1).detach()[..., border].abs().max()) < 1e-4
@@ -143,8 +170,12 @@ def test_every_block_merges_exactly(name, shape):
     assert cands
     kinds = {c.kind for c in cands}
     inputs: dict[str, torch.Tensor] = {}
-    hooks = [model.get_submodule(c.name).register_forward_pre_hook(
-        lambda _m, a, n=c.name: inputs.__setitem__(n, a[0].detach())) for c in cands]
+    hooks = [
+        model.get_submodule(c.name).register_forward_pre_hook(
+            lambda _m, a, n=c.name: inputs.__setitem__(n, a[0].detach())
+        )
+        for c in cands
+    ]
     with torch.no_grad():
         model(torch.randn(shape))
     for h in hooks:

@@ -87,12 +87,24 @@ def _session(item: dict[str, Any], base: Path | None) -> tuple[Any, dict[str, An
     runner = get_runner(item["runtime"])
     opts = dict(item.get("options") or {})
     t0 = time.perf_counter()
-    sess = runner.load(_resolve(item["artifact"], base), precision=item.get("precision") or "fp32",
-                       threads=item.get("threads"), device=item.get("device"), batch=item.get("batch"), **opts)
+    sess = runner.load(
+        _resolve(item["artifact"], base),
+        precision=item.get("precision") or "fp32",
+        threads=item.get("threads"),
+        device=item.get("device"),
+        batch=item.get("batch"),
+        **opts,
+    )
     info = runner.info()
-    return sess, {"runtime": runner.name, "runner": RUNNER_SHARED, "runtime_version": info.get("version"),
-                  "settings": sess.settings, "input_shape": list(sess.input_shape),
-                  "load_s": time.perf_counter() - t0, "rss_after_load_mb": _peak_rss_mb()}
+    return sess, {
+        "runtime": runner.name,
+        "runner": RUNNER_SHARED,
+        "runtime_version": info.get("version"),
+        "settings": sess.settings,
+        "input_shape": list(sess.input_shape),
+        "load_s": time.perf_counter() - t0,
+        "rss_after_load_mb": _peak_rss_mb(),
+    }
 
 
 def _runtime_available(runtime: str) -> bool:
@@ -114,23 +126,37 @@ def _vendor_item(item: dict[str, Any], base: Path | None, cfg: TimingConfig) -> 
         prec = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}.get(item.get("precision") or "fp32")
 
         def burst() -> list[float]:
-            r = vendor.run_benchmark_app(path, iterations=chunk, precision=prec, threads=item.get("threads"),
-                                         device=(item.get("device") or "CPU").upper())
+            r = vendor.run_benchmark_app(
+                path,
+                iterations=chunk,
+                precision=prec,
+                threads=item.get("threads"),
+                device=(item.get("device") or "CPU").upper(),
+            )
             return [r["median_ms"]]
 
         return Item(item["name"], burst=burst, batch=item.get("batch") or 1), {
-            "runtime": "openvino", "runner": "benchmark_app", "runtime_version": None, "settings": {
-                "iterations_per_run": chunk, "precision": prec, "threads": item.get("threads")},
-            "note": "benchmark_app reports a summary only: each sample is the median of one benchmark_app run"}
+            "runtime": "openvino",
+            "runner": "benchmark_app",
+            "runtime_version": None,
+            "settings": {"iterations_per_run": chunk, "precision": prec, "threads": item.get("threads")},
+            "note": "benchmark_app reports a summary only: each sample is the median of one benchmark_app run",
+        }
     if rt in ("tensorrt", "trt") and vendor.find_tool("trtexec"):
+
         def burst_trt() -> list[float]:
             return list(vendor.run_trtexec(path, iterations=chunk)["compute_ms"])
 
         return Item(item["name"], burst=burst_trt, batch=item.get("batch") or 1), {
-            "runtime": "tensorrt", "runner": "trtexec", "runtime_version": None,
-            "settings": {"iterations_per_run": chunk, "timer": "GPU compute time (--exportTimes computeMs)"}}
-    raise AgentError(f"runtime '{rt}' is not installed on this device and no vendor tool "
-                     f"({'benchmark_app' if rt in ('openvino', 'ov') else 'trtexec'}) was found")
+            "runtime": "tensorrt",
+            "runner": "trtexec",
+            "runtime_version": None,
+            "settings": {"iterations_per_run": chunk, "timer": "GPU compute time (--exportTimes computeMs)"},
+        }
+    raise AgentError(
+        f"runtime '{rt}' is not installed on this device and no vendor tool "
+        f"({'benchmark_app' if rt in ('openvino', 'ov') else 'trtexec'}) was found"
+    )
 
 
 def _numpy_canary() -> Callable[[], None]:  # a fixed CPU workload when no runtime can run the canary model
@@ -153,15 +179,37 @@ def _canary(spec: dict[str, Any], base: Path | None, seed: int) -> tuple[Any, di
     for rt in [c.get("runtime"), "onnxruntime", "openvino"]:
         if rt and _runtime_available(rt):
             try:
-                sess, info = _session({"artifact": c["artifact"], "runtime": rt, "precision": "fp32",
-                                       "threads": c.get("threads"), "batch": 1}, base)
+                sess, info = _session(
+                    {
+                        "artifact": c["artifact"],
+                        "runtime": rt,
+                        "precision": "fp32",
+                        "threads": c.get("threads"),
+                        "batch": 1,
+                    },
+                    base,
+                )
             except Exception:  # noqa: BLE001 - try the next runtime
                 continue
             sess.bind(_input(tuple(sess.input_shape), sess.input_dtype, seed))
-            return sess.run_bound, {"kind": "model", "runtime": info["runtime"], "artifact": Path(c["artifact"]).name,
-                                    "runtime_version": info["runtime_version"]}, [sess]
-    return _numpy_canary(), {"kind": "numpy", "note": "no runtime could run the canary model; a fixed numpy "
-                                                      "workload tracks CPU drift only"}, []
+            return (
+                sess.run_bound,
+                {
+                    "kind": "model",
+                    "runtime": info["runtime"],
+                    "artifact": Path(c["artifact"]).name,
+                    "runtime_version": info["runtime_version"],
+                },
+                [sess],
+            )
+    return (
+        _numpy_canary(),
+        {
+            "kind": "numpy",
+            "note": "no runtime could run the canary model; a fixed numpy workload tracks CPU drift only",
+        },
+        [],
+    )
 
 
 def run_spec(spec: dict[str, Any], *, base_dir: str | Path | None = None, progress: Any = None) -> dict[str, Any]:
@@ -184,8 +232,11 @@ def run_spec(spec: dict[str, Any], *, base_dir: str | Path | None = None, progre
     sessions: list[Any] = []
 
     def load(it: dict[str, Any]) -> Item:
-        if spec.get("fallback", True) and not _runtime_available(it["runtime"]) and it["runtime"] in (
-                "openvino", "ov", "tensorrt", "trt"):
+        if (
+            spec.get("fallback", True)
+            and not _runtime_available(it["runtime"])
+            and it["runtime"] in ("openvino", "ov", "tensorrt", "trt")
+        ):
             item, info = _vendor_item(it, base, cfg)
         else:
             sess, info = _session(it, base)
@@ -232,10 +283,17 @@ def run_spec(spec: dict[str, Any], *, base_dir: str | Path | None = None, progre
         close(sessions)
         close(canary_sessions)
     state_after = device_state(threads=threads)
-    return {"schema": 1, "agent_version": AGENT_VERSION, "items": infos, "canary": canary_info,
-            "timing": run_to_dict(run, samples=bool(spec.get("samples"))),
-            "device_state_before": state_before, "device_state_after": state_after,
-            "peak_rss_mb": _peak_rss_mb(), "errors": errors}
+    return {
+        "schema": 1,
+        "agent_version": AGENT_VERSION,
+        "items": infos,
+        "canary": canary_info,
+        "timing": run_to_dict(run, samples=bool(spec.get("samples"))),
+        "device_state_before": state_before,
+        "device_state_after": state_after,
+        "peak_rss_mb": _peak_rss_mb(),
+        "errors": errors,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

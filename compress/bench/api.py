@@ -21,8 +21,9 @@ from compress.core.errors import UsageError
 from compress.core.runs import now_iso
 
 
-def _timing(warmup: int, iterations: int | None, duration_s: float | None, rounds: int,
-            timing: TimingConfig | None) -> TimingConfig:
+def _timing(
+    warmup: int, iterations: int | None, duration_s: float | None, rounds: int, timing: TimingConfig | None
+) -> TimingConfig:
     if timing is not None:
         cfg = timing
     else:
@@ -64,14 +65,32 @@ def _prediction(art: Artifact, device: str, aliases: list[str]) -> float | None:
     return None
 
 
-def bench(artifacts: Sequence[str], *, device: str = "local-cpu", runtime: str = "auto",
-          precision: str | None = None, batch: int = 1, threads: int | None = None, warmup: int = 10,
-          iterations: int | None = None, duration_s: float | None = None, rounds: int = 5,
-          image_size: int | None = None, remote: str | None = None, ssh_config: str | Path | None = None,
-          remote_python: str = "python3", connect_timeout: float = 10.0, canary: bool = True,
-          fallback: bool = True, timing: TimingConfig | None = None, out: str | Path | None = None,
-          csv: bool = False, command: str = "compress bench", profiles_dir: str | Path | None = None,
-          progress: Callable[[str, int, int], None] | None = None) -> BenchResult:
+def bench(
+    artifacts: Sequence[str],
+    *,
+    device: str = "local-cpu",
+    runtime: str = "auto",
+    precision: str | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    warmup: int = 10,
+    iterations: int | None = None,
+    duration_s: float | None = None,
+    rounds: int = 5,
+    image_size: int | None = None,
+    remote: str | None = None,
+    ssh_config: str | Path | None = None,
+    remote_python: str = "python3",
+    connect_timeout: float = 10.0,
+    canary: bool = True,
+    fallback: bool = True,
+    timing: TimingConfig | None = None,
+    out: str | Path | None = None,
+    csv: bool = False,
+    command: str = "compress bench",
+    profiles_dir: str | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BenchResult:
     """Benchmark ``artifacts`` interleaved on ``device`` and return the versioned result.
 
     ``runtime='auto'`` takes the device profile's first runtime that can run each artefact.
@@ -109,16 +128,27 @@ def bench(artifacts: Sequence[str], *, device: str = "local-cpu", runtime: str =
                 path = str(_export_ref(path, work / f"art{len(items)}", batch=batch, image_size=image_size))
                 kind = "onnx"
             if kind == "model-ref" and remote is not None:
-                raise UsageError(f"{art.name}: the torch runtime is not timed remotely; export it (compress export) "
-                                 "and bench the ONNX/engine file")
+                raise UsageError(
+                    f"{art.name}: the torch runtime is not timed remotely; export it (compress export) "
+                    "and bench the ONNX/engine file"
+                )
             artifact: Any = path
             if kind == "model-ref" and path.startswith("timm:") and image_size:
                 from compress.models import load_model
 
                 artifact = load_model(path, image_size=image_size)
-            items.append({"name": name, "artifact": artifact, "runtime": rt, "precision": prec,
-                          "threads": threads, "batch": batch if kind != "tensorrt-engine" else None,
-                          "device": None, "options": {}})
+            items.append(
+                {
+                    "name": name,
+                    "artifact": artifact,
+                    "runtime": rt,
+                    "precision": prec,
+                    "threads": threads,
+                    "batch": batch if kind != "tensorrt-engine" else None,
+                    "device": None,
+                    "options": {},
+                }
+            )
             files.append(path)
         canary_path = None
         if canary:
@@ -130,24 +160,64 @@ def bench(artifacts: Sequence[str], *, device: str = "local-cpu", runtime: str =
             from compress.remote.agent import run_agent
             from compress.remote.ssh import env_ssh_config, parse_remote
 
-            host = parse_remote(remote, ssh_config=ssh_config or env_ssh_config(), python=remote_python,
-                                connect_timeout=connect_timeout)
-            raw = run_agent(host, items=[{**it, "artifact": Path(it["artifact"])} for it in items], timing=cfg,
-                            canary=canary_path, canary_runtime=canary_rt, fallback=fallback)
+            host = parse_remote(
+                remote, ssh_config=ssh_config or env_ssh_config(), python=remote_python, connect_timeout=connect_timeout
+            )
+            raw = run_agent(
+                host,
+                items=[{**it, "artifact": Path(it["artifact"])} for it in items],
+                timing=cfg,
+                canary=canary_path,
+                canary_runtime=canary_rt,
+                fallback=fallback,
+            )
         else:
             from compress.bench.agent import run_spec
 
-            spec = {"schema": 1, "items": items, "timing": asdict(cfg), "fallback": fallback, "seed": 0,
-                    "canary": {"artifact": str(canary_path), "runtime": canary_rt, "threads": threads}
-                    if canary_path else None}
+            spec = {
+                "schema": 1,
+                "items": items,
+                "timing": asdict(cfg),
+                "fallback": fallback,
+                "seed": 0,
+                "canary": {"artifact": str(canary_path), "runtime": canary_rt, "threads": threads}
+                if canary_path
+                else None,
+            }
             raw = run_spec(spec, progress=progress)
-    return _result(raw, arts=arts, names=names, files=files, prof=prof, prec=prec, batch=batch, threads=threads,
-                   remote=remote, warnings=warnings, out=out, csv=csv, command=command)
+    return _result(
+        raw,
+        arts=arts,
+        names=names,
+        files=files,
+        prof=prof,
+        prec=prec,
+        batch=batch,
+        threads=threads,
+        remote=remote,
+        warnings=warnings,
+        out=out,
+        csv=csv,
+        command=command,
+    )
 
 
-def _result(raw: dict[str, Any], *, arts: list[Artifact], names: list[str], files: list[str], prof: Any,
-            prec: str, batch: int, threads: int | None, remote: str | None, warnings: list[str],
-            out: str | Path | None, csv: bool, command: str) -> BenchResult:
+def _result(
+    raw: dict[str, Any],
+    *,
+    arts: list[Artifact],
+    names: list[str],
+    files: list[str],
+    prof: Any,
+    prec: str,
+    batch: int,
+    threads: int | None,
+    remote: str | None,
+    warnings: list[str],
+    out: str | Path | None,
+    csv: bool,
+    command: str,
+) -> BenchResult:
     timing = raw["timing"]
     first = timing["items"][names[0]]["estimate_ms"]
     bitems: list[BenchItem] = []
@@ -158,15 +228,38 @@ def _result(raw: dict[str, Any], *, arts: list[Artifact], names: list[str], file
         notes = [info["note"]] if info.get("note") else []
         if info.get("runner") == "benchmark_app":
             notes.append("percentiles are over per-run medians of benchmark_app")
-        bitems.append(BenchItem(
-            name=name, artifact=art.spec, file=str(path), runtime=info["runtime"], runner=info["runner"],
-            runtime_version=info.get("runtime_version"), precision=str(info.get("settings", {}).get("precision") or prec),
-            batch=int(t["batch"]), threads=threads, settings=info.get("settings") or {},
-            median_ms=st["median_ms"], mean_ms=st["mean_ms"], std_ms=st["std_ms"], min_ms=st["min_ms"],
-            max_ms=st["max_ms"], p10_ms=st["p10_ms"], p90_ms=st["p90_ms"], p99_ms=st["p99_ms"], cv=st["cv"],
-            throughput=st["throughput"], iterations=st["n"], raw_median_ms=t["raw_stats"]["median_ms"],
-            noisy=t["noisy"], peak_memory_mb=info.get("rss_after_load_mb"), ratio=t["estimate_ms"] / first,
-            predicted_ms=pred, error_pct=(st["median_ms"] - pred) / pred * 100 if pred else None, notes=notes))
+        bitems.append(
+            BenchItem(
+                name=name,
+                artifact=art.spec,
+                file=str(path),
+                runtime=info["runtime"],
+                runner=info["runner"],
+                runtime_version=info.get("runtime_version"),
+                precision=str(info.get("settings", {}).get("precision") or prec),
+                batch=int(t["batch"]),
+                threads=threads,
+                settings=info.get("settings") or {},
+                median_ms=st["median_ms"],
+                mean_ms=st["mean_ms"],
+                std_ms=st["std_ms"],
+                min_ms=st["min_ms"],
+                max_ms=st["max_ms"],
+                p10_ms=st["p10_ms"],
+                p90_ms=st["p90_ms"],
+                p99_ms=st["p99_ms"],
+                cv=st["cv"],
+                throughput=st["throughput"],
+                iterations=st["n"],
+                raw_median_ms=t["raw_stats"]["median_ms"],
+                noisy=t["noisy"],
+                peak_memory_mb=info.get("rss_after_load_mb"),
+                ratio=t["estimate_ms"] / first,
+                predicted_ms=pred,
+                error_pct=(st["median_ms"] - pred) / pred * 100 if pred else None,
+                notes=notes,
+            )
+        )
     drift = timing["drift"]
     if not drift["controlled"]:
         warnings.append(drift["note"])
@@ -174,8 +267,10 @@ def _result(raw: dict[str, Any], *, arts: list[Artifact], names: list[str], file
         warnings.append(raw["canary"]["note"])
     noisy = [b.name for b in bitems if b.noisy]
     if noisy:
-        warnings.append(f"noisy measurement (coefficient of variation above {timing['config']['cv_threshold']:.0%} "
-                        f"after extra rounds) for: {', '.join(noisy)}; run on a quieter machine or with --duration")
+        warnings.append(
+            f"noisy measurement (coefficient of variation above {timing['config']['cv_threshold']:.0%} "
+            f"after extra rounds) for: {', '.join(noisy)}; run on a quieter machine or with --duration"
+        )
     from compress.hardware.modes import mode_mismatch
 
     wrong_mode = mode_mismatch(prof, raw.get("device_state_before"))  # a Jetson not in the mode asked for
@@ -183,13 +278,32 @@ def _result(raw: dict[str, Any], *, arts: list[Artifact], names: list[str], file
         warnings.append(wrong_mode)
     b0 = bitems[0]
     res = BenchResult(
-        created=now_iso(), device=prof.table_device, remote=remote, runtime=b0.runtime, precision=b0.precision,
-        batch=b0.batch, threads=threads, median_ms=b0.median_ms, p90_ms=b0.p90_ms, p99_ms=b0.p99_ms,
-        throughput=b0.throughput, iterations=b0.iterations, predicted_ms=b0.predicted_ms, error_pct=b0.error_pct,
-        items=bitems, ratios={b.name: b.ratio for b in bitems}, drift=drift, drift_controlled=bool(drift["controlled"]),
-        noisy=bool(noisy), canary=raw.get("canary") or {}, timing=timing["config"],
-        device_state=raw.get("device_state_before") or {}, device_state_after=raw.get("device_state_after") or {},
-        peak_memory_mb=raw.get("peak_rss_mb"), warnings=warnings)
+        created=now_iso(),
+        device=prof.table_device,
+        remote=remote,
+        runtime=b0.runtime,
+        precision=b0.precision,
+        batch=b0.batch,
+        threads=threads,
+        median_ms=b0.median_ms,
+        p90_ms=b0.p90_ms,
+        p99_ms=b0.p99_ms,
+        throughput=b0.throughput,
+        iterations=b0.iterations,
+        predicted_ms=b0.predicted_ms,
+        error_pct=b0.error_pct,
+        items=bitems,
+        ratios={b.name: b.ratio for b in bitems},
+        drift=drift,
+        drift_controlled=bool(drift["controlled"]),
+        noisy=bool(noisy),
+        canary=raw.get("canary") or {},
+        timing=timing["config"],
+        device_state=raw.get("device_state_before") or {},
+        device_state_after=raw.get("device_state_after") or {},
+        peak_memory_mb=raw.get("peak_rss_mb"),
+        warnings=warnings,
+    )
     if out is not None:
         from compress.core.runs import RunDir
 

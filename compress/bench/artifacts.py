@@ -19,14 +19,28 @@ from typing import Any
 from compress.core.errors import UsageError, unknown
 
 RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
-RUNTIME_ALIASES = {"ort": "onnxruntime", "onnx-runtime": "onnxruntime", "ov": "openvino", "trt": "tensorrt",
-                   "pytorch": "torch", "eager": "torch"}
+RUNTIME_ALIASES = {
+    "ort": "onnxruntime",
+    "onnx-runtime": "onnxruntime",
+    "ov": "openvino",
+    "trt": "tensorrt",
+    "pytorch": "torch",
+    "eager": "torch",
+}
 PREDICTION_KEYS = ("compress.predicted_latency_ms", "compress.predictions", "predicted_latency_ms", "predictions")
 _ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-_KIND_RUNTIMES = {"onnx": ("onnxruntime", "openvino"), "openvino-ir": ("openvino",),
-                  "tensorrt-engine": ("tensorrt",), "model-ref": ("torch", "onnxruntime", "openvino")}
-_KIND_NAMES = {"onnx": "an ONNX model", "openvino-ir": "an OpenVINO IR", "tensorrt-engine": "a TensorRT engine",
-               "model-ref": "a model reference"}
+_KIND_RUNTIMES = {
+    "onnx": ("onnxruntime", "openvino"),
+    "openvino-ir": ("openvino",),
+    "tensorrt-engine": ("tensorrt",),
+    "model-ref": ("torch", "onnxruntime", "openvino"),
+}
+_KIND_NAMES = {
+    "onnx": "an ONNX model",
+    "openvino-ir": "an OpenVINO IR",
+    "tensorrt-engine": "a TensorRT engine",
+    "model-ref": "a model reference",
+}
 
 
 @dataclass
@@ -35,7 +49,7 @@ class Artifact:
 
     spec: str
     name: str
-    files: dict[str, str] = field(default_factory=dict)   # kind -> path (or model reference)
+    files: dict[str, str] = field(default_factory=dict)  # kind -> path (or model reference)
     predictions: dict[str, float] = field(default_factory=dict)
 
     def runtimes(self) -> list[str]:
@@ -131,8 +145,9 @@ def _from_dir(d: Path) -> Artifact:
     if not art.files and (d / "model.json").is_file():
         art.files["model-ref"] = str(d)
     if not art.files:
-        raise UsageError(f"no ONNX model, OpenVINO IR or TensorRT engine found in {d}; "
-                         "pass a file or an export run directory")
+        raise UsageError(
+            f"no ONNX model, OpenVINO IR or TensorRT engine found in {d}; pass a file or an export run directory"
+        )
     art.predictions = _parse_predictions(manifest.get("predictions"))
     if not art.predictions and "onnx" in art.files:
         art.predictions = onnx_predictions(Path(art.files["onnx"]))
@@ -152,8 +167,10 @@ def resolve_artifact(spec: str) -> Artifact:
         raise UsageError(f"artefact not found: {p}")
     kind = _kind_of(p)
     if kind is None:
-        raise UsageError(f"cannot benchmark '{p.name}': expected .onnx, an OpenVINO .xml, a TensorRT "
-                         ".engine/.plan, an export run directory or timm:NAME")
+        raise UsageError(
+            f"cannot benchmark '{p.name}': expected .onnx, an OpenVINO .xml, a TensorRT "
+            ".engine/.plan, an export run directory or timm:NAME"
+        )
     if kind == "openvino-ir" and not p.with_suffix(".bin").is_file():
         raise UsageError(f"OpenVINO IR {p.name} has no {p.with_suffix('.bin').name} beside it")
     art = Artifact(spec=spec, name=p.name, files={kind: str(p)})
@@ -168,8 +185,10 @@ def choose_runtime(art: Artifact, runtime: str, device_runtimes: list[str]) -> s
         for rt in device_runtimes:
             if rt in art.runtimes():
                 return rt
-        raise UsageError(f"{art.name}: none of the device's runtimes ({', '.join(device_runtimes)}) can run it; "
-                         f"it runs on: {', '.join(art.runtimes())}")
+        raise UsageError(
+            f"{art.name}: none of the device's runtimes ({', '.join(device_runtimes)}) can run it; "
+            f"it runs on: {', '.join(art.runtimes())}"
+        )
     rt = canonical_runtime(runtime)
     art.file_for(rt)
     return rt

@@ -30,8 +30,16 @@ def build_canary_model():  # -> onnx.ModelProto
         w = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
         b = np.zeros(cout, np.float32)
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1],
-                                      strides=[1 if i == 0 else 2] * 2, kernel_shape=[3, 3]))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, f"w{i}", f"b{i}"],
+                [f"c{i}"],
+                pads=[1, 1, 1, 1],
+                strides=[1 if i == 0 else 2] * 2,
+                kernel_shape=[3, 3],
+            )
+        )
         nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
         x = f"r{i}"
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
@@ -40,9 +48,12 @@ def build_canary_model():  # -> onnx.ModelProto
     inits += [numpy_helper.from_array(wf, "wf"), numpy_helper.from_array(np.zeros(10, np.float32), "bf")]
     nodes.append(helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], transB=1))
     graph = helper.make_graph(
-        nodes, "compress_canary",
+        nodes,
+        "compress_canary",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(CANARY_SHAPE))],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [CANARY_SHAPE[0], 10])], inits)
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [CANARY_SHAPE[0], 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="compress")
     model.ir_version = 8
     model.metadata_props.add(key="compress.canary_version", value=str(CANARY_VERSION))

@@ -69,16 +69,35 @@ def cpu_state() -> dict[str, Any]:
 
 def gpu_state() -> dict[str, Any] | None:
     """NVIDIA GPUs via ``nvidia-smi`` (None when there is none)."""
-    q = _cmd(["nvidia-smi", "--query-gpu=name,driver_version,temperature.gpu,clocks.sm,clocks.mem,power.draw,"
-              "persistence_mode", "--format=csv,noheader,nounits"])
+    q = _cmd(
+        [
+            "nvidia-smi",
+            "--query-gpu=name,driver_version,temperature.gpu,clocks.sm,clocks.mem,power.draw,persistence_mode",
+            "--format=csv,noheader,nounits",
+        ]
+    )
     if not q:
         return None
     gpus = []
     for line in q.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 7:
-            gpus.append(dict(zip(("name", "driver", "temperature_c", "sm_clock_mhz", "mem_clock_mhz",
-                                  "power_w", "persistence_mode"), parts)))
+            gpus.append(
+                dict(
+                    zip(
+                        (
+                            "name",
+                            "driver",
+                            "temperature_c",
+                            "sm_clock_mhz",
+                            "mem_clock_mhz",
+                            "power_w",
+                            "persistence_mode",
+                        ),
+                        parts,
+                    )
+                )
+            )
     head = _cmd(["nvidia-smi"]) or ""
     m = re.search(r"CUDA Version:\s*([\d.]+)", head)
     return {"gpus": gpus, "cuda_driver_version": m.group(1) if m else None}
@@ -102,7 +121,8 @@ def tensorrt_version() -> str | None:
     except metadata.PackageNotFoundError:
         pass
     out = _cmd(["dpkg-query", "-W", "-f=${Version}", "libnvinfer10"]) or _cmd(
-        ["dpkg-query", "-W", "-f=${Version}", "libnvinfer8"])
+        ["dpkg-query", "-W", "-f=${Version}", "libnvinfer8"]
+    )
     first = out.splitlines()[0].strip() if out else ""
     return first if re.match(r"\d+\.\d+", first) else None  # not dpkg-query's "no packages found" line
 

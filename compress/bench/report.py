@@ -8,9 +8,29 @@ from typing import Any
 
 from compress.bench.schema import BenchResult
 
-CSV_FIELDS = ("name", "runtime", "runner", "precision", "batch", "threads", "median_ms", "mean_ms", "p90_ms",
-              "p99_ms", "std_ms", "min_ms", "cv", "throughput", "iterations", "raw_median_ms", "ratio",
-              "predicted_ms", "error_pct", "noisy", "peak_memory_mb")
+CSV_FIELDS = (
+    "name",
+    "runtime",
+    "runner",
+    "precision",
+    "batch",
+    "threads",
+    "median_ms",
+    "mean_ms",
+    "p90_ms",
+    "p99_ms",
+    "std_ms",
+    "min_ms",
+    "cv",
+    "throughput",
+    "iterations",
+    "raw_median_ms",
+    "ratio",
+    "predicted_ms",
+    "error_pct",
+    "noisy",
+    "peak_memory_mb",
+)
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -23,19 +43,27 @@ def _f(x: Any, nd: int = 3) -> str:
 
 def to_markdown(res: BenchResult) -> str:
     """A table per artefact plus the drift and device-state lines."""
-    lines = [f"### compress bench: {res.device}" + (f" via {res.remote}" if res.remote else ""), "",
-             "| artefact | runtime | median ms | p90 ms | p99 ms | mean ± std ms | throughput /s | ratio | predicted ms | error % |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### compress bench: {res.device}" + (f" via {res.remote}" if res.remote else ""),
+        "",
+        "| artefact | runtime | median ms | p90 ms | p99 ms | mean ± std ms | throughput /s | ratio | predicted ms | error % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for it in res.items:
         flag = " (noisy)" if it.noisy else ""
-        lines.append(f"| {it.name}{flag} | {it.runtime} ({it.runner}) | {_f(it.median_ms)} | {_f(it.p90_ms)} | "
-                     f"{_f(it.p99_ms)} | {_f(it.mean_ms)} ± {_f(it.std_ms)} | {_f(it.throughput, 1)} | "
-                     f"{_f(it.ratio, 3)} | {_f(it.predicted_ms)} | {_f(it.error_pct, 1)} |")
+        lines.append(
+            f"| {it.name}{flag} | {it.runtime} ({it.runner}) | {_f(it.median_ms)} | {_f(it.p90_ms)} | "
+            f"{_f(it.p99_ms)} | {_f(it.mean_ms)} ± {_f(it.std_ms)} | {_f(it.throughput, 1)} | "
+            f"{_f(it.ratio, 3)} | {_f(it.predicted_ms)} | {_f(it.error_pct, 1)} |"
+        )
     d = res.drift
-    lines += ["", f"Drift: **{d.get('status')}** (reference {_f(d.get('reference_ms'))} ms, max drift "
-                  f"{100 * float(d.get('max_drift') or 0):.1f}%, re-measured {d.get('remeasured', 0)}, "
-                  f"normalised {d.get('normalised', 0)}); {d.get('note', '')}"]
-    cpu = (res.device_state.get("cpu") or {})
+    lines += [
+        "",
+        f"Drift: **{d.get('status')}** (reference {_f(d.get('reference_ms'))} ms, max drift "
+        f"{100 * float(d.get('max_drift') or 0):.1f}%, re-measured {d.get('remeasured', 0)}, "
+        f"normalised {d.get('normalised', 0)}); {d.get('note', '')}",
+    ]
+    cpu = res.device_state.get("cpu") or {}
     gpu = res.device_state.get("gpu") or {}
     state = f"CPU {cpu.get('model')} ({cpu.get('usable_cores')} usable cores, governor {cpu.get('governor')}), threads {res.threads or 'runtime default'}"
     if gpu:
@@ -47,7 +75,11 @@ def to_markdown(res: BenchResult) -> str:
     lines.append(f"Device: {state}.")
     t0, t1 = res.device_state.get("temperatures_c") or {}, res.device_state_after.get("temperatures_c") or {}
     if t0:
-        lines.append("Temperatures °C (before → after): " + ", ".join(f"{k} {t0[k]:.0f}→{t1.get(k, float('nan')):.0f}" for k in list(t0)[:6]) + ".")
+        lines.append(
+            "Temperatures °C (before → after): "
+            + ", ".join(f"{k} {t0[k]:.0f}→{t1.get(k, float('nan')):.0f}" for k in list(t0)[:6])
+            + "."
+        )
     for w in res.warnings:
         lines.append(f"**Warning:** {w}")
     return "\n".join(lines) + "\n"

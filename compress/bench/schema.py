@@ -21,9 +21,9 @@ SCHEMA_VERSION = 1
 class BenchItem(StrictModel):
     name: str
     artifact: str
-    file: str | None = None               # the file timed (after resolving run dirs / timm export)
+    file: str | None = None  # the file timed (after resolving run dirs / timm export)
     runtime: str
-    runner: str                           # compress.export.runtimes | benchmark_app | trtexec
+    runner: str  # compress.export.runtimes | benchmark_app | trtexec
     runtime_version: str | None = None
     precision: str
     batch: int
@@ -38,14 +38,14 @@ class BenchItem(StrictModel):
     p90_ms: float
     p99_ms: float
     cv: float
-    throughput: float                     # samples per second at the median (batch * 1000 / median)
-    iterations: int                       # timed runs (after re-measurements and extra rounds)
-    raw_median_ms: float                  # before drift normalisation
-    noisy: bool                           # coefficient of variation above the threshold
-    peak_memory_mb: float | None = None   # process peak RSS after loading this artefact
-    ratio: float = 1.0                    # median / first item's median
+    throughput: float  # samples per second at the median (batch * 1000 / median)
+    iterations: int  # timed runs (after re-measurements and extra rounds)
+    raw_median_ms: float  # before drift normalisation
+    noisy: bool  # coefficient of variation above the threshold
+    peak_memory_mb: float | None = None  # process peak RSS after loading this artefact
+    ratio: float = 1.0  # median / first item's median
     predicted_ms: float | None = None
-    error_pct: float | None = None        # (measured - predicted) / predicted * 100
+    error_pct: float | None = None  # (measured - predicted) / predicted * 100
     notes: list[str] = Field(default_factory=list)
 
 
@@ -68,12 +68,12 @@ class BenchResult(StrictModel):
     error_pct: float | None = None
     items: list[BenchItem]
     ratios: dict[str, float]
-    drift: dict[str, Any]                 # compress.bench.timing.DriftRecord
+    drift: dict[str, Any]  # compress.bench.timing.DriftRecord
     drift_controlled: bool
     noisy: bool
     canary: dict[str, Any]
-    timing: dict[str, Any]                # the TimingConfig used
-    device_state: dict[str, Any]          # before the run
-    device_state_after: dict[str, Any]    # after the run (temperatures, clocks)
+    timing: dict[str, Any]  # the TimingConfig used
+    device_state: dict[str, Any]  # before the run
+    device_state_after: dict[str, Any]  # after the run (temperatures, clocks)
     peak_memory_mb: float | None = None
     warnings: list[str] = Field(default_factory=list)

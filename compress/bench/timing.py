@@ -38,9 +38,9 @@ from typing import Any
 TimedFn = Callable[[], "float | None"]
 Progress = Callable[[str, int, int], None]
 
-STATUS_NO_CANARY = "no_canary"      # drift was not controlled: no reference model was timed
-STATUS_STABLE = "stable"            # the canary stayed within the threshold throughout
-STATUS_NORMALISED = "normalised"    # the canary moved; samples were normalised by its drift
+STATUS_NO_CANARY = "no_canary"  # drift was not controlled: no reference model was timed
+STATUS_STABLE = "stable"  # the canary stayed within the threshold throughout
+STATUS_NORMALISED = "normalised"  # the canary moved; samples were normalised by its drift
 STATUS_UNCONTROLLED = "uncontrolled"  # the canary moved within a stretch even after re-measuring
 
 
@@ -49,6 +49,7 @@ class TimingError(ValueError):
 
 
 # ---- statistics (pure) --------------------------------------------------------------------
+
 
 def percentile(sorted_xs: Sequence[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default) of an already sorted sequence."""
@@ -93,29 +94,39 @@ def summarize(samples_ms: Sequence[float], *, batch: int = 1) -> Stats:
     mean = sum(xs) / n
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
     med = percentile(xs, 50)
-    return Stats(n=n, median_ms=med, mean_ms=mean, std_ms=std, min_ms=xs[0], max_ms=xs[-1],
-                 p10_ms=percentile(xs, 10), p90_ms=percentile(xs, 90), p99_ms=percentile(xs, 99),
-                 cv=std / mean if mean > 0 else math.inf,
-                 throughput=batch * 1000.0 / med if med > 0 else math.inf)
+    return Stats(
+        n=n,
+        median_ms=med,
+        mean_ms=mean,
+        std_ms=std,
+        min_ms=xs[0],
+        max_ms=xs[-1],
+        p10_ms=percentile(xs, 10),
+        p90_ms=percentile(xs, 90),
+        p99_ms=percentile(xs, 99),
+        cv=std / mean if mean > 0 else math.inf,
+        throughput=batch * 1000.0 / med if med > 0 else math.inf,
+    )
 
 
 # ---- settings and results -----------------------------------------------------------------
+
 
 @dataclass
 class TimingConfig:
     """How to time. ``iterations`` (or ``duration_s``) is the total timed runs per item."""
 
-    warmup: int = 10                  # untimed runs per item (and canary) before timing
-    iterations: int | None = 100      # timed runs per item, split across ``rounds``
-    duration_s: float | None = None   # instead of iterations: timed seconds per item
-    rounds: int = 5                   # interleaved rounds (A B A B ...); canary checked between
-    canary_iterations: int = 10       # runs per canary check (its median is the check's value)
-    canary_every: int = 0             # streaming use: items between canary checks (0: per round)
-    drift_threshold: float = 0.10     # share the canary may move before re-measuring
-    max_remeasure: int = 2            # re-measurements of one drifted stretch
-    cv_threshold: float = 0.15        # coefficient of variation above which a result is noisy
-    max_extra_rounds: int = 2         # extra rounds run for noisy items
-    estimator: str = "median"         # "median", "min", "p10" or "mean": the headline estimate
+    warmup: int = 10  # untimed runs per item (and canary) before timing
+    iterations: int | None = 100  # timed runs per item, split across ``rounds``
+    duration_s: float | None = None  # instead of iterations: timed seconds per item
+    rounds: int = 5  # interleaved rounds (A B A B ...); canary checked between
+    canary_iterations: int = 10  # runs per canary check (its median is the check's value)
+    canary_every: int = 0  # streaming use: items between canary checks (0: per round)
+    drift_threshold: float = 0.10  # share the canary may move before re-measuring
+    max_remeasure: int = 2  # re-measurements of one drifted stretch
+    cv_threshold: float = 0.15  # coefficient of variation above which a result is noisy
+    max_extra_rounds: int = 2  # extra rounds run for noisy items
+    estimator: str = "median"  # "median", "min", "p10" or "mean": the headline estimate
 
     def check(self) -> TimingConfig:
         if self.iterations is None and self.duration_s is None:
@@ -151,9 +162,9 @@ class Item:
 
 @dataclass
 class CanaryCheck:
-    t_s: float        # seconds since the campaign started
-    ms: float         # median of the check's canary runs
-    spread: float     # (p90 - p10) / median of those runs
+    t_s: float  # seconds since the campaign started
+    ms: float  # median of the check's canary runs
+    spread: float  # (p90 - p10) / median of those runs
 
 
 @dataclass
@@ -163,8 +174,8 @@ class Stretch:
     before_ms: float
     after_ms: float
     items: list[str]
-    attempts: int          # 1 + re-measurements
-    status: str            # stable / normalised / uncontrolled
+    attempts: int  # 1 + re-measurements
+    status: str  # stable / normalised / uncontrolled
 
     @property
     def mid_ms(self) -> float:
@@ -178,11 +189,11 @@ class DriftRecord:
     status: str
     controlled: bool
     threshold: float
-    reference_ms: float | None = None   # fastest canary check: samples are normalised to it
-    max_drift: float = 0.0              # largest |canary / reference - 1|
-    remeasured: int = 0                 # stretches measured again because the canary moved
-    normalised: int = 0                 # stretches whose samples were scaled by the drift
-    uncontrolled: int = 0               # stretches where the canary moved during the stretch
+    reference_ms: float | None = None  # fastest canary check: samples are normalised to it
+    max_drift: float = 0.0  # largest |canary / reference - 1|
+    remeasured: int = 0  # stretches measured again because the canary moved
+    normalised: int = 0  # stretches whose samples were scaled by the drift
+    uncontrolled: int = 0  # stretches where the canary moved during the stretch
     checks: list[CanaryCheck] = field(default_factory=list)
     note: str = ""
 
@@ -194,16 +205,22 @@ class DriftRecord:
 class ItemTiming:
     name: str
     batch: int
-    samples_ms: list[float]        # normalised by the canary's drift
-    raw_samples_ms: list[float]    # as measured
-    stats: Stats                   # of samples_ms
-    raw_stats: Stats               # of raw_samples_ms
-    noisy: bool                    # coefficient of variation above cv_threshold after extra rounds
-    estimate_ms: float             # stats.<config.estimator>
+    samples_ms: list[float]  # normalised by the canary's drift
+    raw_samples_ms: list[float]  # as measured
+    stats: Stats  # of samples_ms
+    raw_stats: Stats  # of raw_samples_ms
+    noisy: bool  # coefficient of variation above cv_threshold after extra rounds
+    estimate_ms: float  # stats.<config.estimator>
 
     def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
-        d = {"name": self.name, "batch": self.batch, "stats": asdict(self.stats),
-             "raw_stats": asdict(self.raw_stats), "noisy": self.noisy, "estimate_ms": self.estimate_ms}
+        d = {
+            "name": self.name,
+            "batch": self.batch,
+            "stats": asdict(self.stats),
+            "raw_stats": asdict(self.raw_stats),
+            "noisy": self.noisy,
+            "estimate_ms": self.estimate_ms,
+        }
         if samples:
             d |= {"samples_ms": self.samples_ms, "raw_samples_ms": self.raw_samples_ms}
         return d
@@ -224,6 +241,7 @@ class TimingRun:
 
 
 # ---- the engine ---------------------------------------------------------------------------
+
 
 def _time_once(fn: TimedFn, clock: Callable[[], float]) -> float:
     t0 = clock()
@@ -247,9 +265,14 @@ class DriftMonitor:
     stretch.
     """
 
-    def __init__(self, canary: TimedFn | None, config: TimingConfig | None = None, *,
-                 clock: Callable[[], float] = time.perf_counter,
-                 canary_burst: Callable[[], list[float]] | None = None) -> None:
+    def __init__(
+        self,
+        canary: TimedFn | None,
+        config: TimingConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        canary_burst: Callable[[], list[float]] | None = None,
+    ) -> None:
         self.cfg = (config or TimingConfig()).check()
         self.canary = canary
         self.canary_burst = canary_burst
@@ -258,8 +281,8 @@ class DriftMonitor:
         self._checks: list[CanaryCheck] = []
         self._stretches: list[tuple[Stretch, list[tuple[str, int]]]] = []
         self._pending: list[tuple[str, Callable[[], list[float]], int]] = []
-        self._raw: dict[str, list[list[float]]] = {}    # name -> one list per measure() call
-        self._factor_idx: dict[str, list[int]] = {}     # name -> stretch index per measure() call
+        self._raw: dict[str, list[list[float]]] = {}  # name -> one list per measure() call
+        self._factor_idx: dict[str, list[int]] = {}  # name -> stretch index per measure() call
         self._batch: dict[str, int] = {}
         self._warm: set[str] = set()
         self._started = False
@@ -277,8 +300,11 @@ class DriftMonitor:
         else:
             xs = sorted(_time_once(self.canary, self.clock) for _ in range(self.cfg.canary_iterations))  # type: ignore[arg-type]
         med = percentile(xs, 50)
-        chk = CanaryCheck(t_s=self.clock() - self._t0, ms=med,
-                          spread=(percentile(xs, 90) - percentile(xs, 10)) / med if med > 0 else 0.0)
+        chk = CanaryCheck(
+            t_s=self.clock() - self._t0,
+            ms=med,
+            spread=(percentile(xs, 90) - percentile(xs, 10)) / med if med > 0 else 0.0,
+        )
         self._checks.append(chk)
         return chk
 
@@ -318,8 +344,9 @@ class DriftMonitor:
                 out.append(_time_once(fn, self.clock))
         return out
 
-    def measure(self, name: str, fn: TimedFn, *, iterations: int | None = None,
-                duration_s: float | None = None, batch: int = 1) -> int:
+    def measure(
+        self, name: str, fn: TimedFn, *, iterations: int | None = None, duration_s: float | None = None, batch: int = 1
+    ) -> int:
         """Time ``fn`` (``iterations`` runs or ``duration_s`` seconds; config defaults otherwise).
 
         Returns the index of this measurement among ``name``'s measurements.
@@ -353,8 +380,13 @@ class DriftMonitor:
             return None
         pending, self._pending = self._pending, []
         if not self.has_canary:
-            st = Stretch(before_ms=math.nan, after_ms=math.nan, items=[p[0] for p in pending],
-                         attempts=1, status=STATUS_NO_CANARY)
+            st = Stretch(
+                before_ms=math.nan,
+                after_ms=math.nan,
+                items=[p[0] for p in pending],
+                attempts=1,
+                status=STATUS_NO_CANARY,
+            )
             self._add_stretch(st, pending)
             return st
         thr = self.cfg.drift_threshold
@@ -373,8 +405,7 @@ class DriftMonitor:
             for name, burst, idx in pending:
                 self._raw[name][idx] = [float(x) for x in burst()]
         status = STATUS_STABLE if stable and at_ref else STATUS_NORMALISED if stable else STATUS_UNCONTROLLED
-        st = Stretch(before_ms=before, after_ms=after, items=[p[0] for p in pending],
-                     attempts=attempts, status=status)
+        st = Stretch(before_ms=before, after_ms=after, items=[p[0] for p in pending], attempts=attempts, status=status)
         self._add_stretch(st, pending)
         return st
 
@@ -389,8 +420,12 @@ class DriftMonitor:
         thr = self.cfg.drift_threshold
         stretches = [s for s, _ in self._stretches]
         if not self.has_canary:
-            return DriftRecord(status=STATUS_NO_CANARY, controlled=False, threshold=thr,
-                               note="no reference model was timed: drift was not controlled")
+            return DriftRecord(
+                status=STATUS_NO_CANARY,
+                controlled=False,
+                threshold=thr,
+                note="no reference model was timed: drift was not controlled",
+            )
         ref = self.reference_ms
         max_drift = max((abs(c.ms / ref - 1) for c in self._checks), default=0.0) if ref else 0.0
         n_unc = sum(s.status == STATUS_UNCONTROLLED for s in stretches)
@@ -399,14 +434,24 @@ class DriftMonitor:
         note = {
             STATUS_STABLE: f"the reference model stayed within {thr:.0%} throughout",
             STATUS_NORMALISED: f"the reference model moved up to {max_drift:.0%}; samples were normalised by its drift",
-            STATUS_UNCONTROLLED: (f"uncontrolled drift: the reference model moved by more than {thr:.0%} within "
-                                  f"{n_unc} of {len(stretches)} stretches even after re-measuring; "
-                                  "treat these numbers as unreliable and measure again on a quiet machine"),
+            STATUS_UNCONTROLLED: (
+                f"uncontrolled drift: the reference model moved by more than {thr:.0%} within "
+                f"{n_unc} of {len(stretches)} stretches even after re-measuring; "
+                "treat these numbers as unreliable and measure again on a quiet machine"
+            ),
         }[status]
-        return DriftRecord(status=status, controlled=status != STATUS_UNCONTROLLED, threshold=thr,
-                           reference_ms=ref, max_drift=max_drift,
-                           remeasured=sum(s.attempts - 1 for s in stretches), normalised=n_norm,
-                           uncontrolled=n_unc, checks=list(self._checks), note=note)
+        return DriftRecord(
+            status=status,
+            controlled=status != STATUS_UNCONTROLLED,
+            threshold=thr,
+            reference_ms=ref,
+            max_drift=max_drift,
+            remeasured=sum(s.attempts - 1 for s in stretches),
+            normalised=n_norm,
+            uncontrolled=n_unc,
+            checks=list(self._checks),
+            note=note,
+        )
 
     def item(self, name: str) -> ItemTiming:
         if self._pending:
@@ -421,14 +466,25 @@ class DriftMonitor:
             norm += [x * scale for x in samples]
         b = self._batch[name]
         stats = summarize(norm, batch=b)
-        return ItemTiming(name=name, batch=b, samples_ms=norm, raw_samples_ms=raw, stats=stats,
-                          raw_stats=summarize(raw, batch=b), noisy=stats.cv > self.cfg.cv_threshold,
-                          estimate_ms=stats.estimate(self.cfg.estimator))
+        return ItemTiming(
+            name=name,
+            batch=b,
+            samples_ms=norm,
+            raw_samples_ms=raw,
+            stats=stats,
+            raw_stats=summarize(raw, batch=b),
+            noisy=stats.cv > self.cfg.cv_threshold,
+            estimate_ms=stats.estimate(self.cfg.estimator),
+        )
 
     def finish(self) -> TimingRun:
         self.settle()
-        return TimingRun(items={n: self.item(n) for n in self._raw}, drift=self.drift(),
-                         config=self.cfg, wall_s=self.clock() - self._t0)
+        return TimingRun(
+            items={n: self.item(n) for n in self._raw},
+            drift=self.drift(),
+            config=self.cfg,
+            wall_s=self.clock() - self._t0,
+        )
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -436,9 +492,15 @@ def _split(total: int, parts: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(parts) if base + (1 if i < extra else 0) > 0]
 
 
-def time_items(items: Sequence[Item], *, canary: TimedFn | None = None, config: TimingConfig | None = None,
-               progress: Progress | None = None, clock: Callable[[], float] = time.perf_counter,
-               canary_burst: Callable[[], list[float]] | None = None) -> TimingRun:
+def time_items(
+    items: Sequence[Item],
+    *,
+    canary: TimedFn | None = None,
+    config: TimingConfig | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    canary_burst: Callable[[], list[float]] | None = None,
+) -> TimingRun:
     """Time ``items`` interleaved in rounds (A B, then B A, ...), the canary checked between rounds.
 
     Each round is one stretch: re-measured when the canary moved, normalised by its drift.
@@ -454,8 +516,9 @@ def time_items(items: Sequence[Item], *, canary: TimedFn | None = None, config: 
     for it in items:
         if (it.fn is None) == (it.burst is None):
             raise TimingError(f"item '{it.name}': give exactly one of fn and burst")
-    mon = DriftMonitor(canary, TimingConfig(**{**asdict(cfg), "canary_every": 0}), clock=clock,
-                       canary_burst=canary_burst)
+    mon = DriftMonitor(
+        canary, TimingConfig(**{**asdict(cfg), "canary_every": 0}), clock=clock, canary_burst=canary_burst
+    )
     rounds = cfg.rounds
     if cfg.iterations is not None:
         chunks: list[tuple[int | None, float | None]] = [(n, None) for n in _split(cfg.iterations, rounds)]
@@ -489,13 +552,23 @@ def time_items(items: Sequence[Item], *, canary: TimedFn | None = None, config: 
     return mon.finish()
 
 
-def time_callable(fn: TimedFn, *, name: str = "model", canary: TimedFn | None = None,
-                  config: TimingConfig | None = None, batch: int = 1) -> TimingRun:
+def time_callable(
+    fn: TimedFn,
+    *,
+    name: str = "model",
+    canary: TimedFn | None = None,
+    config: TimingConfig | None = None,
+    batch: int = 1,
+) -> TimingRun:
     """Time one callable with drift control (``time_items`` with a single item)."""
     return time_items([Item(name, fn, batch)], canary=canary, config=config)
 
 
 def run_to_dict(run: TimingRun, *, samples: bool = False) -> dict[str, Any]:
     """JSON-ready view of a :class:`TimingRun` (used by the remote agent)."""
-    return {"items": {n: it.to_dict(samples=samples) for n, it in run.items.items()},
-            "drift": run.drift.to_dict(), "config": asdict(run.config), "wall_s": run.wall_s}
+    return {
+        "items": {n: it.to_dict(samples=samples) for n, it in run.items.items()},
+        "drift": run.drift.to_dict(),
+        "config": asdict(run.config),
+        "wall_s": run.wall_s,
+    }

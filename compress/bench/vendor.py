@@ -70,9 +70,18 @@ def parse_benchmark_app(text: str) -> dict[str, Any]:
     return out
 
 
-def run_benchmark_app(model: str | Path, *, iterations: int = 100, device: str = "CPU", precision: str | None = "f32",
-                      hint: str = "latency", threads: int | None = None, timeout: float = 600.0,
-                      input_file: str | Path | None = None, extra: list[str] | None = None) -> dict[str, Any]:
+def run_benchmark_app(
+    model: str | Path,
+    *,
+    iterations: int = 100,
+    device: str = "CPU",
+    precision: str | None = "f32",
+    hint: str = "latency",
+    threads: int | None = None,
+    timeout: float = 600.0,
+    input_file: str | Path | None = None,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
     """One ``benchmark_app`` run in latency mode; returns the parsed summary plus the command.
 
     ``threads`` needs ``hint='none'`` (a benchmark_app rule); then one stream is used.
@@ -121,17 +130,32 @@ def parse_trtexec_times(data: Any) -> dict[str, list[float]]:
     return {"compute_ms": comp, "latency_ms": lat}
 
 
-def run_trtexec(engine: str | Path, *, iterations: int = 200, warmup_ms: int = 500, timeout: float = 600.0,
-                cuda_graph: bool = True, extra: list[str] | None = None) -> dict[str, Any]:
+def run_trtexec(
+    engine: str | Path,
+    *,
+    iterations: int = 200,
+    warmup_ms: int = 500,
+    timeout: float = 600.0,
+    cuda_graph: bool = True,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
     """Time a serialized engine with ``trtexec --loadEngine`` and its per-iteration export."""
     exe = find_tool("trtexec")
     if exe is None:
         raise VendorToolError("trtexec not found (it comes with TensorRT: /usr/src/tensorrt/bin on Jetson)")
     with tempfile.TemporaryDirectory(prefix="compress-trtexec-") as td:
         times = Path(td) / "times.json"
-        argv = [exe, f"--loadEngine={engine}", f"--iterations={int(iterations)}", f"--warmUp={int(warmup_ms)}",
-                "--duration=0", "--useSpinWait", "--noDataTransfers", "--separateProfileRun",
-                f"--exportTimes={times}"]
+        argv = [
+            exe,
+            f"--loadEngine={engine}",
+            f"--iterations={int(iterations)}",
+            f"--warmUp={int(warmup_ms)}",
+            "--duration=0",
+            "--useSpinWait",
+            "--noDataTransfers",
+            "--separateProfileRun",
+            f"--exportTimes={times}",
+        ]
         if cuda_graph:
             argv.append("--useCudaGraph")
         argv += list(extra or [])

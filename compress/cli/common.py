@@ -27,11 +27,18 @@ def _make_console() -> Console:
 OFF_TTY_WIDTH = 4000
 console = _make_console()
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the machine-readable result on stdout (logs go to stderr).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the machine-readable result on stdout (logs go to stderr).")
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Run directory for results and manifest.json.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random choice.")]
-ProfilesOpt = Annotated[Path | None, typer.Option("--profiles", help="Extra directory of device profile YAMLs (also COMPRESS_PROFILES).")]
-TablesOpt = Annotated[Path | None, typer.Option("--tables", help="Latency-table directory (default: the per-user cache, or COMPRESS_TABLES).")]
+ProfilesOpt = Annotated[
+    Path | None, typer.Option("--profiles", help="Extra directory of device profile YAMLs (also COMPRESS_PROFILES).")
+]
+TablesOpt = Annotated[
+    Path | None,
+    typer.Option("--tables", help="Latency-table directory (default: the per-user cache, or COMPRESS_TABLES)."),
+]
 
 
 def emit_json(obj: Any) -> None:

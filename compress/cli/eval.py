@@ -13,9 +13,18 @@ from compress.cli.main import app
 
 @app.command("eval")
 def eval_cmd(
-    ckpt: Annotated[str | None, typer.Argument(help="Supernet checkpoint (.safetensors), a search run's subnet.json, or omitted for the default supernet.")] = None,
-    data: Annotated[str, typer.Option("--data", help="Dataset (fashion-mnist, digits, mnist5k, imagefolder:PATH).")] = "fashion-mnist",
-    subnets: Annotated[str, typer.Option("--subnets", help="Comma-separated: min, max, random:N, or a subnet JSON file.")] = "min,max",
+    ckpt: Annotated[
+        str | None,
+        typer.Argument(
+            help="Supernet checkpoint (.safetensors), a search run's subnet.json, or omitted for the default supernet."
+        ),
+    ] = None,
+    data: Annotated[
+        str, typer.Option("--data", help="Dataset (fashion-mnist, digits, mnist5k, imagefolder:PATH).")
+    ] = "fashion-mnist",
+    subnets: Annotated[
+        str, typer.Option("--subnets", help="Comma-separated: min, max, random:N, or a subnet JSON file.")
+    ] = "min,max",
     split: Annotated[str, typer.Option("--split", help="Split to score: test, val, train or calib.")] = "test",
     calib_size: Annotated[int, typer.Option("--calib-size", help="Training images for BN recalibration.")] = 1024,
     seed: SeedOpt = 0,

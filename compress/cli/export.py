@@ -14,28 +14,61 @@ from compress.cli.main import app
 
 @app.command("export")
 def export_cmd(
-    model: Annotated[str, typer.Argument(help="timm:NAME, a model directory, a search run, or a checkpoint reference.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="Comma-separated: onnx, openvino (ov), tensorrt (trt, engine).")] = "onnx",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | bf16 (openvino) | int8 (tensorrt).")] = "fp32",
+    model: Annotated[
+        str, typer.Argument(help="timm:NAME, a model directory, a search run, or a checkpoint reference.")
+    ],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="Comma-separated: onnx, openvino (ov), tensorrt (trt, engine).")
+    ] = "onnx",
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32 | fp16 | bf16 (openvino) | int8 (tensorrt).")
+    ] = "fp32",
     batch: Annotated[str, typer.Option("--batch", help="A static batch size, or 'dynamic'.")] = "1",
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Dataset for the top-1 agreement batch (default: the model's own).")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Dataset for the top-1 agreement batch (default: the model's own).")
+    ] = None,
     samples: Annotated[int, typer.Option("--samples", help="Images in the parity batch.")] = 64,
-    remote: Annotated[str | None, typer.Option("--remote", help="user@host: build the TensorRT engine there over SSH.")] = None,
-    dla: Annotated[int | None, typer.Option("--dla", help="Build the TensorRT engine for this DLA core (Jetson).")] = None,
-    dla_gpu_fallback: Annotated[bool, typer.Option("--dla-gpu-fallback", help="Let layers the DLA cannot run use the GPU.")] = False,
-    trt_version: Annotated[str | None, typer.Option("--trt-version", help="TensorRT version to preflight against (default: installed, else 10).")] = None,
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="user@host: build the TensorRT engine there over SSH.")
+    ] = None,
+    dla: Annotated[
+        int | None, typer.Option("--dla", help="Build the TensorRT engine for this DLA core (Jetson).")
+    ] = None,
+    dla_gpu_fallback: Annotated[
+        bool, typer.Option("--dla-gpu-fallback", help="Let layers the DLA cannot run use the GPU.")
+    ] = False,
+    trt_version: Annotated[
+        str | None,
+        typer.Option("--trt-version", help="TensorRT version to preflight against (default: installed, else 10)."),
+    ] = None,
     workspace_mb: Annotated[int, typer.Option("--workspace-mb", help="TensorRT builder workspace limit (MiB).")] = 2048,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Largest batch of a dynamic TensorRT profile.")] = 32,
-    exporter: Annotated[str, typer.Option("--exporter", help="auto (dynamo, legacy on failure) | dynamo | legacy.")] = "auto",
-    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify the ONNX with onnxslim (kept only if outputs are unchanged).")] = True,
-    parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Compare every runnable artefact with PyTorch.")] = True,
-    preflight: Annotated[bool, typer.Option("--preflight/--no-preflight", help="Check ops against each target before building.")] = True,
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for the runtimes during verification.")] = None,
+    exporter: Annotated[
+        str, typer.Option("--exporter", help="auto (dynamo, legacy on failure) | dynamo | legacy.")
+    ] = "auto",
+    simplify: Annotated[
+        bool,
+        typer.Option(
+            "--simplify/--no-simplify", help="Simplify the ONNX with onnxslim (kept only if outputs are unchanged)."
+        ),
+    ] = True,
+    parity: Annotated[
+        bool, typer.Option("--parity/--no-parity", help="Compare every runnable artefact with PyTorch.")
+    ] = True,
+    preflight: Annotated[
+        bool, typer.Option("--preflight/--no-preflight", help="Check ops against each target before building.")
+    ] = True,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads for the runtimes during verification.")
+    ] = None,
     num_classes: Annotated[int | None, typer.Option("--num-classes", help="timm:NAME only: classifier size.")] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="timm:NAME only: input resolution.")] = None,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="timm:NAME only: input channels.")] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", help="timm:NAME only: weights (.safetensors or a weights_only torch file).")] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="timm:NAME only: weights (.safetensors or a weights_only torch file)."),
+    ] = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -48,14 +81,40 @@ def export_cmd(
     from compress.export.api import export_model
     from compress.export.context import ExportConfig
 
-    cfg = validate(ExportConfig, {
-        "formats": [s for s in format.split(",") if s.strip()], "precision": precision, "batch": batch, "opset": opset,
-        "data": data, "samples": samples, "remote": remote, "dla_core": dla, "dla_gpu_fallback": dla_gpu_fallback,
-        "trt_version": trt_version, "workspace_mb": workspace_mb, "max_batch": max_batch, "exporter": exporter,
-        "simplify": simplify, "parity": parity, "preflight": preflight, "threads": threads, "seed": seed,
-    }, source="compress export")
-    model_options = {k: v for k, v in {"num_classes": num_classes, "image_size": image_size, "in_chans": in_chans,
-                                       "weights": weights}.items() if v is not None}
+    cfg = validate(
+        ExportConfig,
+        {
+            "formats": [s for s in format.split(",") if s.strip()],
+            "precision": precision,
+            "batch": batch,
+            "opset": opset,
+            "data": data,
+            "samples": samples,
+            "remote": remote,
+            "dla_core": dla,
+            "dla_gpu_fallback": dla_gpu_fallback,
+            "trt_version": trt_version,
+            "workspace_mb": workspace_mb,
+            "max_batch": max_batch,
+            "exporter": exporter,
+            "simplify": simplify,
+            "parity": parity,
+            "preflight": preflight,
+            "threads": threads,
+            "seed": seed,
+        },
+        source="compress export",
+    )
+    model_options = {
+        k: v
+        for k, v in {
+            "num_classes": num_classes,
+            "image_size": image_size,
+            "in_chans": in_chans,
+            "weights": weights,
+        }.items()
+        if v is not None
+    }
     if out is None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name or model).strip("-") or "model"
         out = Path("runs") / f"export-{slug}"
@@ -87,7 +146,9 @@ def _print_table(result: object) -> None:
         t.add_column(col)
     for f in result.formats:  # type: ignore[attr-defined]
         status = {True: "[green]passed[/green]", False: "[red]FAILED[/red]", None: "not run here"}[f["passed"]]
-        t.add_row(f["format"], f["path"], _fmt(f["max_abs_err"]), _fmt(f["max_rel_err"]), _fmt(f["top1_agreement"]), status)
+        t.add_row(
+            f["format"], f["path"], _fmt(f["max_abs_err"]), _fmt(f["max_rel_err"]), _fmt(f["top1_agreement"]), status
+        )
     console.print(t)
     for f in result.formats:  # type: ignore[attr-defined]
         for note in f["notes"]:

@@ -13,8 +13,13 @@ from compress.cli.main import app
 
 @app.command("import-ofa")
 def import_ofa_cmd(
-    state_dict: Annotated[Path, typer.Argument(help="OFA state_dict (ofa_mbv3_d234_e346_k357_w1.0 / w1.2; "
-                                                    "torch file loaded with weights_only=True, or safetensors).")],
+    state_dict: Annotated[
+        Path,
+        typer.Argument(
+            help="OFA state_dict (ofa_mbv3_d234_e346_k357_w1.0 / w1.2; "
+            "torch file loaded with weights_only=True, or safetensors)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output checkpoint (.safetensors).")],
     fp16: Annotated[bool, typer.Option("--fp16", help="Store weights as float16.")] = False,
     json: JsonOpt = False,
@@ -26,5 +31,7 @@ def import_ofa_cmd(
     if json:
         emit_json(res)
         return
-    console.print(f"wrote {res['out']}: ofa-mbv3 width {res['width_mult']}, {res['num_classes']} classes, "
-                  f"{res['num_tensors']} tensors")
+    console.print(
+        f"wrote {res['out']}: ofa-mbv3 width {res['width_mult']}, {res['num_classes']} classes, "
+        f"{res['num_tensors']} tensors"
+    )

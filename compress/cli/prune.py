@@ -38,18 +38,59 @@ _ONLY = {
 @app.command("prune")
 def prune_cmd(
     method: Annotated[Method, typer.Option("--method", help="updp (merge blocks) or ftwt (dynamic channel gating).")],
-    model: Annotated[str, typer.Option("--model", help="timm:NAME, your own model as path/to/file.py:factory (+ --weights), a model directory, a supernet checkpoint (+ --subnet), a search run, or efficientnet-lite0.")],
-    data: Annotated[str | None, typer.Option("--data", help="Dataset name (digits, mnist5k, fashion-mnist, imagefolder:PATH); needed unless --list-blocks.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Fine-tuning epochs; needed unless --list-blocks.")] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="timm:NAME, your own model as path/to/file.py:factory (+ --weights), a model directory, a supernet checkpoint (+ --subnet), a search run, or efficientnet-lite0.",
+        ),
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Dataset name (digits, mnist5k, fashion-mnist, imagefolder:PATH); needed unless --list-blocks.",
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Fine-tuning epochs; needed unless --list-blocks.")
+    ] = None,
     subnet: Annotated[str | None, typer.Option("--subnet", help="Subnet config (with a supernet checkpoint).")] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", help="Weights for timm:NAME or file.py:factory (safetensors or a torch state_dict).")] = None,
-    list_blocks: Annotated[bool, typer.Option("--list-blocks", help="[updp] list every candidate block and every block left intact with the reason, then exit (no --data/--epochs needed).")] = False,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Weights for timm:NAME or file.py:factory (safetensors or a torch state_dict)."),
+    ] = None,
+    list_blocks: Annotated[
+        bool,
+        typer.Option(
+            "--list-blocks",
+            help="[updp] list every candidate block and every block left intact with the reason, then exit (no --data/--epochs needed).",
+        ),
+    ] = False,
     blocks: Annotated[int | None, typer.Option("--blocks", help="[updp] number of blocks to prune.")] = None,
-    latency_ms: Annotated[float | None, typer.Option("--latency-ms", help="[updp] latency budget in ms on --device.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="[updp] target device (default local-cpu, measured here; another device: its latency table, `compress profile --merged`, for supernet subnets).")] = None,
-    runtime: Annotated[str | None, typer.Option("--runtime", help="[updp] runtime on the device (default: the device's first).")] = None,
-    teacher: Annotated[str | None, typer.Option("--teacher", help="[updp] KD teacher (default: the unpruned model).")] = None,
-    selection: Annotated[Selection | None, typer.Option("--selection", help="[updp] block scorer: proxy (default, no training) or supernet (trains a weight-sharing network with random K-block masks; ranks masks better, ~2.5x the cost).")] = None,
+    latency_ms: Annotated[
+        float | None, typer.Option("--latency-ms", help="[updp] latency budget in ms on --device.")
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="[updp] target device (default local-cpu, measured here; another device: its latency table, `compress profile --merged`, for supernet subnets).",
+        ),
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", help="[updp] runtime on the device (default: the device's first).")
+    ] = None,
+    teacher: Annotated[
+        str | None, typer.Option("--teacher", help="[updp] KD teacher (default: the unpruned model).")
+    ] = None,
+    selection: Annotated[
+        Selection | None,
+        typer.Option(
+            "--selection",
+            help="[updp] block scorer: proxy (default, no training) or supernet (trains a weight-sharing network with random K-block masks; ranks masks better, ~2.5x the cost).",
+        ),
+    ] = None,
     mass: Annotated[float | None, typer.Option("--mass", help="[ftwt] activation mass kept (default 0.95).")] = None,
     mode: Annotated[Mode | None, typer.Option("--mode", help="[ftwt] decoupled or joint (default decoupled).")] = None,
     tables: TablesOpt = None,
@@ -60,13 +101,25 @@ def prune_cmd(
 ) -> None:
     """Prune a model: UPDP merges whole blocks into single convs (`--blocks K` or `--latency-ms X`);
     FTWT trains per-layer channel gates (`--mass`)."""
-    given = {"--blocks": blocks, "--latency-ms": latency_ms, "--device": device, "--runtime": runtime,
-             "--teacher": teacher, "--selection": selection, "--tables": tables, "--profiles": profiles, "--mass": mass, "--mode": mode}
+    given = {
+        "--blocks": blocks,
+        "--latency-ms": latency_ms,
+        "--device": device,
+        "--runtime": runtime,
+        "--teacher": teacher,
+        "--selection": selection,
+        "--tables": tables,
+        "--profiles": profiles,
+        "--mass": mass,
+        "--mode": mode,
+    }
     other = "ftwt" if method.value == "updp" else "updp"
     wrong = [k for k in _ONLY[other] if given[k] is not None]
     if wrong:
-        raise UsageError(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --method {method.value} "
-                         f"(only to --method {other}); remove {'it' if len(wrong) == 1 else 'them'}")
+        raise UsageError(
+            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --method {method.value} "
+            f"(only to --method {other}); remove {'it' if len(wrong) == 1 else 'them'}"
+        )
     from compress.prune import prune
 
     if list_blocks:
@@ -88,14 +141,37 @@ def prune_cmd(
     if method is Method.updp:
         if (blocks is None) == (latency_ms is None):
             raise UsageError("--method updp needs exactly one of --blocks K or --latency-ms X")
-        opts = dict(model=model, data=data, epochs=epochs, blocks=blocks, latency_ms=latency_ms, device=device,
-                    runtime=runtime, teacher=teacher, weights=str(weights) if weights else None, subnet=subnet,
-                    seed=seed, out=out, selection=(selection or Selection.proxy).value, tables=tables,
-                    profiles=profiles, progress=lambda msg: console.print(f"[dim]updp:[/dim] {msg}"))
+        opts = dict(
+            model=model,
+            data=data,
+            epochs=epochs,
+            blocks=blocks,
+            latency_ms=latency_ms,
+            device=device,
+            runtime=runtime,
+            teacher=teacher,
+            weights=str(weights) if weights else None,
+            subnet=subnet,
+            seed=seed,
+            out=out,
+            selection=(selection or Selection.proxy).value,
+            tables=tables,
+            profiles=profiles,
+            progress=lambda msg: console.print(f"[dim]updp:[/dim] {msg}"),
+        )
     else:
-        opts = dict(model=model, subnet=subnet, weights=str(weights) if weights else None, data=data, epochs=epochs,
-                    mass=0.95 if mass is None else mass, mode=(mode or Mode.decoupled).value, seed=seed, out=out,
-                    progress=True)
+        opts = dict(
+            model=model,
+            subnet=subnet,
+            weights=str(weights) if weights else None,
+            data=data,
+            epochs=epochs,
+            mass=0.95 if mass is None else mass,
+            mode=(mode or Mode.decoupled).value,
+            seed=seed,
+            out=out,
+            progress=True,
+        )
     result = prune(method=method.value, **opts)
     if json:
         emit_json(result)
@@ -111,8 +187,12 @@ def _print_blocks(r: dict) -> None:
         t.add_column(col)
     for c in r["candidates"]:
         shortcut = "identity residual" if c["residual"] else "no residual"
-        t.add_row(c["name"], c["class"], f"candidate ({c['kind']})",
-                  f"{c['convs']} convs -> {c['kernel']}x{c['kernel']}/{c['stride']}, {shortcut}; forms {', '.join(c['forms'])}")
+        t.add_row(
+            c["name"],
+            c["class"],
+            f"candidate ({c['kind']})",
+            f"{c['convs']} convs -> {c['kernel']}x{c['kernel']}/{c['stride']}, {shortcut}; forms {', '.join(c['forms'])}",
+        )
     for s in r["skipped"]:
         t.add_row(s["name"], s["class"], "[dim]skipped[/dim]", s["reason"])
     console.print(t)
@@ -137,8 +217,10 @@ def _summary(r: dict) -> None:
     console.print(t)
     for u in r.get("unsupported_blocks", []):
         console.print(f"[dim]left intact: {u['name']} ({u['class']}): {u['reason']}[/dim]")
-    console.print(f"pruned {len(r['pruned_blocks'])} blocks: top-1 {r['top1_before']:.2f} -> {r['top1_after']:.2f}; "
-                  f"MACs {r['macs_before']:,} -> {r['macs_after']:,}; predicted latency "
-                  f"{r['predicted_latency_ms_before']:.3f} -> {r['predicted_latency_ms_after']:.3f} ms ({r['latency_source']})")
+    console.print(
+        f"pruned {len(r['pruned_blocks'])} blocks: top-1 {r['top1_before']:.2f} -> {r['top1_after']:.2f}; "
+        f"MACs {r['macs_before']:,} -> {r['macs_after']:,}; predicted latency "
+        f"{r['predicted_latency_ms_before']:.3f} -> {r['predicted_latency_ms_after']:.3f} ms ({r['latency_source']})"
+    )
     if r.get("model_dir"):
         console.print(f"merged model: {r['model_dir']}")

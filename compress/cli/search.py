@@ -15,25 +15,85 @@ from compress.core.runs import claim_run_dir
 
 @app.command("search")
 def search_cmd(
-    device: Annotated[list[str], typer.Option("--device", "-d", help="Target device (repeat for several: one front and one selected subnet per device).")],
-    latency_ms: Annotated[list[float] | None, typer.Option("--latency-ms", help="Latency budget in ms (one for all devices, or one per --device).")] = None,
-    pareto: Annotated[bool, typer.Option("--pareto", help="Return the Pareto front (the default without --latency-ms); selected = its knee.")] = False,
-    supernet: Annotated[Path | None, typer.Option("--supernet", help="Supernet checkpoint (default: the embedded one).")] = None,
+    device: Annotated[
+        list[str],
+        typer.Option(
+            "--device", "-d", help="Target device (repeat for several: one front and one selected subnet per device)."
+        ),
+    ],
+    latency_ms: Annotated[
+        list[float] | None,
+        typer.Option("--latency-ms", help="Latency budget in ms (one for all devices, or one per --device)."),
+    ] = None,
+    pareto: Annotated[
+        bool,
+        typer.Option(
+            "--pareto", help="Return the Pareto front (the default without --latency-ms); selected = its knee."
+        ),
+    ] = False,
+    supernet: Annotated[
+        Path | None, typer.Option("--supernet", help="Supernet checkpoint (default: the embedded one).")
+    ] = None,
     runtime: Annotated[str | None, typer.Option("--runtime", help="Runtime (default: the device's first).")] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="Precision (default: the device's first).")] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="Precision (default: the device's first).")
+    ] = None,
     batch: Annotated[int, typer.Option("--batch", help="Batch size the latency is predicted for.")] = 1,
     max_params: Annotated[int | None, typer.Option("--max-params", help="Upper limit on parameters.")] = None,
     max_macs: Annotated[int | None, typer.Option("--max-macs", help="Upper limit on multiply-accumulates.")] = None,
-    channel_multiple: Annotated[int | None, typer.Option("--channel-multiple", help="Every chosen channel count must be a multiple (e.g. 8 for tensor cores).")] = None,
-    algorithm: Annotated[str, typer.Option("--algorithm", help="evolution | nsga2 | random (the front always comes from NSGA-II without a budget).")] = "evolution",
-    rerank: Annotated[int, typer.Option("--rerank", help="Evaluate the top K for real (BN recalibration + validation split) and choose by measured top-1.")] = 0,
-    refine: Annotated[int, typer.Option("--refine", help="Refinement rounds: score the top candidates (5, or --rerank K) for real, add them to the predictor's data, refit and search again.")] = 2,
+    channel_multiple: Annotated[
+        int | None,
+        typer.Option(
+            "--channel-multiple", help="Every chosen channel count must be a multiple (e.g. 8 for tensor cores)."
+        ),
+    ] = None,
+    algorithm: Annotated[
+        str,
+        typer.Option(
+            "--algorithm", help="evolution | nsga2 | random (the front always comes from NSGA-II without a budget)."
+        ),
+    ] = "evolution",
+    rerank: Annotated[
+        int,
+        typer.Option(
+            "--rerank",
+            help="Evaluate the top K for real (BN recalibration + validation split) and choose by measured top-1.",
+        ),
+    ] = 0,
+    refine: Annotated[
+        int,
+        typer.Option(
+            "--refine",
+            help="Refinement rounds: score the top candidates (5, or --rerank K) for real, add them to the predictor's data, refit and search again.",
+        ),
+    ] = 2,
     population: Annotated[int, typer.Option("--population", help="Population size (OFA: 100).")] = 100,
     generations: Annotated[int, typer.Option("--generations", help="Generations (OFA: 500).")] = 500,
-    predictor_samples: Annotated[int, typer.Option("--predictor-samples", help="Subnets evaluated to train the accuracy predictor (cached beside the checkpoint).")] = 50,
-    predictor_val_images: Annotated[int, typer.Option("--predictor-val-images", help="Validation images the predictor's training subnets are scored on (recorded; 0 = the whole split).")] = 0,
-    predictor_calib_images: Annotated[int, typer.Option("--predictor-calib-images", help="Calibration images for their BN recalibration (recorded; 0 = all --calib images).")] = 256,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset for BN recalibration/evaluation (default: the checkpoint's).")] = None,
+    predictor_samples: Annotated[
+        int,
+        typer.Option(
+            "--predictor-samples",
+            help="Subnets evaluated to train the accuracy predictor (cached beside the checkpoint).",
+        ),
+    ] = 50,
+    predictor_val_images: Annotated[
+        int,
+        typer.Option(
+            "--predictor-val-images",
+            help="Validation images the predictor's training subnets are scored on (recorded; 0 = the whole split).",
+        ),
+    ] = 0,
+    predictor_calib_images: Annotated[
+        int,
+        typer.Option(
+            "--predictor-calib-images",
+            help="Calibration images for their BN recalibration (recorded; 0 = all --calib images).",
+        ),
+    ] = 256,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Dataset for BN recalibration/evaluation (default: the checkpoint's)."),
+    ] = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     json: JsonOpt = False,
@@ -52,13 +112,34 @@ def search_cmd(
         claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
 
     device = devices_at(device, power_mode)
-    res = search(devices=device, latency_ms=latency_ms or None, pareto=pareto, supernet=supernet, runtime=runtime,
-                 precision=precision, batch=batch, max_params=max_params, max_macs=max_macs,
-                 channel_multiple=channel_multiple, algorithm=algorithm, rerank=rerank, refine=refine, seed=seed, out=out,  # type: ignore[arg-type]
-                 population=population, generations=generations, predictor_samples=predictor_samples,
-                 dataset=dataset, tables=tables, profiles=profiles, console=console, progress=True,
-                 command=command_line(), predictor_val_images=predictor_val_images or None,
-                 predictor_calib_images=predictor_calib_images or None)
+    res = search(
+        devices=device,
+        latency_ms=latency_ms or None,
+        pareto=pareto,
+        supernet=supernet,
+        runtime=runtime,
+        precision=precision,
+        batch=batch,
+        max_params=max_params,
+        max_macs=max_macs,
+        channel_multiple=channel_multiple,
+        algorithm=algorithm,
+        rerank=rerank,
+        refine=refine,
+        seed=seed,
+        out=out,  # type: ignore[arg-type]
+        population=population,
+        generations=generations,
+        predictor_samples=predictor_samples,
+        dataset=dataset,
+        tables=tables,
+        profiles=profiles,
+        console=console,
+        progress=True,
+        command=command_line(),
+        predictor_val_images=predictor_val_images or None,
+        predictor_calib_images=predictor_calib_images or None,
+    )
     render_table(res, console)
     if out is not None:
         png = ", pareto.png" if "pareto_png" in (res.files or {}) else ""  # no figure without [report]

@@ -76,8 +76,9 @@ def require(module: str, *, extra: str | None = None, what: str | None = None) -
         missing = getattr(err, "name", None) or top
         detail = "is not installed" if missing.split(".")[0] == top else f"cannot be imported ({err})"
         need = f"{what} needs {dist}" if what else dist
-        raise MissingDependency(f"{need}, which {detail}; install it with: "
-                                + (install_hint(ex) if ex else f"pip install {dist}")) from None
+        raise MissingDependency(
+            f"{need}, which {detail}; install it with: " + (install_hint(ex) if ex else f"pip install {dist}")
+        ) from None
 
 
 def check(*modules: str) -> list[str]:

@@ -26,6 +26,8 @@ def package_path(package: str, *parts: str) -> Path:
     for part in parts:
         node = node.joinpath(part)
     if not isinstance(node, Path):
-        raise Failure(f"'{package}' is not installed as plain files (a zip archive?); "
-                      "install compress unpacked (pip install compress)")
+        raise Failure(
+            f"'{package}' is not installed as plain files (a zip archive?); "
+            "install compress unpacked (pip install compress)"
+        )
     return node

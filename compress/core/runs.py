@@ -36,8 +36,20 @@ from compress.core.errors import UsageError
 from compress.core.storage import check_writable, mark_user_path, storage_errors
 
 TRACKED_PACKAGES = (
-    "compress", "torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxscript",
-    "onnxslim", "openvino", "numpy", "safetensors", "pydantic", "typer", "tensorrt",
+    "compress",
+    "torch",
+    "torchvision",
+    "timm",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "onnxslim",
+    "openvino",
+    "numpy",
+    "safetensors",
+    "pydantic",
+    "typer",
+    "tensorrt",
 )
 
 
@@ -75,7 +87,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 # The toolkit's own temp names (and nothing else): atomic_path's files, atomic_dir's directories,
 # write probes, the old OpenVINO temp dir and StageStore's trash directories.
-_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$|^\.write-test-\d+$|^\.compress-probe-[a-z0-9_]{8}$")
+_TEMP_FILE = re.compile(
+    r"^\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$|^\.write-test-\d+$|^\.compress-probe-[a-z0-9_]{8}$"
+)
 _TEMP_DIR = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmpdir$|^\.openvino-[a-z0-9_]{8}$|^\..+\.old-\d+$")
 _OLD_DIR = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.old$")
 
@@ -200,8 +214,14 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
 
 def git_revision(cwd: str | Path | None = None) -> str | None:
     try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5, check=False)
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() or None if res.returncode == 0 else None

@@ -238,8 +238,9 @@ def check_writable(
     if needed:
         free = free_bytes(d)
         if free is not None and free < needed:
-            full = describe(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d)), path=d, what=what, user=user,
-                            needed=needed)
+            full = describe(
+                OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(d)), path=d, what=what, user=user, needed=needed
+            )
             if full is not None:  # always: ENOSPC is a storage fault
                 raise full
     return d

@@ -17,4 +17,13 @@ from compress.data.datasets import (
     load_dataset,
 )
 
-__all__ = ["DATASETS", "Batches", "DatasetInfo", "LoadedDataset", "Split", "dataset_info", "dataset_names", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "Batches",
+    "DatasetInfo",
+    "LoadedDataset",
+    "Split",
+    "dataset_info",
+    "dataset_names",
+    "load_dataset",
+]

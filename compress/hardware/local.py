@@ -68,7 +68,10 @@ def detected() -> dict[str, float | str | bool]:
     ghz = cpu_clock_ghz() or 2.5
     fpc = flops_per_cycle(flags)
     return {
-        "model": cpu_model(), "cores": cores, "ghz": ghz, "fpc": fpc,
+        "model": cpu_model(),
+        "cores": cores,
+        "ghz": ghz,
+        "fpc": fpc,
         "bf16": has_bf16(flags),
     }
 

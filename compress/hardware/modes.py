@@ -32,7 +32,9 @@ def split_device(name: str, power_mode: str | None) -> tuple[str, str | None]:
     base, sep, at = str(name).partition("@")
     at_mode = at.strip() if sep else None
     if sep and not at_mode:
-        raise UsageError(f"device '{name}' ends in '@' without a power mode; write DEVICE@MODE (e.g. jetson-agx-orin@30W)")
+        raise UsageError(
+            f"device '{name}' ends in '@' without a power mode; write DEVICE@MODE (e.g. jetson-agx-orin@30W)"
+        )
     pm = power_mode.strip() if power_mode else None
     if at_mode and pm and at_mode.lower() != pm.lower():
         raise UsageError(f"device '{name}' names power mode '{at_mode}' but --power-mode is '{pm}'; give one of them")
@@ -55,8 +57,10 @@ def find_mode(prof: HardwareProfile, mode: str) -> PowerMode:
     keys = {k.lower(): m.name for m in prof.power_modes for k in _keys(m)}
     close = sorted({keys[k] for k in difflib.get_close_matches(want, list(keys), n=3, cutoff=0.4)})
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    return _raise(f"unknown power mode '{mode}' for {prof.name}{hint}; its modes are: {', '.join(names)} "
-                  f"(default {default_mode_name(prof)}); see `compress devices {prof.name}`")
+    return _raise(
+        f"unknown power mode '{mode}' for {prof.name}{hint}; its modes are: {', '.join(names)} "
+        f"(default {default_mode_name(prof)}); see `compress devices {prof.name}`"
+    )
 
 
 def _raise(msg: str) -> NoReturn:
@@ -97,19 +101,25 @@ def apply_power_mode(prof: HardwareProfile, mode: str | None) -> HardwareProfile
         if m is base:
             peak[prec] = fig
         elif ratio and ratio_base:
-            peak[prec] = Figure(value=fig.value * ratio / ratio_base, unit=fig.unit,
-                                source=f"{fig.source}; scaled to {m.name} by GPU TPCs x clock", note="derived",
-                                unconfirmed=fig.unconfirmed or _unconf(m.gpu_clock_mhz) or _unconf(base.gpu_clock_mhz))
+            peak[prec] = Figure(
+                value=fig.value * ratio / ratio_base,
+                unit=fig.unit,
+                source=f"{fig.source}; scaled to {m.name} by GPU TPCs x clock",
+                note="derived",
+                unconfirmed=fig.unconfirmed or _unconf(m.gpu_clock_mhz) or _unconf(base.gpu_clock_mhz),
+            )
         else:
-            peak[prec] = fig.model_copy(update={"unconfirmed": True,
-                                                "source": f"{fig.source} (figure of {base.name}; {m.name} lists none)"})
+            peak[prec] = fig.model_copy(
+                update={"unconfirmed": True, "source": f"{fig.source} (figure of {base.name}; {m.name} lists none)"}
+            )
     upd: dict[str, Any] = {"peak": peak}
     if m.memory_bandwidth is not None:
         upd["memory_bandwidth"] = m.memory_bandwidth
     if m.gpu_clock_mhz is not None:
         c = m.gpu_clock_mhz
-        upd["clock_ghz"] = Figure(value=c.value / 1000.0, unit="GHz", source=c.source, unconfirmed=c.unconfirmed,
-                                  note=c.note)
+        upd["clock_ghz"] = Figure(
+            value=c.value / 1000.0, unit="GHz", source=c.source, unconfirmed=c.unconfirmed, note=c.note
+        )
     return prof.model_copy(update={"spec": spec.model_copy(update=upd), "power_mode": m.name})
 
 
@@ -163,6 +173,7 @@ def dla_peak(prof: HardwareProfile, precision: str) -> Any:
 
 # ---- the board's state ---------------------------------------------------------------------------
 
+
 def parse_nvpmodel(text: str | None) -> tuple[str, int | None] | None:
     """``nvpmodel -q`` output (``NV Power Mode: MAXN`` then the id) -> (name, id)."""
     if not text:
@@ -170,7 +181,7 @@ def parse_nvpmodel(text: str | None) -> tuple[str, int | None] | None:
     m = re.search(r"NV Power Mode\s*:\s*(\S+)", text)
     if not m:
         return None
-    rest = text[m.end():].split()
+    rest = text[m.end() :].split()
     mid = int(rest[0]) if rest and rest[0].isdigit() else None
     return m.group(1), mid
 
@@ -192,8 +203,11 @@ def board_mode(state: dict[str, Any] | None) -> dict[str, Any] | None:
     if not jet:
         return None
     nv = parse_nvpmodel(jet.get("nvpmodel"))
-    return {"nvpmodel": nv[0] if nv else None, "nvpmodel_id": nv[1] if nv else None,
-            "clocks": parse_jetson_clocks(jet.get("jetson_clocks"))}
+    return {
+        "nvpmodel": nv[0] if nv else None,
+        "nvpmodel_id": nv[1] if nv else None,
+        "clocks": parse_jetson_clocks(jet.get("jetson_clocks")),
+    }
 
 
 def mode_matches(prof: HardwareProfile, nvpmodel_name: str | None, nvpmodel_id: int | None = None) -> bool | None:
@@ -216,13 +230,19 @@ def mode_mismatch(prof: HardwareProfile, state: dict[str, Any] | None) -> str | 
     if ok is not False:
         return None
     m = current_mode(prof)
-    how = (f"sudo nvpmodel -m {m.nvpmodel_id}" if m is not None and m.nvpmodel_id is not None
-           else "a custom nvpmodel mode with these clocks")
-    return (f"the board is in nvpmodel mode '{bm['nvpmodel']}', not {prof.name}'s '{prof.power_mode}' asked for: "
-            f"switch it with `{how}` (then `sudo jetson_clocks`), or ask for --power-mode matching the board")
+    how = (
+        f"sudo nvpmodel -m {m.nvpmodel_id}"
+        if m is not None and m.nvpmodel_id is not None
+        else "a custom nvpmodel mode with these clocks"
+    )
+    return (
+        f"the board is in nvpmodel mode '{bm['nvpmodel']}', not {prof.name}'s '{prof.power_mode}' asked for: "
+        f"switch it with `{how}` (then `sudo jetson_clocks`), or ask for --power-mode matching the board"
+    )
 
 
 # ---- measured tables -------------------------------------------------------------------------------
+
 
 def recorded_mode(meta: Any) -> str | None:
     """The power mode a latency table records: ``meta.power_mode`` (asked for), else the board's
@@ -242,8 +262,14 @@ def check_table_mode(prof: HardwareProfile, meta: Any, path: Any) -> None:
     for name in [rec, board["nvpmodel"] if board else None]:
         if name and mode_matches(prof, name) is False:
             m = current_mode(prof)
-            how = f" (set the board with `sudo nvpmodel -m {m.nvpmodel_id}`)" if m is not None and m.nvpmodel_id is not None else ""
-            raise UsageError(f"latency table {path} was measured in power mode '{name}', not {prof.name}'s "
-                             f"'{prof.power_mode}' asked for; measure this mode with `compress profile --device "
-                             f"{prof.name} --power-mode {prof.power_mode} --remote user@host`{how}, or ask for "
-                             f"--power-mode {name}")
+            how = (
+                f" (set the board with `sudo nvpmodel -m {m.nvpmodel_id}`)"
+                if m is not None and m.nvpmodel_id is not None
+                else ""
+            )
+            raise UsageError(
+                f"latency table {path} was measured in power mode '{name}', not {prof.name}'s "
+                f"'{prof.power_mode}' asked for; measure this mode with `compress profile --device "
+                f"{prof.name} --power-mode {prof.power_mode} --remote user@host`{how}, or ask for "
+                f"--power-mode {name}"
+            )

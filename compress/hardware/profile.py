@@ -83,7 +83,7 @@ class DlaSpec(StrictModel):
 
     cores: int = Field(ge=1)
     precisions: list[Precision] = Field(min_length=1)
-    peak: dict[Precision, Figure]      # per core, dense, at the default mode (modes override)
+    peak: dict[Precision, Figure]  # per core, dense, at the default mode (modes override)
     layer_overhead_us: Figure | None = None
     note: str | None = None
 
@@ -169,11 +169,13 @@ def detect_local_spec(base: Spec | None) -> Spec:
         peak["bf16"] = Figure(value=2 * fp32, unit="TFLOPS", source=src + "; AVX512_BF16", unconfirmed=True)
     bw = base.memory_bandwidth if base else Figure(value=20.0, unit="GB/s", source="assumed", unconfirmed=True)
     return Spec(
-        peak=peak, memory_bandwidth=bw,
+        peak=peak,
+        memory_bandwidth=bw,
         cores=Figure(value=float(d["cores"]), unit="cores", source=src),
         clock_ghz=Figure(value=float(d["ghz"]), unit="GHz", source=src, unconfirmed=True),
         layer_overhead_us=base.layer_overhead_us if base else None,
-        efficiency=dict(base.efficiency) if base else {}, detected=True,
+        efficiency=dict(base.efficiency) if base else {},
+        detected=True,
     )
 
 
@@ -184,7 +186,9 @@ def builtin_profiles_dir() -> Path:
 
     d = package_path("compress.hardware_profiles")
     if not d.is_dir():
-        raise UsageError("the built-in hardware_profiles directory is missing from this installation; reinstall compress")
+        raise UsageError(
+            "the built-in hardware_profiles directory is missing from this installation; reinstall compress"
+        )
     return d
 
 
@@ -244,8 +248,9 @@ def get_profile(name: str, *, profiles_dir: str | Path | None = None, power_mode
     if prof.detect:
         from compress.hardware.local import detect_precisions
 
-        prof = prof.model_copy(update={"spec": detect_local_spec(prof.spec),
-                                       "precisions": detect_precisions(prof.precisions)})
+        prof = prof.model_copy(
+            update={"spec": detect_local_spec(prof.spec), "precisions": detect_precisions(prof.precisions)}
+        )
     return apply_power_mode(prof, at_mode)
 
 
@@ -276,14 +281,22 @@ def devices(*, profiles_dir: str | Path | None = None, tables_dir: str | Path | 
             prof = prof.model_copy(update={"precisions": detect_precisions(prof.precisions)})
         key = f"{prof.name}@{_default_mode(prof)}" if prof.power_modes else prof.name  # tables are per power mode
         measured = measured_runtimes(key, tables_dir=tables_dir, profile_tables=prof.latency_tables)
-        out.append(DeviceInfo(
-            name=prof.name, aliases=prof.aliases, kind=prof.kind, vendor=prof.vendor,
-            runtimes=list(prof.runtimes), default_runtime=prof.default_runtime,
-            precisions=list(prof.precisions),
-            latency_source="measured" if measured else "estimated",
-            measured_runtimes=measured, description=prof.description,
-            power_modes=prof.mode_names, default_power_mode=_default_mode(prof),
-        ))
+        out.append(
+            DeviceInfo(
+                name=prof.name,
+                aliases=prof.aliases,
+                kind=prof.kind,
+                vendor=prof.vendor,
+                runtimes=list(prof.runtimes),
+                default_runtime=prof.default_runtime,
+                precisions=list(prof.precisions),
+                latency_source="measured" if measured else "estimated",
+                measured_runtimes=measured,
+                description=prof.description,
+                power_modes=prof.mode_names,
+                default_power_mode=_default_mode(prof),
+            )
+        )
     return out
 
 
@@ -293,7 +306,9 @@ def _default_mode(prof: HardwareProfile) -> str | None:
     return default_mode_name(prof)
 
 
-def check_measured_mode(prof_name: str, asked: str | None, state: dict[str, Any] | None, *, where: str = "the board") -> None:
+def check_measured_mode(
+    prof_name: str, asked: str | None, state: dict[str, Any] | None, *, where: str = "the board"
+) -> None:
     """Before a table is written: refuse when the board (its device state) is not in the mode asked for."""
     if not asked:
         return

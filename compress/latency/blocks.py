@@ -18,9 +18,17 @@ _SUPERNET_KINDS = ("conv", "mbconv", "convnext", "bottleneck", "downsample", "ma
 
 
 def _act(name: str) -> nn.Module:
-    return {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish,
-            "hsigmoid": nn.Hardsigmoid, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid,
-            "tanh": nn.Tanh}[name]()
+    return {
+        "none": nn.Identity,
+        "relu": nn.ReLU,
+        "relu6": nn.ReLU6,
+        "hswish": nn.Hardswish,
+        "hsigmoid": nn.Hardsigmoid,
+        "gelu": nn.GELU,
+        "silu": nn.SiLU,
+        "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+    }[name]()
 
 
 class MergedDwPw(nn.Module):
@@ -109,8 +117,7 @@ def build_module(sig: BlockSignature, *, seed: int = 0, layer_scale_init: float 
     return mod.eval()
 
 
-def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Any, *, batch: int = 1,
-                opset: int = 17) -> Any:
+def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Any, *, batch: int = 1, opset: int = 17) -> Any:
     """Export ``module`` with a fixed (batch, *input_shape) input to ONNX, atomically.
 
     Uses the TorchScript exporter (``dynamo=False``): about 20 ms for a block, against about
@@ -125,7 +132,15 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Any, *, b
     buf = io.BytesIO()
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (x,), buf, dynamo=False, opset_version=opset,
-                          input_names=["input"], output_names=["output"], do_constant_folding=True)
+        torch.onnx.export(
+            module.eval(),
+            (x,),
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["output"],
+            do_constant_folding=True,
+        )
     atomic_write_bytes(path, buf.getvalue())
     return path

@@ -39,10 +39,10 @@ from compress.core.errors import UsageError
 @dataclass
 class Calibration:
     model: str
-    features: list[str]         # names, "1" for the intercept
+    features: list[str]  # names, "1" for the intercept
     coef: list[float]
-    loo_mape: float             # leave-one-out MAPE of the chosen model (%)
-    fit_mape: float             # in-sample MAPE (%)
+    loo_mape: float  # leave-one-out MAPE of the chosen model (%)
+    fit_mape: float  # in-sample MAPE (%)
     samples: int
     candidates: dict[str, float] = field(default_factory=dict)  # model -> LOO MAPE
     uncalibrated_mape: float | None = None
@@ -50,7 +50,7 @@ class Calibration:
     configs: list[str] = field(default_factory=list)
     measured_ms: list[float] = field(default_factory=list)
     created: str | None = None
-    loo_max_error_pct: float | None = None   # worst leave-one-out |error| of the chosen model (%)
+    loo_max_error_pct: float | None = None  # worst leave-one-out |error| of the chosen model (%)
     roles: list[str] = field(default_factory=list)  # why each calibration subnet was chosen (profile.calibration_genes)
 
     def apply(self, feats: dict[str, np.ndarray]) -> np.ndarray:
@@ -77,8 +77,11 @@ class Calibration:
 
 def with_rest(feats: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
     """Add the ``rest_<kind>`` (= sum - sum_<kind>) features ``names`` asks for."""
-    extra = {nm: np.asarray(feats["sum"], dtype=np.float64) - np.asarray(feats.get("sum_" + nm[5:], 0.0), dtype=np.float64)
-             for nm in names if nm.startswith("rest_") and nm not in feats}
+    extra = {
+        nm: np.asarray(feats["sum"], dtype=np.float64) - np.asarray(feats.get("sum_" + nm[5:], 0.0), dtype=np.float64)
+        for nm in names
+        if nm.startswith("rest_") and nm not in feats
+    }
     return {**feats, **extra} if extra else feats
 
 
@@ -160,7 +163,14 @@ def fit(feats: dict[str, np.ndarray], measured: np.ndarray, *, margin: float = 0
         loo_max = float(np.max(np.abs(pred - y) / y) * 100.0)
     else:
         loo_max = float(np.max(_loo_errors(X, y)) * 100.0) if len(y) > len(cols) + 1 else None
-    return Calibration(model=chosen, features=cols, coef=[float(c) for c in coefs[chosen]],
-                       loo_mape=scores[chosen], fit_mape=_mape(pred, y), samples=len(y), loo_max_error_pct=loo_max,
-                       candidates={k: float(v) for k, v in scores.items()},
-                       uncalibrated_mape=_mape(np.asarray(feats["sum"], dtype=np.float64), y))
+    return Calibration(
+        model=chosen,
+        features=cols,
+        coef=[float(c) for c in coefs[chosen]],
+        loo_mape=scores[chosen],
+        fit_mape=_mape(pred, y),
+        samples=len(y),
+        loo_max_error_pct=loo_max,
+        candidates={k: float(v) for k, v in scores.items()},
+        uncalibrated_mape=_mape(np.asarray(feats["sum"], dtype=np.float64), y),
+    )

@@ -89,6 +89,7 @@ class RoofCalibration(StrictModel):
 
 # ---- files ---------------------------------------------------------------------------------------
 
+
 def _builtin(sub: str) -> Path:
     from compress.hardware.profile import builtin_profiles_dir
 
@@ -132,8 +133,10 @@ def load_calibration(name: str, *, profiles_dir: str | Path | None = None) -> Ro
 
     p = calibration_path(name, profiles_dir=profiles_dir)
     if not p.is_file():
-        raise UsageError(f"roofline calibration '{name}' not found (looked for {p}); "
-                         "fit it with `compress latency calibrate-published`")
+        raise UsageError(
+            f"roofline calibration '{name}' not found (looked for {p}); "
+            "fit it with `compress latency calibrate-published`"
+        )
     key = (str(p), p.stat().st_mtime)
     if key not in _CAL_CACHE:
         _CAL_CACHE[key] = load_model_yaml(RoofCalibration, p)
@@ -149,9 +152,11 @@ def write_calibration(cal: RoofCalibration, path: str | Path) -> Path:
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    head = ("# Fitted roofline factors for the Jetson Orin GPU (TensorRT). Written by "
-            f"`{cal.command}`; do not edit by hand.\n# Method: compress/latency/published.py. "
-            f"Rows: {cal.rows_file}.\n")
+    head = (
+        "# Fitted roofline factors for the Jetson Orin GPU (TensorRT). Written by "
+        f"`{cal.command}`; do not edit by hand.\n# Method: compress/latency/published.py. "
+        f"Rows: {cal.rows_file}.\n"
+    )
     text = head + yaml.safe_dump(cal.model_dump(mode="json"), sort_keys=False, width=120)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:

@@ -29,12 +29,12 @@ MAX_COMBOS = 200_000  # per layer; more means the layer depends on too many gene
 class CompiledSpace:
     """Per-layer gene dependencies and signature ids (``-1``: the layer is absent)."""
 
-    gene_sizes: np.ndarray               # (L,)
+    gene_sizes: np.ndarray  # (L,)
     layer_names: list[str]
-    deps: list[np.ndarray]               # per layer: gene indices it depends on
-    strides: list[np.ndarray]            # per layer: mixed-radix strides over deps
-    sig_ids: list[np.ndarray]            # per layer: int32 (prod sizes[deps],), -1 when absent
-    signatures: list[BlockSignature]     # unique, sorted
+    deps: list[np.ndarray]  # per layer: gene indices it depends on
+    strides: list[np.ndarray]  # per layer: mixed-radix strides over deps
+    sig_ids: list[np.ndarray]  # per layer: int32 (prod sizes[deps],), -1 when absent
+    signatures: list[BlockSignature]  # unique, sorted
 
     def flat_index(self, p: int, genes: np.ndarray, *, transposed: bool = False) -> np.ndarray:
         """Index into ``sig_ids[p]`` for each row (``genes`` may be given as (L, N), ``transposed``)."""
@@ -83,7 +83,9 @@ def _specs(space: Any, genes: np.ndarray, cache: dict[bytes, dict[str, BlockSign
         for spec in space.block_specs(cfg):
             name = getattr(spec, "name", None)
             if name is None:
-                raise Failure("the space's block_specs() entries have no 'name'; the latency predictor needs stable layer names")
+                raise Failure(
+                    "the space's block_specs() entries have no 'name'; the latency predictor needs stable layer names"
+                )
             if name in got:
                 raise Failure(f"layer name '{name}' appears twice in one subnet's block_specs(); names must be unique")
             got[name] = signature_of(spec)
@@ -173,15 +175,22 @@ def compile_space(space: Any, *, probes: int = 2, seed: int = 0, check: int = 32
     for s, old in sig_index.items():
         remap[old] = pos[s]
     sig_ids = [remap[ids].astype(np.int32) for ids in raw_ids]
-    comp = CompiledSpace(gene_sizes=sizes, layer_names=names, deps=dep_arrs, strides=stride_arrs,
-                         sig_ids=sig_ids, signatures=sigs)
+    comp = CompiledSpace(
+        gene_sizes=sizes, layer_names=names, deps=dep_arrs, strides=stride_arrs, sig_ids=sig_ids, signatures=sigs
+    )
     if check:
         verify(comp, space, n=check, seed=seed + 1, cache=cache)
     return comp
 
 
-def verify(comp: CompiledSpace, space: Any, *, n: int, seed: int = 1,
-           cache: dict[bytes, dict[str, BlockSignature]] | None = None) -> None:
+def verify(
+    comp: CompiledSpace,
+    space: Any,
+    *,
+    n: int,
+    seed: int = 1,
+    cache: dict[bytes, dict[str, BlockSignature]] | None = None,
+) -> None:
     """Check the compiled arrays against ``block_specs`` on ``n`` random subnets (raise on mismatch)."""
     rng = np.random.default_rng(seed)
     genes = np.asarray(space.sample_genes(rng, n), dtype=np.int64)
@@ -190,8 +199,10 @@ def verify(comp: CompiledSpace, space: Any, *, n: int, seed: int = 1,
     for g, sigs in zip(genes, got):
         want = list(_specs(space, g, cache).values())
         if sorted(want) != sorted(sigs):
-            raise Failure("the compiled latency lookup disagrees with block_specs() for config "
-                          f"{space.from_genes(g)}; a layer depends on genes in a way probing missed")
+            raise Failure(
+                "the compiled latency lookup disagrees with block_specs() for config "
+                f"{space.from_genes(g)}; a layer depends on genes in a way probing missed"
+            )
 
 
 # ---- caching (in-process and on disk; numpy .npz without pickle) --------------------------------
@@ -207,9 +218,11 @@ def _space_key(space: Any) -> str | None:
 def save_compiled(comp: CompiledSpace, path: Any) -> None:
     from compress.core.runs import atomic_path
 
-    arrays: dict[str, np.ndarray] = {"gene_sizes": comp.gene_sizes,
-                                     "names": np.asarray(comp.layer_names, dtype=str),
-                                     "sigs": np.asarray([s.key() for s in comp.signatures], dtype=str)}
+    arrays: dict[str, np.ndarray] = {
+        "gene_sizes": comp.gene_sizes,
+        "names": np.asarray(comp.layer_names, dtype=str),
+        "sigs": np.asarray([s.key() for s in comp.signatures], dtype=str),
+    }
     for i in range(len(comp.layer_names)):
         arrays[f"deps{i}"], arrays[f"strides{i}"], arrays[f"ids{i}"] = comp.deps[i], comp.strides[i], comp.sig_ids[i]
     with atomic_path(path, suffix=".npz") as tmp:
@@ -220,11 +233,14 @@ def save_compiled(comp: CompiledSpace, path: Any) -> None:
 def load_compiled(path: Any) -> CompiledSpace:
     with np.load(path, allow_pickle=False) as z:
         names = [str(x) for x in z["names"]]
-        return CompiledSpace(gene_sizes=z["gene_sizes"].astype(np.int64), layer_names=names,
-                             deps=[z[f"deps{i}"].astype(np.int64) for i in range(len(names))],
-                             strides=[z[f"strides{i}"].astype(np.int64) for i in range(len(names))],
-                             sig_ids=[z[f"ids{i}"].astype(np.int32) for i in range(len(names))],
-                             signatures=[BlockSignature.from_key(str(k)) for k in z["sigs"]])
+        return CompiledSpace(
+            gene_sizes=z["gene_sizes"].astype(np.int64),
+            layer_names=names,
+            deps=[z[f"deps{i}"].astype(np.int64) for i in range(len(names))],
+            strides=[z[f"strides{i}"].astype(np.int64) for i in range(len(names))],
+            sig_ids=[z[f"ids{i}"].astype(np.int32) for i in range(len(names))],
+            signatures=[BlockSignature.from_key(str(k)) for k in z["sigs"]],
+        )
 
 
 def compiled_space(space: Any, *, cache_dir: Any = None) -> CompiledSpace:

@@ -39,7 +39,9 @@ def _cost(sig: BlockSignature) -> float:
     return flops / 20e9 + nbytes / 10e9 + layers * 5e-6
 
 
-def interpolate_one(sig: BlockSignature, measured: Mapping[BlockSignature, float], *, k: int = 3) -> tuple[float, str, str]:
+def interpolate_one(
+    sig: BlockSignature, measured: Mapping[BlockSignature, float], *, k: int = 3
+) -> tuple[float, str, str]:
     """``(ms, source, note)`` for one signature from ``measured`` (signature -> ms)."""
     cat = _cat(sig)
     tnum = _num(sig)
@@ -65,6 +67,7 @@ def interpolate_one(sig: BlockSignature, measured: Mapping[BlockSignature, float
         return best[0], "interpolated", best[2]
     # 2. nearest compatible neighbours scaled by roofline cost ratios
     if compat:
+
         def dist(s: BlockSignature) -> float:
             return sum(abs(math.log1p(a) - math.log1p(b)) for a, b in zip(_num(s), tnum))
 
@@ -79,12 +82,16 @@ def interpolate_one(sig: BlockSignature, measured: Mapping[BlockSignature, float
     if ratios:
         ratios.sort()
         r = ratios[len(ratios) // 2]
-        return _cost(sig) * r, "estimated", "cost model scaled by the table's measured/cost ratio" + (
-            " for this kind" if same_kind else "")
+        return (
+            _cost(sig) * r,
+            "estimated",
+            "cost model scaled by the table's measured/cost ratio" + (" for this kind" if same_kind else ""),
+        )
     return _cost(sig) * 1000.0, "estimated", "cost model only (the table has no measured entries)"
 
 
-def fill_missing(sigs: list[BlockSignature] | set[BlockSignature],
-                 measured: Mapping[BlockSignature, float]) -> dict[BlockSignature, tuple[float, str, str]]:
+def fill_missing(
+    sigs: list[BlockSignature] | set[BlockSignature], measured: Mapping[BlockSignature, float]
+) -> dict[BlockSignature, tuple[float, str, str]]:
     """Interpolate every signature of ``sigs`` that ``measured`` lacks."""
     return {s: interpolate_one(s, measured) for s in sorted(set(sigs)) if s not in measured}

@@ -33,7 +33,7 @@ class MeasureSettings:
     precision: str = "fp32"
     batch: int = 1
     threads: int | None = None
-    device: str | None = None         # runtime device (ORT: cpu/cuda/tensorrt; OpenVINO: CPU/GPU)
+    device: str | None = None  # runtime device (ORT: cpu/cuda/tensorrt; OpenVINO: CPU/GPU)
     warmup: int = 20
     iterations: int = 50
     canary_every: int = 8
@@ -41,21 +41,31 @@ class MeasureSettings:
     drift_threshold: float = 0.10
     max_remeasure: int = 2
     estimator: str = "p10"
-    block_passes: int = 2             # table blocks: passes per block, the lower estimate is kept
-    canary_burst: int = 3             # each canary sample is the fastest of this many runs (see _low_canary)
+    block_passes: int = 2  # table blocks: passes per block, the lower estimate is kept
+    canary_burst: int = 3  # each canary sample is the fastest of this many runs (see _low_canary)
     seed: int = 0
 
     def timing(self) -> TimingConfig:
-        return TimingConfig(warmup=self.warmup, iterations=self.iterations, rounds=1,
-                            canary_iterations=self.canary_iterations, canary_every=0,
-                            drift_threshold=self.drift_threshold, max_remeasure=self.max_remeasure,
-                            estimator=self.estimator).check()
+        return TimingConfig(
+            warmup=self.warmup,
+            iterations=self.iterations,
+            rounds=1,
+            canary_iterations=self.canary_iterations,
+            canary_every=0,
+            drift_threshold=self.drift_threshold,
+            max_remeasure=self.max_remeasure,
+            estimator=self.estimator,
+        ).check()
 
     def load_kwargs(self) -> dict[str, Any]:
         from compress.latency.quantized import load_precision
 
-        return {"precision": load_precision(self.runtime, self.precision), "threads": self.threads,
-                "device": self.device, "batch": self.batch}
+        return {
+            "precision": load_precision(self.runtime, self.precision),
+            "threads": self.threads,
+            "device": self.device,
+            "batch": self.batch,
+        }
 
 
 @dataclass
@@ -96,8 +106,9 @@ def runtime_info(runtime: str) -> dict[str, Any]:
     return get_runner(runtime).info()
 
 
-def block_artifact(module: Any, input_shape: tuple[int, ...], workdir: Path, name: str,
-                   settings: MeasureSettings) -> tuple[Any, dict[str, Any]]:
+def block_artifact(
+    module: Any, input_shape: tuple[int, ...], workdir: Path, name: str, settings: MeasureSettings
+) -> tuple[Any, dict[str, Any]]:
     """What ``settings.runtime`` loads for ``module``: ``(artifact, extra load options)``.
 
     ONNX Runtime / OpenVINO read the exported ONNX; torch eager runs the module itself; TensorRT
@@ -123,11 +134,15 @@ def tensorrt_engine(onnx: Path, shape: tuple[int, ...], out_dir: Path, precision
     from compress.core.errors import MissingDependency
     from compress.export.tensorrt import to_tensorrt
 
-    calib = np.random.default_rng(0).standard_normal((8, *shape[1:])).astype(np.float32) if precision == "int8" else None
+    calib = (
+        np.random.default_rng(0).standard_normal((8, *shape[1:])).astype(np.float32) if precision == "int8" else None
+    )
     res = to_tensorrt(onnx, out_dir, precision=precision, input_shape=tuple(shape), calib_inputs=calib)
     if res["engine"] is None:
-        raise MissingDependency("TensorRT (with a CUDA GPU) is not available here to build per-block engines; "
-                                "measure on the device: compress profile --device D --runtime tensorrt --remote user@host")
+        raise MissingDependency(
+            "TensorRT (with a CUDA GPU) is not available here to build per-block engines; "
+            "measure on the device: compress profile --device D --runtime tensorrt --remote user@host"
+        )
     return Path(res["engine"])
 
 
@@ -137,8 +152,14 @@ class BlockTimer:
     Sessions of a stretch stay open until the stretch is settled (it may be measured again).
     """
 
-    def __init__(self, settings: MeasureSettings, *, canary: bool = True, workdir: str | Path | None = None,
-                 on_settle: Callable[[list[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: MeasureSettings,
+        *,
+        canary: bool = True,
+        workdir: str | Path | None = None,
+        on_settle: Callable[[list[str]], None] | None = None,
+    ) -> None:
         from compress.export.runtimes import get_runner
 
         self.s = settings
@@ -162,10 +183,12 @@ class BlockTimer:
                 art = tensorrt_engine(art, (1, 3, 192, 192), self.workdir / "canary-trt", settings.precision)
             elif self.runner.name == "torch":  # eager torch cannot read ONNX: the canary runs on ORT
                 crunner = get_runner("onnxruntime")
-            self._canary_sess = crunner.load(art, precision="fp32" if crunner is not self.runner
-                                             else settings.load_kwargs()["precision"],
-                                             threads=settings.threads,
-                                             device=settings.device if crunner is self.runner else None)
+            self._canary_sess = crunner.load(
+                art,
+                precision="fp32" if crunner is not self.runner else settings.load_kwargs()["precision"],
+                threads=settings.threads,
+                device=settings.device if crunner is self.runner else None,
+            )
             self._canary_sess.bind(self._input(self._canary_sess))
             fn = _low_canary(self._canary_sess.run_bound, settings.canary_burst)
         self.mon = DriftMonitor(fn, settings.timing())
@@ -177,7 +200,9 @@ class BlockTimer:
         rng = np.random.default_rng(self.s.seed)
         return rng.standard_normal(sess.input_shape).astype(sess.input_dtype)
 
-    def add(self, name: str, artifact: Any, *, iterations: int | None = None, opts: dict[str, Any] | None = None) -> None:
+    def add(
+        self, name: str, artifact: Any, *, iterations: int | None = None, opts: dict[str, Any] | None = None
+    ) -> None:
         """Load ``artifact`` and time it (``iterations`` overrides the settings)."""
         sess = self.runner.load(artifact, **self.s.load_kwargs(), **(opts or {}))
         sess.bind(self._input(sess))
@@ -205,8 +230,12 @@ class BlockTimer:
     def result(self, name: str) -> BlockResult:
         it = self.mon.item(name)
         st = self.mon.drift().status
-        return BlockResult(name=name, entry=entry_from_timing(it, basis=campaign_basis(st), drift_status=st),
-                           drift=self.mon.drift().to_dict(), stats=it.to_dict())
+        return BlockResult(
+            name=name,
+            entry=entry_from_timing(it, basis=campaign_basis(st), drift_status=st),
+            drift=self.mon.drift().to_dict(),
+            stats=it.to_dict(),
+        )
 
     def estimate(self, name: str) -> float:
         return float(pick_stats(self.mon.item(name), self.basis).estimate(self.s.estimator))
@@ -257,22 +286,50 @@ def entry_from_timing(item: Any, *, basis: str, drift_status: str | None = None,
 
     st = pick_stats(item, basis)
     f = scale if basis == "normalised" else 1.0
-    return Entry(count=int(st.n), median_ms=st.median_ms * f, mean_ms=st.mean_ms * f, std_ms=st.std_ms * f,
-                 min_ms=st.min_ms * f, p10_ms=st.p10_ms * f, source="measured", noisy=bool(item.noisy),
-                 drift_status=drift_status, measured_at=now_iso(),
-                 note=None if basis == "normalised" else "raw samples: the canary could not be controlled")
+    return Entry(
+        count=int(st.n),
+        median_ms=st.median_ms * f,
+        mean_ms=st.mean_ms * f,
+        std_ms=st.std_ms * f,
+        min_ms=st.min_ms * f,
+        p10_ms=st.p10_ms * f,
+        source="measured",
+        noisy=bool(item.noisy),
+        drift_status=drift_status,
+        measured_at=now_iso(),
+        note=None if basis == "normalised" else "raw samples: the canary could not be controlled",
+    )
 
 
-def measure_blocks(blocks: Sequence[tuple[str, Any, tuple[int, ...]]], *, runtime: str = "onnxruntime",
-                   precision: str = "fp32", batch: int = 1, threads: int | None = None, device: str | None = None,
-                   iterations: int = 50, warmup: int = 20, canary: bool = True, canary_every: int = 8,
-                   estimator: str = "p10") -> tuple[dict[str, BlockResult], dict[str, Any]]:
+def measure_blocks(
+    blocks: Sequence[tuple[str, Any, tuple[int, ...]]],
+    *,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
+    batch: int = 1,
+    threads: int | None = None,
+    device: str | None = None,
+    iterations: int = 50,
+    warmup: int = 20,
+    canary: bool = True,
+    canary_every: int = 8,
+    estimator: str = "p10",
+) -> tuple[dict[str, BlockResult], dict[str, Any]]:
     """Time several ``(name, nn.Module, (C, H, W))`` blocks in one drift-controlled campaign.
 
     Returns ``({name: BlockResult}, drift_record_dict)``.
     """
-    st = MeasureSettings(runtime=runtime, precision=precision, batch=batch, threads=threads, device=device,
-                         iterations=iterations, warmup=warmup, canary_every=canary_every, estimator=estimator)
+    st = MeasureSettings(
+        runtime=runtime,
+        precision=precision,
+        batch=batch,
+        threads=threads,
+        device=device,
+        iterations=iterations,
+        warmup=warmup,
+        canary_every=canary_every,
+        estimator=estimator,
+    )
     with BlockTimer(st, canary=canary) as timer:
         for i, (name, module, shape) in enumerate(blocks):
             art, opts = block_artifact(module, tuple(shape), timer.workdir, f"block{i}", st)
@@ -280,25 +337,58 @@ def measure_blocks(blocks: Sequence[tuple[str, Any, tuple[int, ...]]], *, runtim
         run = timer.finish()
         drift = run.drift.to_dict()
         basis = campaign_basis(drift["status"])
-        out = {str(n): BlockResult(name=str(n), entry=entry_from_timing(run.items[str(n)], basis=basis,
-                                                                        drift_status=drift["status"]),
-                                   drift=drift, stats=run.items[str(n)].to_dict()) for n, _m, _s in blocks}
+        out = {
+            str(n): BlockResult(
+                name=str(n),
+                entry=entry_from_timing(run.items[str(n)], basis=basis, drift_status=drift["status"]),
+                drift=drift,
+                stats=run.items[str(n)].to_dict(),
+            )
+            for n, _m, _s in blocks
+        }
     return out, drift
 
 
-def measure_block(module: Any, input_shape: tuple[int, ...], *, runtime: str = "onnxruntime", precision: str = "fp32",
-                  batch: int = 1, threads: int | None = None, device: str | None = None, iterations: int = 50,
-                  warmup: int = 20, canary: bool = True, estimator: str = "p10") -> BlockResult:
+def measure_block(
+    module: Any,
+    input_shape: tuple[int, ...],
+    *,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
+    batch: int = 1,
+    threads: int | None = None,
+    device: str | None = None,
+    iterations: int = 50,
+    warmup: int = 20,
+    canary: bool = True,
+    estimator: str = "p10",
+) -> BlockResult:
     """Time one ``nn.Module`` taking (batch, *input_shape) on ``runtime`` (exported to ONNX first)."""
-    res, _ = measure_blocks([("block", module, tuple(input_shape))], runtime=runtime, precision=precision,
-                            batch=batch, threads=threads, device=device, iterations=iterations, warmup=warmup,
-                            canary=canary, estimator=estimator)
+    res, _ = measure_blocks(
+        [("block", module, tuple(input_shape))],
+        runtime=runtime,
+        precision=precision,
+        batch=batch,
+        threads=threads,
+        device=device,
+        iterations=iterations,
+        warmup=warmup,
+        canary=canary,
+        estimator=estimator,
+    )
     return res["block"]
 
 
-def measure_subnets(net: Any, cfgs: Sequence[Any], settings: MeasureSettings, *, repeats: int = 1,
-                    passes: int = 2, force_raw: bool = False,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def measure_subnets(
+    net: Any,
+    cfgs: Sequence[Any],
+    settings: MeasureSettings,
+    *,
+    repeats: int = 1,
+    passes: int = 2,
+    force_raw: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """End-to-end latency of each config of ``net`` (a Supernet), ``repeats`` independent times.
 
     Each of the ``repeats`` measurements of a subnet is the fastest of ``passes`` passes spread over
@@ -319,8 +409,11 @@ def measure_subnets(net: Any, cfgs: Sequence[Any], settings: MeasureSettings, *,
         for i, cfg in enumerate(cfgs):
             net.set_active(cfg)
             mod = net.export_active().eval()
-            paths.append(block_artifact(mod, (space.in_channels, cfg.resolution, cfg.resolution), timer.workdir,
-                                        f"subnet{i}", settings))
+            paths.append(
+                block_artifact(
+                    mod, (space.in_channels, cfg.resolution, cfg.resolution), timer.workdir, f"subnet{i}", settings
+                )
+            )
         done = 0
         for p in range(total):
             order = range(n) if p % 2 == 0 else range(n - 1, -1, -1)
@@ -335,6 +428,5 @@ def measure_subnets(net: Any, cfgs: Sequence[Any], settings: MeasureSettings, *,
         def est(i: int, p: int) -> float:
             return float(pick_stats(run.items[f"s{i}#p{p}"], basis).estimate(settings.estimator))
 
-        ms = np.asarray([[min(est(i, p) for p in range(r, total, repeats)) for i in range(n)]
-                         for r in range(repeats)])
+        ms = np.asarray([[min(est(i, p) for p in range(r, total, repeats)) for i in range(n)] for r in range(repeats)])
     return ms, {**run.drift.to_dict(), "basis": basis, "passes_per_measurement": max(1, passes)}

@@ -45,23 +45,38 @@ def warn_estimated(device: str, runtime: str, precision: str, *, stream: Any = N
         from compress.latency.roofline import estimate_detail
 
         extra = f" Estimate: {estimate_detail(profile)}."
-    (stream or sys.stderr).write(f"warning: {ESTIMATE_NOTE.format(device=device + mode_flag(profile))}.{extra} "
-                                 f"[{device}, {runtime}, {precision}]\n")
+    (stream or sys.stderr).write(
+        f"warning: {ESTIMATE_NOTE.format(device=device + mode_flag(profile))}.{extra} "
+        f"[{device}, {runtime}, {precision}]\n"
+    )
 
 
 class LatencyModel:
     """Predicts milliseconds per subnet for one (device, runtime, precision, batch, space)."""
 
-    def __init__(self, *, space: Any, compiled: CompiledSpace, sig_ms: np.ndarray, sig_source: list[str],
-                 source: str, device: str, runtime: str, precision: str, batch: int,
-                 calibration: Calibration | None = None, table: LatencyTable | None = None,
-                 roofline_ms: np.ndarray | None = None, profile: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        space: Any,
+        compiled: CompiledSpace,
+        sig_ms: np.ndarray,
+        sig_source: list[str],
+        source: str,
+        device: str,
+        runtime: str,
+        precision: str,
+        batch: int,
+        calibration: Calibration | None = None,
+        table: LatencyTable | None = None,
+        roofline_ms: np.ndarray | None = None,
+        profile: Any = None,
+    ) -> None:
         self.space = space
         self.profile = profile
         self.compiled = compiled
         self.sig_ms = np.asarray(sig_ms, dtype=np.float64)
         self.sig_source = list(sig_source)
-        self.source = source                  # "measured" | "estimated"
+        self.source = source  # "measured" | "estimated"
         self.device, self.runtime, self.precision, self.batch = device, runtime, precision, int(batch)
         self.calibration = calibration
         self.table = table
@@ -86,17 +101,25 @@ class LatencyModel:
     def info(self) -> dict[str, Any]:
         from compress.latency.roofline import estimate_info
 
-        return {"device": self.device, **estimate_info(self.profile, self.source),
-                "runtime": self.runtime, "precision": self.precision, "batch": self.batch,
-                "space": getattr(self.space, "family", None), "source": self.source,
-                "signatures": len(self.compiled.signatures), "interpolated": self.n_interpolated,
-                "estimated": self.n_estimated, "calibrated": self.calibration is not None,
-                "calibration_model": self.calibration.model if self.calibration else None,
-                "calibration_loo_mape": self.calibration.loo_mape if self.calibration else None,
-                "calibration_loo_max_error_pct": self.calibration.loo_max_error_pct if self.calibration else None,
-                "calibration_samples": self.calibration.samples if self.calibration else None,
-                "validated": self.validated(),
-                "table": str(self.table.path) if self.table is not None and self.table.path else None}
+        return {
+            "device": self.device,
+            **estimate_info(self.profile, self.source),
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "batch": self.batch,
+            "space": getattr(self.space, "family", None),
+            "source": self.source,
+            "signatures": len(self.compiled.signatures),
+            "interpolated": self.n_interpolated,
+            "estimated": self.n_estimated,
+            "calibrated": self.calibration is not None,
+            "calibration_model": self.calibration.model if self.calibration else None,
+            "calibration_loo_mape": self.calibration.loo_mape if self.calibration else None,
+            "calibration_loo_max_error_pct": self.calibration.loo_max_error_pct if self.calibration else None,
+            "calibration_samples": self.calibration.samples if self.calibration else None,
+            "validated": self.validated(),
+            "table": str(self.table.path) if self.table is not None and self.table.path else None,
+        }
 
     def validated(self) -> dict[str, Any] | None:
         """The last `compress latency validate` recorded in the table (MAPE, max error...), if any."""
@@ -145,8 +168,10 @@ class LatencyModel:
         if need_kinds:
             if self._kind_ms is None:
                 kind_of = np.asarray([s.kind for s in self.compiled.signatures] + [""])
-                self._kind_ms = {k: [np.where(kind_of[i] == k, m, 0.0) for i, m in zip(self.compiled.sig_ids, self._ms)]
-                                 for k in self._kinds}
+                self._kind_ms = {
+                    k: [np.where(kind_of[i] == k, m, 0.0) for i, m in zip(self.compiled.sig_ids, self._ms)]
+                    for k in self._kinds
+                }
             for k, tabs in self._kind_ms.items():
                 feats[f"sum_{k}"] = self._gather(tabs, g)
         return feats
@@ -174,8 +199,16 @@ class LatencyModel:
         """Per-layer view of one subnet: name, signature key, ms, source."""
         g = self._genes(self.space.to_genes(cfg))
         ids = self.compiled.layer_sig_ids(g)[0]
-        return [{"layer": n, "signature": self.compiled.signatures[i].key(), "ms": float(self.sig_ms[i]),
-                 "source": self.sig_source[i]} for n, i in zip(self.compiled.layer_names, ids) if i >= 0]
+        return [
+            {
+                "layer": n,
+                "signature": self.compiled.signatures[i].key(),
+                "ms": float(self.sig_ms[i]),
+                "source": self.sig_source[i],
+            }
+            for n, i in zip(self.compiled.layer_names, ids)
+            if i >= 0
+        ]
 
     def signature_ms(self, sig: BlockSignature) -> tuple[float, str]:
         """``(ms, source)`` of one signature, also one the space never produces (e.g. a merged form of
@@ -198,8 +231,9 @@ class LatencyModel:
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_table(cls, table: LatencyTable, space: Any, *, profile: Any = None,
-                   compiled: CompiledSpace | None = None) -> LatencyModel:
+    def from_table(
+        cls, table: LatencyTable, space: Any, *, profile: Any = None, compiled: CompiledSpace | None = None
+    ) -> LatencyModel:
         comp = compiled or compiled_space(space)
         measured = table.measured_ms()
         if not measured:
@@ -216,23 +250,64 @@ class LatencyModel:
                 src.append(how)
         cal = Calibration.from_dict(table.calibration) if table.calibration else None
         roof = _roofline_array(comp.signatures, profile, table.meta.precision, table.meta.batch) if profile else None
-        return cls(space=space, compiled=comp, sig_ms=np.asarray(ms), sig_source=src, source="measured",
-                   device=table.meta.device, runtime=table.meta.runtime, precision=table.meta.precision,
-                   batch=table.meta.batch, calibration=cal, table=table, roofline_ms=roof, profile=profile)
+        return cls(
+            space=space,
+            compiled=comp,
+            sig_ms=np.asarray(ms),
+            sig_source=src,
+            source="measured",
+            device=table.meta.device,
+            runtime=table.meta.runtime,
+            precision=table.meta.precision,
+            batch=table.meta.batch,
+            calibration=cal,
+            table=table,
+            roofline_ms=roof,
+            profile=profile,
+        )
 
     @classmethod
-    def from_roofline(cls, space: Any, profile: Any, *, runtime: str, precision: str, batch: int = 1,
-                      compiled: CompiledSpace | None = None, engine: str = "gpu") -> LatencyModel:
+    def from_roofline(
+        cls,
+        space: Any,
+        profile: Any,
+        *,
+        runtime: str,
+        precision: str,
+        batch: int = 1,
+        compiled: CompiledSpace | None = None,
+        engine: str = "gpu",
+    ) -> LatencyModel:
         comp = compiled or compiled_space(space)
         ms = _roofline_array(comp.signatures, profile, precision, batch, engine=engine)
-        return cls(space=space, compiled=comp, sig_ms=ms, sig_source=["estimated"] * len(ms), source="estimated",
-                   device=profile.name, runtime=runtime, precision=precision, batch=batch, roofline_ms=ms,
-                   profile=profile)
+        return cls(
+            space=space,
+            compiled=comp,
+            sig_ms=ms,
+            sig_source=["estimated"] * len(ms),
+            source="estimated",
+            device=profile.name,
+            runtime=runtime,
+            precision=precision,
+            batch=batch,
+            roofline_ms=ms,
+            profile=profile,
+        )
 
     @classmethod
-    def load(cls, *, device: str, runtime: str | None = None, precision: str | None = None, batch: int = 1,
-             space: Any = None, tables: str | Path | None = None, profiles: str | Path | None = None,
-             allow_estimate: bool = True, warn: bool = True) -> LatencyModel:
+    def load(
+        cls,
+        *,
+        device: str,
+        runtime: str | None = None,
+        precision: str | None = None,
+        batch: int = 1,
+        space: Any = None,
+        tables: str | Path | None = None,
+        profiles: str | Path | None = None,
+        allow_estimate: bool = True,
+        warn: bool = True,
+    ) -> LatencyModel:
         """The measured table for (device, runtime, precision, batch, space), else a roofline estimate.
 
         ``space``: a ``SearchSpace``, a family name, a checkpoint path or ``None`` (the default supernet).
@@ -248,8 +323,9 @@ class LatencyModel:
         sp = resolve_space(space)
         label = space_label(sp)
         comp = compiled_space(sp, cache_dir=tables_dir(tables) / "_compiled")
-        path = LatencyTable.locate(device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=label,
-                                   tables=tables)
+        path = LatencyTable.locate(
+            device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=label, tables=tables
+        )
         if path.is_file():
             from compress.hardware.modes import check_table_mode
 
@@ -258,12 +334,16 @@ class LatencyModel:
             return cls.from_table(table, sp, profile=prof, compiled=comp)
         fix = profile_command(prof.name + mode_flag(prof), rt, prec, batch)
         if not allow_estimate:
-            raise UsageError(f"no measured latency table for {prof.name} / {rt} / {prec} / batch {batch} / {label} "
-                             f"(looked for {path}); measure one with `{fix}`")
+            raise UsageError(
+                f"no measured latency table for {prof.name} / {rt} / {prec} / batch {batch} / {label} "
+                f"(looked for {path}); measure one with `{fix}`"
+            )
         if prec != "fp32" and (prof.spec is None or prec not in prof.spec.peak):
             # the roofline would price int8/bf16 with the fp32 peak: a number with nothing behind it
-            raise UsageError(f"no {prec} latency table for {prof.name} / {rt} / batch {batch} / {label} (looked for "
-                             f"{path}), and its profile has no {prec} peak to estimate from; measure one with `{fix}`")
+            raise UsageError(
+                f"no {prec} latency table for {prof.name} / {rt} / batch {batch} / {label} (looked for "
+                f"{path}), and its profile has no {prec} peak to estimate from; measure one with `{fix}`"
+            )
         near = near_miss_tables(path, sp)
         if prof.power_mode:
             from compress.latency.roofline import gpu_roof_base
@@ -272,11 +352,13 @@ class LatencyModel:
         if warn:
             warn_estimated(prof.name, rt, prec, profile=prof)
             if near:
-                sys.stderr.write(f"warning: no table for this exact space ({label}), but {len(near)} table(s) of the "
-                                 f"'{sp.family}' family exist for {prof.name}/{rt}/{prec}/batch {batch}: "
-                                 f"{', '.join(p.name for p in near)} - measured for a different space (its "
-                                 "definition or hash changed); they are NOT used. Re-run `compress profile` for this "
-                                 "supernet.\n")
+                sys.stderr.write(
+                    f"warning: no table for this exact space ({label}), but {len(near)} table(s) of the "
+                    f"'{sp.family}' family exist for {prof.name}/{rt}/{prec}/batch {batch}: "
+                    f"{', '.join(p.name for p in near)} - measured for a different space (its "
+                    "definition or hash changed); they are NOT used. Re-run `compress profile` for this "
+                    "supernet.\n"
+                )
         return cls.from_roofline(sp, prof, runtime=rt, precision=prec, batch=batch, compiled=comp)
 
 
@@ -311,7 +393,8 @@ def near_miss_tables(path: Path, space: Any) -> list[Path]:
     return sorted(p for p in path.parent.glob(f"{prefix}__{batch}__{fam}*.json") if p != path)
 
 
-def _roofline_array(sigs: list[BlockSignature], profile: Any, precision: str, batch: int, *,
-                    engine: str = "gpu") -> np.ndarray:
+def _roofline_array(
+    sigs: list[BlockSignature], profile: Any, precision: str, batch: int, *, engine: str = "gpu"
+) -> np.ndarray:
     roof = roof_from_profile(profile, precision, engine=engine)
     return np.asarray([block_time_ms(s, roof, batch=batch) for s in sigs], dtype=np.float64)

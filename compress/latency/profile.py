@@ -74,8 +74,9 @@ def sample_genes(space: Any, rng: np.random.Generator, n: int, *, resolutions: l
     return genes
 
 
-def calibration_genes(space: Any, model: Any, rng: np.random.Generator, n: int, *,
-                      resolutions: list[int] | None = None, pool: int = 4096) -> tuple[np.ndarray, list[str]]:
+def calibration_genes(
+    space: Any, model: Any, rng: np.random.Generator, n: int, *, resolutions: list[int] | None = None, pool: int = 4096
+) -> tuple[np.ndarray, list[str]]:
     """The ``n`` subnets calibration measures, covering where search goes, and each one's role.
 
     Search picks the most accurate subnet under a latency budget, i.e. subnets with the most compute
@@ -200,31 +201,59 @@ class ProfileResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _open_table(*, device: str, runtime: str, precision: str, batch: int, space: Any, label: str,
-                tables: str | Path | None, settings: MeasureSettings, rt_info: dict[str, Any],
-                remote: str | None, wait: float = 0.0) -> LatencyTable:
-    path = LatencyTable.locate(device=device, runtime=runtime, precision=precision, batch=batch, space=label, tables=tables)
+def _open_table(
+    *,
+    device: str,
+    runtime: str,
+    precision: str,
+    batch: int,
+    space: Any,
+    label: str,
+    tables: str | Path | None,
+    settings: MeasureSettings,
+    rt_info: dict[str, Any],
+    remote: str | None,
+    wait: float = 0.0,
+) -> LatencyTable:
+    path = LatencyTable.locate(
+        device=device, runtime=runtime, precision=precision, batch=batch, space=label, tables=tables
+    )
     # one writer per table: wait for another run measuring it, then load what it measured (kept, not redone)
     lock_table(path, tables=tables, wait=wait)
     if path.is_file():
         table = LatencyTable.load(path)
         if table.meta.space_hash and table.meta.space_hash != space.hash():
-            raise UsageError(f"{path} was measured for another '{space.family}' space (hash "
-                             f"{table.meta.space_hash}); remove it or choose another --tables directory")
+            raise UsageError(
+                f"{path} was measured for another '{space.family}' space (hash "
+                f"{table.meta.space_hash}); remove it or choose another --tables directory"
+            )
         if table.meta.estimator != settings.estimator:
-            raise UsageError(f"{path} uses estimator '{table.meta.estimator}', not '{settings.estimator}'; "
-                             "keep one estimator per table")
+            raise UsageError(
+                f"{path} uses estimator '{table.meta.estimator}', not '{settings.estimator}'; "
+                "keep one estimator per table"
+            )
         if table.meta.threads != settings.threads:
+
             def name(t: int | None) -> str:
                 return "the runtime's default threads" if t is None else f"--threads {t}"
 
-            raise UsageError(f"{path} was measured with {name(table.meta.threads)}, not {name(settings.threads)}; "
-                             "use the same setting or another --tables directory")
+            raise UsageError(
+                f"{path} was measured with {name(table.meta.threads)}, not {name(settings.threads)}; "
+                "use the same setting or another --tables directory"
+            )
         return table
-    table = LatencyTable.new(device=device, runtime=runtime, precision=precision, batch=batch, space=label,
-                             runtime_version=str(rt_info["version"]) if rt_info.get("version") else None,
-                             threads=settings.threads,
-                             space_hash=space.hash(), estimator=settings.estimator, remote=remote)
+    table = LatencyTable.new(
+        device=device,
+        runtime=runtime,
+        precision=precision,
+        batch=batch,
+        space=label,
+        runtime_version=str(rt_info["version"]) if rt_info.get("version") else None,
+        threads=settings.threads,
+        space_hash=space.hash(),
+        estimator=settings.estimator,
+        remote=remote,
+    )
     table.path = path
     return table
 
@@ -241,14 +270,31 @@ def _releases_table_locks(fn: Callable[..., ProfileResult]) -> Callable[..., Pro
 
 
 @_releases_table_locks
-def profile_table(*, device: str, runtime: str | None = None, precision: str | None = None, supernet: Any = None,
-                  batch: int = 1, resolutions: list[int] | None = None, merged: bool = False,
-                  remote: str | None = None, ssh_config: str | Path | None = None, remote_python: str = "python3",
-                  tables: str | Path | None = None,
-                  threads: int | None = None, iterations: int = 50, warmup: int = 20, canary_every: int = 8,
-                  estimator: str = "p10", calibrate: int = 20, calibrate_iterations: int = 30, seed: int = 0,
-                  progress: Progress | None = None, profiles: str | Path | None = None,
-                  lock_wait: float = 600.0) -> ProfileResult:
+def profile_table(
+    *,
+    device: str,
+    runtime: str | None = None,
+    precision: str | None = None,
+    supernet: Any = None,
+    batch: int = 1,
+    resolutions: list[int] | None = None,
+    merged: bool = False,
+    remote: str | None = None,
+    ssh_config: str | Path | None = None,
+    remote_python: str = "python3",
+    tables: str | Path | None = None,
+    threads: int | None = None,
+    iterations: int = 50,
+    warmup: int = 20,
+    canary_every: int = 8,
+    estimator: str = "p10",
+    calibrate: int = 20,
+    calibrate_iterations: int = 30,
+    seed: int = 0,
+    progress: Progress | None = None,
+    profiles: str | Path | None = None,
+    lock_wait: float = 600.0,
+) -> ProfileResult:
     """Measure (or complete) the table; see the module docstring. Returns a summary.
 
     The table is locked while it is measured: another run measuring the same table is waited for
@@ -271,17 +317,39 @@ def profile_table(*, device: str, runtime: str | None = None, precision: str | N
     sigs = space_signatures(comp, space, resolutions=resolutions)
     if merged:
         sigs = sorted(set(sigs) | {m for s in sigs for m in merged_forms(s)})
-    settings = MeasureSettings(runtime=rt, precision=prec, batch=batch, threads=threads, iterations=iterations,
-                               warmup=warmup, canary_every=canary_every, estimator=estimator, seed=seed)
+    settings = MeasureSettings(
+        runtime=rt,
+        precision=prec,
+        batch=batch,
+        threads=threads,
+        iterations=iterations,
+        warmup=warmup,
+        canary_every=canary_every,
+        estimator=estimator,
+        seed=seed,
+    )
     rt_info = runtime_info(rt) if remote is None else {"runtime": rt}
     if remote is None and not rt_info.get("available", False):
         from compress.core.errors import MissingDependency
 
-        raise MissingDependency(f"{rt} is not available here ({rt_info.get('install', 'not installed')}); "
-                                f"or measure on the device: compress profile --device {prof.name} --runtime {rt} "
-                                "--remote user@host")
-    table = _open_table(device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=space, label=label,
-                        tables=tables, settings=settings, rt_info=rt_info, remote=remote, wait=lock_wait)
+        raise MissingDependency(
+            f"{rt} is not available here ({rt_info.get('install', 'not installed')}); "
+            f"or measure on the device: compress profile --device {prof.name} --runtime {rt} "
+            "--remote user@host"
+        )
+    table = _open_table(
+        device=prof.table_device,
+        runtime=rt,
+        precision=prec,
+        batch=batch,
+        space=space,
+        label=label,
+        tables=tables,
+        settings=settings,
+        rt_info=rt_info,
+        remote=remote,
+        wait=lock_wait,
+    )
     if prof.power_mode:  # tables are per power mode (Jetson nvpmodel): record it, refuse another mode's
         from compress.hardware.modes import check_table_mode
 
@@ -299,36 +367,83 @@ def profile_table(*, device: str, runtime: str | None = None, precision: str | N
     else:
         from compress.latency.remote import profile_remote
 
-        drift = profile_remote(table, todo, settings, remote=remote, ssh_config=ssh_config,
-                               remote_python=remote_python, progress=progress)
-    table.meta.timing = {"warmup": warmup, "iterations": iterations, "canary_every": canary_every,
-                         "estimator": estimator, "drift_threshold": settings.drift_threshold,
-                         "canary_reference_ms": table.meta.timing.get("canary_reference_ms") or drift.get("reference_ms")}
+        drift = profile_remote(
+            table, todo, settings, remote=remote, ssh_config=ssh_config, remote_python=remote_python, progress=progress
+        )
+    table.meta.timing = {
+        "warmup": warmup,
+        "iterations": iterations,
+        "canary_every": canary_every,
+        "estimator": estimator,
+        "drift_threshold": settings.drift_threshold,
+        "canary_reference_ms": table.meta.timing.get("canary_reference_ms") or drift.get("reference_ms"),
+    }
     if todo:
-        table.meta.drift.append({**{k: drift.get(k) for k in ("status", "controlled", "max_drift", "remeasured",
-                                                              "normalised", "uncontrolled", "reference_ms", "note",
-                                                              "basis")},
-                                 "when": now_iso(), "blocks": len(todo), "phase": "table"})
+        table.meta.drift.append(
+            {
+                **{
+                    k: drift.get(k)
+                    for k in (
+                        "status",
+                        "controlled",
+                        "max_drift",
+                        "remeasured",
+                        "normalised",
+                        "uncontrolled",
+                        "reference_ms",
+                        "note",
+                        "basis",
+                    )
+                },
+                "when": now_iso(),
+                "blocks": len(todo),
+                "phase": "table",
+            }
+        )
     table.save()
     cal = None
     if calibrate and remote is None:
-        cal = calibrate_table(table, supernet=supernet, space=space, settings=settings, n=calibrate,
-                              iterations=calibrate_iterations, seed=seed, resolutions=resolutions, progress=progress)
+        cal = calibrate_table(
+            table,
+            supernet=supernet,
+            space=space,
+            settings=settings,
+            n=calibrate,
+            iterations=calibrate_iterations,
+            seed=seed,
+            resolutions=resolutions,
+            progress=progress,
+        )
     notes = []
     bad = [d for d in table.meta.drift if d.get("status") == "uncontrolled"]
     if bad:
-        notes.append("drift was NOT controlled in part of the measurement (the reference model moved within a "
-                     "stretch even after re-measuring); re-run `compress profile` on a quiet machine")
+        notes.append(
+            "drift was NOT controlled in part of the measurement (the reference model moved within a "
+            "stretch even after re-measuring); re-run `compress profile` on a quiet machine"
+        )
     if calibrate and remote is not None:
         notes.append("calibration over --remote is not implemented yet: the table predicts the uncalibrated sum")
-    return ProfileResult(path=str(table.path), device=prof.name, runtime=rt, precision=prec, batch=batch, space=label,
-                         signatures=len(sigs), measured_now=len(todo), already_measured=already,
-                         drift=table.meta.drift[-1] if table.meta.drift else {}, wall_s=time.perf_counter() - t0,
-                         calibration=cal, remote=remote, notes=notes)
+    return ProfileResult(
+        path=str(table.path),
+        device=prof.name,
+        runtime=rt,
+        precision=prec,
+        batch=batch,
+        space=label,
+        signatures=len(sigs),
+        measured_now=len(todo),
+        already_measured=already,
+        drift=table.meta.drift[-1] if table.meta.drift else {},
+        wall_s=time.perf_counter() - t0,
+        calibration=cal,
+        remote=remote,
+        notes=notes,
+    )
 
 
-def _profile_local(table: LatencyTable, todo: list[BlockSignature], settings: MeasureSettings,
-                   progress: Progress | None) -> dict[str, Any]:
+def _profile_local(
+    table: LatencyTable, todo: list[BlockSignature], settings: MeasureSettings, progress: Progress | None
+) -> dict[str, Any]:
     """Time ``todo`` here; entries are written (and the table saved) after every settled stretch."""
     from compress.latency.blocks import build_module
     from compress.latency.measure import block_artifact
@@ -343,20 +458,24 @@ def _profile_local(table: LatencyTable, todo: list[BlockSignature], settings: Me
         return float(prev_ref) / ref if (prev_ref and ref) else 1.0
 
     with BlockTimer(settings) as timer:
+
         def on_settle(names: list[str]) -> None:  # checkpoint (first pass); rewritten with the best pass at the end
             f = scale(timer)
             st = timer.mon.drift().status
             for n in names:
                 if n in by_name:
-                    table.add(by_name[n], entry_from_timing(timer.mon.item(n), basis=campaign_basis(st),
-                                                            drift_status=st, scale=f))
+                    table.add(
+                        by_name[n],
+                        entry_from_timing(timer.mon.item(n), basis=campaign_basis(st), drift_status=st, scale=f),
+                    )
             table.save()
 
         timer.on_settle = on_settle
         arts = []
         for i, sig in enumerate(todo):
-            arts.append(block_artifact(build_module(sig, seed=settings.seed), sig.input_shape, timer.workdir, f"b{i}",
-                                       settings))
+            arts.append(
+                block_artifact(build_module(sig, seed=settings.seed), sig.input_shape, timer.workdir, f"b{i}", settings)
+            )
         # every block is timed in ``block_passes`` passes (alternating direction) and its entry is the
         # pass with the lower estimate: a short slow spell inflates one pass, never both
         passes = max(1, settings.block_passes)
@@ -377,9 +496,19 @@ def _profile_local(table: LatencyTable, todo: list[BlockSignature], settings: Me
         return {**run.drift.to_dict(), "basis": basis}
 
 
-def calibrate_table(table: LatencyTable, *, supernet: Any, space: Any, settings: MeasureSettings, n: int = 20,
-                    iterations: int = 30, seed: int = 0, resolutions: list[int] | None = None,
-                    progress: Progress | None = None, repeats: int = 2) -> dict[str, Any]:
+def calibrate_table(
+    table: LatencyTable,
+    *,
+    supernet: Any,
+    space: Any,
+    settings: MeasureSettings,
+    n: int = 20,
+    iterations: int = 30,
+    seed: int = 0,
+    resolutions: list[int] | None = None,
+    progress: Progress | None = None,
+    repeats: int = 2,
+) -> dict[str, Any]:
     """Measure ``n`` subnets (:func:`calibration_genes`) end to end, fit the correction, store it in the table."""
     from compress.latency.calibrate import fit
     from compress.latency.predict import LatencyModel
@@ -393,8 +522,14 @@ def calibrate_table(table: LatencyTable, *, supernet: Any, space: Any, settings:
     st = MeasureSettings(**{**settings.__dict__, "iterations": iterations, "canary_every": 4})
     # two passes (the second in reverse order), averaged: the target `compress latency validate`
     # compares with, and a slow spell on a shared machine does not hit one subnet twice
-    ms, drift = measure_subnets(net, cfgs, st, repeats=repeats, force_raw=table_is_raw(table),
-                                progress=(lambda d, t: progress("calibrate", d, t)) if progress else None)
+    ms, drift = measure_subnets(
+        net,
+        cfgs,
+        st,
+        repeats=repeats,
+        force_raw=table_is_raw(table),
+        progress=(lambda d, t: progress("calibrate", d, t)) if progress else None,
+    )
     target = ms.mean(axis=0)
     feats = model.features_genes(genes, per_kind=True)
     cal = fit(feats, target)
@@ -405,5 +540,11 @@ def calibrate_table(table: LatencyTable, *, supernet: Any, space: Any, settings:
     cal.created = now_iso()
     table.calibration = cal.to_dict()
     table.save()
-    return {"model": cal.model, "loo_mape": cal.loo_mape, "uncalibrated_mape": cal.uncalibrated_mape,
-            "samples": cal.samples, "drift": cal.drift["status"], "loo_max_error_pct": cal.loo_max_error_pct}
+    return {
+        "model": cal.model,
+        "loo_mape": cal.loo_mape,
+        "uncalibrated_mape": cal.uncalibrated_mape,
+        "samples": cal.samples,
+        "drift": cal.drift["status"],
+        "loo_max_error_pct": cal.loo_max_error_pct,
+    }

@@ -59,6 +59,7 @@ PRIOR = 0.01
 
 # ---- the model ---------------------------------------------------------------------------------
 
+
 class _RowOps:
     """A row's network as arrays (flops, bytes, base efficiency, layers) at its device and mode."""
 
@@ -69,20 +70,33 @@ class _RowOps:
         from compress.latency.roofline import BYTES_PER_ELEM, DEFAULT_EFFICIENCY, block_ops, gpu_roof_base
 
         if row.engine != "gpu":
-            raise UsageError(f"published row {row.id}: only GPU rows can calibrate the GPU roofline (engine {row.engine})")
+            raise UsageError(
+                f"published row {row.id}: only GPU rows can calibrate the GPU roofline (engine {row.engine})"
+            )
         prof = get_profile(row.device, power_mode=row.mode, profiles_dir=profiles_dir)
         self.peak, self.bw = gpu_roof_base(prof, row.precision)
         clock, _unconf = clock_figure(prof)
         if clock is None:
-            raise UsageError(f"published row {row.id}: {prof.name} at {prof.power_mode} has no GPU clock to scale "
-                             "the per-layer overhead with")
+            raise UsageError(
+                f"published row {row.id}: {prof.name} at {prof.power_mode} has no GPU clock to scale "
+                "the per-layer overhead with"
+            )
         gpu_mhz = row.clocks.get("gpu_mhz")
-        if isinstance(gpu_mhz, (int, float)) and not isinstance(gpu_mhz, bool) and abs(gpu_mhz * 1e6 - clock) > 0.02 * clock:
-            raise UsageError(f"published row {row.id}: its GPU clock {gpu_mhz} MHz disagrees with {prof.name}@"
-                             f"{prof.power_mode}'s {clock / 1e6:g} MHz; fix the row's mode or the profile")
+        if (
+            isinstance(gpu_mhz, (int, float))
+            and not isinstance(gpu_mhz, bool)
+            and abs(gpu_mhz * 1e6 - clock) > 0.02 * clock
+        ):
+            raise UsageError(
+                f"published row {row.id}: its GPU clock {gpu_mhz} MHz disagrees with {prof.name}@"
+                f"{prof.power_mode}'s {clock / 1e6:g} MHz; fix the row's mode or the profile"
+            )
         self.clock = clock
-        ops = [o for s in model_signatures(row.model, row.resolution)
-               for o in block_ops(s, bytes_per_elem=BYTES_PER_ELEM[row.precision])]
+        ops = [
+            o
+            for s in model_signatures(row.model, row.resolution)
+            for o in block_ops(s, bytes_per_elem=BYTES_PER_ELEM[row.precision])
+        ]
         eff = DEFAULT_EFFICIENCY["gpu"]
         self.flops = np.asarray([o.flops for o in ops], dtype=np.float64) * row.batch
         self.bytes = np.asarray([o.bytes for o in ops], dtype=np.float64) * row.batch
@@ -102,8 +116,8 @@ class _RowOps:
 def _fit(ops: list[_RowOps], y: np.ndarray, w: np.ndarray, prior: float = PRIOR) -> tuple[float, float]:
     """(scale, cycles) minimising mean_w ((est - y) / y)^2 + prior * ln(scale)^2 over the scale grid,
     cycles in closed form for each scale."""
-    A = np.stack([o.base_ms(SCALE_GRID) for o in ops], axis=1)       # (grid, rows)
-    g = np.asarray([o.overhead_ms_per_cycle() for o in ops])         # (rows,)
+    A = np.stack([o.base_ms(SCALE_GRID) for o in ops], axis=1)  # (grid, rows)
+    g = np.asarray([o.overhead_ms_per_cycle() for o in ops])  # (rows,)
     wr = w / y**2
     num = ((y[None, :] - A) * g[None, :] * wr[None, :]).sum(axis=1)
     den = float((g**2 * wr).sum())
@@ -131,13 +145,19 @@ def fit_rows(rows: list[PublishedRow], *, profiles_dir: str | Path | None = None
     return _fit(ops, np.asarray([r.ms for r in rows]), _weights(rows))
 
 
-def predict_rows(rows: list[PublishedRow], scale: float, cycles: float, *,
-                 profiles_dir: str | Path | None = None) -> list[float]:
+def predict_rows(
+    rows: list[PublishedRow], scale: float, cycles: float, *, profiles_dir: str | Path | None = None
+) -> list[float]:
     return [_predict(_RowOps(r, profiles_dir=profiles_dir), scale, cycles) for r in rows]
 
 
-def calibrate(rows: list[PublishedRow], *, name: str = DEFAULT_CALIBRATION, rows_file: str = "",
-              profiles_dir: str | Path | None = None) -> RoofCalibration:
+def calibrate(
+    rows: list[PublishedRow],
+    *,
+    name: str = DEFAULT_CALIBRATION,
+    rows_file: str = "",
+    profiles_dir: str | Path | None = None,
+) -> RoofCalibration:
     """Fit on every row, then leave each configuration out in turn and predict its rows."""
     from compress.latency.roofline import DEFAULT_EFFICIENCY
 
@@ -155,27 +175,47 @@ def calibrate(rows: list[PublishedRow], *, name: str = DEFAULT_CALIBRATION, rows
             for i, r in enumerate(rows):
                 if r.group == gname:
                     loo[i] = _predict(ops[i], s_i, c_i)
-    results = [RowResult(id=r.id, group=r.group, published_ms=r.ms, estimate_ms=round(est[i], 5),
-                         ratio=round(est[i] / r.ms, 4),
-                         loo_estimate_ms=round(loo[i], 5) if i in loo else None,
-                         loo_ratio=round(loo[i] / r.ms, 4) if i in loo else None) for i, r in enumerate(rows)]
+    results = [
+        RowResult(
+            id=r.id,
+            group=r.group,
+            published_ms=r.ms,
+            estimate_ms=round(est[i], 5),
+            ratio=round(est[i] / r.ms, 4),
+            loo_estimate_ms=round(loo[i], 5) if i in loo else None,
+            loo_ratio=round(loo[i] / r.ms, 4) if i in loo else None,
+        )
+        for i, r in enumerate(rows)
+    ]
     fit_err = max(abs(x.ratio - 1) for x in results) * 100
     loo_errs = [abs(x.loo_ratio - 1) * 100 for x in results if x.loo_ratio is not None]
     eff = {k: round(min(1.0, s * v), 5) for k, v in DEFAULT_EFFICIENCY["gpu"].items()}
-    notes = ["every row is ResNet-50 v1.5: one scale on the default per-op-kind efficiencies is fitted (the rows "
-             "cannot separate op kinds); the ratios between kinds are the defaults'",
-             "fitted at INT8; applied at every precision of the devices that name this calibration",
-             "leave-one-out leaves a whole configuration (device and mode) out, all its MLPerf rounds together"]
+    notes = [
+        "every row is ResNet-50 v1.5: one scale on the default per-op-kind efficiencies is fitted (the rows "
+        "cannot separate op kinds); the ratios between kinds are the defaults'",
+        "fitted at INT8; applied at every precision of the devices that name this calibration",
+        "leave-one-out leaves a whole configuration (device and mode) out, all its MLPerf rounds together",
+    ]
     if len(groups) < 3:
         notes.append(f"only {len(groups)} configuration(s): no leave-one-out figure")
     return RoofCalibration(
-        format=CAL_FORMAT, name=name, applies_to="Jetson Orin GPU (Ampere), TensorRT, batch 1",
-        fitted=_dt.date.today().isoformat(), command="compress latency calibrate-published",
-        rows_file=rows_file or f"hardware_profiles/published/{DEFAULT_ROWS}", efficiency_scale=round(s, 5),
-        efficiency=eff, layer_overhead_cycles=round(c, 1), rows=[r.id for r in rows], configurations=len(groups),
-        results=results, fit_max_error_pct=round(fit_err, 2),
+        format=CAL_FORMAT,
+        name=name,
+        applies_to="Jetson Orin GPU (Ampere), TensorRT, batch 1",
+        fitted=_dt.date.today().isoformat(),
+        command="compress latency calibrate-published",
+        rows_file=rows_file or f"hardware_profiles/published/{DEFAULT_ROWS}",
+        efficiency_scale=round(s, 5),
+        efficiency=eff,
+        layer_overhead_cycles=round(c, 1),
+        rows=[r.id for r in rows],
+        configurations=len(groups),
+        results=results,
+        fit_max_error_pct=round(fit_err, 2),
         loo_max_error_pct=round(max(loo_errs), 2) if loo_errs else None,
-        loo_mape_pct=round(float(np.mean(loo_errs)), 2) if loo_errs else None, notes=notes)
+        loo_mape_pct=round(float(np.mean(loo_errs)), 2) if loo_errs else None,
+        notes=notes,
+    )
 
 
 def check_estimates(*, rows_file: str | Path | None = None, profiles_dir: str | Path | None = None) -> dict[str, Any]:
@@ -194,13 +234,32 @@ def check_estimates(*, rows_file: str | Path | None = None, profiles_dir: str | 
         if cal_name:
             cal = shipped.setdefault(cal_name, load_calibration(cal_name, profiles_dir=profiles_dir))
             est = predict_rows([r], cal.efficiency_scale, cal.layer_overhead_cycles, profiles_dir=profiles_dir)[0]
-        out_rows.append({"id": r.id, "device": r.device, "mode": r.mode, "model": r.model, "precision": r.precision,
-                         "statistic": r.statistic, "published_ms": r.ms, "estimate_ms": est,
-                         "ratio": est / r.ms if est is not None else None,
-                         "loo_estimate_ms": fr.loo_estimate_ms, "loo_ratio": fr.loo_ratio, "source": r.source})
+        out_rows.append(
+            {
+                "id": r.id,
+                "device": r.device,
+                "mode": r.mode,
+                "model": r.model,
+                "precision": r.precision,
+                "statistic": r.statistic,
+                "published_ms": r.ms,
+                "estimate_ms": est,
+                "ratio": est / r.ms if est is not None else None,
+                "loo_estimate_ms": fr.loo_estimate_ms,
+                "loo_ratio": fr.loo_ratio,
+                "source": r.source,
+            }
+        )
     stale = [n for n, c in shipped.items() if sorted(c.rows) != sorted(r.id for r in rows)]
-    return {"rows": out_rows, "calibrations": {n: c.model_dump(mode="json") for n, c in shipped.items()},
-            "refit": fresh.model_dump(mode="json"),
-            "stale": stale, "note": ("calibration(s) " + ", ".join(stale) + " were fitted to other rows than the "
-                                     "published file holds; re-fit with `compress latency calibrate-published`")
-            if stale else None}
+    return {
+        "rows": out_rows,
+        "calibrations": {n: c.model_dump(mode="json") for n, c in shipped.items()},
+        "refit": fresh.model_dump(mode="json"),
+        "stale": stale,
+        "note": (
+            "calibration(s) " + ", ".join(stale) + " were fitted to other rows than the "
+            "published file holds; re-fit with `compress latency calibrate-published`"
+        )
+        if stale
+        else None,
+    }

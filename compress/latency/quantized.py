@@ -62,31 +62,40 @@ def _canonical(runtime: str) -> str:
 def check_quantizable(runtime: str, precision: str) -> None:
     """Refuse an int8 table on a runtime whose blocks cannot be quantized here, with the fix."""
     if is_quantized(precision) and _canonical(runtime) not in (*QDQ_RUNTIMES, "tensorrt"):
-        raise UsageError(f"an {precision} latency table needs quantized blocks, which {runtime} cannot run here; "
-                         f"use --runtime onnxruntime or openvino (QDQ ONNX), or tensorrt on the device")
+        raise UsageError(
+            f"an {precision} latency table needs quantized blocks, which {runtime} cannot run here; "
+            f"use --runtime onnxruntime or openvino (QDQ ONNX), or tensorrt on the device"
+        )
 
 
-def calib_activations(input_shape: tuple[int, ...], *, batch: int = 1, n: int = CALIB_SAMPLES,
-                      seed: int = 0) -> list[np.ndarray]:
+def calib_activations(
+    input_shape: tuple[int, ...], *, batch: int = 1, n: int = CALIB_SAMPLES, seed: int = 0
+) -> list[np.ndarray]:
     """``n`` seeded activations of shape ``(batch, *input_shape)`` (module docstring: why normal)."""
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((batch, *input_shape)).astype(np.float32) for _ in range(max(1, n))]
 
 
-def quantize_block(onnx: Path, input_shape: tuple[int, ...], out: Path, *, batch: int = 1, seed: int = 0,
-                   n_calib: int = CALIB_SAMPLES) -> Path:
+def quantize_block(
+    onnx: Path, input_shape: tuple[int, ...], out: Path, *, batch: int = 1, seed: int = 0, n_calib: int = CALIB_SAMPLES
+) -> Path:
     """Quantize one exported block (ONNX, fixed input shape) to a QDQ ONNX at ``out``."""
     try:
         from compress.quantize.onnxruntime import quantize_onnx_int8
     except ImportError as err:  # the quantization core is a separate package of this project
         from compress.core.errors import MissingDependency
 
-        raise MissingDependency(f"int8 latency tables need compress.quantize ({err}); "
-                                "pip install onnxruntime (its quantization tools) and reinstall compress") from None
+        raise MissingDependency(
+            f"int8 latency tables need compress.quantize ({err}); "
+            "pip install onnxruntime (its quantization tools) and reinstall compress"
+        ) from None
     calib = calib_activations(tuple(input_shape), batch=batch, n=n_calib, seed=seed)
     with _quiet_axis_warnings():
-        return Path(quantize_onnx_int8(Path(onnx), Path(out), calib=calib, input_name="input", per_channel=True,
-                                       method="minmax", seed=seed))
+        return Path(
+            quantize_onnx_int8(
+                Path(onnx), Path(out), calib=calib, input_name="input", per_channel=True, method="minmax", seed=seed
+            )
+        )
 
 
 class _quiet_axis_warnings:

@@ -22,8 +22,19 @@ from compress.latency.signature import BlockSignature
 
 def resnet50_v15(resolution: int = 224, num_classes: int = 1000) -> list[BlockSignature]:
     """Stem conv 7x7/2 -> maxpool 3x3/2 -> 16 bottlenecks -> global pool -> fc (BN/ReLU fused)."""
-    sigs = [BlockSignature(kind="conv", in_hw=resolution, in_ch=3, out_hw=resolution // 2, out_ch=64, kernel=7,
-                           stride=2, act="relu", norm=True)]
+    sigs = [
+        BlockSignature(
+            kind="conv",
+            in_hw=resolution,
+            in_ch=3,
+            out_hw=resolution // 2,
+            out_ch=64,
+            kernel=7,
+            stride=2,
+            act="relu",
+            norm=True,
+        )
+    ]
     hw = resolution // 2
     sigs.append(BlockSignature(kind="maxpool", in_hw=hw, in_ch=64, out_hw=hw // 2, out_ch=64, kernel=3, stride=2))
     hw //= 2
@@ -32,8 +43,21 @@ def resnet50_v15(resolution: int = 224, num_classes: int = 1000) -> list[BlockSi
         for b in range(blocks):
             stride = 2 if (b == 0 and i > 0) else 1
             out_hw = hw // stride
-            sigs.append(BlockSignature(kind="bottleneck", in_hw=hw, in_ch=cin, out_hw=out_hw, out_ch=width * 4,
-                                       kernel=3, mid=width, stride=stride, act="relu", residual=True, norm=True))
+            sigs.append(
+                BlockSignature(
+                    kind="bottleneck",
+                    in_hw=hw,
+                    in_ch=cin,
+                    out_hw=out_hw,
+                    out_ch=width * 4,
+                    kernel=3,
+                    mid=width,
+                    stride=stride,
+                    act="relu",
+                    residual=True,
+                    norm=True,
+                )
+            )
             hw, cin = out_hw, width * 4
     sigs.append(BlockSignature(kind="pool", in_hw=hw, in_ch=cin, out_hw=1, out_ch=cin))
     sigs.append(BlockSignature(kind="linear", in_hw=1, in_ch=cin, out_hw=1, out_ch=num_classes, bias=True))

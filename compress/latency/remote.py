@@ -30,15 +30,32 @@ def _entry(d: dict[str, Any], *, scale: float, status: str | None) -> Entry:
     raw = status == "uncontrolled" and "raw_stats" in d
     st = d["raw_stats"] if raw else d["stats"]
     scale = 1.0 if raw else scale
-    return Entry(count=int(st["n"]), median_ms=st["median_ms"] * scale, mean_ms=st["mean_ms"] * scale,
-                 std_ms=st["std_ms"] * scale, min_ms=st["min_ms"] * scale, p10_ms=st["p10_ms"] * scale,
-                 source="measured", noisy=bool(d.get("noisy")), drift_status=status, measured_at=now_iso(),
-                 note="raw samples: the canary moved during this chunk" if raw else None)
+    return Entry(
+        count=int(st["n"]),
+        median_ms=st["median_ms"] * scale,
+        mean_ms=st["mean_ms"] * scale,
+        std_ms=st["std_ms"] * scale,
+        min_ms=st["min_ms"] * scale,
+        p10_ms=st["p10_ms"] * scale,
+        source="measured",
+        noisy=bool(d.get("noisy")),
+        drift_status=status,
+        measured_at=now_iso(),
+        note="raw samples: the canary moved during this chunk" if raw else None,
+    )
 
 
-def profile_remote(table: LatencyTable, todo: list[BlockSignature], settings: MeasureSettings, *, remote: str,
-                   ssh_config: str | Path | None = None, remote_python: str = "python3", progress: Callable[[str, int, int], None] | None = None,
-                   chunk: int = CHUNK) -> dict[str, Any]:
+def profile_remote(
+    table: LatencyTable,
+    todo: list[BlockSignature],
+    settings: MeasureSettings,
+    *,
+    remote: str,
+    ssh_config: str | Path | None = None,
+    remote_python: str = "python3",
+    progress: Callable[[str, int, int], None] | None = None,
+    chunk: int = CHUNK,
+) -> dict[str, Any]:
     """Time ``todo`` on ``remote``; returns the drift record of the whole campaign."""
     from compress.bench.canary import canary_onnx
     from compress.latency.blocks import build_module, export_onnx
@@ -50,9 +67,16 @@ def profile_remote(table: LatencyTable, todo: list[BlockSignature], settings: Me
     host.check()
     if not todo:
         return {"status": "stable", "note": "nothing to measure"}
-    timing = TimingConfig(warmup=settings.warmup, iterations=settings.iterations, rounds=2,
-                          canary_iterations=settings.canary_iterations, drift_threshold=settings.drift_threshold,
-                          max_remeasure=settings.max_remeasure, estimator=settings.estimator, max_extra_rounds=1)
+    timing = TimingConfig(
+        warmup=settings.warmup,
+        iterations=settings.iterations,
+        rounds=2,
+        canary_iterations=settings.canary_iterations,
+        drift_threshold=settings.drift_threshold,
+        max_remeasure=settings.max_remeasure,
+        estimator=settings.estimator,
+        max_extra_rounds=1,
+    )
     prev_ref = table.meta.timing.get("canary_reference_ms")
     statuses: list[str] = []
     drifts: list[dict[str, Any]] = []
@@ -61,16 +85,29 @@ def profile_remote(table: LatencyTable, todo: list[BlockSignature], settings: Me
         work = Path(td)
         canary = canary_onnx(work)
         for start in range(0, len(todo), chunk):
-            part = todo[start:start + chunk]
+            part = todo[start : start + chunk]
             items = []
             for i, sig in enumerate(part):
-                path = export_onnx(build_module(sig, seed=settings.seed), sig.input_shape, work / f"b{start + i}.onnx",
-                                   batch=settings.batch)
-                items.append({"name": sig.key(), "artifact": path, "runtime": settings.runtime,
-                              "precision": settings.precision, "threads": settings.threads, "batch": settings.batch,
-                              "device": settings.device})
-            res = run_agent(host, items=items, timing=timing, canary=canary, canary_runtime=settings.runtime,
-                            seed=settings.seed)
+                path = export_onnx(
+                    build_module(sig, seed=settings.seed),
+                    sig.input_shape,
+                    work / f"b{start + i}.onnx",
+                    batch=settings.batch,
+                )
+                items.append(
+                    {
+                        "name": sig.key(),
+                        "artifact": path,
+                        "runtime": settings.runtime,
+                        "precision": settings.precision,
+                        "threads": settings.threads,
+                        "batch": settings.batch,
+                        "device": settings.device,
+                    }
+                )
+            res = run_agent(
+                host, items=items, timing=timing, canary=canary, canary_runtime=settings.runtime, seed=settings.seed
+            )
             tim = res.get("timing") or {}
             drift = tim.get("drift") or {}
             ref = drift.get("reference_ms")
@@ -85,27 +122,40 @@ def profile_remote(table: LatencyTable, todo: list[BlockSignature], settings: Me
                 table.add(sig, _entry(d, scale=scale, status=drift.get("status")))
             if not table.meta.runtime_version:
                 infos = res.get("items") or {}
-                table.meta.runtime_version = next((str(i.get("runtime_version")) for i in infos.values()
-                                                   if i.get("runtime_version")), None)
+                table.meta.runtime_version = next(
+                    (str(i.get("runtime_version")) for i in infos.values() if i.get("runtime_version")), None
+                )
             if not table.meta.host:
                 table.meta.host = {**(res.get("device_state_before") or {}), "remote": remote}
                 if table.meta.power_mode:  # a Jetson in another nvpmodel mode: refuse before saving
                     from compress.hardware.profile import check_measured_mode
 
-                    check_measured_mode(table.meta.device.split("@")[0], table.meta.power_mode, table.meta.host,
-                                        where=remote)
+                    check_measured_mode(
+                        table.meta.device.split("@")[0], table.meta.power_mode, table.meta.host, where=remote
+                    )
             statuses.append(str(drift.get("status")))
             drifts.append(drift)
             table.save()
             done += len(part)
             if progress:
                 progress("blocks", done, len(todo))
-    worst = ("uncontrolled" if "uncontrolled" in statuses else "no_canary" if "no_canary" in statuses
-             else "normalised" if "normalised" in statuses else "stable")
-    return {"status": worst, "controlled": worst in ("stable", "normalised"), "reference_ms": prev_ref,
-            "basis": "raw" if "uncontrolled" in statuses else "normalised",
-            "max_drift": max((float(d.get("max_drift") or 0) for d in drifts), default=0.0),
-            "remeasured": sum(int(d.get("remeasured") or 0) for d in drifts),
-            "normalised": sum(int(d.get("normalised") or 0) for d in drifts),
-            "uncontrolled": sum(int(d.get("uncontrolled") or 0) for d in drifts),
-            "note": f"{len(drifts)} chunk(s) timed on {remote}; " + "; ".join(sorted({str(d.get('note')) for d in drifts}))}
+    worst = (
+        "uncontrolled"
+        if "uncontrolled" in statuses
+        else "no_canary"
+        if "no_canary" in statuses
+        else "normalised"
+        if "normalised" in statuses
+        else "stable"
+    )
+    return {
+        "status": worst,
+        "controlled": worst in ("stable", "normalised"),
+        "reference_ms": prev_ref,
+        "basis": "raw" if "uncontrolled" in statuses else "normalised",
+        "max_drift": max((float(d.get("max_drift") or 0) for d in drifts), default=0.0),
+        "remeasured": sum(int(d.get("remeasured") or 0) for d in drifts),
+        "normalised": sum(int(d.get("normalised") or 0) for d in drifts),
+        "uncontrolled": sum(int(d.get("uncontrolled") or 0) for d in drifts),
+        "note": f"{len(drifts)} chunk(s) timed on {remote}; " + "; ".join(sorted({str(d.get("note")) for d in drifts})),
+    }

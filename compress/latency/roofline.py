@@ -29,16 +29,18 @@ DEFAULT_EFFICIENCY: dict[str, dict[str, float]] = {
     "dla": {"dense": 0.50, "pointwise": 0.40, "depthwise": 0.05, "linear": 0.20, "elementwise": 0.05, "pool": 0.05},
 }
 BYTES_PER_ELEM: dict[str, int] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
-ESTIMATE_NOTE = ("latency is ESTIMATED from datasheet figures (roofline), not measured; "
-                 "measure a table with `compress profile --device {device} --remote user@host` "
-                 "(or without --remote on the device itself)")
+ESTIMATE_NOTE = (
+    "latency is ESTIMATED from datasheet figures (roofline), not measured; "
+    "measure a table with `compress profile --device {device} --remote user@host` "
+    "(or without --remote on the device itself)"
+)
 
 
 @dataclass(frozen=True)
 class Op:
-    kind: str       # one of OP_KINDS
-    flops: int      # floating-point operations (2 per multiply-add)
-    bytes: int      # bytes moved: inputs + weights + outputs
+    kind: str  # one of OP_KINDS
+    flops: int  # floating-point operations (2 per multiply-add)
+    bytes: int  # bytes moved: inputs + weights + outputs
     layers: int = 1  # runtime layers (kernels launched) this op stands for
 
 
@@ -46,15 +48,16 @@ class Op:
 class Roof:
     """Device figures the estimate needs (from a hardware profile's ``spec``)."""
 
-    peak_flops: float           # FLOP/s at the precision
-    bandwidth: float            # bytes/s
-    overhead_s: float           # per layer
+    peak_flops: float  # FLOP/s at the precision
+    bandwidth: float  # bytes/s
+    overhead_s: float  # per layer
     efficiency: dict[str, float]
     bytes_per_elem: int
 
 
-def _conv(kind: str, hw_in: int, hw_out: int, cin: int, cout: int, k: int, groups: int, b: int,
-          *, extra_layers: int = 0) -> Op:
+def _conv(
+    kind: str, hw_in: int, hw_out: int, cin: int, cout: int, k: int, groups: int, b: int, *, extra_layers: int = 0
+) -> Op:
     macs = hw_out * hw_out * cout * (cin // groups) * k * k
     weights = cout * (cin // groups) * k * k + cout
     byts = b * (hw_in * hw_in * cin + hw_out * hw_out * cout + weights)
@@ -142,8 +145,16 @@ def block_cost(sig: BlockSignature, *, bytes_per_elem: int = 4) -> tuple[int, in
     return sum(o.flops for o in ops), sum(o.bytes for o in ops), sum(o.layers for o in ops)
 
 
-def op_time_s(flops: float, nbytes: float, *, peak_flops: float, efficiency: float, bandwidth: float,
-              layers: int = 1, overhead_s: float = 0.0) -> float:
+def op_time_s(
+    flops: float,
+    nbytes: float,
+    *,
+    peak_flops: float,
+    efficiency: float,
+    bandwidth: float,
+    layers: int = 1,
+    overhead_s: float = 0.0,
+) -> float:
     """Roofline time of one op: compute- or memory-bound, plus per-layer overhead (monotonic in both)."""
     return max(flops / (peak_flops * efficiency), nbytes / bandwidth) + layers * overhead_s
 
@@ -152,9 +163,15 @@ def block_time_ms(sig: BlockSignature, roof: Roof, *, batch: int = 1) -> float:
     """Estimated milliseconds of one block at ``batch`` (weights are read once per batch)."""
     total = 0.0
     for op in block_ops(sig, bytes_per_elem=roof.bytes_per_elem):
-        total += op_time_s(op.flops * batch, op.bytes * batch, peak_flops=roof.peak_flops,
-                           efficiency=roof.efficiency.get(op.kind, 0.1), bandwidth=roof.bandwidth,
-                           layers=op.layers, overhead_s=roof.overhead_s)
+        total += op_time_s(
+            op.flops * batch,
+            op.bytes * batch,
+            peak_flops=roof.peak_flops,
+            efficiency=roof.efficiency.get(op.kind, 0.1),
+            bandwidth=roof.bandwidth,
+            layers=op.layers,
+            overhead_s=roof.overhead_s,
+        )
     return total * 1000.0
 
 
@@ -168,14 +185,18 @@ def gpu_roof_base(profile: Any, precision: str) -> tuple[float, float]:
 
     spec = getattr(profile, "spec", None)
     if spec is None:
-        raise UsageError(f"device '{profile.name}' has no datasheet figures to estimate latency from; "
-                         f"measure a table with `compress profile --device {profile.name}`")
+        raise UsageError(
+            f"device '{profile.name}' has no datasheet figures to estimate latency from; "
+            f"measure a table with `compress profile --device {profile.name}`"
+        )
     mode = _mode(profile)
     if mode is not None and mode.gpu_clock_mhz is None and not mode.peak:
-        raise UsageError(f"{profile.name} at power mode {mode.name}: its clocks and peaks are not published in the "
-                         f"material this profile cites, so there is no estimate for it; measure a table there "
-                         f"(`compress profile --device {profile.name} --power-mode {mode.name} --remote user@host`) "
-                         f"or choose a mode with figures: {', '.join(m.name for m in profile.power_modes if m.gpu_clock_mhz or m.peak)}")
+        raise UsageError(
+            f"{profile.name} at power mode {mode.name}: its clocks and peaks are not published in the "
+            f"material this profile cites, so there is no estimate for it; measure a table there "
+            f"(`compress profile --device {profile.name} --power-mode {mode.name} --remote user@host`) "
+            f"or choose a mode with figures: {', '.join(m.name for m in profile.power_modes if m.gpu_clock_mhz or m.peak)}"
+        )
     fig = spec.peak.get(precision) or spec.peak.get("fp32") or next(iter(spec.peak.values()))
     return fig.value * 1e12, spec.memory_bandwidth.value * 1e9
 
@@ -215,13 +236,19 @@ def roof_from_profile(profile: Any, precision: str, *, engine: str = "gpu") -> R
         peak_fig = dla_peak(profile, precision)
         if peak_fig is None or profile.spec is None:
             has = f"DLA precisions {', '.join(profile.dla.precisions)}" if profile.dla else "no DLA"
-            raise UsageError(f"device '{profile.name}' has no DLA estimate at {precision} ({has}); "
-                             "use --engine gpu" + ("" if profile.dla else " (the Orin Nano has no DLA)"))
+            raise UsageError(
+                f"device '{profile.name}' has no DLA estimate at {precision} ({has}); "
+                "use --engine gpu" + ("" if profile.dla else " (the Orin Nano has no DLA)")
+            )
         _ = gpu_roof_base(profile, precision)  # same refusal for modes without figures
         ov = profile.dla.layer_overhead_us.value if profile.dla.layer_overhead_us else 30.0
-        return Roof(peak_flops=peak_fig.value * 1e12, bandwidth=profile.spec.memory_bandwidth.value * 1e9,
-                    overhead_s=ov * 1e-6, efficiency=dict(DEFAULT_EFFICIENCY["dla"]),
-                    bytes_per_elem=BYTES_PER_ELEM.get(precision, 4))
+        return Roof(
+            peak_flops=peak_fig.value * 1e12,
+            bandwidth=profile.spec.memory_bandwidth.value * 1e9,
+            overhead_s=ov * 1e-6,
+            efficiency=dict(DEFAULT_EFFICIENCY["dla"]),
+            bytes_per_elem=BYTES_PER_ELEM.get(precision, 4),
+        )
     if engine != "gpu":
         from compress.core.errors import unknown
 
@@ -237,12 +264,19 @@ def roof_from_profile(profile: Any, precision: str, *, engine: str = "gpu") -> R
 
         clock, _unc = clock_figure(profile)
         if clock is None:
-            raise UsageError(f"device '{profile.name}' names calibration '{cal.name}' but has no GPU clock "
-                             "(spec.clock_ghz or its mode's gpu_clock_mhz) to turn its per-layer cycles into time")
+            raise UsageError(
+                f"device '{profile.name}' names calibration '{cal.name}' but has no GPU clock "
+                "(spec.clock_ghz or its mode's gpu_clock_mhz) to turn its per-layer cycles into time"
+            )
         eff.update(cal.efficiency)
         overhead = cal.layer_overhead_cycles / clock
-    return Roof(peak_flops=peak, bandwidth=bw, overhead_s=overhead, efficiency=eff,
-                bytes_per_elem=BYTES_PER_ELEM.get(precision, 4))
+    return Roof(
+        peak_flops=peak,
+        bandwidth=bw,
+        overhead_s=overhead,
+        efficiency=eff,
+        bytes_per_elem=BYTES_PER_ELEM.get(precision, 4),
+    )
 
 
 def estimate_detail(profile: Any, *, engine: str = "gpu") -> str:
@@ -281,7 +315,14 @@ def estimate_info(profile: Any, source: str = "estimated") -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - a broken calibration file must not hide the prediction's label
             cal = None
         out["estimate_note"] = estimate_note(profile) if getattr(profile, "spec", None) is not None else None
-        out["estimate_calibration"] = ({"name": cal.name, "published_figures": len(cal.rows),
-                                        "loo_max_error_pct": cal.loo_max_error_pct,
-                                        "fit_max_error_pct": cal.fit_max_error_pct} if cal is not None else None)
+        out["estimate_calibration"] = (
+            {
+                "name": cal.name,
+                "published_figures": len(cal.rows),
+                "loo_max_error_pct": cal.loo_max_error_pct,
+                "fit_max_error_pct": cal.fit_max_error_pct,
+            }
+            if cal is not None
+            else None
+        )
     return out

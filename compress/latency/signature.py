@@ -42,12 +42,29 @@ KINDS: dict[str, str] = {
 }
 MERGED_KINDS: tuple[str, ...] = ("merged_dw_pw", "merged_dense", "merged_pw")
 ACTS: tuple[str, ...] = ("none", "relu", "relu6", "hswish", "hsigmoid", "gelu", "silu", "sigmoid", "tanh")
-_ACT_ALIASES = {"h_swish": "hswish", "hardswish": "hswish", "swish": "silu", "identity": "none",
-                "": "none", "h_sigmoid": "hsigmoid", "hardsigmoid": "hsigmoid"}
+_ACT_ALIASES = {
+    "h_swish": "hswish",
+    "hardswish": "hswish",
+    "swish": "silu",
+    "identity": "none",
+    "": "none",
+    "h_sigmoid": "hsigmoid",
+    "hardsigmoid": "hsigmoid",
+}
 
 # categorical fields: a neighbour for interpolation must agree on all of them
-CATEGORICAL: tuple[str, ...] = ("kind", "kernel", "stride", "se", "act", "residual", "norm", "bias",
-                                "has_expand", "layer_scale")
+CATEGORICAL: tuple[str, ...] = (
+    "kind",
+    "kernel",
+    "stride",
+    "se",
+    "act",
+    "residual",
+    "norm",
+    "bias",
+    "has_expand",
+    "layer_scale",
+)
 # numeric fields interpolation may vary
 NUMERIC: tuple[str, ...] = ("in_hw", "in_ch", "out_hw", "out_ch", "mid", "se_mid")
 
@@ -103,8 +120,13 @@ class BlockSignature:
 
         Only non-default optional fields are written, so keys stay short; ``from_key`` inverts it.
         """
-        parts = [self.kind, f"in:{self.in_hw}x{self.in_hw}x{self.in_ch}",
-                 f"out:{self.out_hw}x{self.out_hw}x{self.out_ch}", f"k{self.kernel}", f"s{self.stride}"]
+        parts = [
+            self.kind,
+            f"in:{self.in_hw}x{self.in_hw}x{self.in_ch}",
+            f"out:{self.out_hw}x{self.out_hw}x{self.out_ch}",
+            f"k{self.kernel}",
+            f"s{self.stride}",
+        ]
         if self.mid:
             parts.append(f"mid:{self.mid}")
         if self.se:
@@ -129,9 +151,15 @@ class BlockSignature:
             m_out = re.fullmatch(r"out:(\d+)x(\d+)x(\d+)", parts[2])
             if not (m_in and m_out and parts[3].startswith("k") and parts[4].startswith("s")):
                 raise ValueError
-            kw: dict[str, Any] = dict(kind=kind, in_hw=int(m_in.group(1)), in_ch=int(m_in.group(3)),
-                                      out_hw=int(m_out.group(1)), out_ch=int(m_out.group(3)),
-                                      kernel=int(parts[3][1:]), stride=int(parts[4][1:]))
+            kw: dict[str, Any] = dict(
+                kind=kind,
+                in_hw=int(m_in.group(1)),
+                in_ch=int(m_in.group(3)),
+                out_hw=int(m_out.group(1)),
+                out_ch=int(m_out.group(3)),
+                kernel=int(parts[3][1:]),
+                stride=int(parts[4][1:]),
+            )
             for p in parts[5:]:
                 if p.startswith("mid:"):
                     kw["mid"] = int(p[4:])

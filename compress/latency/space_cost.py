@@ -36,8 +36,10 @@ class SpaceCost:
         cost = np.zeros((len(sigs) + 1, 2), dtype=np.int64)  # last row: absent layer (-1)
         self._sig_specs = []
         for i, s in enumerate(sigs):
-            spec = BlockSpec(name="_", **{k: getattr(s, k) for k in BlockSpec.__dataclass_fields__
-                                          if k not in ("name", "stage", "slot")})
+            spec = BlockSpec(
+                name="_",
+                **{k: getattr(s, k) for k in BlockSpec.__dataclass_fields__ if k not in ("name", "stage", "slot")},
+            )
             self._sig_specs.append(spec)
             cost[i] = spec_cost(spec)
         self._params = cost[:, 0]
@@ -50,8 +52,10 @@ class SpaceCost:
             for row, pp, mm in zip(g, p, m):
                 c = space.count(space.from_genes(row))
                 if c.params != pp or c.macs != mm:
-                    raise Failure(f"vectorised cost disagrees with space.count for {space.from_genes(row)}: "
-                                  f"params {pp} vs {c.params}, MACs {mm} vs {c.macs} (this is a bug)")
+                    raise Failure(
+                        f"vectorised cost disagrees with space.count for {space.from_genes(row)}: "
+                        f"params {pp} vs {c.params}, MACs {mm} vs {c.macs} (this is a bug)"
+                    )
 
     def _sum(self, per_sig: np.ndarray, genes: np.ndarray) -> np.ndarray:
         g = np.atleast_2d(np.asarray(genes, dtype=np.int64))

@@ -43,8 +43,7 @@ def resolve_space(supernet: Any = None) -> Any:
         from compress.supernet import read_checkpoint_header
 
         return SearchSpace.from_dict(read_checkpoint_header(p)["space"], source=f"{p}: space")
-    raise UsageError(f"'{s}' is neither a supernet checkpoint file nor a family "
-                     f"({', '.join(family_names())})")
+    raise UsageError(f"'{s}' is neither a supernet checkpoint file nor a family ({', '.join(family_names())})")
 
 
 def resolve_supernet(supernet: Any = None, *, seed: int = 0) -> Any:

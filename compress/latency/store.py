@@ -28,8 +28,9 @@ def tables_dir(path: str | Path | None = None) -> Path:
     return d
 
 
-def table_path(device: str, runtime: str, precision: str, batch: int, space: str,
-               *, tables: str | Path | None = None) -> Path:
+def table_path(
+    device: str, runtime: str, precision: str, batch: int, space: str, *, tables: str | Path | None = None
+) -> Path:
     return tables_dir(tables) / device / f"{runtime}__{precision}__b{batch}__{space}.json"
 
 
@@ -38,8 +39,9 @@ def list_tables(device: str, *, tables: str | Path | None = None) -> list[Path]:
     return sorted(d.glob("*__*__b*__*.json")) if d.is_dir() else []
 
 
-def measured_runtimes(device: str, *, tables_dir: str | Path | None = None,
-                      profile_tables: list[str] | None = None) -> list[str]:
+def measured_runtimes(
+    device: str, *, tables_dir: str | Path | None = None, profile_tables: list[str] | None = None
+) -> list[str]:
     """Runtimes for which a measured table exists for ``device`` (cache or the profile's list)."""
     found = {p.name.split("__")[0] for p in list_tables(device, tables=tables_dir)}
     for t in profile_tables or []:
@@ -54,8 +56,9 @@ def measured_runtimes(device: str, *, tables_dir: str | Path | None = None,
 _TAKEN: list[Path] = []
 
 
-def lock_table(path: str | Path, *, tables: str | Path | None, wait: float = 0.0,
-               command: str = "compress profile") -> bool:
+def lock_table(
+    path: str | Path, *, tables: str | Path | None, wait: float = 0.0, command: str = "compress profile"
+) -> bool:
     """Take the exclusive lock of the table file ``path`` before measuring into it; True if newly taken.
 
     The table's directory is proven writable first (``--tables``: exit 2; the per-user cache: exit 1,
@@ -78,8 +81,14 @@ def lock_table(path: str | Path, *, tables: str | Path | None, wait: float = 0.0
         sys.stderr.write(f"waiting up to {wait:.0f} s for {describe_holder(info)}, which is measuring {p.name}\n")
         sys.stderr.flush()
 
-    took = acquire(file_lock_path(p), what=f"latency table {p}", command=command, wait=wait, on_wait=waiting,
-                   fix="wait for it to finish (--lock-wait SECONDS) or use another --tables directory")
+    took = acquire(
+        file_lock_path(p),
+        what=f"latency table {p}",
+        command=command,
+        wait=wait,
+        on_wait=waiting,
+        fix="wait for it to finish (--lock-wait SECONDS) or use another --tables directory",
+    )
     if took:
         import re
 

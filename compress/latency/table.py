@@ -49,11 +49,11 @@ class Entry:
     std_ms: float
     min_ms: float | None = None
     p10_ms: float | None = None
-    source: str = "measured"          # measured | interpolated | estimated
+    source: str = "measured"  # measured | interpolated | estimated
     noisy: bool = False
-    drift_status: str | None = None   # the timing engine's status for the stretch it was measured in
+    drift_status: str | None = None  # the timing engine's status for the stretch it was measured in
     measured_at: str | None = None
-    note: str | None = None           # how an interpolated/estimated value was obtained
+    note: str | None = None  # how an interpolated/estimated value was obtained
 
     def value(self, estimator: str = "median") -> float:
         v = {"median": self.median_ms, "p10": self.p10_ms, "min": self.min_ms, "mean": self.mean_ms}[estimator]
@@ -62,8 +62,15 @@ class Entry:
     @classmethod
     def from_stats(cls, stats: Any, **kw: Any) -> Entry:
         """From ``compress.bench.timing.Stats`` (normalised samples)."""
-        return cls(count=int(stats.n), median_ms=float(stats.median_ms), mean_ms=float(stats.mean_ms),
-                   std_ms=float(stats.std_ms), min_ms=float(stats.min_ms), p10_ms=float(stats.p10_ms), **kw)
+        return cls(
+            count=int(stats.n),
+            median_ms=float(stats.median_ms),
+            mean_ms=float(stats.mean_ms),
+            std_ms=float(stats.std_ms),
+            min_ms=float(stats.min_ms),
+            p10_ms=float(stats.p10_ms),
+            **kw,
+        )
 
     @classmethod
     def point(cls, ms: float, *, source: str, note: str | None = None) -> Entry:
@@ -89,15 +96,20 @@ class TableMeta:
     drift: list[dict[str, Any]] = field(default_factory=list)
     remote: str | None = None
     notes: list[str] = field(default_factory=list)
-    validation: dict[str, Any] | None = None   # summary of the last `compress latency validate` of this table
-    power_mode: str | None = None   # the device's power mode the table was measured in (Jetson nvpmodel)
+    validation: dict[str, Any] | None = None  # summary of the last `compress latency validate` of this table
+    power_mode: str | None = None  # the device's power mode the table was measured in (Jetson nvpmodel)
 
 
 class LatencyTable:
     """Entries keyed by :class:`BlockSignature`, plus metadata and an optional calibration."""
 
-    def __init__(self, meta: TableMeta, entries: dict[BlockSignature, Entry] | None = None,
-                 calibration: dict[str, Any] | None = None, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        meta: TableMeta,
+        entries: dict[BlockSignature, Entry] | None = None,
+        calibration: dict[str, Any] | None = None,
+        path: Path | None = None,
+    ) -> None:
         if meta.estimator not in ESTIMATORS:
             raise UsageError(f"unknown estimator '{meta.estimator}'; choose one of: {', '.join(ESTIMATORS)}")
         self.meta = meta
@@ -108,17 +120,28 @@ class LatencyTable:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def new(cls, *, device: str, runtime: str, precision: str, batch: int, space: str, **meta: Any) -> LatencyTable:
-        return cls(TableMeta(device=device, runtime=runtime, precision=precision, batch=int(batch), space=space, **meta))
+        return cls(
+            TableMeta(device=device, runtime=runtime, precision=precision, batch=int(batch), space=space, **meta)
+        )
 
     @classmethod
-    def locate(cls, *, device: str, runtime: str, precision: str, batch: int, space: str,
-               tables: str | Path | None = None) -> Path:
+    def locate(
+        cls, *, device: str, runtime: str, precision: str, batch: int, space: str, tables: str | Path | None = None
+    ) -> Path:
         return table_path(device, runtime, precision, batch, space, tables=tables)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, device: str | None = None, runtime: str | None = None,
-             precision: str = "fp32", batch: int = 1, space: str | None = None,
-             tables: str | Path | None = None) -> LatencyTable:
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        device: str | None = None,
+        runtime: str | None = None,
+        precision: str = "fp32",
+        batch: int = 1,
+        space: str | None = None,
+        tables: str | Path | None = None,
+    ) -> LatencyTable:
         """Load a table file (by path, or by its key in the table directory).
 
         A missing, truncated or malformed file raises :class:`UsageError` naming the file and the fix.
@@ -126,12 +149,16 @@ class LatencyTable:
         if path is None:
             if not (device and runtime and space):
                 raise UsageError("give a table path, or device, runtime and space to find one")
-            path = cls.locate(device=device, runtime=runtime, precision=precision, batch=batch, space=space, tables=tables)
+            path = cls.locate(
+                device=device, runtime=runtime, precision=precision, batch=batch, space=space, tables=tables
+            )
             if not Path(path).is_file():
-                raise UsageError(f"no latency table for device '{device}', runtime '{runtime}', {precision}, "
-                                 f"batch {batch}, space '{space}' at {path}; measure one with "
-                                 f"`compress profile --device {device} --runtime {runtime}"
-                                 f"{'' if precision == 'fp32' else ' --precision ' + precision}`")
+                raise UsageError(
+                    f"no latency table for device '{device}', runtime '{runtime}', {precision}, "
+                    f"batch {batch}, space '{space}' at {path}; measure one with "
+                    f"`compress profile --device {device} --runtime {runtime}"
+                    f"{'' if precision == 'fp32' else ' --precision ' + precision}`"
+                )
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"latency table not found: {p}")
@@ -139,8 +166,10 @@ class LatencyTable:
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UsageError(f"latency table {p.name} is corrupted or truncated ({err.__class__.__name__}: "
-                             f"{str(err).splitlines()[0]}); {fix}") from None
+            raise UsageError(
+                f"latency table {p.name} is corrupted or truncated ({err.__class__.__name__}: "
+                f"{str(err).splitlines()[0]}); {fix}"
+            ) from None
         return cls.from_dict(data, path=p, fix=fix)
 
     @classmethod
@@ -150,8 +179,10 @@ class LatencyTable:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise UsageError(f"{name} is not a latency table (missing format '{FORMAT}'){suffix}")
         if data.get("version") != VERSION:
-            raise UsageError(f"{name} has table format version {data.get('version')!r}; this compress reads "
-                             f"version {VERSION}{suffix}")
+            raise UsageError(
+                f"{name} has table format version {data.get('version')!r}; this compress reads "
+                f"version {VERSION}{suffix}"
+            )
         try:
             meta_d = dict(data["meta"])
             allowed = {f.name for f in fields(TableMeta)}
@@ -169,22 +200,39 @@ class LatencyTable:
                 entries[sig] = ent
             calibration = data.get("calibration")
         except (KeyError, TypeError, ValueError, UsageError) as err:
-            raise UsageError(f"{name} is malformed ({err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-                             f"{suffix}") from None
+            raise UsageError(
+                f"{name} is malformed ({err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+                f"{suffix}"
+            ) from None
         return cls(meta, entries, calibration, path)
 
     def to_dict(self) -> dict[str, Any]:
         ents = []
         for sig in sorted(self.entries):
             ents.append({"key": sig.key(), "signature": sig.to_dict(), **asdict(self.entries[sig])})
-        return {"format": FORMAT, "version": VERSION, "meta": asdict(self.meta), "entries": ents,
-                "calibration": self.calibration}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "meta": asdict(self.meta),
+            "entries": ents,
+            "calibration": self.calibration,
+        }
 
     def save(self, path: str | Path | None = None, *, tables: str | Path | None = None) -> Path:
         """Atomically write the table (default: its own path, else its place in the table directory)."""
-        p = Path(path) if path else self.path or self.locate(
-            device=self.meta.device, runtime=self.meta.runtime, precision=self.meta.precision,
-            batch=self.meta.batch, space=self.meta.space, tables=tables)
+        p = (
+            Path(path)
+            if path
+            else self.path
+            or self.locate(
+                device=self.meta.device,
+                runtime=self.meta.runtime,
+                precision=self.meta.precision,
+                batch=self.meta.batch,
+                space=self.meta.space,
+                tables=tables,
+            )
+        )
         self.meta.updated = now_iso()
         atomic_write_json(p, self.to_dict())
         self.path = p
@@ -222,8 +270,15 @@ class LatencyTable:
         by_source: dict[str, int] = {}
         for e in self.entries.values():
             by_source[e.source] = by_source.get(e.source, 0) + 1
-        return {"path": str(self.path) if self.path else None, "device": self.meta.device,
-                "runtime": self.meta.runtime, "precision": self.meta.precision, "batch": self.meta.batch,
-                "space": self.meta.space, "entries": len(self.entries), "by_source": by_source,
-                "calibrated": self.calibration is not None,
-                "drift": [d.get("status") for d in self.meta.drift]}
+        return {
+            "path": str(self.path) if self.path else None,
+            "device": self.meta.device,
+            "runtime": self.meta.runtime,
+            "precision": self.meta.precision,
+            "batch": self.meta.batch,
+            "space": self.meta.space,
+            "entries": len(self.entries),
+            "by_source": by_source,
+            "calibrated": self.calibration is not None,
+            "drift": [d.get("status") for d in self.meta.drift],
+        }

@@ -32,16 +32,22 @@ def metrics(pred: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     pred = np.asarray(pred, dtype=np.float64)
     y = np.asarray(measured, dtype=np.float64)
     rel = np.abs(pred - y) / y
-    return {"within_10pct": float(np.mean(rel <= 0.10)), "mape": float(np.mean(rel) * 100.0),
-            "spearman": spearman(pred, y), "max_error_pct": float(np.max(rel) * 100.0)}
+    return {
+        "within_10pct": float(np.mean(rel <= 0.10)),
+        "mape": float(np.mean(rel) * 100.0),
+        "spearman": spearman(pred, y),
+        "max_error_pct": float(np.max(rel) * 100.0),
+    }
 
 
 def repeatability(ms: np.ndarray) -> dict[str, float]:
     """From a (2, N) array of two passes: MAPE between them and the share agreeing within 10%."""
     a, b = ms[0], ms[1]
     mean = (a + b) / 2
-    return {"repeatability_mape": float(np.mean(np.abs(a - b) / mean) * 100.0),
-            "noise_ceiling_within_10pct": float(np.mean(np.abs(a / b - 1) <= 0.10))}
+    return {
+        "repeatability_mape": float(np.mean(np.abs(a - b) / mean) * 100.0),
+        "noise_ceiling_within_10pct": float(np.mean(np.abs(a / b - 1) <= 0.10)),
+    }
 
 
 def scatter_png(path: Path, measured: np.ndarray, series: dict[str, np.ndarray], *, title: str) -> Path | None:
@@ -73,11 +79,24 @@ def scatter_png(path: Path, measured: np.ndarray, series: dict[str, np.ndarray],
     return atomic_write_png(fig, path, dpi=110)
 
 
-def validate(*, device: str, runtime: str | None = None, precision: str | None = None, supernet: Any = None,
-             batch: int = 1, samples: int = 20, resolutions: list[int] | None = None,
-             tables: str | Path | None = None, profiles: str | Path | None = None, threads: int | None = None,
-             iterations: int = 30, seed: int = 0, out: str | Path | None = None,
-             command: str = "compress latency validate", progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+def validate(
+    *,
+    device: str,
+    runtime: str | None = None,
+    precision: str | None = None,
+    supernet: Any = None,
+    batch: int = 1,
+    samples: int = 20,
+    resolutions: list[int] | None = None,
+    tables: str | Path | None = None,
+    profiles: str | Path | None = None,
+    threads: int | None = None,
+    iterations: int = 30,
+    seed: int = 0,
+    out: str | Path | None = None,
+    command: str = "compress latency validate",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
     """Measure ``samples`` random subnets twice and compare with the predictors (module docstring)."""
     from compress.hardware import get_profile
     from compress.latency.measure import MeasureSettings, measure_subnets
@@ -91,36 +110,85 @@ def validate(*, device: str, runtime: str | None = None, precision: str | None =
     rt = prof.check_runtime(runtime)
     prec = prof.check_precision(precision)
     space = resolve_space(supernet)
-    model = LatencyModel.load(device=prof.table_device, runtime=rt, precision=prec, batch=batch, space=space, tables=tables,
-                              profiles=profiles, allow_estimate=False)
+    model = LatencyModel.load(
+        device=prof.table_device,
+        runtime=rt,
+        precision=prec,
+        batch=batch,
+        space=space,
+        tables=tables,
+        profiles=profiles,
+        allow_estimate=False,
+    )
     roof = LatencyModel.from_roofline(space, prof, runtime=rt, precision=prec, batch=batch, compiled=model.compiled)
     net = resolve_supernet(supernet if supernet is not None else space, seed=seed)
     rng = np.random.default_rng(seed + 104729)
     genes = sample_genes(space, rng, samples, resolutions=resolutions)
     cfgs = [space.from_genes(g) for g in genes]
-    settings = MeasureSettings(runtime=rt, precision=prec, batch=batch, threads=threads, iterations=iterations,
-                               canary_every=4, seed=seed, estimator=model.table.meta.estimator if model.table else "median")
+    settings = MeasureSettings(
+        runtime=rt,
+        precision=prec,
+        batch=batch,
+        threads=threads,
+        iterations=iterations,
+        canary_every=4,
+        seed=seed,
+        estimator=model.table.meta.estimator if model.table else "median",
+    )
     from compress.latency.profile import table_is_raw
 
-    ms, drift = measure_subnets(net, cfgs, settings, repeats=2, force_raw=table_is_raw(model.table),
-                                progress=(lambda d, t: progress("subnets", d, t)) if progress else None)
+    ms, drift = measure_subnets(
+        net,
+        cfgs,
+        settings,
+        repeats=2,
+        force_raw=table_is_raw(model.table),
+        progress=(lambda d, t: progress("subnets", d, t)) if progress else None,
+    )
     measured = ms.mean(axis=0)
     pred = model.predict_genes(genes)
     raw = model.predict_sum_genes(genes)
     est = roof.predict_sum_genes(genes)
     result: dict[str, Any] = {
-        "device": prof.name, "runtime": rt, "precision": prec, "batch": batch, "space": getattr(space, "family", None),
-        "table": str(model.table.path) if model.table is not None else None, "samples": samples, "seed": seed,
+        "device": prof.name,
+        "runtime": rt,
+        "precision": prec,
+        "batch": batch,
+        "space": getattr(space, "family", None),
+        "table": str(model.table.path) if model.table is not None else None,
+        "samples": samples,
+        "seed": seed,
         "calibrated": model.calibration is not None,
         "calibration_model": model.calibration.model if model.calibration else None,
         "interpolated_entries": model.n_interpolated,
-        **metrics(pred, measured), **repeatability(ms),
-        "uncalibrated": metrics(raw, measured), "roofline": metrics(est, measured),
-        "drift": {k: drift.get(k) for k in ("status", "controlled", "max_drift", "remeasured", "normalised",
-                                            "uncontrolled", "reference_ms", "note", "basis")},
-        "subnets": [{"config": c.key(), "measured_ms": [float(ms[0, i]), float(ms[1, i])],
-                     "predicted_ms": float(pred[i]), "uncalibrated_ms": float(raw[i]), "roofline_ms": float(est[i])}
-                    for i, c in enumerate(cfgs)],
+        **metrics(pred, measured),
+        **repeatability(ms),
+        "uncalibrated": metrics(raw, measured),
+        "roofline": metrics(est, measured),
+        "drift": {
+            k: drift.get(k)
+            for k in (
+                "status",
+                "controlled",
+                "max_drift",
+                "remeasured",
+                "normalised",
+                "uncontrolled",
+                "reference_ms",
+                "note",
+                "basis",
+            )
+        },
+        "subnets": [
+            {
+                "config": c.key(),
+                "measured_ms": [float(ms[0, i]), float(ms[1, i])],
+                "predicted_ms": float(pred[i]),
+                "uncalibrated_ms": float(raw[i]),
+                "roofline_ms": float(est[i]),
+            }
+            for i, c in enumerate(cfgs)
+        ],
     }
     if model.table is not None and model.table.path is not None:
         # recorded in the table so that search can report the error of the latency it relies on
@@ -128,22 +196,35 @@ def validate(*, device: str, runtime: str | None = None, precision: str | None =
         from compress.latency.table import LatencyTable
 
         fresh = LatencyTable.load(model.table.path)
-        fresh.meta.validation = {"when": now_iso(), "samples": samples, "seed": seed, "mape": result["mape"],
-                                 "within_10pct": result["within_10pct"], "max_error_pct": result["max_error_pct"],
-                                 "spearman": result["spearman"], "repeatability_mape": result["repeatability_mape"],
-                                 "drift_status": drift.get("status"),
-                                 "calibration_created": (fresh.calibration or {}).get("created")}
+        fresh.meta.validation = {
+            "when": now_iso(),
+            "samples": samples,
+            "seed": seed,
+            "mape": result["mape"],
+            "within_10pct": result["within_10pct"],
+            "max_error_pct": result["max_error_pct"],
+            "spearman": result["spearman"],
+            "repeatability_mape": result["repeatability_mape"],
+            "drift_status": drift.get("status"),
+            "calibration_created": (fresh.calibration or {}).get("created"),
+        }
         fresh.save()
     if not drift.get("controlled", False):
-        result["warning"] = ("drift was NOT controlled during this validation (" + str(drift.get("note")) +
-                             "); these accuracy figures are not reliable")
+        result["warning"] = (
+            "drift was NOT controlled during this validation ("
+            + str(drift.get("note"))
+            + "); these accuracy figures are not reliable"
+        )
     if out is not None:
         from compress.core.runs import RunDir
 
         run = RunDir(out, command=command, seeds={"seed": seed})
-        png = scatter_png(run.file("scatter.png"), measured,
-                          {"calibrated": pred, "uncalibrated sum": raw, "roofline (estimated)": est},
-                          title=f"{prof.name} / {rt} / {prec}: {samples} subnets")
+        png = scatter_png(
+            run.file("scatter.png"),
+            measured,
+            {"calibrated": pred, "uncalibrated sum": raw, "roofline (estimated)": est},
+            title=f"{prof.name} / {rt} / {prec}: {samples} subnets",
+        )
         if png is not None:
             run.add_output(png)
             result["scatter_png"] = str(png)

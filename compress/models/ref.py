@@ -75,8 +75,14 @@ def _ensure_builtin() -> None:
     # that a stage that is not installed does not break the others.
     import importlib
 
-    for mod in ("compress.models.timm_source", "compress.models.pyfile", "compress.supernet.source",
-                "compress.search.source", "compress.prune.source", "compress.prune.ftwt.source"):
+    for mod in (
+        "compress.models.timm_source",
+        "compress.models.pyfile",
+        "compress.supernet.source",
+        "compress.search.source",
+        "compress.prune.source",
+        "compress.prune.ftwt.source",
+    ):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as err:
@@ -101,8 +107,10 @@ def load_model(ref: str | Path, **opts: Any) -> LoadedModel:
         if resolver.matches(ref):
             return resolver.load(ref, **opts)
     if p.exists():
-        raise UsageError(f"'{ref}' is not a model this toolkit can read: expected a model directory "
-                         f"(model.json + model.safetensors), a search run, a supernet checkpoint, or timm:NAME")
+        raise UsageError(
+            f"'{ref}' is not a model this toolkit can read: expected a model directory "
+            f"(model.json + model.safetensors), a search run, a supernet checkpoint, or timm:NAME"
+        )
     raise UsageError(f"model not found: '{ref}' (give a path, or timm:NAME)")
 
 
@@ -116,10 +124,15 @@ def save_model_dir(path: str | Path, model: LoadedModel, *, extra: dict[str, Any
     with atomic_path(d / MODEL_WEIGHTS) as tmp:
         save_file(state, str(tmp))
     record = {
-        "format": "compress-model", "version": 1,
-        "base": model.source, "transforms": model.transforms,
-        "input_shape": list(model.input_shape), "num_classes": model.num_classes,
-        "dataset": model.dataset, "predictions": model.predictions, "metrics": model.metrics,
+        "format": "compress-model",
+        "version": 1,
+        "base": model.source,
+        "transforms": model.transforms,
+        "input_shape": list(model.input_shape),
+        "num_classes": model.num_classes,
+        "dataset": model.dataset,
+        "predictions": model.predictions,
+        "metrics": model.metrics,
         "weights_sha256": sha256_file(d / MODEL_WEIGHTS),
         **(extra or {}),
     }
@@ -153,9 +166,18 @@ def load_model_dir(path: str | Path) -> LoadedModel:
         raise UsageError(f"{wpath}: cannot read weights ({err}); the file may be truncated or corrupted") from None
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise UsageError(f"{wpath}: weights do not match the architecture in model.json "
-                         f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+        raise UsageError(
+            f"{wpath}: weights do not match the architecture in model.json "
+            f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+        )
     module.eval()
-    return LoadedModel(module=module, input_shape=tuple(rec["input_shape"]), num_classes=int(rec["num_classes"]),
-                       source=base, dataset=rec.get("dataset"), transforms=list(rec.get("transforms", [])),
-                       predictions=rec.get("predictions", {}), metrics=rec.get("metrics", {}))
+    return LoadedModel(
+        module=module,
+        input_shape=tuple(rec["input_shape"]),
+        num_classes=int(rec["num_classes"]),
+        source=base,
+        dataset=rec.get("dataset"),
+        transforms=list(rec.get("transforms", [])),
+        predictions=rec.get("predictions", {}),
+        metrics=rec.get("metrics", {}),
+    )

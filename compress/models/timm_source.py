@@ -27,7 +27,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-        raise UsageError(f"{p}: not a weights file that loads with weights_only=True ({str(err).splitlines()[0]})") from None
+        raise UsageError(
+            f"{p}: not a weights file that loads with weights_only=True ({str(err).splitlines()[0]})"
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -35,8 +37,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Any]:
     return obj
 
 
-def build_timm(name: str, *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224,
-               weights: str | Path | None = None) -> LoadedModel:
+def build_timm(
+    name: str, *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224, weights: str | Path | None = None
+) -> LoadedModel:
     import torch
 
     from compress.core.extras import require
@@ -47,19 +50,28 @@ def build_timm(name: str, *, num_classes: int = 1000, in_chans: int = 3, image_s
         raise unknown("timm model", name, timm.list_models())
     torch.manual_seed(0)  # deterministic random init when no weights are given
     try:
-        module = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                                   **({"img_size": image_size} if _takes_img_size(name) else {}))
+        module = timm.create_model(
+            name,
+            pretrained=False,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            **({"img_size": image_size} if _takes_img_size(name) else {}),
+        )
     except TypeError:
         module = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans)
     if weights is not None:
         state = load_state_dict_file(weights)
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise UsageError(f"{weights}: weights do not fit timm:{name} (num_classes={num_classes}, in_chans={in_chans}): "
-                             f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}")
+            raise UsageError(
+                f"{weights}: weights do not fit timm:{name} (num_classes={num_classes}, in_chans={in_chans}): "
+                f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
+            )
     module.eval()
     source = {"kind": "timm", "name": name, "num_classes": num_classes, "in_chans": in_chans, "image_size": image_size}
-    return LoadedModel(module=module, input_shape=(in_chans, image_size, image_size), num_classes=num_classes, source=source)
+    return LoadedModel(
+        module=module, input_shape=(in_chans, image_size, image_size), num_classes=num_classes, source=source
+    )
 
 
 def _takes_img_size(name: str) -> bool:
@@ -72,11 +84,23 @@ class TimmResolver:
 
     def load(self, ref: str, **opts: Any) -> LoadedModel:
         name = ref.split(":", 1)[1]
-        return build_timm(name, num_classes=opts.get("num_classes") or 1000, in_chans=opts.get("in_chans") or 3,
-                          image_size=opts.get("image_size") or 224, weights=opts.get("weights"))
+        return build_timm(
+            name,
+            num_classes=opts.get("num_classes") or 1000,
+            in_chans=opts.get("in_chans") or 3,
+            image_size=opts.get("image_size") or 224,
+            weights=opts.get("weights"),
+        )
 
 
 if "timm" not in RESOLVERS:
     RESOLVERS.add("timm", TimmResolver())
-register_base_kind("timm", lambda base: build_timm(base["name"], num_classes=base.get("num_classes", 1000),
-                                                    in_chans=base.get("in_chans", 3), image_size=base.get("image_size", 224)))
+register_base_kind(
+    "timm",
+    lambda base: build_timm(
+        base["name"],
+        num_classes=base.get("num_classes", 1000),
+        in_chans=base.get("in_chans", 3),
+        image_size=base.get("image_size", 224),
+    ),
+)

@@ -31,8 +31,9 @@ def stage_key(name: str, version: int, config: Any, upstream: dict[str, str], in
     input file hashes. (Editing the toolkit's code without bumping its version is not detected.)"""
     from compress import __version__
 
-    return sha256_json({"stage": name, "v": version, "toolkit": __version__, "config": config, "upstream": upstream,
-                        "inputs": inputs})[:20]
+    return sha256_json(
+        {"stage": name, "v": version, "toolkit": __version__, "config": config, "upstream": upstream, "inputs": inputs}
+    )[:20]
 
 
 def _files(root: Path) -> dict[str, dict[str, Any]]:
@@ -107,8 +108,14 @@ class StageStore:
     def commit(self, name: str, key: str, result: dict[str, Any], *, inputs: dict[str, Any]) -> dict[str, Any]:
         """Seal the partial directory as the stage's output for ``key``."""
         part, final = self.partial(name), self.final(name)
-        rec = {"stage": name, "key": key, "finished": now_iso(), "inputs": inputs, "result": result,
-               "files": _files(part)}
+        rec = {
+            "stage": name,
+            "key": key,
+            "finished": now_iso(),
+            "inputs": inputs,
+            "result": result,
+            "files": _files(part),
+        }
         atomic_write_json(part / STAGE_FILE, rec)
         (part / KEY_FILE).unlink(missing_ok=True)
         trash = None

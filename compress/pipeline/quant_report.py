@@ -23,10 +23,22 @@ def quant_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
             ms32, msq, src, drift = f32["median_ms"], qm["median_ms"], "bench", qm.get("drift_status")
         else:
             ms32, msq, src, drift = r.get("median_ms_fp32"), r.get("median_ms_quant"), "quantizer", r.get("drift")
-        rows.append({"runtime": rt, "precision": prec, "top1_fp32": r.get("top1_fp32"), "top1_quant": r.get("top1_quant"),
-                     "drop_points": r.get("drop_points"), "top1_agreement": r.get("top1_agreement"),
-                     "fp32_layers": len(r.get("fp32_layers") or []), "ms_fp32": ms32, "ms_quant": msq,
-                     "speedup": (ms32 / msq) if ms32 and msq else None, "timing": src, "drift": drift})
+        rows.append(
+            {
+                "runtime": rt,
+                "precision": prec,
+                "top1_fp32": r.get("top1_fp32"),
+                "top1_quant": r.get("top1_quant"),
+                "drop_points": r.get("drop_points"),
+                "top1_agreement": r.get("top1_agreement"),
+                "fp32_layers": len(r.get("fp32_layers") or []),
+                "ms_fp32": ms32,
+                "ms_quant": msq,
+                "speedup": (ms32 / msq) if ms32 and msq else None,
+                "timing": src,
+                "drift": drift,
+            }
+        )
     return rows
 
 
@@ -34,10 +46,35 @@ def quant_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]
     if not rows:
         return None
     p = rows[0]["precision"]
-    head = ["runtime", "top-1 % fp32", f"top-1 % {p}", "drop (points)", "top-1 agreement", "layers kept fp32",
-            "median ms fp32", f"median ms {p}", "speed-up", "timed by", "drift"]
-    return head, [[r["runtime"], r["top1_fp32"], r["top1_quant"], r["drop_points"], r["top1_agreement"],
-                   r["fp32_layers"], r["ms_fp32"], r["ms_quant"], r["speedup"], r["timing"], r["drift"]] for r in rows]
+    head = [
+        "runtime",
+        "top-1 % fp32",
+        f"top-1 % {p}",
+        "drop (points)",
+        "top-1 agreement",
+        "layers kept fp32",
+        "median ms fp32",
+        f"median ms {p}",
+        "speed-up",
+        "timed by",
+        "drift",
+    ]
+    return head, [
+        [
+            r["runtime"],
+            r["top1_fp32"],
+            r["top1_quant"],
+            r["drop_points"],
+            r["top1_agreement"],
+            r["fp32_layers"],
+            r["ms_fp32"],
+            r["ms_quant"],
+            r["speedup"],
+            r["timing"],
+            r["drift"],
+        ]
+        for r in rows
+    ]
 
 
 def quant_pvm(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -54,8 +91,13 @@ def quant_pvm(rec: dict[str, Any]) -> list[dict[str, Any]]:
     v = b["items"].get(label)
     if v is None:
         return []
-    return [{"what": f"searched subnet, {prec} ({sel['latency_source']} {prec} table, {rt})",
-             "predicted_ms": sel["selected"]["predicted_latency_ms"], "measured_ms": v["median_ms"]}]
+    return [
+        {
+            "what": f"searched subnet, {prec} ({sel['latency_source']} {prec} table, {rt})",
+            "predicted_ms": sel["selected"]["predicted_latency_ms"],
+            "measured_ms": v["median_ms"],
+        }
+    ]
 
 
 def plot_quant(plt: Any, rows: list[dict[str, Any]], path: Path) -> Path | None:
@@ -70,8 +112,10 @@ def plot_quant(plt: Any, rows: list[dict[str, Any]], path: Path) -> Path | None:
     x = np.arange(len(rows))
     w = 0.38
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
-    for ax, k32, kq, label in ((a1, "top1_fp32", "top1_quant", "top-1 (%) on the test split"),
-                               (a2, "ms_fp32", "ms_quant", "median latency (ms)")):
+    for ax, k32, kq, label in (
+        (a1, "top1_fp32", "top1_quant", "top-1 (%) on the test split"),
+        (a2, "ms_fp32", "ms_quant", "median latency (ms)"),
+    ):
         v32 = [r[k32] or 0.0 for r in rows]
         vq = [r[kq] or 0.0 for r in rows]
         ax.bar(x - w / 2, v32, w, label="fp32", color="tab:blue")
@@ -86,8 +130,13 @@ def plot_quant(plt: Any, rows: list[dict[str, Any]], path: Path) -> Path | None:
         else:
             for bar, r in zip(bars, rows):
                 if r["speedup"]:
-                    ax.annotate(f"{r['speedup']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                                ha="center", va="bottom", fontsize=8)
+                    ax.annotate(
+                        f"{r['speedup']:.2f}x",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                    )
         ax.legend(fontsize=8)
     fig.suptitle(f"fp32 vs {p}: accuracy and latency (speed-up over the bars)", fontsize=10)
     fig.tight_layout()

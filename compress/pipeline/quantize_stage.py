@@ -42,8 +42,12 @@ class QuantizeStage(Stage):
 
     def config(self, cfg: PipelineCfg) -> Any:
         q = cfg.quantize
-        return {"quantize": q.model_dump(mode="json") if q else None, "data": cfg.data.name, "seed": cfg.seed,
-                "threads": cfg.bench.threads}
+        return {
+            "quantize": q.model_dump(mode="json") if q else None,
+            "data": cfg.data.name,
+            "seed": cfg.seed,
+            "threads": cfg.bench.threads,
+        }
 
     def run(self, ctx: Context, work: Path, resumed: bool) -> dict[str, Any]:
         from compress.quantize.api import quantize
@@ -58,15 +62,30 @@ class QuantizeStage(Stage):
             ctx.log(f"  [dim]quantize:[/dim] {msg}")
 
         for rt in q.runtimes:
-            ctx.log(f"  quantizing the final model for {rt} ({q.precision}"
-                    + (f", accuracy control: drop <= {q.max_drop:g} points)" if q.max_drop is not None else ")"))
+            ctx.log(
+                f"  quantizing the final model for {rt} ({q.precision}"
+                + (f", accuracy control: drop <= {q.max_drop:g} points)" if q.max_drop is not None else ")")
+            )
             # the bench stage times fp32 and quantized models interleaved for its runtimes; the quantizer
             # times them itself only for a runtime bench does not cover
             b = ctx.cfg.bench
-            res = quantize(model, out=work / rt, runtime=rt, precision=q.precision, data=ctx.cfg.data.name,
-                           calib_images=q.calib_images, max_drop=q.max_drop, method=q.method, threads=threads,
-                           time=rt not in b.runtimes, iterations=b.iterations, rounds=b.rounds,
-                           seed=ctx.cfg.seed, command="compress pipeline (quantize)", progress=say)
+            res = quantize(
+                model,
+                out=work / rt,
+                runtime=rt,
+                precision=q.precision,
+                data=ctx.cfg.data.name,
+                calib_images=q.calib_images,
+                max_drop=q.max_drop,
+                method=q.method,
+                threads=threads,
+                time=rt not in b.runtimes,
+                iterations=b.iterations,
+                rounds=b.rounds,
+                seed=ctx.cfg.seed,
+                command="compress pipeline (quantize)",
+                progress=say,
+            )
             out["runtimes"][res.runtime] = _record(res, work)
             _fault(self.name, work)
         dev, prec = search_precision(ctx)
@@ -75,13 +94,26 @@ class QuantizeStage(Stage):
             # the search predicted the *unpruned* subnet at int8: quantize that one too, to measure it
             rt = next(d["runtime"] for d in canonical_devices(ctx.cfg) if d["name"] == dev)
             if rt not in ("onnxruntime", "openvino"):
-                raise UsageError(f"search ran at {prec} on {dev} with runtime {rt}; the pipeline can measure the "
-                                 f"quantized searched subnet on onnxruntime or openvino only")
+                raise UsageError(
+                    f"search ran at {prec} on {dev} with runtime {rt}; the pipeline can measure the "
+                    f"quantized searched subnet on onnxruntime or openvino only"
+                )
             ctx.log(f"  quantizing the searched subnet ({prec}, {rt}) to check the search's {prec} prediction")
-            res = quantize(pr["source"], out=work / "searched", runtime=rt, precision=prec, data=ctx.cfg.data.name,
-                           calib_images=q.calib_images, max_drop=None, method=q.method, threads=threads,
-                           time=False, seed=ctx.cfg.seed, command="compress pipeline (quantize searched subnet)",
-                           progress=say)
+            res = quantize(
+                pr["source"],
+                out=work / "searched",
+                runtime=rt,
+                precision=prec,
+                data=ctx.cfg.data.name,
+                calib_images=q.calib_images,
+                max_drop=None,
+                method=q.method,
+                threads=threads,
+                time=False,
+                seed=ctx.cfg.seed,
+                command="compress pipeline (quantize searched subnet)",
+                progress=say,
+            )
             out["searched"] = {"device": dev, **_record(res, work)}
         return out
 
@@ -105,9 +137,26 @@ def summary_section(ctx: Context) -> dict[str, Any]:
         f32, qm = items.get(f"final:{rt}"), items.get(f"final-{r['precision']}:{rt}")
         bench = None
         if f32 and qm:
-            bench = {"median_ms_fp32": f32["median_ms"], "median_ms_quant": qm["median_ms"],
-                     "speedup": f32["median_ms"] / qm["median_ms"], "drift_status": qm.get("drift_status")}
-        out[rt] = {k: q.get(k) for k in ("precision", "top1_fp32", "top1_quant", "drop_points", "top1_agreement",
-                                         "fp32_layers", "median_ms_fp32", "median_ms_quant", "speedup", "drift",
-                                         "calib_images")} | {"bench": bench}
+            bench = {
+                "median_ms_fp32": f32["median_ms"],
+                "median_ms_quant": qm["median_ms"],
+                "speedup": f32["median_ms"] / qm["median_ms"],
+                "drift_status": qm.get("drift_status"),
+            }
+        out[rt] = {
+            k: q.get(k)
+            for k in (
+                "precision",
+                "top1_fp32",
+                "top1_quant",
+                "drop_points",
+                "top1_agreement",
+                "fp32_layers",
+                "median_ms_fp32",
+                "median_ms_quant",
+                "speedup",
+                "drift",
+                "calib_images",
+            )
+        } | {"bench": bench}
     return out

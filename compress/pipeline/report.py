@@ -42,16 +42,21 @@ def plot_pareto(search: dict[str, Any], path: Path) -> Path | None:
         ys = [100 * c["predicted_top1"] for c in pts]
         est = r["latency_source"] != "measured"
         ax.step(xs, ys, where="post", color=col, alpha=0.6, ls=":" if est else "-")
-        ax.plot(xs, ys, "o", color=col, ms=3,
-                label=f"{dev} ({r['runtime']}, {'ESTIMATED' if est else 'measured'} latency)")
+        ax.plot(
+            xs, ys, "o", color=col, ms=3, label=f"{dev} ({r['runtime']}, {'ESTIMATED' if est else 'measured'} latency)"
+        )
         sel = r["selected"]
-        ax.plot([sel["predicted_latency_ms"]], [100 * sel["predicted_top1"]], "*", color=col, ms=14, markeredgecolor="k")
+        ax.plot(
+            [sel["predicted_latency_ms"]], [100 * sel["predicted_top1"]], "*", color=col, ms=14, markeredgecolor="k"
+        )
         if r.get("budget_ms"):
             ax.axvline(r["budget_ms"], color=col, ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("predicted latency (ms, log)")
     ax.set_ylabel("predicted top-1 (%)")
-    ax.set_title("Pareto front per device\n(star: chosen; dashed: budget; dotted: estimated latency table)", fontsize=10)
+    ax.set_title(
+        "Pareto front per device\n(star: chosen; dashed: budget; dotted: estimated latency table)", fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -105,8 +110,10 @@ def plot_breakdown(breakdowns: dict[str, dict[str, Any]], path: Path) -> Path | 
         ax.invert_yaxis()
         ax.set_xlabel("ms")
         tag = "measured table" if b["latency_source"] == "measured" else "ESTIMATED (roofline)"
-        ax.set_title(f"{dev} ({tag})\nlayers sum to {sum(ms):.3f} ms; calibrated whole-model prediction "
-                     f"{b['total_ms']:.3f} ms", fontsize=9)
+        ax.set_title(
+            f"{dev} ({tag})\nlayers sum to {sum(ms):.3f} ms; calibrated whole-model prediction {b['total_ms']:.3f} ms",
+            fontsize=9,
+        )
         ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return _save(fig, path)
@@ -139,67 +146,161 @@ def collect(ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
     rec = {k: v["result"] for k, v in ctx.records.items()}
     t: dict[str, Any] = {}
     if "search" in rec:
-        t["search"] = (["device", "runtime", "latency table", "budget ms", "predicted ms", "predicted top-1 %",
-                        "params", "MACs", "selection"],
-                       [[d, r["runtime"], "measured" if r["latency_source"] == "measured" else "ESTIMATED (roofline)",
-                         r["budget_ms"], r["selected"]["predicted_latency_ms"], 100 * r["selected"]["predicted_top1"],
-                         r["selected"]["params"], r["selected"]["macs"], r["selection"]]
-                        for d, r in rec["search"]["devices"].items()])
+        t["search"] = (
+            [
+                "device",
+                "runtime",
+                "latency table",
+                "budget ms",
+                "predicted ms",
+                "predicted top-1 %",
+                "params",
+                "MACs",
+                "selection",
+            ],
+            [
+                [
+                    d,
+                    r["runtime"],
+                    "measured" if r["latency_source"] == "measured" else "ESTIMATED (roofline)",
+                    r["budget_ms"],
+                    r["selected"]["predicted_latency_ms"],
+                    100 * r["selected"]["predicted_top1"],
+                    r["selected"]["params"],
+                    r["selected"]["macs"],
+                    r["selection"],
+                ]
+                for d, r in rec["search"]["devices"].items()
+            ],
+        )
     pr = rec.get("prune")
     if pr and pr.get("method") == "none" and pr.get("top1_after") is not None:
         t["prune"] = (["", "not pruned (prune.method: none)"], [["top-1 % (test split)", pr["top1_after"]]])
     if pr and pr.get("method") != "none":
         ml = pr.get("measured_latency") or {}
-        t["prune"] = (["", "before pruning", "after pruning"],
-                      [["top-1 % (test split)", pr.get("top1_before"), pr.get("top1_after")],
-                       ["params", pr.get("params_before"), pr.get("params_after")],
-                       ["MACs", pr.get("macs_before"), pr.get("macs_after")],
-                       [f"predicted ms ({pr.get('latency_source')})", pr.get("predicted_latency_ms_before"),
-                        pr.get("predicted_latency_ms_after")],
-                       ["measured ms (UPDP's check)", ml.get("before_ms"), ml.get("after_ms")]])
+        t["prune"] = (
+            ["", "before pruning", "after pruning"],
+            [
+                ["top-1 % (test split)", pr.get("top1_before"), pr.get("top1_after")],
+                ["params", pr.get("params_before"), pr.get("params_after")],
+                ["MACs", pr.get("macs_before"), pr.get("macs_after")],
+                [
+                    f"predicted ms ({pr.get('latency_source')})",
+                    pr.get("predicted_latency_ms_before"),
+                    pr.get("predicted_latency_ms_after"),
+                ],
+                ["measured ms (UPDP's check)", ml.get("before_ms"), ml.get("after_ms")],
+            ],
+        )
         t["prune_blocks"] = ", ".join(pr.get("pruned_blocks") or []) or "-"
     if "export" in rec:
-        t["parity"] = (["format", "kind", "precision", "max abs err", "max rel err", "top-1 agreement", "passed", "notes"],
-                       [[f["format"], f["kind"], f["precision"], f["max_abs_err"], f["max_rel_err"], f["top1_agreement"],
-                         "not checked here" if f["passed"] is None else f["passed"], "; ".join(f.get("notes") or [])]
-                        for f in rec["export"]["formats"]])
+        t["parity"] = (
+            ["format", "kind", "precision", "max abs err", "max rel err", "top-1 agreement", "passed", "notes"],
+            [
+                [
+                    f["format"],
+                    f["kind"],
+                    f["precision"],
+                    f["max_abs_err"],
+                    f["max_rel_err"],
+                    f["top1_agreement"],
+                    "not checked here" if f["passed"] is None else f["passed"],
+                    "; ".join(f.get("notes") or []),
+                ]
+                for f in rec["export"]["formats"]
+            ],
+        )
     pvm: list[dict[str, Any]] = []
     if "bench" in rec:
         b = rec["bench"]
-        t["bench"] = (["artefact", "runtime", "median ms", "std ms", "p90 ms", "iterations", "cv", "noisy", "drift"],
-                      [[k, v["runtime"], v["median_ms"], v["std_ms"], v["p90_ms"], v["iterations"], v["cv"], v["noisy"],
-                        v.get("drift_status")] for k, v in b["items"].items()])
+        t["bench"] = (
+            ["artefact", "runtime", "median ms", "std ms", "p90 ms", "iterations", "cv", "noisy", "drift"],
+            [
+                [
+                    k,
+                    v["runtime"],
+                    v["median_ms"],
+                    v["std_ms"],
+                    v["p90_ms"],
+                    v["iterations"],
+                    v["cv"],
+                    v["noisy"],
+                    v.get("drift_status"),
+                ]
+                for k, v in b["items"].items()
+            ],
+        )
         dev = b["device"]
         srch = (rec.get("search") or {}).get("devices", {}).get(dev)
         fp32_search = srch is not None and srch.get("precision", "fp32") == "fp32"  # else: quant_pvm below
         for label, v in b["items"].items():
             if label.startswith("searched:") and srch and srch["runtime"] == v["runtime"] and fp32_search:
-                pvm.append({"what": f"searched subnet ({srch['latency_source']} table, {v['runtime']})",
-                            "predicted_ms": srch["selected"]["predicted_latency_ms"], "measured_ms": v["median_ms"]})
-            if (label.startswith("final:") and pr and pr.get("method") == "none" and srch and srch["runtime"] == v["runtime"]
-                    and fp32_search):
-                pvm.append({"what": f"searched subnet, not pruned ({srch['latency_source']} table, {v['runtime']})",
-                            "predicted_ms": srch["selected"]["predicted_latency_ms"], "measured_ms": v["median_ms"]})
+                pvm.append(
+                    {
+                        "what": f"searched subnet ({srch['latency_source']} table, {v['runtime']})",
+                        "predicted_ms": srch["selected"]["predicted_latency_ms"],
+                        "measured_ms": v["median_ms"],
+                    }
+                )
+            if (
+                label.startswith("final:")
+                and pr
+                and pr.get("method") == "none"
+                and srch
+                and srch["runtime"] == v["runtime"]
+                and fp32_search
+            ):
+                pvm.append(
+                    {
+                        "what": f"searched subnet, not pruned ({srch['latency_source']} table, {v['runtime']})",
+                        "predicted_ms": srch["selected"]["predicted_latency_ms"],
+                        "measured_ms": v["median_ms"],
+                    }
+                )
             updp_rt = str((pr or {}).get("latency_source") or "").rpartition(":")[2]
             # UPDP's own prediction sums the candidate blocks only; the whole pruned model is predicted
             # as the search's whole-subnet prediction minus UPDP's predicted saving.
-            if (label.startswith("final:") and pr and pr.get("predicted_latency_ms_after") is not None
-                    and pr.get("device") == dev and srch and updp_rt == v["runtime"] == srch["runtime"] and fp32_search):
+            if (
+                label.startswith("final:")
+                and pr
+                and pr.get("predicted_latency_ms_after") is not None
+                and pr.get("device") == dev
+                and srch
+                and updp_rt == v["runtime"] == srch["runtime"]
+                and fp32_search
+            ):
                 saving = pr["predicted_latency_ms_before"] - pr["predicted_latency_ms_after"]
-                pvm.append({"what": f"pruned model (searched-subnet prediction - UPDP's block saving, {v['runtime']})",
-                            "predicted_ms": srch["selected"]["predicted_latency_ms"] - saving,
-                            "measured_ms": v["median_ms"]})
+                pvm.append(
+                    {
+                        "what": f"pruned model (searched-subnet prediction - UPDP's block saving, {v['runtime']})",
+                        "predicted_ms": srch["selected"]["predicted_latency_ms"] - saving,
+                        "measured_ms": v["median_ms"],
+                    }
+                )
         pvm += quant_pvm(rec)
-        t["pvm"] = (["model", "predicted ms", "measured ms", "error %"],
-                    [[r["what"], r["predicted_ms"], r["measured_ms"], 100 * (r["measured_ms"] - r["predicted_ms"]) / r["predicted_ms"]]
-                     for r in pvm])
+        t["pvm"] = (
+            ["model", "predicted ms", "measured ms", "error %"],
+            [
+                [
+                    r["what"],
+                    r["predicted_ms"],
+                    r["measured_ms"],
+                    100 * (r["measured_ms"] - r["predicted_ms"]) / r["predicted_ms"],
+                ]
+                for r in pvm
+            ],
+        )
     t["quant_rows"] = quant_rows(rec)
     t["quant"] = quant_table(t["quant_rows"])
     chk = rec.get("check") or {}
     if chk.get("gates"):
-        t["gates"] = (["gate", "result", "measured", "threshold", "margin", "detail"],
-                      [[g["name"], "PASS" if g["passed"] else "FAIL", g["measured"], g["threshold"], g["margin"], g["detail"]]
-                       for g in chk["gates"]])
+        t["gates"] = (
+            ["gate", "result", "measured", "threshold", "margin", "detail"],
+            [
+                [g["name"], "PASS" if g["passed"] else "FAIL", g["measured"], g["threshold"], g["margin"], g["detail"]]
+                for g in chk["gates"]
+            ],
+        )
     return {"tables": t, "pvm": pvm}
 
 
@@ -227,23 +328,41 @@ def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
     verdict = {True: "ALL GATES HOLD", False: "GATE(S) FAILED", None: "no gates configured"}[chk.get("passed")]
     sections: list[tuple[str, tuple[list[str], list[list[Any]]] | None, str]] = [
         ("Gates", t.get("gates"), verdict),
-        ("Search: chosen subnet per device", t.get("search"),
-         "Latency from a table measured on the device, or ESTIMATED from the roofline model where no table exists "
-         "(estimated numbers are indicative only)."),
+        (
+            "Search: chosen subnet per device",
+            t.get("search"),
+            "Latency from a table measured on the device, or ESTIMATED from the roofline model where no table exists "
+            "(estimated numbers are indicative only).",
+        ),
         ("Pruning: accuracy before/after", t.get("prune"), f"pruned blocks: {t.get('prune_blocks', '-')}"),
-        ("Quantization: fp32 vs " + ((ctx.cfg.quantize.precision if ctx.cfg.quantize else "") or "int8")
-         + " side by side", t.get("quant"),
-         "Top-1 of the fp32 and the quantized final model on the test split, each run in its runtime; layers kept in "
-         "fp32 by accuracy control; latency: the bench stage's interleaved medians of both models (else the "
-         "quantizer's own timing), with the timing engine's drift verdict."),
-        ("Export parity", t.get("parity"), "Relative error = max |y_export - y_torch| / max |y_torch| on the parity batch."),
-        ("Benchmarks", t.get("bench"), f"measured on {(ctx.records.get('bench') or {}).get('result', {}).get('device', '-')}; "
-                                        "interleaved rounds with a canary model for drift control (drift = the timing "
-                                        "engine's verdict: 'uncontrolled' means the machine was too busy to trust the numbers)"),
-        ("Predicted vs measured latency", t.get("pvm"),
-         "Searched subnet: the search's prediction from its latency table vs the benchmark median of the same subnet "
-         "unpruned (at the search's precision: an int8 search is checked against the quantized subnet). Pruned model: that prediction minus the saving UPDP predicted from its block timings, vs the "
-         "benchmark median of the pruned model."),
+        (
+            "Quantization: fp32 vs "
+            + ((ctx.cfg.quantize.precision if ctx.cfg.quantize else "") or "int8")
+            + " side by side",
+            t.get("quant"),
+            "Top-1 of the fp32 and the quantized final model on the test split, each run in its runtime; layers kept in "
+            "fp32 by accuracy control; latency: the bench stage's interleaved medians of both models (else the "
+            "quantizer's own timing), with the timing engine's drift verdict.",
+        ),
+        (
+            "Export parity",
+            t.get("parity"),
+            "Relative error = max |y_export - y_torch| / max |y_torch| on the parity batch.",
+        ),
+        (
+            "Benchmarks",
+            t.get("bench"),
+            f"measured on {(ctx.records.get('bench') or {}).get('result', {}).get('device', '-')}; "
+            "interleaved rounds with a canary model for drift control (drift = the timing "
+            "engine's verdict: 'uncontrolled' means the machine was too busy to trust the numbers)",
+        ),
+        (
+            "Predicted vs measured latency",
+            t.get("pvm"),
+            "Searched subnet: the search's prediction from its latency table vs the benchmark median of the same subnet "
+            "unpruned (at the search's precision: an int8 search is checked against the quantized subnet). Pruned model: that prediction minus the saving UPDP predicted from its block timings, vs the "
+            "benchmark median of the pruned model.",
+        ),
     ]
     md = [f"# Pipeline report: {ctx.cfg.name}", "", f"**{verdict}** — run directory `{rd}`", ""]
     for title, tab, note in sections:
@@ -252,12 +371,18 @@ def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
         md += [f"## {title}", "", note, "", _md_table(*tab), ""]
     for title, p in pngs.items():
         md += [f"## {title}", "", f"![{title}]({p.relative_to(rd)})", ""]
-    md += ["## Stages", "", _md_table(["stage", "key", "cached"],
-                                       [[k, v["key"], v.get("cached", False)] for k, v in ctx.records.items()]), ""]
+    md += [
+        "## Stages",
+        "",
+        _md_table(["stage", "key", "cached"], [[k, v["key"], v.get("cached", False)] for k, v in ctx.records.items()]),
+        "",
+    ]
     atomic_write_text(rd / "report.md", "\n".join(md))
 
-    css = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:.5em 0}"
-           "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}.pass{color:#080}.fail{color:#b00}")
+    css = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}.pass{color:#080}.fail{color:#b00}"
+    )
     cls = "pass" if chk.get("passed") else "fail" if chk.get("passed") is False else ""
     body = [f"<h1>Pipeline report: {html.escape(ctx.cfg.name)}</h1>", f"<p class='{cls}'><b>{verdict}</b></p>"]
     for title, tab, note in sections:
@@ -266,8 +391,13 @@ def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
         body += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(note)}</p>", _html_table(*tab)]
     for title, p in pngs.items():
         b64 = base64.b64encode(p.read_bytes()).decode()
-        body += [f"<h2>{html.escape(title)}</h2>", f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"]
-    doc = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(ctx.cfg.name)}</title>" \
-          f"<style>{css}</style></head><body>{''.join(body)}</body></html>\n"
+        body += [
+            f"<h2>{html.escape(title)}</h2>",
+            f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>",
+        ]
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(ctx.cfg.name)}</title>"
+        f"<style>{css}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     atomic_write_text(rd / "report.html", doc)
     return {"md": rd / "report.md", "html": rd / "report.html", **{k: v for k, v in pngs.items()}}

@@ -35,8 +35,16 @@ from compress.pipeline.stages import (
 
 # The stages in run order (the quantize stage builds on the helpers of compress.pipeline.stages, so the
 # list is assembled here, above both).
-STAGES: list[Stage] = [TrainStage(), ProfileStage(), SearchStage(), PruneStage(), QuantizeStage(), ExportStage(),
-                       BenchStage(), CheckStage()]
+STAGES: list[Stage] = [
+    TrainStage(),
+    ProfileStage(),
+    SearchStage(),
+    PruneStage(),
+    QuantizeStage(),
+    ExportStage(),
+    BenchStage(),
+    CheckStage(),
+]
 
 STATE = "pipeline.json"
 SUMMARY = "summary.json"
@@ -54,8 +62,14 @@ def _read_state(run_dir: Path) -> dict[str, Any] | None:
         return {"status": "running", "stage": None}
 
 
-def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: bool = False,
-                 console: Any = None, check_only: bool = False) -> dict[str, Any]:
+def run_pipeline(
+    path: str | Path,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    console: Any = None,
+    check_only: bool = False,
+) -> dict[str, Any]:
     """Run ``PIPELINE.yaml`` into ``out`` (default ``runs/<name>``); returns the JSON result.
 
     ``result["passed"]`` is False when a gate failed (None when the YAML has no gates).
@@ -85,23 +99,32 @@ def run_pipeline(path: str | Path, *, out: str | Path | None = None, resume: boo
         return _run_locked(path, cfg, run_dir, devices, resume=resume, console=console)
 
 
-def _run_locked(path: Path, cfg: PipelineCfg, run_dir: Path, devices: list[dict[str, Any]], *, resume: bool,
-                console: Any) -> dict[str, Any]:
+def _run_locked(
+    path: Path, cfg: PipelineCfg, run_dir: Path, devices: list[dict[str, Any]], *, resume: bool, console: Any
+) -> dict[str, Any]:
     prev = _read_state(run_dir)
     if resume and prev is None:
         raise UsageError(f"--resume: {run_dir} holds no pipeline run to continue; run without --resume")
     if prev is not None and prev.get("status") != "done" and not prev.get("usage_error") and not resume:
         where = f" (stopped in stage '{prev['stage']}')" if prev.get("stage") else ""
-        raise UsageError(f"{run_dir} holds an unfinished pipeline run{where}; pass --resume to continue it "
-                         f"or choose another --out")
+        raise UsageError(
+            f"{run_dir} holds an unfinished pipeline run{where}; pass --resume to continue it or choose another --out"
+        )
     ctx = Context(cfg=cfg, run_dir=run_dir, stage_dir=lambda name: run_dir / "stages" / name, console=console)
     _preflight(ctx)  # usage errors (missing checkpoint, bad prune device, ...) before anything is written
     store = StageStore(run_dir)
     ctx.stage_dir = store.final
     if not resume:
         store.discard_partials()
-    state: dict[str, Any] = {"status": "running", "pipeline": str(path), "pipeline_sha256": sha256_file(path),
-                             "started": now_iso(), "resumed": bool(resume), "stage": None, "stages": {}}
+    state: dict[str, Any] = {
+        "status": "running",
+        "pipeline": str(path),
+        "pipeline_sha256": sha256_file(path),
+        "started": now_iso(),
+        "resumed": bool(resume),
+        "stage": None,
+        "stages": {},
+    }
     atomic_write_json(run_dir / STATE, state)
     run = RunDir(run_dir, command="compress pipeline", seeds={"seed": cfg.seed})
     run.add_input("pipeline", path)
@@ -125,7 +148,9 @@ def _run_locked(path: Path, cfg: PipelineCfg, run_dir: Path, devices: list[dict[
             state["stage"] = st.name
             atomic_write_json(run_dir / STATE, state)
             work, resumed = store.begin(st.name, key, resume=resume)
-            ctx.log(f"[bold][{i}/{len(enabled)}] {st.name}[/bold]" + (" [dim](resuming kept work)[/dim]" if resumed else ""))
+            ctx.log(
+                f"[bold][{i}/{len(enabled)}] {st.name}[/bold]" + (" [dim](resuming kept work)[/dim]" if resumed else "")
+            )
             t0 = time.perf_counter()
             result = st.run(ctx, work, resumed)
             rec = store.commit(st.name, key, result, inputs={"config": conf, "upstream": upstream, "files": inputs})
@@ -148,8 +173,12 @@ def _run_locked(path: Path, cfg: PipelineCfg, run_dir: Path, devices: list[dict[
         raise
     chk = ctx.records.get("check", {}).get("result", {})
     # the commit point of the report set: `compress check` trusts summary.json only with this hash
-    state.update(status="done", finished=now_iso(), seconds=round(time.perf_counter() - t_all, 1),
-                 summary_sha256=sha256_file(run_dir / SUMMARY))
+    state.update(
+        status="done",
+        finished=now_iso(),
+        seconds=round(time.perf_counter() - t_all, 1),
+        summary_sha256=sha256_file(run_dir / SUMMARY),
+    )
     atomic_write_json(run_dir / STATE, state)
     if "search" in ctx.records or "train" in ctx.records:
         run.add_input("supernet", supernet_path(ctx))
@@ -158,9 +187,15 @@ def _run_locked(path: Path, cfg: PipelineCfg, run_dir: Path, devices: list[dict[
         if (run_dir / name).is_file():
             run.add_output(run_dir / name)
     run.save_manifest()
-    return {"run_dir": str(run_dir), "passed": chk.get("passed"), "stages": state["stages"],
-            "report": {k: str(v) for k, v in report.items()}, "summary": summary,
-            "gates": chk.get("gates", []), "seconds": state["seconds"]}
+    return {
+        "run_dir": str(run_dir),
+        "passed": chk.get("passed"),
+        "stages": state["stages"],
+        "report": {k: str(v) for k, v in report.items()},
+        "summary": summary,
+        "gates": chk.get("gates", []),
+        "seconds": state["seconds"],
+    }
 
 
 def _preflight(ctx: Context) -> None:
@@ -181,27 +216,51 @@ def write_summary(ctx: Context, devices: list[dict[str, Any]]) -> dict[str, Any]
     from compress.hardware import get_profile
 
     cfg: PipelineCfg = ctx.cfg
-    s: dict[str, Any] = {"schema": 1, "name": cfg.name, "seed": cfg.seed, "latency": {}, "accuracy": {}, "parity": {},
-                         "search": {}, "benchmarks": {}}
+    s: dict[str, Any] = {
+        "schema": 1,
+        "name": cfg.name,
+        "seed": cfg.seed,
+        "latency": {},
+        "accuracy": {},
+        "parity": {},
+        "search": {},
+        "benchmarks": {},
+    }
     gates = cfg.gates.model_dump(mode="json")
     gates["max_latency_ms"] = {get_profile(k).name: v for k, v in (gates.get("max_latency_ms") or {}).items()}
     s["gates"] = gates
     if "search" in ctx.records:
         for dev, r in ctx.result("search")["devices"].items():
             sel = r["selected"]
-            s["search"][dev] = {"latency_source": r["latency_source"], "runtime": r["runtime"], "budget_ms": r["budget_ms"],
-                                "predicted_latency_ms": sel["predicted_latency_ms"], "predicted_top1": sel["predicted_top1"],
-                                "params": sel["params"], "macs": sel["macs"], "config": sel["config"]}
+            s["search"][dev] = {
+                "latency_source": r["latency_source"],
+                "runtime": r["runtime"],
+                "budget_ms": r["budget_ms"],
+                "predicted_latency_ms": sel["predicted_latency_ms"],
+                "predicted_top1": sel["predicted_top1"],
+                "params": sel["params"],
+                "macs": sel["macs"],
+                "config": sel["config"],
+            }
     if "prune" in ctx.records:
         pr = ctx.result("prune")
         if pr.get("top1_after") is not None:
-            s["accuracy"] = {"top1": pr["top1_after"], "top1_before": pr["top1_before"], "top1_after": pr["top1_after"],
-                             "split": "test", "unit": "%"}
+            s["accuracy"] = {
+                "top1": pr["top1_after"],
+                "top1_before": pr["top1_before"],
+                "top1_after": pr["top1_after"],
+                "split": "test",
+                "unit": "%",
+            }
     if "export" in ctx.records:
         for f in ctx.result("export")["formats"]:
             if f.get("max_rel_err") is not None:
-                s["parity"][f["format"]] = {"max_abs_err": f["max_abs_err"], "max_rel_err": f["max_rel_err"],
-                                            "passed": f["passed"], "top1_agreement": f.get("top1_agreement")}
+                s["parity"][f["format"]] = {
+                    "max_abs_err": f["max_abs_err"],
+                    "max_rel_err": f["max_rel_err"],
+                    "passed": f["passed"],
+                    "top1_agreement": f.get("top1_agreement"),
+                }
     if "bench" in ctx.records:
         b = ctx.result("bench")
         s["benchmarks"] = b["items"]

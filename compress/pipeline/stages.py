@@ -26,7 +26,7 @@ FAULT_ENV = "COMPRESS_PIPELINE_FAULT"  # tests: "STAGE" raises inside that stage
 class Context:
     cfg: PipelineCfg
     run_dir: Path
-    stage_dir: Callable[[str], Path]            # committed directory of a stage
+    stage_dir: Callable[[str], Path]  # committed directory of a stage
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # committed stage records
     console: Any = None
 
@@ -54,15 +54,28 @@ def canonical_devices(cfg: PipelineCfg) -> list[dict[str, Any]]:
     for d in cfg.devices:
         prof = get_profile(d.name)
         # `name@MODE` in the YAML keeps the mode in the name every stage passes on (default mode: the plain name)
-        out.append({"name": prof.table_device if "@" in d.name else prof.name, "power_mode": prof.power_mode,
-                    "table_dir": prof.table_device,
-                    "alias": d.name, "budget_ms": d.budget_ms, "runtime": prof.check_runtime(d.runtime),
-                    "precision": prof.check_precision(d.precision), "batch": d.batch, "profile": d.profile,
-                    "remote": d.remote, "kind": prof.kind, "detect": bool(getattr(prof, "detect", False))})
+        out.append(
+            {
+                "name": prof.table_device if "@" in d.name else prof.name,
+                "power_mode": prof.power_mode,
+                "table_dir": prof.table_device,
+                "alias": d.name,
+                "budget_ms": d.budget_ms,
+                "runtime": prof.check_runtime(d.runtime),
+                "precision": prof.check_precision(d.precision),
+                "batch": d.batch,
+                "profile": d.profile,
+                "remote": d.remote,
+                "kind": prof.kind,
+                "detect": bool(getattr(prof, "detect", False)),
+            }
+        )
     names = [d["name"] for d in out]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise UsageError(f"devices: {', '.join(sorted(dup))} listed twice (aliases name the same device); list each once")
+        raise UsageError(
+            f"devices: {', '.join(sorted(dup))} listed twice (aliases name the same device); list each once"
+        )
     return out
 
 
@@ -140,15 +153,33 @@ class TrainStage(Stage):
         from compress.train import TrainConfig, train
 
         t = ctx.cfg.train
-        tc = validate(TrainConfig, {**t.options, "family": t.family, "data": ctx.cfg.data.name, "out": work / "train",
-                                    "recipe": t.recipe, "epochs": t.epochs, "seed": ctx.cfg.seed,
-                                    "batch_size": t.batch_size, "image_size": ctx.cfg.data.image_size,
-                                    "train_limit": t.train_limit or ctx.cfg.data.train_limit, "max_steps": t.max_steps,
-                                    "space": t.space}, source="pipeline train")
+        tc = validate(
+            TrainConfig,
+            {
+                **t.options,
+                "family": t.family,
+                "data": ctx.cfg.data.name,
+                "out": work / "train",
+                "recipe": t.recipe,
+                "epochs": t.epochs,
+                "seed": ctx.cfg.seed,
+                "batch_size": t.batch_size,
+                "image_size": ctx.cfg.data.image_size,
+                "train_limit": t.train_limit or ctx.cfg.data.train_limit,
+                "max_steps": t.max_steps,
+                "space": t.space,
+            },
+            source="pipeline train",
+        )
         _fault(self.name, work)
         res = train(tc, resume=resumed and (work / "train").exists(), progress=ctx.console is not None)
-        return {"supernet": str(Path(res.supernet).resolve().relative_to(work.resolve())), "steps": res.steps,
-                "epochs": res.epochs, "wall_s": res.wall_s, "eval": res.eval}
+        return {
+            "supernet": str(Path(res.supernet).resolve().relative_to(work.resolve())),
+            "steps": res.steps,
+            "epochs": res.epochs,
+            "wall_s": res.wall_s,
+            "eval": res.eval,
+        }
 
 
 class ProfileStage(Stage):
@@ -159,10 +190,17 @@ class ProfileStage(Stage):
         return cfg.model is None and any(d.profile for d in cfg.devices)
 
     def config(self, cfg: PipelineCfg) -> Any:
-        devs = [d.model_dump(mode="json", include={"name", "runtime", "precision", "batch", "remote"})
-                for d in cfg.devices if d.profile]
-        return {"devices": devs, "profiling": cfg.profiling.model_dump(mode="json"), "seed": cfg.seed,
-                "merged": cfg.prune.method == "updp"}
+        devs = [
+            d.model_dump(mode="json", include={"name", "runtime", "precision", "batch", "remote"})
+            for d in cfg.devices
+            if d.profile
+        ]
+        return {
+            "devices": devs,
+            "profiling": cfg.profiling.model_dump(mode="json"),
+            "seed": cfg.seed,
+            "merged": cfg.prune.method == "updp",
+        }
 
     def inputs(self, ctx: Context) -> dict[str, str]:
         return {"supernet": sha256_file(supernet_path(ctx))}
@@ -179,16 +217,30 @@ class ProfileStage(Stage):
         for d in canonical_devices(ctx.cfg):
             if not d["profile"]:
                 continue
-            ctx.log(f"  measuring the latency table of {d['name']} ({d['runtime']}, {d['precision']}, batch {d['batch']})"
-                    + (f" on {d['remote']}" if d["remote"] else " on this machine"))
+            ctx.log(
+                f"  measuring the latency table of {d['name']} ({d['runtime']}, {d['precision']}, batch {d['batch']})"
+                + (f" on {d['remote']}" if d["remote"] else " on this machine")
+            )
             with _bar(ctx, f"profile {d['name']}") as tick:
-                res = profile_table(device=d["name"], runtime=d["runtime"], precision=d["precision"], supernet=ckpt,
-                                    batch=d["batch"], resolutions=p.resolutions, remote=d["remote"], tables=work / "tables",
-                                    # UPDP prices another device's blocks and merged forms from this table
-                                    # (on this machine it times them on the spot)
-                                    merged=ctx.cfg.prune.method == "updp" and not d["detect"],
-                                    threads=p.threads, iterations=p.iterations, warmup=p.warmup, calibrate=p.calibrate,
-                                    seed=ctx.cfg.seed, progress=tick)
+                res = profile_table(
+                    device=d["name"],
+                    runtime=d["runtime"],
+                    precision=d["precision"],
+                    supernet=ckpt,
+                    batch=d["batch"],
+                    resolutions=p.resolutions,
+                    remote=d["remote"],
+                    tables=work / "tables",
+                    # UPDP prices another device's blocks and merged forms from this table
+                    # (on this machine it times them on the spot)
+                    merged=ctx.cfg.prune.method == "updp" and not d["detect"],
+                    threads=p.threads,
+                    iterations=p.iterations,
+                    warmup=p.warmup,
+                    calibrate=p.calibrate,
+                    seed=ctx.cfg.seed,
+                    progress=tick,
+                )
                 _fault(self.name, work)
             from dataclasses import asdict
 
@@ -208,12 +260,18 @@ class SearchStage(Stage):
 
     def config(self, cfg: PipelineCfg) -> Any:
         devs = [d.model_dump(mode="json", exclude={"remote"}) for d in cfg.devices]
-        return {"devices": devs, "search": cfg.search.model_dump(mode="json"), "seed": cfg.seed,
-                "dataset": cfg.data.name}
+        return {
+            "devices": devs,
+            "search": cfg.search.model_dump(mode="json"),
+            "seed": cfg.seed,
+            "dataset": cfg.data.name,
+        }
 
     def inputs(self, ctx: Context) -> dict[str, str]:
-        return {"supernet": sha256_file(supernet_path(ctx)),
-                **{f"table:{f.parent.name}/{f.name}": sha256_file(f) for f in external_tables(ctx.cfg)}}
+        return {
+            "supernet": sha256_file(supernet_path(ctx)),
+            **{f"table:{f.parent.name}/{f.name}": sha256_file(f) for f in external_tables(ctx.cfg)},
+        }
 
     def run(self, ctx: Context, work: Path, resumed: bool) -> dict[str, Any]:
         from compress.core.runs import atomic_write_json
@@ -224,32 +282,74 @@ class SearchStage(Stage):
         out: dict[str, Any] = {"devices": {}}
         for d in canonical_devices(ctx.cfg):
             budget = d["budget_ms"]
-            ctx.log(f"  searching for {d['name']} ({d['runtime']}, {d['precision']}): "
-                    + (f"budget {budget:g} ms" if budget else "Pareto front, knee point"))
-            res = search(devices=[d["name"]], latency_ms=budget, supernet=ckpt, runtime=d["runtime"],
-                         precision=d["precision"], batch=d["batch"], max_params=s.max_params, max_macs=s.max_macs,
-                         channel_multiple=s.channel_multiple, algorithm=s.algorithm, rerank=s.rerank, refine=s.refine,
-                         seed=ctx.cfg.seed,
-                         out=work / d["name"], population=s.population, generations=s.generations,
-                         predictor_samples=s.predictor_samples, predictor_seed=ctx.cfg.seed, dataset=ctx.cfg.data.name,
-                         calib_images=s.calib_images, val_images=s.val_images, tables=tables, console=ctx.console,
-                         progress=ctx.console is not None, command="compress pipeline (search)")
+            ctx.log(
+                f"  searching for {d['name']} ({d['runtime']}, {d['precision']}): "
+                + (f"budget {budget:g} ms" if budget else "Pareto front, knee point")
+            )
+            res = search(
+                devices=[d["name"]],
+                latency_ms=budget,
+                supernet=ckpt,
+                runtime=d["runtime"],
+                precision=d["precision"],
+                batch=d["batch"],
+                max_params=s.max_params,
+                max_macs=s.max_macs,
+                channel_multiple=s.channel_multiple,
+                algorithm=s.algorithm,
+                rerank=s.rerank,
+                refine=s.refine,
+                seed=ctx.cfg.seed,
+                out=work / d["name"],
+                population=s.population,
+                generations=s.generations,
+                predictor_samples=s.predictor_samples,
+                predictor_seed=ctx.cfg.seed,
+                dataset=ctx.cfg.data.name,
+                calib_images=s.calib_images,
+                val_images=s.val_images,
+                tables=tables,
+                console=ctx.console,
+                progress=ctx.console is not None,
+                command="compress pipeline (search)",
+            )
             dev = res.devices[0]
-            lm = LatencyModel.load(device=d["name"], runtime=dev.runtime, precision=dev.precision, batch=d["batch"],
-                                   space=ckpt, tables=tables, warn=False)
+            lm = LatencyModel.load(
+                device=d["name"],
+                runtime=dev.runtime,
+                precision=dev.precision,
+                batch=d["batch"],
+                space=ckpt,
+                tables=tables,
+                warn=False,
+            )
             from compress.supernet import SearchSpace
             from compress.supernet.checkpoint import read_checkpoint_header
 
             space = SearchSpace.from_dict(read_checkpoint_header(ckpt)["space"])
             cfg = space.config_from_dict(dev.selected.config)
-            atomic_write_json(work / d["name"] / "breakdown.json",
-                              {"device": d["name"], "runtime": dev.runtime, "latency_source": lm.source,
-                               "total_ms": lm.predict(cfg), "layers": lm.breakdown(cfg)})
+            atomic_write_json(
+                work / d["name"] / "breakdown.json",
+                {
+                    "device": d["name"],
+                    "runtime": dev.runtime,
+                    "latency_source": lm.source,
+                    "total_ms": lm.predict(cfg),
+                    "layers": lm.breakdown(cfg),
+                },
+            )
             out["devices"][d["name"]] = {
-                "dir": d["name"], "subnet": f"{d['name']}/subnet.json", "breakdown": f"{d['name']}/breakdown.json",
-                "runtime": dev.runtime, "precision": dev.precision, "latency_source": dev.latency_source,
-                "budget_ms": budget, "selected": dev.selected.to_dict(), "selection": dev.selection,
-                "pareto": [c.to_dict() for c in dev.pareto]}
+                "dir": d["name"],
+                "subnet": f"{d['name']}/subnet.json",
+                "breakdown": f"{d['name']}/breakdown.json",
+                "runtime": dev.runtime,
+                "precision": dev.precision,
+                "latency_source": dev.latency_source,
+                "budget_ms": budget,
+                "selected": dev.selected.to_dict(),
+                "selection": dev.selection,
+                "pareto": [c.to_dict() for c in dev.pareto],
+            }
             _fault(self.name, work)
         out["predictor"] = res.predictor
         out["supernet"] = res.supernet
@@ -264,8 +364,10 @@ def prune_device(ctx: Context) -> str:
         pp = get_profile(ctx.cfg.prune.device)
         name = pp.table_device if "@" in ctx.cfg.prune.device else pp.name
         if name not in [d["name"] for d in devs]:
-            raise UsageError(f"prune.device '{ctx.cfg.prune.device}' is not one of the pipeline's devices "
-                             f"({', '.join(d['alias'] for d in devs)})")
+            raise UsageError(
+                f"prune.device '{ctx.cfg.prune.device}' is not one of the pipeline's devices "
+                f"({', '.join(d['alias'] for d in devs)})"
+            )
         return name
     local = [d["name"] for d in devs if d["detect"]]
     return local[0] if local else devs[0]["name"]
@@ -276,8 +378,12 @@ class PruneStage(Stage):
     needs = ("train", "profile", "search")
 
     def config(self, cfg: PipelineCfg) -> Any:
-        return {"prune": cfg.prune.model_dump(mode="json"), "data": cfg.data.model_dump(mode="json"), "seed": cfg.seed,
-                "model": cfg.model.model_dump(mode="json") if cfg.model else None}
+        return {
+            "prune": cfg.prune.model_dump(mode="json"),
+            "data": cfg.data.model_dump(mode="json"),
+            "seed": cfg.seed,
+            "model": cfg.model.model_dump(mode="json") if cfg.model else None,
+        }
 
     def inputs(self, ctx: Context) -> dict[str, str]:
         m = ctx.cfg.model
@@ -296,23 +402,41 @@ class PruneStage(Stage):
         device = prune_device(ctx) if ctx.cfg.model is None else (p.device or "local-cpu")
         if p.method == "none":  # no pruning: still measure the model's top-1 so accuracy gates work
             top1 = _top1(ref, ctx.cfg.data.name, ctx.cfg.seed, extra.get("weights"))
-            return {"method": "none", "model": ref, "source": ref, "device": device, "top1_before": top1,
-                    "top1_after": top1}
+            return {
+                "method": "none",
+                "model": ref,
+                "source": ref,
+                "device": device,
+                "top1_before": top1,
+                "top1_after": top1,
+            }
         from compress.prune import prune
 
         def say(msg: str) -> None:
             ctx.log(f"  [dim]{p.method}:[/dim] {msg}")
 
-        opts: dict[str, Any] = {"model": ref, "data": ctx.cfg.data.name, "epochs": p.epochs, "seed": ctx.cfg.seed,
-                                "out": work, "progress": say}
+        opts: dict[str, Any] = {
+            "model": ref,
+            "data": ctx.cfg.data.name,
+            "epochs": p.epochs,
+            "seed": ctx.cfg.seed,
+            "out": work,
+            "progress": say,
+        }
         if p.method == "updp":
             if p.blocks is None and p.latency_ms is None:
                 opts["blocks"] = 1
-            opts.update(blocks=p.blocks if p.blocks is not None else opts.get("blocks"), latency_ms=p.latency_ms,
-                        device=device, train_limit=p.train_limit or ctx.cfg.data.train_limit, max_steps=p.max_steps,
-                        timing_iterations=p.timing_iterations, weights=extra.get("weights"))
+            opts.update(
+                blocks=p.blocks if p.blocks is not None else opts.get("blocks"),
+                latency_ms=p.latency_ms,
+                device=device,
+                train_limit=p.train_limit or ctx.cfg.data.train_limit,
+                max_steps=p.max_steps,
+                timing_iterations=p.timing_iterations,
+                weights=extra.get("weights"),
+            )
             if "search" in ctx.records and ctx.path("search", "tables").is_dir():
-                opts["tables"] = ctx.path("search", "tables")   # another device: its table, as search used it
+                opts["tables"] = ctx.path("search", "tables")  # another device: its table, as search used it
             if p.latency == "macs-estimate":
                 from compress.prune.updp.latency import MacsBlockLatency
 
@@ -326,14 +450,25 @@ class PruneStage(Stage):
         model_dir = work / "model"
         if not (model_dir / "model.json").is_file():
             raise UsageError(f"prune method {p.method} wrote no loadable model directory in {work}; use method: none")
-        return {"method": p.method, "model": "model", "source": ref, "device": device,
-                "top1_before": res.get("top1_before"), "top1_after": res.get("top1_after"),
-                "pruned_blocks": res.get("pruned_blocks"), "predicted_latency_ms_before": res.get("predicted_latency_ms_before"),
-                "predicted_latency_ms_after": res.get("predicted_latency_ms_after"),
-                "measured_latency": res.get("measured_latency"), "latency_source": res.get("latency_source"),
-                "merge_check": res.get("merge_check"), "params_before": res.get("params_before"),
-                "params_after": res.get("params_after"), "macs_before": res.get("macs_before"),
-                "macs_after": res.get("macs_after"), "seconds": res.get("seconds")}
+        return {
+            "method": p.method,
+            "model": "model",
+            "source": ref,
+            "device": device,
+            "top1_before": res.get("top1_before"),
+            "top1_after": res.get("top1_after"),
+            "pruned_blocks": res.get("pruned_blocks"),
+            "predicted_latency_ms_before": res.get("predicted_latency_ms_before"),
+            "predicted_latency_ms_after": res.get("predicted_latency_ms_after"),
+            "measured_latency": res.get("measured_latency"),
+            "latency_source": res.get("latency_source"),
+            "merge_check": res.get("merge_check"),
+            "params_before": res.get("params_before"),
+            "params_after": res.get("params_after"),
+            "macs_before": res.get("macs_before"),
+            "macs_after": res.get("macs_after"),
+            "seconds": res.get("seconds"),
+        }
 
 
 def _top1(ref: str, data: str, seed: int, weights: str | None) -> float:
@@ -356,7 +491,7 @@ def _top1(ref: str, data: str, seed: int, weights: str | None) -> float:
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(test.labels), 256):
-            correct += int((m(test.images[i:i + 256]).argmax(1) == test.labels[i:i + 256]).sum())
+            correct += int((m(test.images[i : i + 256]).argmax(1) == test.labels[i : i + 256]).sum())
     return 100.0 * correct / max(1, len(test.labels))
 
 
@@ -377,26 +512,61 @@ class ExportStage(Stage):
 
         e = ctx.cfg.export
         ctx.log(f"  exporting the final model to {', '.join(e.formats)} ({e.precision}) with parity checks")
-        res = export_model(pruned_model_ref(ctx), out=work / "final", formats=e.formats, precision=e.precision,
-                           batch=e.batch, samples=e.samples, data=ctx.cfg.data.name, seed=ctx.cfg.seed,
-                           command="compress pipeline (export)")
+        res = export_model(
+            pruned_model_ref(ctx),
+            out=work / "final",
+            formats=e.formats,
+            precision=e.precision,
+            batch=e.batch,
+            samples=e.samples,
+            data=ctx.cfg.data.name,
+            seed=ctx.cfg.seed,
+            command="compress pipeline (export)",
+        )
         _fault(self.name, work)
         out: dict[str, Any] = {"final": "final", "passed": res.passed, "formats": [], "baseline": None}
         for f in res.formats:
-            out["formats"].append({k: f.get(k) for k in ("format", "kind", "precision", "max_abs_err", "max_rel_err",
-                                                          "top1_agreement", "passed", "verified", "notes")}
-                                  | {"path": str(Path(f["path"]).resolve().relative_to(work.resolve()))})
+            out["formats"].append(
+                {
+                    k: f.get(k)
+                    for k in (
+                        "format",
+                        "kind",
+                        "precision",
+                        "max_abs_err",
+                        "max_rel_err",
+                        "top1_agreement",
+                        "passed",
+                        "verified",
+                        "notes",
+                    )
+                }
+                | {"path": str(Path(f["path"]).resolve().relative_to(work.resolve()))}
+            )
         pr = ctx.result("prune")
         if pr["method"] != "none":  # the unpruned choice too, so bench measures what search predicted
             ctx.log("  exporting the unpruned searched subnet (ONNX) for predicted-vs-measured latency")
-            base = export_model(pr["source"], out=work / "searched", formats=["onnx"], precision="fp32", batch=e.batch,
-                                parity=False, preflight=False, seed=ctx.cfg.seed, command="compress pipeline (export)")
+            base = export_model(
+                pr["source"],
+                out=work / "searched",
+                formats=["onnx"],
+                precision="fp32",
+                batch=e.batch,
+                parity=False,
+                preflight=False,
+                seed=ctx.cfg.seed,
+                command="compress pipeline (export)",
+            )
             out["baseline"] = str(Path(base.formats[0]["path"]).resolve().relative_to(work.resolve()))
         return out
 
 
-_RUNTIME_KINDS = {"onnxruntime": ("onnx",), "openvino": ("openvino-ir", "onnx"), "tensorrt": ("tensorrt-engine",),
-                  "torch": ()}
+_RUNTIME_KINDS = {
+    "onnxruntime": ("onnx",),
+    "openvino": ("openvino-ir", "onnx"),
+    "tensorrt": ("tensorrt-engine",),
+    "torch": (),
+}
 
 
 def bench_items(ctx: Context, runtimes: list[str]) -> list[tuple[str, str, str]]:
@@ -407,8 +577,11 @@ def bench_items(ctx: Context, runtimes: list[str]) -> list[tuple[str, str, str]]
         return []
     r = ctx.result("quantize")
     prec = r["precision"]
-    items = [(f"final-{prec}:{rt}", str(ctx.path("quantize", q["path"])), rt)
-             for rt, q in r["runtimes"].items() if rt in runtimes]
+    items = [
+        (f"final-{prec}:{rt}", str(ctx.path("quantize", q["path"])), rt)
+        for rt, q in r["runtimes"].items()
+        if rt in runtimes
+    ]
     s = r.get("searched")
     if s and s["runtime"] in runtimes:
         items.append((f"searched-{prec}:{s['runtime']}", str(ctx.path("quantize", s["path"])), s["runtime"]))
@@ -439,7 +612,9 @@ class BenchStage(Stage):
                     items.append((f"final:{rt}", str(ctx.path("export", f["path"])), rt))
                     break
             else:
-                skipped.append(f"{rt}: no exported artefact it runs (formats: {', '.join(f['kind'] for f in ex['formats'])})")
+                skipped.append(
+                    f"{rt}: no exported artefact it runs (formats: {', '.join(f['kind'] for f in ex['formats'])})"
+                )
         if not items:
             raise UsageError(f"bench: nothing to time on {prof.name}: " + "; ".join(skipped))
         if ex.get("baseline"):
@@ -452,19 +627,38 @@ class BenchStage(Stage):
             by_rt.setdefault(rt, []).append((label, path))
         for rt, its in by_rt.items():
             with _bar(ctx, f"bench {rt}") as tick:
-                res = bench([p for _, p in its], device=prof.table_device, runtime=rt, batch=1, threads=b.threads,
-                            warmup=b.warmup, iterations=b.iterations, rounds=b.rounds, remote=b.remote,
-                            out=work / rt, command="compress pipeline (bench)",
-                            progress=(lambda name, done, total: tick("timing", done, total)) if tick else None)
+                res = bench(
+                    [p for _, p in its],
+                    device=prof.table_device,
+                    runtime=rt,
+                    batch=1,
+                    threads=b.threads,
+                    warmup=b.warmup,
+                    iterations=b.iterations,
+                    rounds=b.rounds,
+                    remote=b.remote,
+                    out=work / rt,
+                    command="compress pipeline (bench)",
+                    progress=(lambda name, done, total: tick("timing", done, total)) if tick else None,
+                )
             for (label, _), item in zip(its, res.items):
-                results[label] = {"runtime": item.runtime, "median_ms": item.median_ms, "std_ms": item.std_ms,
-                                  "p90_ms": item.p90_ms, "min_ms": item.min_ms, "iterations": item.iterations,
-                                  "cv": item.cv, "noisy": item.noisy, "runner": item.runner,
-                                  "runtime_version": item.runtime_version, "file": item.file,
-                                  "drift_controlled": res.drift_controlled, "drift_status": res.drift.get("status")}
+                results[label] = {
+                    "runtime": item.runtime,
+                    "median_ms": item.median_ms,
+                    "std_ms": item.std_ms,
+                    "p90_ms": item.p90_ms,
+                    "min_ms": item.min_ms,
+                    "iterations": item.iterations,
+                    "cv": item.cv,
+                    "noisy": item.noisy,
+                    "runner": item.runner,
+                    "runtime_version": item.runtime_version,
+                    "file": item.file,
+                    "drift_controlled": res.drift_controlled,
+                    "drift_status": res.drift.get("status"),
+                }
             _fault(self.name, work)
-        return {"device": prof.name, "remote": b.remote, "items": results, "skipped": skipped,
-                "primary": items[0][0]}
+        return {"device": prof.name, "remote": b.remote, "items": results, "skipped": skipped, "primary": items[0][0]}
 
 
 class CheckStage(Stage):
@@ -478,12 +672,16 @@ class CheckStage(Stage):
         from compress.pipeline.check import check
 
         g = ctx.cfg.gates
-        if not (g.max_latency_ms or g.min_top1 is not None or g.max_top1_drop is not None or g.max_parity_err is not None
-                or g.max_quant_drop is not None):
+        if not (
+            g.max_latency_ms
+            or g.min_top1 is not None
+            or g.max_top1_drop is not None
+            or g.max_parity_err is not None
+            or g.max_quant_drop is not None
+        ):
             return {"passed": None, "gates": [], "note": "no gates in the pipeline YAML"}
         res = check(ctx.run_dir, junit=work / "junit.xml")
         return {**res, "junit": "junit.xml"}
-
 
 
 class _bar:
@@ -497,8 +695,14 @@ class _bar:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.ctx.console, transient=True)
+        self.progress = Progress(
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.ctx.console,
+            transient=True,
+        )
         self.progress.start()
 
         def tick(phase: str, done: int, total: int) -> None:

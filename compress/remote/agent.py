@@ -25,12 +25,20 @@ from compress.remote.ssh import RemoteHost
 _ROOT = Path(__file__).resolve().parents[2]
 # real modules shipped as they are (paths relative to the repository / site-packages root)
 _SHIPPED = (
-    "compress/core/errors.py", "compress/core/registry.py", "compress/bench/timing.py", "compress/bench/agent.py",
-    "compress/bench/device_state.py", "compress/bench/vendor.py",
+    "compress/core/errors.py",
+    "compress/core/registry.py",
+    "compress/bench/timing.py",
+    "compress/bench/agent.py",
+    "compress/bench/device_state.py",
+    "compress/bench/vendor.py",
 )
 # package __init__ files replaced by empty ones, so the bundle never pulls in heavier imports
-_EMPTY_INITS = ("compress/__init__.py", "compress/core/__init__.py", "compress/bench/__init__.py",
-                "compress/export/__init__.py")
+_EMPTY_INITS = (
+    "compress/__init__.py",
+    "compress/core/__init__.py",
+    "compress/bench/__init__.py",
+    "compress/export/__init__.py",
+)
 
 
 def agent_bundle(workdir: Path) -> dict[str, Path]:
@@ -54,10 +62,21 @@ def agent_bundle(workdir: Path) -> dict[str, Path]:
     return files
 
 
-def run_agent(host: RemoteHost, *, items: Sequence[dict[str, Any]], timing: TimingConfig,
-              canary: Path | None = None, canary_runtime: str | None = None, fallback: bool = True,
-              samples: bool = False, seed: int = 0, timeout: float = 1800.0, keep: bool = False,
-              mode: str = "interleaved", skip_errors: bool = False) -> dict[str, Any]:
+def run_agent(
+    host: RemoteHost,
+    *,
+    items: Sequence[dict[str, Any]],
+    timing: TimingConfig,
+    canary: Path | None = None,
+    canary_runtime: str | None = None,
+    fallback: bool = True,
+    samples: bool = False,
+    seed: int = 0,
+    timeout: float = 1800.0,
+    keep: bool = False,
+    mode: str = "interleaved",
+    skip_errors: bool = False,
+) -> dict[str, Any]:
     """Time ``items`` on ``host`` with the agent; returns the agent's result dict.
 
     Each item is ``{"name", "artifact": Path, "runtime", "precision", "threads", "batch", "device",
@@ -86,28 +105,51 @@ def run_agent(host: RemoteHost, *, items: Sequence[dict[str, Any]], timing: Timi
             if data.is_file():  # ONNX external data
                 files[f"art{k}/{data.name}"] = data
             spec_items.append({**{k2: v for k2, v in it.items() if k2 != "artifact"}, "artifact": rel})
-        spec: dict[str, Any] = {"schema": 1, "items": spec_items, "timing": asdict(timing),
-                                "fallback": fallback, "samples": samples, "seed": seed, "canary": None,
-                                "mode": mode, "skip_errors": skip_errors}
+        spec: dict[str, Any] = {
+            "schema": 1,
+            "items": spec_items,
+            "timing": asdict(timing),
+            "fallback": fallback,
+            "samples": samples,
+            "seed": seed,
+            "canary": None,
+            "mode": mode,
+            "skip_errors": skip_errors,
+        }
         if canary is not None:
             files[f"canary/{canary.name}"] = canary
-            spec["canary"] = {"artifact": f"canary/{canary.name}", "runtime": canary_runtime,
-                              "threads": items[0].get("threads")}  # the canary runs like the items
+            spec["canary"] = {
+                "artifact": f"canary/{canary.name}",
+                "runtime": canary_runtime,
+                "threads": items[0].get("threads"),
+            }  # the canary runs like the items
         (work / "spec.json").write_text(json.dumps(spec, indent=1))
         files["spec.json"] = work / "spec.json"
         with host.tempdir(keep=keep) as rdir:
             host.put(files, rdir)
-            res = host.run([host.python, "-m", "compress.bench.agent", "--spec", f"{rdir}/spec.json",
-                            "--out", f"{rdir}/result.json"],
-                           env={"PYTHONPATH": f"{rdir}/pkg", "PYTHONDONTWRITEBYTECODE": "1"},
-                           timeout=timeout, check=False)
+            res = host.run(
+                [
+                    host.python,
+                    "-m",
+                    "compress.bench.agent",
+                    "--spec",
+                    f"{rdir}/spec.json",
+                    "--out",
+                    f"{rdir}/result.json",
+                ],
+                env={"PYTHONPATH": f"{rdir}/pkg", "PYTHONDONTWRITEBYTECODE": "1"},
+                timeout=timeout,
+                check=False,
+            )
             if res.returncode == 255:
                 raise host._fail(res, "the agent")
             raw = host.run(["cat", "--", f"{rdir}/result.json"], timeout=120, check=False)
             if raw.returncode != 0:
                 err = res.stderr.decode(errors="replace").strip().splitlines()
-                raise Failure(f"the benchmark agent failed on {host.target} (exit {res.returncode}): "
-                              f"{err[-1] if err else 'no output'}; does the device have {host.python} and numpy?")
+                raise Failure(
+                    f"the benchmark agent failed on {host.target} (exit {res.returncode}): "
+                    f"{err[-1] if err else 'no output'}; does the device have {host.python} and numpy?"
+                )
     try:
         result = json.loads(raw.stdout)
     except json.JSONDecodeError:

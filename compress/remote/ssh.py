@@ -50,9 +50,17 @@ class RemoteHost:
     ``BatchMode`` is on, so a missing key fails at once instead of prompting for a password.
     """
 
-    def __init__(self, target: str, *, ssh_config: str | Path | None = None, port: int | None = None,
-                 identity: str | Path | None = None, connect_timeout: float = 10.0,
-                 python: str = "python3", options: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        ssh_config: str | Path | None = None,
+        port: int | None = None,
+        identity: str | Path | None = None,
+        connect_timeout: float = 10.0,
+        python: str = "python3",
+        options: Sequence[str] = (),
+    ) -> None:
         target = target.strip()
         if not target or target.startswith("-") or not _TARGET.match(target):
             raise UsageError(f"invalid remote '{target}': expected user@host or an ssh config Host alias")
@@ -84,8 +92,16 @@ class RemoteHost:
         argv = [exe]
         if self.ssh_config:
             argv += ["-F", str(self.ssh_config)]
-        argv += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, round(self.connect_timeout))}",
-                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+        argv += [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={max(1, round(self.connect_timeout))}",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+        ]
         if self.port:
             argv += ["-p", str(int(self.port))]
         if self.identity:
@@ -98,12 +114,21 @@ class RemoteHost:
         err = res.stderr.decode(errors="replace").strip().splitlines()
         last = err[-1] if err else f"exit code {res.returncode}"
         if res.returncode == SSH_ERROR:
-            return Failure(f"cannot reach {self.target} over SSH: {last}; check the host name, that the device "
-                           "is on and reachable, and your ~/.ssh/config and keys (BatchMode: no password prompts)")
+            return Failure(
+                f"cannot reach {self.target} over SSH: {last}; check the host name, that the device "
+                "is on and reachable, and your ~/.ssh/config and keys (BatchMode: no password prompts)"
+            )
         return Failure(f"{what} failed on {self.target} (exit {res.returncode}): {last}")
 
-    def run(self, argv: Sequence[str], *, timeout: float | None = 600.0, check: bool = True,
-            input: bytes | None = None, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = 600.0,
+        check: bool = True,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run ``argv`` on the device (words quoted); ``env`` is set with ``env NAME=VALUE ...``."""
         words = list(argv)
         if env:
@@ -114,11 +139,19 @@ class RemoteHost:
         cmd = [*self.ssh_argv(), quote_command(words)]
         limit = None if timeout is None else timeout + self.connect_timeout
         try:
-            res = subprocess.run(cmd, input=input, capture_output=True, timeout=limit, check=False,
-                                 stdin=None if input is not None else subprocess.DEVNULL)
+            res = subprocess.run(
+                cmd,
+                input=input,
+                capture_output=True,
+                timeout=limit,
+                check=False,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
-            raise Failure(f"{self.target}: '{words[0]}' did not finish within {limit:.0f} s "
-                          "(the device stopped answering, or the job is too long; raise the timeout)") from None
+            raise Failure(
+                f"{self.target}: '{words[0]}' did not finish within {limit:.0f} s "
+                "(the device stopped answering, or the job is too long; raise the timeout)"
+            ) from None
         if check and res.returncode != 0:
             raise self._fail(res, f"'{words[0]}'")
         return res

@@ -95,25 +95,47 @@ class PredictorState:
         """Add measured subnets to the training data, refit the predictor (cached by the rows added)."""
         self.genes = np.concatenate([self.genes, genes])
         self.top1 = np.concatenate([self.top1, top1])
-        self.predictor, self.info = _fit_cached(self.space, self.genes, self.top1, cache=self.cache, key=self.key,
-                                                seed=self.seed, n_refined=self.info.get("refined_subnets", 0) + len(top1),
-                                                info={k: v for k, v in self.info.items() if k in ("targets", "evaluation_s")})
+        self.predictor, self.info = _fit_cached(
+            self.space,
+            self.genes,
+            self.top1,
+            cache=self.cache,
+            key=self.key,
+            seed=self.seed,
+            n_refined=self.info.get("refined_subnets", 0) + len(top1),
+            info={k: v for k, v in self.info.items() if k in ("targets", "evaluation_s")},
+        )
 
 
-def _fit_cached(space: Any, genes: np.ndarray, top1: np.ndarray, *, cache: Path, key: str, seed: int, n_refined: int,
-                info: dict[str, Any], console: Any = None) -> tuple[Any, dict[str, Any]]:
+def _fit_cached(
+    space: Any,
+    genes: np.ndarray,
+    top1: np.ndarray,
+    *,
+    cache: Path,
+    key: str,
+    seed: int,
+    n_refined: int,
+    info: dict[str, Any],
+    console: Any = None,
+) -> tuple[Any, dict[str, Any]]:
     """Load the predictor fitted on exactly these rows from the cache, or fit and cache it."""
     from compress.core.runs import sha256_json
     from compress.search.predictor import LayeredPredictor, fit_predictor
 
-    suffix = f"-r{n_refined}-{sha256_json(genes[len(genes) - n_refined:].tolist())[:12]}" if n_refined else ""
+    suffix = f"-r{n_refined}-{sha256_json(genes[len(genes) - n_refined :].tolist())[:12]}" if n_refined else ""
     pdir = cache / f"{key}{suffix}"
     if (pdir / "predictor.json").is_file():
         try:
             pred = LayeredPredictor.load(pdir, space.encode_genes)
             _log(console, f"[dim]accuracy predictor: cached ({pdir})[/dim]")
-            return pred, {**pred.meta.get("report", {}), **info, "refined_subnets": n_refined, "cache": str(pdir),
-                          "cached": True}
+            return pred, {
+                **pred.meta.get("report", {}),
+                **info,
+                "refined_subnets": n_refined,
+                "cache": str(pdir),
+                "cached": True,
+            }
         except UsageError:
             pass  # damaged cache: refit below
     pred, rep = fit_predictor(genes, top1, space.encode_genes, seed=seed)
@@ -121,11 +143,22 @@ def _fit_cached(space: Any, genes: np.ndarray, top1: np.ndarray, *, cache: Path,
     return pred, {**rep.summary(), **info, "refined_subnets": n_refined, "cache": str(pdir), "cached": False}
 
 
-def build_accuracy_predictor(ckpt: Path, header: dict[str, Any], space: Any, *, sha: str, samples: int,
-                             data_seed: int, dataset: str | None, calib_images: int, val_images: int | None,
-                             console: Any = None, progress: bool = True,
-                             predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
-                             predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES) -> PredictorState:
+def build_accuracy_predictor(
+    ckpt: Path,
+    header: dict[str, Any],
+    space: Any,
+    *,
+    sha: str,
+    samples: int,
+    data_seed: int,
+    dataset: str | None,
+    calib_images: int,
+    val_images: int | None,
+    console: Any = None,
+    progress: bool = True,
+    predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
+    predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES,
+) -> PredictorState:
     """Evaluate sampled subnets (cached pairs first) and fit the accuracy predictor (cached too).
 
     The predictor's training targets are measured on the first ``predictor_val_images`` validation
@@ -145,28 +178,58 @@ def build_accuracy_predictor(ckpt: Path, header: dict[str, Any], space: Any, *, 
     net = load_checkpoint(ckpt)
     evaluator = SubnetEvaluator(net, data)
     t_eval = time.perf_counter()
-    _log(console, f"accuracy predictor: {samples} sampled subnets (BN recalibration on {data.meta['calib_images']} calib "
-                  f"images, top-1 on {data.meta['val_images']} val images of {data.meta['dataset']}); cache {cache}")
+    _log(
+        console,
+        f"accuracy predictor: {samples} sampled subnets (BN recalibration on {data.meta['calib_images']} calib "
+        f"images, top-1 on {data.meta['val_images']} val images of {data.meta['dataset']}); cache {cache}",
+    )
     if progress and console is not None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("subnets"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("subnets"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("eval", total=None)
 
             def tick(i: int, n: int) -> None:
                 bar.update(task, completed=i, total=n)
 
-            genes, top1 = collect_pairs(space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key, progress=tick)
+            genes, top1 = collect_pairs(
+                space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key, progress=tick
+            )
     else:
         genes, top1 = collect_pairs(space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key)
     eval_s = time.perf_counter() - t_eval
     key = f"predictor-v{PREDICTOR_VERSION}-{eval_key}-n{samples}-s{data_seed}"
-    pred, info = _fit_cached(space, genes, top1, cache=cache, key=key, seed=data_seed, n_refined=0,
-                             info={"targets": data.meta, "evaluation_s": eval_s}, console=console)
-    return PredictorState(predictor=pred, info=info, genes=genes, top1=top1,
-                          space=space, cache=cache, eval_key=eval_key, key=key, seed=data_seed, evaluator=evaluator,
-                          full_evaluator=evaluator if data is full else SubnetEvaluator(net, full))
+    pred, info = _fit_cached(
+        space,
+        genes,
+        top1,
+        cache=cache,
+        key=key,
+        seed=data_seed,
+        n_refined=0,
+        info={"targets": data.meta, "evaluation_s": eval_s},
+        console=console,
+    )
+    return PredictorState(
+        predictor=pred,
+        info=info,
+        genes=genes,
+        top1=top1,
+        space=space,
+        cache=cache,
+        eval_key=eval_key,
+        key=key,
+        seed=data_seed,
+        evaluator=evaluator,
+        full_evaluator=evaluator if data is full else SubnetEvaluator(net, full),
+    )
 
 
 def _budgets(devices: Sequence[str], latency_ms: float | Sequence[float] | None) -> list[float | None]:
@@ -184,23 +247,52 @@ def _budgets(devices: Sequence[str], latency_ms: float | Sequence[float] | None)
 
 
 def _candidates(space: Any, genes: np.ndarray, acc: np.ndarray, values: dict[str, np.ndarray]) -> list[Candidate]:
-    return [Candidate(config=space.from_genes(g).to_dict(), predicted_latency_ms=float(values["latency_ms"][i]),
-                      predicted_top1=float(acc[i]), params=int(values["params"][i]), macs=int(values["macs"][i]))
-            for i, g in enumerate(genes)]
+    return [
+        Candidate(
+            config=space.from_genes(g).to_dict(),
+            predicted_latency_ms=float(values["latency_ms"][i]),
+            predicted_top1=float(acc[i]),
+            params=int(values["params"][i]),
+            macs=int(values["macs"][i]),
+        )
+        for i, g in enumerate(genes)
+    ]
 
 
-def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None = None, pareto: bool = False,
-           supernet: str | Path | None = None, runtime: str | None = None, precision: str | None = None,
-           batch: int = 1, max_params: int | None = None, max_macs: int | None = None,
-           channel_multiple: int | None = None, algorithm: Algorithm = "evolution", rerank: int = 0, refine: int = 2,
-           seed: int = 0,
-           out: str | Path | None = None, population: int = 100, generations: int = 500,
-           predictor_samples: int = 50, predictor_seed: int = 0, dataset: str | None = None,
-           calib_images: int = 512, val_images: int | None = None, tables: str | Path | None = None,
-           profiles: str | Path | None = None, accuracy: AccuracyEstimator | None = None,
-           latency: dict[str, LatencyEstimator] | None = None, console: Any = None, progress: bool = True,
-           command: str = "compress search", predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
-           predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES) -> SearchResult:
+def search(
+    *,
+    devices: Sequence[str],
+    latency_ms: float | Sequence[float] | None = None,
+    pareto: bool = False,
+    supernet: str | Path | None = None,
+    runtime: str | None = None,
+    precision: str | None = None,
+    batch: int = 1,
+    max_params: int | None = None,
+    max_macs: int | None = None,
+    channel_multiple: int | None = None,
+    algorithm: Algorithm = "evolution",
+    rerank: int = 0,
+    refine: int = 2,
+    seed: int = 0,
+    out: str | Path | None = None,
+    population: int = 100,
+    generations: int = 500,
+    predictor_samples: int = 50,
+    predictor_seed: int = 0,
+    dataset: str | None = None,
+    calib_images: int = 512,
+    val_images: int | None = None,
+    tables: str | Path | None = None,
+    profiles: str | Path | None = None,
+    accuracy: AccuracyEstimator | None = None,
+    latency: dict[str, LatencyEstimator] | None = None,
+    console: Any = None,
+    progress: bool = True,
+    command: str = "compress search",
+    predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
+    predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES,
+) -> SearchResult:
     """Search the supernet for the subnet each of ``devices`` should ship.
 
     ``latency_ms``: a budget for all devices or one per device; without it (or with ``pareto``) the
@@ -230,7 +322,9 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
     if refine < 0:
         raise UsageError(f"--refine must be >= 0, got {refine}")
     if rerank < 0 or batch < 1 or population < 4 or generations < 1 or predictor_samples < 10:
-        raise UsageError("--rerank must be >= 0, --batch >= 1, population >= 4, generations >= 1, predictor samples >= 10")
+        raise UsageError(
+            "--rerank must be >= 0, --batch >= 1, population >= 4, generations >= 1, predictor samples >= 10"
+        )
     if channel_multiple is not None and channel_multiple < 1:
         raise UsageError(f"--channel-multiple must be >= 1, got {channel_multiple}")
     budgets = _budgets(devices, latency_ms)
@@ -252,23 +346,49 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
             continue
         from compress.latency.predict import LatencyModel
 
-        lat_models.append((prof, rt, prec, LatencyModel.load(device=prof.table_device, runtime=rt, precision=prec,
-                                                              batch=batch, space=space, tables=tables,
-                                                              profiles=profiles)))
+        lat_models.append(
+            (
+                prof,
+                rt,
+                prec,
+                LatencyModel.load(
+                    device=prof.table_device,
+                    runtime=rt,
+                    precision=prec,
+                    batch=batch,
+                    space=space,
+                    tables=tables,
+                    profiles=profiles,
+                ),
+            )
+        )
     cost = SpaceCost(space)
     gs = gene_space_for(space)
     # the fastest subnet per device before the accuracy predictor is fitted: an infeasible budget (or
     # limits no subnet meets) fails in a second, not after the predictor's training evaluations
-    fastest = [_fastest(space, gs, cost, lat, budget, prof, rt, prec, batch, seed, di, max_params, max_macs,
-                        channel_multiple) for di, ((prof, rt, prec, lat), budget) in enumerate(zip(lat_models, budgets))]
+    fastest = [
+        _fastest(space, gs, cost, lat, budget, prof, rt, prec, batch, seed, di, max_params, max_macs, channel_multiple)
+        for di, ((prof, rt, prec, lat), budget) in enumerate(zip(lat_models, budgets))
+    ]
     evaluator = None
     eval_meta = None
     state: PredictorState | None = None
     if accuracy is None:
         state = build_accuracy_predictor(
-            ckpt, header, space, sha=sha, samples=predictor_samples, data_seed=predictor_seed, dataset=dataset,
-            calib_images=calib_images, val_images=val_images, console=console, progress=progress,
-            predictor_val_images=predictor_val_images, predictor_calib_images=predictor_calib_images)
+            ckpt,
+            header,
+            space,
+            sha=sha,
+            samples=predictor_samples,
+            data_seed=predictor_seed,
+            dataset=dataset,
+            calib_images=calib_images,
+            val_images=val_images,
+            console=console,
+            progress=progress,
+            predictor_val_images=predictor_val_images,
+            predictor_calib_images=predictor_calib_images,
+        )
         accuracy = state.predictor
         evaluator, eval_meta = state.full_evaluator, state.full_evaluator.data.meta
     else:
@@ -290,14 +410,29 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
             if pareto_mode or algorithm == "nsga2":
                 from compress.search.nsga2 import nsga2_search
 
-                return nsga2_search(gs, acc, cs, seed=int(np.random.default_rng([seed, di, 1]).integers(2**31 - 1)),
-                                    population=population, generations=generations if not pareto_mode else min(generations, 200)), "nsga2"
+                return nsga2_search(
+                    gs,
+                    acc,
+                    cs,
+                    seed=int(np.random.default_rng([seed, di, 1]).integers(2**31 - 1)),
+                    population=population,
+                    generations=generations if not pareto_mode else min(generations, 200),
+                ), "nsga2"
             if algorithm == "random":
                 from compress.search.random import random_search
 
-                return random_search(gs, acc, cs, rng=np.random.default_rng([seed, di, 2]), samples=population * generations), "random"
-            return evolve(gs, acc, cs, rng=np.random.default_rng([seed, di, 2]), population=population,
-                          generations=generations, seeds=g_min[None, :]), "evolution"
+                return random_search(
+                    gs, acc, cs, rng=np.random.default_rng([seed, di, 2]), samples=population * generations
+                ), "random"
+            return evolve(
+                gs,
+                acc,
+                cs,
+                rng=np.random.default_rng([seed, di, 2]),
+                population=population,
+                generations=generations,
+                seeds=g_min[None, :],
+            ), "evolution"
 
         r, algo_used = run_searcher(accuracy)
         t_refine = time.perf_counter()
@@ -314,10 +449,20 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
             g_new = np.stack([space.to_genes(space.config_from_dict(c.config)) for c in fresh])
             y_new = state.measure(g_new)
             err = np.asarray([c.predicted_top1 for c in fresh]) - y_new
-            rounds.append({"round": rd + 1, "evaluated": len(fresh), "mean_error": float(err.mean()),
-                           "max_abs_error": float(np.abs(err).max()), "best_measured_top1": float(y_new.max())})
-            _log(console, f"[dim]refine {rd + 1}/{refine} ({prof.name}): {len(fresh)} top candidates scored, predicted - "
-                          f"measured {100 * err.mean():+.2f} points on average; refitting the predictor[/dim]")
+            rounds.append(
+                {
+                    "round": rd + 1,
+                    "evaluated": len(fresh),
+                    "mean_error": float(err.mean()),
+                    "max_abs_error": float(np.abs(err).max()),
+                    "best_measured_top1": float(y_new.max()),
+                }
+            )
+            _log(
+                console,
+                f"[dim]refine {rd + 1}/{refine} ({prof.name}): {len(fresh)} top candidates scored, predicted - "
+                f"measured {100 * err.mean():+.2f} points on average; refitting the predictor[/dim]",
+            )
             state.add(g_new, y_new)
             accuracy = state.predictor
             r, algo_used = run_searcher(accuracy)
@@ -325,7 +470,9 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
         search_s = time.perf_counter() - t0 - refine_s
         front = _front(space, r)
         if pareto_mode:
-            k = knee_index(np.array([c.predicted_latency_ms for c in front]), np.array([c.predicted_top1 for c in front]))
+            k = knee_index(
+                np.array([c.predicted_latency_ms for c in front]), np.array([c.predicted_top1 for c in front])
+            )
             selected, how = front[k], "knee of the predicted Pareto front"
         else:
             top = space.canonical_genes(r.genes[:1])
@@ -343,30 +490,63 @@ def search(*, devices: Sequence[str], latency_ms: float | Sequence[float] | None
                 c.measured_top1 = measured.get(json_key(c.config), c.measured_top1)
             if pareto_mode:
                 pts = sorted(pool, key=lambda c: c.predicted_latency_ms)
-                k = knee_index(np.array([c.predicted_latency_ms for c in pts]), np.array([c.measured_top1 for c in pts]))
+                k = knee_index(
+                    np.array([c.predicted_latency_ms for c in pts]), np.array([c.measured_top1 for c in pts])
+                )
                 selected, how = pts[k], f"knee of {len(pool)} front points by measured top-1 (--rerank {rerank})"
             else:
                 selected = max(pool, key=lambda c: (c.measured_top1, c.predicted_top1))
                 how = f"highest measured top-1 among the top {len(pool)} by predicted top-1 (--rerank {rerank})"
-        results.append(DeviceResult(
-            device=prof.name, runtime=rt, precision=prec, batch=batch, budget_ms=budget,
-            latency_source=str(getattr(lat, "source", "estimated")), selected=selected, pareto=front,
-            algorithm=algo_used, selection=how, search_s=search_s, refine_s=refine_s, evaluations=r.evaluations, fallbacks=r.fallbacks,
-            min_latency_ms=min_ms, constraints=cs.describe(),
-            latency_info=lat.info() if hasattr(lat, "info") else {}, refinement=rounds,
-            selected_in_predictor_data=state is not None and _genes_of(space, selected.config) in state.known()))
+        results.append(
+            DeviceResult(
+                device=prof.name,
+                runtime=rt,
+                precision=prec,
+                batch=batch,
+                budget_ms=budget,
+                latency_source=str(getattr(lat, "source", "estimated")),
+                selected=selected,
+                pareto=front,
+                algorithm=algo_used,
+                selection=how,
+                search_s=search_s,
+                refine_s=refine_s,
+                evaluations=r.evaluations,
+                fallbacks=r.fallbacks,
+                min_latency_ms=min_ms,
+                constraints=cs.describe(),
+                latency_info=lat.info() if hasattr(lat, "info") else {},
+                refinement=rounds,
+                selected_in_predictor_data=state is not None and _genes_of(space, selected.config) in state.known(),
+            )
+        )
     if state is not None:
         pred_info = state.info
-    res = SearchResult(supernet=supernet_info, predictor=pred_info, devices=results, seed=seed,
-                       algorithm=algorithm, eval_data=eval_meta)
+    res = SearchResult(
+        supernet=supernet_info,
+        predictor=pred_info,
+        devices=results,
+        seed=seed,
+        algorithm=algorithm,
+        eval_data=eval_meta,
+    )
     if out is not None:
         from compress.search.result import write_run
 
         run = RunDir(out, command=command, seeds={"search": seed, "predictor": predictor_seed})
         run.add_input("supernet", ckpt)
-        run.set("search", {"devices": list(devices), "budgets_ms": budgets, "algorithm": algorithm,
-                           "population": population, "generations": generations, "rerank": rerank,
-                           "refine": refine})
+        run.set(
+            "search",
+            {
+                "devices": list(devices),
+                "budgets_ms": budgets,
+                "algorithm": algorithm,
+                "population": population,
+                "generations": generations,
+                "rerank": rerank,
+                "refine": refine,
+            },
+        )
         write_run(res, run)
     return res
 
@@ -411,17 +591,20 @@ def _rerank_pool(space: Any, r: Any, front: list[Candidate], pareto_mode: bool, 
     return _candidates(space, g[idx], r.archive_scores[idx], {n: v[idx] for n, v in r.archive_values.items()})
 
 
-def _evaluator_for(ckpt: Path, header: dict[str, Any], dataset: str | None, calib_images: int,
-                   val_images: int | None) -> Any:
+def _evaluator_for(
+    ckpt: Path, header: dict[str, Any], dataset: str | None, calib_images: int, val_images: int | None
+) -> Any:
     from compress.search.dataset import SubnetEvaluator, eval_data_for
     from compress.supernet import load_checkpoint
 
-    return SubnetEvaluator(load_checkpoint(ckpt), eval_data_for(header, dataset=dataset, calib_images=calib_images,
-                                                               val_images=val_images))
+    return SubnetEvaluator(
+        load_checkpoint(ckpt), eval_data_for(header, dataset=dataset, calib_images=calib_images, val_images=val_images)
+    )
 
 
-def _infeasible_other(device: str, max_params: int | None, max_macs: int | None, channel_multiple: int | None,
-                      cost: Any, space: Any) -> str:
+def _infeasible_other(
+    device: str, max_params: int | None, max_macs: int | None, channel_multiple: int | None, cost: Any, space: Any
+) -> str:
     lo = space.count(space.min_config())
     parts = []
     if max_params is not None and lo.params > max_params:
@@ -431,12 +614,27 @@ def _infeasible_other(device: str, max_params: int | None, max_macs: int | None,
     if channel_multiple:
         parts.append(f"or no subnet has every channel count a multiple of {channel_multiple}")
     detail = "; ".join(parts) or "no subnet meets them"
-    return f"no subnet meets the constraints on {device}: {detail}; relax --max-params / --max-macs / --channel-multiple"
+    return (
+        f"no subnet meets the constraints on {device}: {detail}; relax --max-params / --max-macs / --channel-multiple"
+    )
 
 
-def _fastest(space: Any, gs: Any, cost: Any, lat: Any, budget: float | None, prof: Any, rt: str, prec: str, batch: int,
-             seed: int, di: int, max_params: int | None, max_macs: int | None,
-             channel_multiple: int | None) -> tuple[np.ndarray, float]:
+def _fastest(
+    space: Any,
+    gs: Any,
+    cost: Any,
+    lat: Any,
+    budget: float | None,
+    prof: Any,
+    rt: str,
+    prec: str,
+    batch: int,
+    seed: int,
+    di: int,
+    max_params: int | None,
+    max_macs: int | None,
+    channel_multiple: int | None,
+) -> tuple[np.ndarray, float]:
     """The fastest config meeting the non-latency limits (its genes, its ms): reported when the budget is
     infeasible, and put in the first population so a tight budget never starts empty."""
     metrics = {"latency_ms": lat.predict_genes, "params": cost.params_genes, "macs": cost.macs_genes}
@@ -455,7 +653,9 @@ def _fastest(space: Any, gs: Any, cost: Any, lat: Any, budget: float | None, pro
     if budget is not None and min_ms > budget:
         cfg = space.from_genes(g_min)
         mode = f" at power mode {prof.power_mode}" if getattr(prof, "power_mode", None) else ""
-        raise UsageError(f"latency budget {budget:g} ms is infeasible on {prof.name}{mode} ({rt}, {prec}, batch {batch}, "
-                         f"{lat.source} latency): the smallest reachable is {min_ms:.3f} ms with config "
-                         f"{cfg.key()}; raise --latency-ms to at least {min_ms:.3f}")
+        raise UsageError(
+            f"latency budget {budget:g} ms is infeasible on {prof.name}{mode} ({rt}, {prec}, batch {batch}, "
+            f"{lat.source} latency): the smallest reachable is {min_ms:.3f} ms with config "
+            f"{cfg.key()}; raise --latency-ms to at least {min_ms:.3f}"
+        )
     return g_min, min_ms

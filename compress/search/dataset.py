@@ -35,7 +35,7 @@ def cache_dir_for(checkpoint: str | Path, sha: str | None = None) -> Path:
     # never write inside the installed package (the embedded default supernet lives there)
     in_package = Path(compress.__file__).resolve().parent in p.parents
     why = []
-    for cand in ((user,) if in_package else (p.parent / f"{p.name}.search-cache" / sha[:16], user)):
+    for cand in (user,) if in_package else (p.parent / f"{p.name}.search-cache" / sha[:16], user):
         try:
             cand.mkdir(parents=True, exist_ok=True)
             probe = cand / f".probe-{os.getpid()}"
@@ -48,8 +48,9 @@ def cache_dir_for(checkpoint: str | Path, sha: str | None = None) -> Path:
     from compress.core.storage import StorageError
 
     # checked before any subnet is evaluated: a read-only or full cache fails here, not after the work
-    raise StorageError(f"cannot create a search cache ({'; '.join(why)}); point XDG_CACHE_HOME at a writable "
-                       "directory with free space")
+    raise StorageError(
+        f"cannot create a search cache ({'; '.join(why)}); point XDG_CACHE_HOME at a writable directory with free space"
+    )
 
 
 @dataclass
@@ -62,8 +63,9 @@ class EvalData:
     meta: dict[str, Any]
 
 
-def eval_data_for(header: dict[str, Any], *, dataset: str | None = None, calib_images: int = 512,
-                  val_images: int | None = None) -> EvalData:
+def eval_data_for(
+    header: dict[str, Any], *, dataset: str | None = None, calib_images: int = 512, val_images: int | None = None
+) -> EvalData:
     """Rebuild the checkpoint's data splits from its header (``data`` = the training run's dataset meta)."""
     from compress.data import load_dataset
 
@@ -71,21 +73,37 @@ def eval_data_for(header: dict[str, Any], *, dataset: str | None = None, calib_i
     space = header.get("space") or {}
     name = dataset or meta.get("name") or meta.get("dataset")
     if not name:
-        raise UsageError("the supernet checkpoint does not record its dataset; pass --dataset NAME "
-                         "(the data the supernet was trained on) so subnets can be evaluated")
+        raise UsageError(
+            "the supernet checkpoint does not record its dataset; pass --dataset NAME "
+            "(the data the supernet was trained on) so subnets can be evaluated"
+        )
     image_size = meta.get("image_size") if not dataset or dataset == meta.get("name") else None
     image_size = image_size or max(space.get("resolutions") or [32])
-    kw: dict[str, Any] = {"image_size": int(image_size), "channels": int(meta.get("channels") or space.get("in_channels") or 3),
-                          "seed": int(meta.get("seed") or 0)}
+    kw: dict[str, Any] = {
+        "image_size": int(image_size),
+        "channels": int(meta.get("channels") or space.get("in_channels") or 3),
+        "seed": int(meta.get("seed") or 0),
+    }
     if meta.get("val_size") is not None:
         kw["val_size"] = meta["val_size"]
     if meta.get("train_limit"):
         kw["train_limit"] = meta["train_limit"]
     data = load_dataset(str(name), calib_size=int(calib_images), **kw)
     val = data.val if val_images is None else data.val.subset(int(val_images))
-    return EvalData(calib_images=data.calib.images, val_images=val.images, val_labels=val.labels,
-                    meta={"dataset": str(name), **kw, "calib_split": "calib", "calib_images": int(len(data.calib)),
-                          "eval_split": "val", "val_images": int(len(val)), "fingerprint": data.fingerprint})
+    return EvalData(
+        calib_images=data.calib.images,
+        val_images=val.images,
+        val_labels=val.labels,
+        meta={
+            "dataset": str(name),
+            **kw,
+            "calib_split": "calib",
+            "calib_images": int(len(data.calib)),
+            "eval_split": "val",
+            "val_images": int(len(val)),
+            "fingerprint": data.fingerprint,
+        },
+    )
 
 
 def subset_eval_data(data: EvalData, *, calib_images: int | None = None, val_images: int | None = None) -> EvalData:
@@ -96,8 +114,12 @@ def subset_eval_data(data: EvalData, *, calib_images: int | None = None, val_ima
         raise UsageError(f"predictor evaluation needs at least 1 calibration and 1 validation image, got {nc} / {nv}")
     if nc == len(data.calib_images) and nv == len(data.val_labels):
         return data
-    return EvalData(calib_images=data.calib_images[:nc], val_images=data.val_images[:nv], val_labels=data.val_labels[:nv],
-                    meta={**data.meta, "calib_images": nc, "val_images": nv, "subset": "first images of each split"})
+    return EvalData(
+        calib_images=data.calib_images[:nc],
+        val_images=data.val_images[:nv],
+        val_labels=data.val_labels[:nv],
+        meta={**data.meta, "calib_images": nc, "val_images": nv, "subset": "first images of each split"},
+    )
 
 
 class SubnetEvaluator:
@@ -126,8 +148,8 @@ class SubnetEvaluator:
         n = len(self.data.val_labels)
         with torch.no_grad():
             for i in range(0, n, self.batch_size):
-                x = resize_input(self.data.val_images[i:i + self.batch_size], cfg.resolution)
-                correct += int((model(x).argmax(1) == self.data.val_labels[i:i + self.batch_size]).sum())
+                x = resize_input(self.data.val_images[i : i + self.batch_size], cfg.resolution)
+                correct += int((model(x).argmax(1) == self.data.val_labels[i : i + self.batch_size]).sum())
         return correct / max(1, n)
 
 
@@ -156,9 +178,17 @@ def planned_genes(space: Any, n: int, *, seed: int) -> list[tuple[int, ...]]:
     return out
 
 
-def collect_pairs(space: Any, evaluator: SubnetEvaluator, cache: Path | None, *, n: int, seed: int,
-                  eval_key: str, progress: Callable[[int, int], None] | None = None,
-                  save_every: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def collect_pairs(
+    space: Any,
+    evaluator: SubnetEvaluator,
+    cache: Path | None,
+    *,
+    n: int,
+    seed: int,
+    eval_key: str,
+    progress: Callable[[int, int], None] | None = None,
+    save_every: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(genes, top1)`` of the :func:`planned_genes` rows, evaluating only those not cached yet.
 
     ``eval_key`` identifies the evaluation protocol (data, split sizes); cached pairs made with
@@ -205,8 +235,16 @@ def _read_pairs(space: Any, path: Path, eval_key: str) -> dict[tuple[int, ...], 
 
 
 def _write_pairs(space: Any, path: Path, eval_key: str, rows: dict[tuple[int, ...], dict[str, Any]]) -> None:
-    atomic_write_json(path, {"format": "compress-search-pairs", "version": 1, "space_hash": space.hash(),
-                             "eval_key": eval_key, "rows": list(rows.values())})
+    atomic_write_json(
+        path,
+        {
+            "format": "compress-search-pairs",
+            "version": 1,
+            "space_hash": space.hash(),
+            "eval_key": eval_key,
+            "rows": list(rows.values()),
+        },
+    )
 
 
 def cached_top1(space: Any, cache: Path | None, eval_key: str, genes: np.ndarray) -> list[float | None]:
@@ -225,7 +263,11 @@ def add_refined_pairs(space: Any, cache: Path | None, eval_key: str, genes: np.n
     for g, y in zip(genes, top1):
         t = tuple(int(v) for v in g)
         if t not in cached:
-            cached[t] = {"genes": list(t), "config": space.from_genes(np.asarray(t)).to_dict(), "top1": float(y),
-                         "refine": order}
+            cached[t] = {
+                "genes": list(t),
+                "config": space.from_genes(np.asarray(t)).to_dict(),
+                "top1": float(y),
+                "refine": order,
+            }
             order += 1
     _write_pairs(space, path, eval_key, cached)

@@ -67,8 +67,15 @@ def crossover(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.where(rng.random(a.shape) < 0.5, a, b)
 
 
-def sample_feasible(space: GeneSpace, constraints: ConstraintSet, rng: np.random.Generator, n: int, *,
-                    batch: int = 1024, max_rounds: int = 50) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def sample_feasible(
+    space: GeneSpace,
+    constraints: ConstraintSet,
+    rng: np.random.Generator,
+    n: int,
+    *,
+    batch: int = 1024,
+    max_rounds: int = 50,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Up to ``n`` uniformly sampled feasible rows, from at most ``max_rounds`` batches (may return fewer)."""
     got: list[np.ndarray] = []
     vals: list[dict[str, np.ndarray]] = []
@@ -91,9 +98,17 @@ def sample_feasible(space: GeneSpace, constraints: ConstraintSet, rng: np.random
     return np.concatenate(got), out_v
 
 
-def make_children(space: GeneSpace, parents: np.ndarray, constraints: ConstraintSet, rng: np.random.Generator, *,
-                  n_mutation: int, n_crossover: int, max_retries: int = 20,
-                  oversample: float = 2.0) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+def make_children(
+    space: GeneSpace,
+    parents: np.ndarray,
+    constraints: ConstraintSet,
+    rng: np.random.Generator,
+    *,
+    n_mutation: int,
+    n_crossover: int,
+    max_retries: int = 20,
+    oversample: float = 2.0,
+) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
     """``n_mutation`` mutants and ``n_crossover`` crossovers of ``parents`` (all feasible).
 
     Rejection sampling, batched: each round proposes ``oversample`` x (still missing) children of
@@ -156,10 +171,20 @@ class EvolutionResult:
     info: dict = field(default_factory=dict)
 
 
-def evolve(space: GeneSpace, accuracy: AccuracyEstimator, constraints: ConstraintSet, *,
-           rng: np.random.Generator, population: int = 100, generations: int = 500, parent_ratio: float = 0.25,
-           mutation_ratio: float = 0.5, max_retries: int = 20, seeds: np.ndarray | None = None,
-           keep_archive: bool = True) -> EvolutionResult:
+def evolve(
+    space: GeneSpace,
+    accuracy: AccuracyEstimator,
+    constraints: ConstraintSet,
+    *,
+    rng: np.random.Generator,
+    population: int = 100,
+    generations: int = 500,
+    parent_ratio: float = 0.25,
+    mutation_ratio: float = 0.5,
+    max_retries: int = 20,
+    seeds: np.ndarray | None = None,
+    keep_archive: bool = True,
+) -> EvolutionResult:
     """Maximise ``accuracy.predict_genes`` subject to ``constraints`` (OFA's regularised evolution).
 
     ``seeds``: optional feasible rows to put in the initial population (e.g. the minimum-latency
@@ -169,14 +194,35 @@ def evolve(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Constrain
     if population < 2 or generations < 0:
         raise ValueError("population must be >= 2 and generations >= 0")
     with single_thread_blas():
-        return _evolve(space, accuracy, constraints, rng=rng, population=population, generations=generations,
-                       parent_ratio=parent_ratio, mutation_ratio=mutation_ratio, max_retries=max_retries,
-                       seeds=seeds, keep_archive=keep_archive)
+        return _evolve(
+            space,
+            accuracy,
+            constraints,
+            rng=rng,
+            population=population,
+            generations=generations,
+            parent_ratio=parent_ratio,
+            mutation_ratio=mutation_ratio,
+            max_retries=max_retries,
+            seeds=seeds,
+            keep_archive=keep_archive,
+        )
 
 
-def _evolve(space: GeneSpace, accuracy: AccuracyEstimator, constraints: ConstraintSet, *,
-            rng: np.random.Generator, population: int, generations: int, parent_ratio: float,
-            mutation_ratio: float, max_retries: int, seeds: np.ndarray | None, keep_archive: bool) -> EvolutionResult:
+def _evolve(
+    space: GeneSpace,
+    accuracy: AccuracyEstimator,
+    constraints: ConstraintSet,
+    *,
+    rng: np.random.Generator,
+    population: int,
+    generations: int,
+    parent_ratio: float,
+    mutation_ratio: float,
+    max_retries: int,
+    seeds: np.ndarray | None,
+    keep_archive: bool,
+) -> EvolutionResult:
     n_parents = max(1, int(round(parent_ratio * population)))
     n_mut = int(round(mutation_ratio * population))
     n_cross = population - n_mut
@@ -186,13 +232,17 @@ def _evolve(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Constrai
         s = space.check(seeds)
         ok, sv = constraints.check(s)
         if ok.any():
-            pop, vals = np.concatenate([s[ok], pop])[:population], {k: np.concatenate([sv[k][ok], vals[k]])[:population] for k in vals}
+            pop, vals = (
+                np.concatenate([s[ok], pop])[:population],
+                {k: np.concatenate([sv[k][ok], vals[k]])[:population] for k in vals},
+            )
     if pop.shape[0] == 0:
         raise InfeasibleError("no random candidate meets the constraints")
     fallbacks = 0
     if pop.shape[0] < population:  # few feasible random rows: fill with their feasible offspring
-        kids, kv, fb = make_children(space, pop, constraints, rng, n_mutation=population - pop.shape[0], n_crossover=0,
-                                     max_retries=max_retries)
+        kids, kv, fb = make_children(
+            space, pop, constraints, rng, n_mutation=population - pop.shape[0], n_crossover=0, max_retries=max_retries
+        )
         pop, vals, fallbacks = np.concatenate([pop, kids]), concat(vals, kv), fallbacks + fb
     scores = np.asarray(accuracy.predict_genes(pop), dtype=np.float64).reshape(-1)
     evaluations = pop.shape[0]
@@ -203,25 +253,26 @@ def _evolve(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Constrai
     a_vals = {k: np.empty(cap + pop.shape[0]) for k in vals}
     fill = 0
     if keep_archive:
-        a_genes[:pop.shape[0]] = pop
-        a_scores[:pop.shape[0]] = scores
+        a_genes[: pop.shape[0]] = pop
+        a_scores[: pop.shape[0]] = scores
         for k in a_vals:
-            a_vals[k][:pop.shape[0]] = vals[k]
+            a_vals[k][: pop.shape[0]] = vals[k]
         fill = pop.shape[0]
     for gen in range(generations):
         order = np.argsort(-scores, kind="stable")[:n_parents]
         parents, p_scores, p_vals = pop[order], scores[order], take(vals, order)
         history[gen] = p_scores[0]
-        kids, kv, fb = make_children(space, parents, constraints, rng, n_mutation=n_mut, n_crossover=n_cross,
-                                     max_retries=max_retries)
+        kids, kv, fb = make_children(
+            space, parents, constraints, rng, n_mutation=n_mut, n_crossover=n_cross, max_retries=max_retries
+        )
         fallbacks += fb
         ks = np.asarray(accuracy.predict_genes(kids), dtype=np.float64).reshape(-1)
         evaluations += kids.shape[0]
         if keep_archive:
-            a_genes[fill:fill + population] = kids
-            a_scores[fill:fill + population] = ks
+            a_genes[fill : fill + population] = kids
+            a_scores[fill : fill + population] = ks
             for k in a_vals:
-                a_vals[k][fill:fill + population] = kv[k]
+                a_vals[k][fill : fill + population] = kv[k]
             fill += population
         pop = np.concatenate([parents, kids])
         scores = np.concatenate([p_scores, ks])
@@ -229,14 +280,29 @@ def _evolve(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Constrai
     order = np.argsort(-scores, kind="stable")
     if generations:
         history[-1] = max(history[-1], scores[order[0]])
-    return EvolutionResult(genes=pop[order], scores=scores[order], values=take(vals, order), history=history,
-                           archive_genes=a_genes[:fill].astype(np.int64), archive_scores=a_scores[:fill],
-                           archive_values={k: v[:fill] for k, v in a_vals.items()}, fallbacks=fallbacks,
-                           evaluations=evaluations)
+    return EvolutionResult(
+        genes=pop[order],
+        scores=scores[order],
+        values=take(vals, order),
+        history=history,
+        archive_genes=a_genes[:fill].astype(np.int64),
+        archive_scores=a_scores[:fill],
+        archive_values={k: v[:fill] for k, v in a_vals.items()},
+        fallbacks=fallbacks,
+        evaluations=evaluations,
+    )
 
 
-def minimise_metric(space: GeneSpace, constraints: ConstraintSet, metric: str, *, rng: np.random.Generator,
-                    population: int = 100, generations: int = 60, seeds: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def minimise_metric(
+    space: GeneSpace,
+    constraints: ConstraintSet,
+    metric: str,
+    *,
+    rng: np.random.Generator,
+    population: int = 100,
+    generations: int = 60,
+    seeds: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The row with the smallest ``metric`` (e.g. latency) meeting every *other* limit, by a short evolution.
 
     Used to report the smallest reachable latency when a budget is infeasible.
@@ -247,6 +313,7 @@ def minimise_metric(space: GeneSpace, constraints: ConstraintSet, metric: str, *
         def predict_genes(self, g: np.ndarray) -> np.ndarray:
             return -constraints.metrics[metric](g)
 
-    res = evolve(space, _Neg(), relaxed, rng=rng, population=population, generations=generations, seeds=seeds,
-                 keep_archive=False)
+    res = evolve(
+        space, _Neg(), relaxed, rng=rng, population=population, generations=generations, seeds=seeds, keep_archive=False
+    )
     return res.genes[0], take(res.values, np.array([0]))

@@ -16,9 +16,16 @@ from compress.search.pareto import front_indices
 from compress.search.protocols import AccuracyEstimator, GeneSpace
 
 
-def nsga2_search(space: GeneSpace, accuracy: AccuracyEstimator, constraints: ConstraintSet, *,
-                 latency_metric: str = "latency_ms", seed: int = 0, population: int = 100,
-                 generations: int = 200) -> EvolutionResult:
+def nsga2_search(
+    space: GeneSpace,
+    accuracy: AccuracyEstimator,
+    constraints: ConstraintSet,
+    *,
+    latency_metric: str = "latency_ms",
+    seed: int = 0,
+    population: int = 100,
+    generations: int = 200,
+) -> EvolutionResult:
     """Run NSGA-II; the result's rows are the feasible non-dominated front (sorted by accuracy desc)."""
     from compress.core.extras import require
 
@@ -38,8 +45,14 @@ def nsga2_search(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Con
 
     class _Problem(Problem):
         def __init__(self) -> None:
-            super().__init__(n_var=space.n_genes, n_obj=2, n_ieq_constr=len(limited), xl=np.zeros(space.n_genes),
-                             xu=(space.sizes - 1).astype(float), vtype=int)
+            super().__init__(
+                n_var=space.n_genes,
+                n_obj=2,
+                n_ieq_constr=len(limited),
+                xl=np.zeros(space.n_genes),
+                xu=(space.sizes - 1).astype(float),
+                vtype=int,
+            )
 
         def _evaluate(self, x, out, *args, **kwargs):  # noqa: ANN001 - pymoo signature
             g = np.rint(x).astype(np.int64)
@@ -69,8 +82,14 @@ def nsga2_search(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Con
         def _do(self, problem, X, *args, random_state=None, **kwargs):  # noqa: ANN001, N803
             return mutate(space, X.astype(np.int64), random_state).astype(float)
 
-    algo = NSGA2(pop_size=population, sampling=_Sampling(), crossover=_Crossover(), mutation=_Mutation(),
-                 repair=RoundingRepair(), eliminate_duplicates=True)
+    algo = NSGA2(
+        pop_size=population,
+        sampling=_Sampling(),
+        crossover=_Crossover(),
+        mutation=_Mutation(),
+        repair=RoundingRepair(),
+        eliminate_duplicates=True,
+    )
     minimize(_Problem(), algo, ("n_gen", generations), seed=seed, verbose=False)
     g = np.concatenate(seen_g)
     s = np.concatenate(seen_s)
@@ -81,9 +100,16 @@ def nsga2_search(space: GeneSpace, accuracy: AccuracyEstimator, constraints: Con
     fi = np.flatnonzero(ok)
     front = fi[front_indices(v[latency_metric][fi], s[fi])]
     order = front[np.argsort(-s[front], kind="stable")]
-    return EvolutionResult(genes=g[order], scores=s[order], values=take(v, order),
-                           history=np.array([s[ok].max()]), archive_genes=g[fi], archive_scores=s[fi],
-                           archive_values=take(v, fi), evaluations=int(g.shape[0]))
+    return EvolutionResult(
+        genes=g[order],
+        scores=s[order],
+        values=take(v, order),
+        history=np.array([s[ok].max()]),
+        archive_genes=g[fi],
+        archive_scores=s[fi],
+        archive_values=take(v, fi),
+        evaluations=int(g.shape[0]),
+    )
 
 
 __all__ = ["nsga2_search", "crossover"]

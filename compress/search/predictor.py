@@ -107,9 +107,17 @@ class LayeredPredictor:
         tensors.update({f"b{i}": np.ascontiguousarray(b) for i, b in enumerate(self.biases) if b is not None})
         with atomic_path(d / "predictor.safetensors") as tmp:
             save_file(tensors, str(tmp))
-        atomic_write_json(d / "predictor.json", {"format": "compress-acc-predictor", "version": 1, "kind": self.kind,
-                                                 "layers": len(self.weights), "base": self.base,
-                                                 "meta": {**self.meta, **(extra or {})}})
+        atomic_write_json(
+            d / "predictor.json",
+            {
+                "format": "compress-acc-predictor",
+                "version": 1,
+                "kind": self.kind,
+                "layers": len(self.weights),
+                "base": self.base,
+                "meta": {**self.meta, **(extra or {})},
+            },
+        )
         return d
 
     @classmethod
@@ -124,10 +132,18 @@ class LayeredPredictor:
         try:
             t = load_file(str(d / "predictor.safetensors"))
         except (SafetensorError, OSError) as err:
-            raise UsageError(f"{d / 'predictor.safetensors'}: cannot read ({err}); delete the cache directory") from None
+            raise UsageError(
+                f"{d / 'predictor.safetensors'}: cannot read ({err}); delete the cache directory"
+            ) from None
         n = int(rec["layers"])
-        return cls(weights=[t[f"w{i}"] for i in range(n)], biases=[t.get(f"b{i}") for i in range(n)],
-                   base=float(rec["base"]), encode=encode, kind=rec["kind"], meta=rec.get("meta", {}))
+        return cls(
+            weights=[t[f"w{i}"] for i in range(n)],
+            biases=[t.get(f"b{i}") for i in range(n)],
+            base=float(rec["base"]),
+            encode=encode,
+            kind=rec["kind"],
+            meta=rec.get("meta", {}),
+        )
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -143,9 +159,19 @@ def kendall_tau(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------- training
-def train_mlp(x: np.ndarray, y: np.ndarray, *, seed: int, hidden: int = 400, layers: int = 3, epochs: int = 300,
-              lr: float = 1e-3, batch: int = 256, weight_decay: float = 0.0,
-              members: int = 1) -> tuple[list[np.ndarray], list[np.ndarray | None], float]:
+def train_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    hidden: int = 400,
+    layers: int = 3,
+    epochs: int = 300,
+    lr: float = 1e-3,
+    batch: int = 256,
+    weight_decay: float = 0.0,
+    members: int = 1,
+) -> tuple[list[np.ndarray], list[np.ndarray | None], float]:
     """OFA's MLP trained with Adam on MSE (deterministic for a seed).
 
     ``members > 1`` trains that many independent copies at once (batched matrix products; each
@@ -157,8 +183,19 @@ def train_mlp(x: np.ndarray, y: np.ndarray, *, seed: int, hidden: int = 400, lay
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matmuls: one thread is faster than a contended pool, and deterministic
     try:
-        ws, bs, base = _train_mlp(torch, x, y, seed=seed, hidden=hidden, layers=layers, epochs=epochs, lr=lr,
-                                  batch=batch, weight_decay=weight_decay, members=members)
+        ws, bs, base = _train_mlp(
+            torch,
+            x,
+            y,
+            seed=seed,
+            hidden=hidden,
+            layers=layers,
+            epochs=epochs,
+            lr=lr,
+            batch=batch,
+            weight_decay=weight_decay,
+            members=members,
+        )
     finally:
         torch.set_num_threads(threads)
     if members == 1:
@@ -194,7 +231,7 @@ def _train_mlp(torch, x, y, *, seed, hidden, layers, epochs, lr, batch, weight_d
     for _ in range(epochs):
         perm = torch.argsort(torch.rand(members, n, generator=g), dim=1)  # each member its own order
         for i in range(0, n, batch):
-            idx = perm[:, i:i + batch]
+            idx = perm[:, i : i + batch]
             opt.zero_grad()
             # sum over members of each member's mean loss: members train independently
             loss = ((forward(xt[idx]) - yt[idx]) ** 2).mean(1).sum()
@@ -206,7 +243,9 @@ def _train_mlp(torch, x, y, *, seed, hidden, layers, epochs, lr, batch, weight_d
     return ws, bs, base
 
 
-def train_ridge(x: np.ndarray, y: np.ndarray, *, alpha: float = 1e-3) -> tuple[list[np.ndarray], list[np.ndarray | None], float]:
+def train_ridge(
+    x: np.ndarray, y: np.ndarray, *, alpha: float = 1e-3
+) -> tuple[list[np.ndarray], list[np.ndarray | None], float]:
     """Closed-form ridge regression on the one-hot features (a fast, strong-ish baseline)."""
     base = float(np.mean(y))
     xm = x.mean(0)
@@ -228,19 +267,28 @@ class PredictorReport:
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics[self.chosen]
-        return {"kind": self.chosen, "test_rmse": m["test_rmse"], "test_kendall_tau": m["test_kendall_tau"],
-                "n_train": self.n_train, "n_test": self.n_test, "candidates": self.metrics}
+        return {
+            "kind": self.chosen,
+            "test_rmse": m["test_rmse"],
+            "test_kendall_tau": m["test_kendall_tau"],
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "candidates": self.metrics,
+        }
 
 
-def split_indices(n: int, *, seed: int, test_frac: float = 0.2, val_frac: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, *, seed: int, test_frac: float = 0.2, val_frac: float = 0.1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     nt = max(1, int(round(test_frac * n)))
     nv = max(1, int(round(val_frac * n)))
-    return perm[nt + nv:], perm[nt:nt + nv], perm[:nt]
+    return perm[nt + nv :], perm[nt : nt + nv], perm[:nt]
 
 
-def _fit(kind: str, x: np.ndarray, y: np.ndarray, *, seed: int, mlp_epochs: int, encode: Encoder,
-         members: int = 1) -> LayeredPredictor:
+def _fit(
+    kind: str, x: np.ndarray, y: np.ndarray, *, seed: int, mlp_epochs: int, encode: Encoder, members: int = 1
+) -> LayeredPredictor:
     if kind == "mlp":
         ws, bs, base = train_mlp(x, y, seed=seed, epochs=mlp_epochs, members=members)
     elif kind == "ridge":
@@ -250,9 +298,17 @@ def _fit(kind: str, x: np.ndarray, y: np.ndarray, *, seed: int, mlp_epochs: int,
     return LayeredPredictor(ws, bs, base, encode, kind=kind)
 
 
-def fit_predictor(genes: np.ndarray, top1: np.ndarray, encode: Encoder, *, seed: int = 0,
-                  kinds: tuple[str, ...] = KINDS, mlp_epochs: int = 300, folds: int = 3,
-                  members: int = ENSEMBLE_MEMBERS) -> tuple[LayeredPredictor, PredictorReport]:
+def fit_predictor(
+    genes: np.ndarray,
+    top1: np.ndarray,
+    encode: Encoder,
+    *,
+    seed: int = 0,
+    kinds: tuple[str, ...] = KINDS,
+    mlp_epochs: int = 300,
+    folds: int = 3,
+    members: int = ENSEMBLE_MEMBERS,
+) -> tuple[LayeredPredictor, PredictorReport]:
     """Choose the kind by ``folds``-fold cross-validated RMSE on the non-test rows, refit every kind on
     all of them, and report held-out (test split) RMSE and Kendall tau for each; return the chosen one.
 
@@ -277,8 +333,11 @@ def fit_predictor(genes: np.ndarray, top1: np.ndarray, encode: Encoder, *, seed:
             errs.append(rmse(p.predict_features(x[hold]), y[hold]))
         final = _fit(kind, x[fit_idx], y[fit_idx], seed=seed, mlp_epochs=mlp_epochs, encode=encode, members=members)
         pt = final.predict_features(x[te])
-        metrics[kind] = {"cv_rmse": float(np.mean(errs)), "test_rmse": rmse(pt, y[te]),
-                         "test_kendall_tau": kendall_tau(pt, y[te])}
+        metrics[kind] = {
+            "cv_rmse": float(np.mean(errs)),
+            "test_rmse": rmse(pt, y[te]),
+            "test_kendall_tau": kendall_tau(pt, y[te]),
+        }
         fitted[kind] = final
     # OFA's MLP is the default; another kind replaces it only when clearly better (>5% lower CV RMSE),
     # since small CV folds are noisy (on 60 digits subnets ridge won CV by 3% once but lost on test by 2x)

@@ -87,7 +87,9 @@ class GeneSpace:
         return g.astype(np.int64, copy=False)
 
 
-def gene_space_for(space: object, *, mutate_prob: float = 0.1, resolution_mutate_prob: float | None = None) -> GeneSpace:
+def gene_space_for(
+    space: object, *, mutate_prob: float = 0.1, resolution_mutate_prob: float | None = None
+) -> GeneSpace:
     """The :class:`GeneSpace` of a :class:`compress.supernet.space.SearchSpace`.
 
     Kernel and expand genes of one slot share a mutation group (OFA's ``random_resample``);
@@ -99,7 +101,7 @@ def gene_space_for(space: object, *, mutate_prob: float = 0.1, resolution_mutate
     n_slots = int(space.num_slots)  # type: ignore[attr-defined]
     base = 2 + n_stages
     groups = np.arange(sizes.size, dtype=np.int64)
-    groups[base + n_slots: base + 2 * n_slots] = groups[base: base + n_slots]
+    groups[base + n_slots : base + 2 * n_slots] = groups[base : base + n_slots]
     probs = np.full(sizes.size, float(mutate_prob))
     if resolution_mutate_prob is not None:
         probs[0] = float(resolution_mutate_prob)

@@ -9,15 +9,29 @@ from compress.search.evolution import EvolutionResult, InfeasibleError, sample_f
 from compress.search.protocols import AccuracyEstimator, GeneSpace
 
 
-def random_search(space: GeneSpace, accuracy: AccuracyEstimator, constraints: ConstraintSet, *,
-                  rng: np.random.Generator, samples: int = 10_000, batch: int = 4096,
-                  max_rounds: int = 200) -> EvolutionResult:
+def random_search(
+    space: GeneSpace,
+    accuracy: AccuracyEstimator,
+    constraints: ConstraintSet,
+    *,
+    rng: np.random.Generator,
+    samples: int = 10_000,
+    batch: int = 4096,
+    max_rounds: int = 200,
+) -> EvolutionResult:
     """Score ``samples`` uniformly random feasible rows (at most ``max_rounds`` sampling batches)."""
     genes, vals = sample_feasible(space, constraints, rng, samples, batch=batch, max_rounds=max_rounds)
     if genes.shape[0] == 0:
         raise InfeasibleError("no random candidate meets the constraints")
     scores = np.asarray(accuracy.predict_genes(genes), dtype=np.float64).reshape(-1)
     order = np.argsort(-scores, kind="stable")
-    return EvolutionResult(genes=genes[order], scores=scores[order], values=take(vals, order),
-                           history=np.maximum.accumulate(scores), archive_genes=genes, archive_scores=scores,
-                           archive_values=vals, evaluations=int(genes.shape[0]))
+    return EvolutionResult(
+        genes=genes[order],
+        scores=scores[order],
+        values=take(vals, order),
+        history=np.maximum.accumulate(scores),
+        archive_genes=genes,
+        archive_scores=scores,
+        archive_values=vals,
+        evaluations=int(genes.shape[0]),
+    )

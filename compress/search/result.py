@@ -38,9 +38,14 @@ class Candidate:
     measured_top1: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "predicted_latency_ms": round(float(self.predicted_latency_ms), 6),
-                "predicted_top1": round(float(self.predicted_top1), 6), "params": int(self.params),
-                "macs": int(self.macs), "measured_top1": self.measured_top1}
+        return {
+            "config": self.config,
+            "predicted_latency_ms": round(float(self.predicted_latency_ms), 6),
+            "predicted_top1": round(float(self.predicted_top1), 6),
+            "params": int(self.params),
+            "macs": int(self.macs),
+            "measured_top1": self.measured_top1,
+        }
 
 
 @dataclass
@@ -69,14 +74,27 @@ class DeviceResult:
     selected_in_predictor_data: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "runtime": self.runtime, "precision": self.precision, "batch": self.batch,
-                "budget_ms": self.budget_ms, "latency_source": self.latency_source,
-                "selected": self.selected.to_dict(), "pareto": [c.to_dict() for c in self.pareto],
-                "algorithm": self.algorithm, "selection": self.selection, "search_s": round(self.search_s, 4),
-                "evaluations": self.evaluations, "fallbacks": self.fallbacks, "min_latency_ms": self.min_latency_ms,
-                "constraints": self.constraints, "latency_model": self.latency_info, "refinement": self.refinement,
-                "refine_s": round(self.refine_s, 4),
-                "selected_in_predictor_data": self.selected_in_predictor_data}
+        return {
+            "device": self.device,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "batch": self.batch,
+            "budget_ms": self.budget_ms,
+            "latency_source": self.latency_source,
+            "selected": self.selected.to_dict(),
+            "pareto": [c.to_dict() for c in self.pareto],
+            "algorithm": self.algorithm,
+            "selection": self.selection,
+            "search_s": round(self.search_s, 4),
+            "evaluations": self.evaluations,
+            "fallbacks": self.fallbacks,
+            "min_latency_ms": self.min_latency_ms,
+            "constraints": self.constraints,
+            "latency_model": self.latency_info,
+            "refinement": self.refinement,
+            "refine_s": round(self.refine_s, 4),
+            "selected_in_predictor_data": self.selected_in_predictor_data,
+        }
 
 
 @dataclass
@@ -91,9 +109,14 @@ class SearchResult:
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"supernet": self.supernet, "predictor": self.predictor, "seed": self.seed,
-                             "algorithm": self.algorithm, "eval_data": self.eval_data,
-                             "devices": {r.device: r.to_dict() for r in self.devices}}
+        d: dict[str, Any] = {
+            "supernet": self.supernet,
+            "predictor": self.predictor,
+            "seed": self.seed,
+            "algorithm": self.algorithm,
+            "eval_data": self.eval_data,
+            "devices": {r.device: r.to_dict() for r in self.devices},
+        }
         if len(self.devices) == 1:
             d.update(self.devices[0].to_dict())
         if self.out is not None:
@@ -105,25 +128,59 @@ class SearchResult:
 def subnet_record(res: SearchResult, dev: DeviceResult) -> dict[str, Any]:
     """The selected-subnet file (``compress eval`` / ``compress export`` / ``load_model`` read it)."""
     c = dev.selected
-    return {"format": SUBNET_FORMAT, "version": 1, "supernet": res.supernet, "config": c.config,
-            "device": dev.device, "runtime": dev.runtime, "precision": dev.precision, "batch": dev.batch,
-            "latency_source": dev.latency_source, "budget_ms": dev.budget_ms,
-            "predicted": {"latency_ms": c.predicted_latency_ms, "top1": c.predicted_top1, "params": c.params,
-                          "macs": c.macs},
-            "measured": None if c.measured_top1 is None else {"top1": c.measured_top1, "split": "val"},
-            "bn_recalibration": res.eval_data}
+    return {
+        "format": SUBNET_FORMAT,
+        "version": 1,
+        "supernet": res.supernet,
+        "config": c.config,
+        "device": dev.device,
+        "runtime": dev.runtime,
+        "precision": dev.precision,
+        "batch": dev.batch,
+        "latency_source": dev.latency_source,
+        "budget_ms": dev.budget_ms,
+        "predicted": {
+            "latency_ms": c.predicted_latency_ms,
+            "top1": c.predicted_top1,
+            "params": c.params,
+            "macs": c.macs,
+        },
+        "measured": None if c.measured_top1 is None else {"top1": c.measured_top1, "split": "val"},
+        "bn_recalibration": res.eval_data,
+    }
 
 
 def pareto_csv(res: SearchResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["device", "rank", "predicted_latency_ms", "predicted_top1", "params", "macs", "measured_top1",
-                "selected", "config_json"])
+    w.writerow(
+        [
+            "device",
+            "rank",
+            "predicted_latency_ms",
+            "predicted_top1",
+            "params",
+            "macs",
+            "measured_top1",
+            "selected",
+            "config_json",
+        ]
+    )
     for dev in res.devices:
         for i, c in enumerate(dev.pareto):
-            w.writerow([dev.device, i, f"{c.predicted_latency_ms:.6f}", f"{c.predicted_top1:.6f}", c.params, c.macs,
-                        "" if c.measured_top1 is None else f"{c.measured_top1:.6f}",
-                        int(c.config == dev.selected.config), json.dumps(c.config, separators=(",", ":"))])
+            w.writerow(
+                [
+                    dev.device,
+                    i,
+                    f"{c.predicted_latency_ms:.6f}",
+                    f"{c.predicted_top1:.6f}",
+                    c.params,
+                    c.macs,
+                    "" if c.measured_top1 is None else f"{c.measured_top1:.6f}",
+                    int(c.config == dev.selected.config),
+                    json.dumps(c.config, separators=(",", ":")),
+                ]
+            )
     return buf.getvalue()
 
 
@@ -149,8 +206,14 @@ def plot_pareto(res: SearchResult, path: Path) -> Path | None:
         label = f"{dev.device} ({dev.runtime}, {dev.latency_source})"
         ax.step(xs, ys, where="post", color=col, alpha=0.6)
         ax.plot(xs, ys, "o", color=col, ms=3, label=label)
-        ax.plot([dev.selected.predicted_latency_ms], [100 * dev.selected.predicted_top1], "*", color=col, ms=14,
-                markeredgecolor="black")
+        ax.plot(
+            [dev.selected.predicted_latency_ms],
+            [100 * dev.selected.predicted_top1],
+            "*",
+            color=col,
+            ms=14,
+            markeredgecolor="black",
+        )
         if dev.budget_ms is not None:
             ax.axvline(dev.budget_ms, color=col, ls="--", lw=1)
     ax.set_xlabel("predicted latency (ms)")
@@ -189,19 +252,39 @@ def render_table(res: SearchResult, console: Any) -> None:
     from rich.table import Table
 
     t = Table(title="compress search", show_lines=False)
-    for col in ("device", "runtime", "budget ms", "latency", "pred. ms", "pred. top-1", "measured top-1",
-                "params", "MMACs", "front"):
+    for col in (
+        "device",
+        "runtime",
+        "budget ms",
+        "latency",
+        "pred. ms",
+        "pred. top-1",
+        "measured top-1",
+        "params",
+        "MMACs",
+        "front",
+    ):
         t.add_column(col, overflow="fold")
     for d in res.devices:
         c = d.selected
         mode = (d.latency_info or {}).get("power_mode")
-        t.add_row(d.device + (f"@{mode}" if mode else ""), f"{d.runtime}/{d.precision}", "-" if d.budget_ms is None else f"{d.budget_ms:g}",
-                  d.latency_source, f"{c.predicted_latency_ms:.3f}", f"{100 * c.predicted_top1:.2f}%",
-                  "-" if c.measured_top1 is None else f"{100 * c.measured_top1:.2f}%", f"{c.params:,}",
-                  f"{c.macs / 1e6:.1f}", str(len(d.pareto)))
+        t.add_row(
+            d.device + (f"@{mode}" if mode else ""),
+            f"{d.runtime}/{d.precision}",
+            "-" if d.budget_ms is None else f"{d.budget_ms:g}",
+            d.latency_source,
+            f"{c.predicted_latency_ms:.3f}",
+            f"{100 * c.predicted_top1:.2f}%",
+            "-" if c.measured_top1 is None else f"{100 * c.measured_top1:.2f}%",
+            f"{c.params:,}",
+            f"{c.macs / 1e6:.1f}",
+            str(len(d.pareto)),
+        )
     console.print(t)
     p = res.predictor
     if p:
-        console.print(f"[dim]accuracy predictor: {p.get('kind')} (held-out RMSE {100 * p.get('test_rmse', float('nan')):.2f} pts, "
-                      f"Kendall tau {p.get('test_kendall_tau', float('nan')):.3f}, {p.get('n_train')} train / "
-                      f"{p.get('n_test')} test subnets)[/dim]")
+        console.print(
+            f"[dim]accuracy predictor: {p.get('kind')} (held-out RMSE {100 * p.get('test_rmse', float('nan')):.2f} pts, "
+            f"Kendall tau {p.get('test_kendall_tau', float('nan')):.3f}, {p.get('n_train')} train / "
+            f"{p.get('n_test')} test subnets)[/dim]"
+        )

@@ -30,7 +30,7 @@ def _subnet_file(ref: str, device: str | None = None) -> Path | None:
         if device:
             f = p / f"subnet-{device}.json"
             if not f.is_file():
-                have = sorted(x.name[len("subnet-"):-5] for x in p.glob("subnet-*.json"))
+                have = sorted(x.name[len("subnet-") : -5] for x in p.glob("subnet-*.json"))
                 from compress.core.errors import unknown
 
                 raise unknown("device in this search run", device, have)
@@ -38,8 +38,9 @@ def _subnet_file(ref: str, device: str | None = None) -> Path | None:
         if (p / "subnet.json").is_file():
             return p / "subnet.json"
         have = sorted(x.name for x in p.glob("subnet-*.json"))
-        raise UsageError(f"{p} holds a search for several devices; give one of its files ({', '.join(have)}) "
-                         f"or device=NAME")
+        raise UsageError(
+            f"{p} holds a search for several devices; give one of its files ({', '.join(have)}) or device=NAME"
+        )
     return None
 
 
@@ -55,8 +56,9 @@ def load_selected(path: str | Path, *, recalibrate: bool = True, check_hash: boo
     if not ckpt.is_file():
         raise UsageError(f"{path}: its supernet checkpoint {ckpt} is missing; restore it or re-run the search")
     if check_hash and sn.get("sha256") and sha256_file(ckpt) != sn["sha256"]:
-        raise UsageError(f"{path}: the supernet checkpoint {ckpt} changed since the search (sha256 differs); "
-                         f"re-run the search")
+        raise UsageError(
+            f"{path}: the supernet checkpoint {ckpt} changed since the search (sha256 differs); re-run the search"
+        )
     net = load_checkpoint(ckpt)
     cfg = net.space.config_from_dict(rec["config"])
     net.set_active(cfg)
@@ -73,13 +75,21 @@ def load_selected(path: str | Path, *, recalibrate: bool = True, check_hash: boo
 
     src = subnet_source(net.space, cfg, str(ckpt))
     src["supernet_sha256"] = sn.get("sha256")
-    return LoadedModel(module=module, input_shape=(net.space.in_channels, cfg.resolution, cfg.resolution),
-                       num_classes=net.space.num_classes, source=src,
-                       dataset=(bn or {}).get("dataset") or (header.get("data") or {}).get("name"),
-                       predictions={**(rec.get("predicted") or {}), "device": rec.get("device"),
-                                    "runtime": rec.get("runtime"), "precision": rec.get("precision"),
-                                    "latency_source": rec.get("latency_source")},
-                       metrics={"measured_top1": (rec.get("measured") or {}).get("top1")} if rec.get("measured") else {})
+    return LoadedModel(
+        module=module,
+        input_shape=(net.space.in_channels, cfg.resolution, cfg.resolution),
+        num_classes=net.space.num_classes,
+        source=src,
+        dataset=(bn or {}).get("dataset") or (header.get("data") or {}).get("name"),
+        predictions={
+            **(rec.get("predicted") or {}),
+            "device": rec.get("device"),
+            "runtime": rec.get("runtime"),
+            "precision": rec.get("precision"),
+            "latency_source": rec.get("latency_source"),
+        },
+        metrics={"measured_top1": (rec.get("measured") or {}).get("top1")} if rec.get("measured") else {},
+    )
 
 
 class SearchResolver:

@@ -43,5 +43,15 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["FAMILIES", "Family", "family_names", "get_space", "BlockSpec", "Cost", "SearchSpace", "SubnetConfig",
-           "make_divisible", *_LAZY]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "family_names",
+    "get_space",
+    "BlockSpec",
+    "Cost",
+    "SearchSpace",
+    "SubnetConfig",
+    "make_divisible",
+    *_LAZY,
+]

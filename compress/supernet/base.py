@@ -61,10 +61,16 @@ class Supernet(nn.Module):
         self.stem_pool = ElasticPool("maxpool") if "stem_pool" in by_name else None
         self.first_block = None
         if "first_block" in by_name:
-            self.first_block = ElasticMBConv(by_name["first_block"], [by_name["first_block"].kernel],
-                                             kernel_transform=False)
-        self.downs = nn.ModuleDict({str(i): ElasticDownsample(by_name[f"downs.{i}"])
-                                    for i in range(space.num_stages) if f"downs.{i}" in by_name})
+            self.first_block = ElasticMBConv(
+                by_name["first_block"], [by_name["first_block"].kernel], kernel_transform=False
+            )
+        self.downs = nn.ModuleDict(
+            {
+                str(i): ElasticDownsample(by_name[f"downs.{i}"])
+                for i in range(space.num_stages)
+                if f"downs.{i}" in by_name
+            }
+        )
         blocks: list[nn.Module] = []
         for s in specs:
             if s.slot < 0:
@@ -141,8 +147,11 @@ class Supernet(nn.Module):
             state = {k: v.detach().clone() for k, v in layer.active_state(s).items()}
             m.load_state_dict(state, strict=True)
             mods.append(m)
-        net = assemble(self._specs, mods, {"family": self.space.family, "space": self.space.to_dict(),
-                                           "config": self.active.to_dict()})
+        net = assemble(
+            self._specs,
+            mods,
+            {"family": self.space.family, "space": self.space.to_dict(), "config": self.active.to_dict()},
+        )
         dev = next(self.parameters()).device
         return net.to(dev).train(self.training)
 
@@ -177,8 +186,11 @@ class Supernet(nn.Module):
         narrower active expand."""
         blk = self._block(block_index)
         n = self.hidden_size(block_index)
-        p = perm.detach().to("cpu", torch.long) if isinstance(perm, torch.Tensor) else \
-            torch.as_tensor(np.asarray(perm), dtype=torch.long)
+        p = (
+            perm.detach().to("cpu", torch.long)
+            if isinstance(perm, torch.Tensor)
+            else torch.as_tensor(np.asarray(perm), dtype=torch.long)
+        )
         if p.ndim != 1 or p.numel() != n or not torch.equal(torch.sort(p).values, torch.arange(n)):
             raise UsageError(f"perm must be a permutation of 0..{n - 1} for block {block_index}")
         p = p.to(next(self.parameters()).device)

@@ -17,8 +17,14 @@ from compress.core.errors import UsageError
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, cfg: Any = None, calib_images: torch.Tensor | None = None, *,
-                   batch_size: int = 256, max_images: int | None = None) -> nn.Module:
+def recalibrate_bn(
+    model: nn.Module,
+    cfg: Any = None,
+    calib_images: torch.Tensor | None = None,
+    *,
+    batch_size: int = 256,
+    max_images: int | None = None,
+) -> nn.Module:
     """Re-estimate BN statistics of ``model`` (in place) and return it in eval mode.
 
     ``model`` is a :class:`~compress.supernet.base.Supernet` (``cfg`` is set active first; only the
@@ -52,7 +58,7 @@ def recalibrate_bn(model: nn.Module, cfg: Any = None, calib_images: torch.Tensor
     dev = next(model.parameters()).device
     try:
         for i in range(0, len(images), batch_size):
-            x = images[i:i + batch_size].to(dev)
+            x = images[i : i + batch_size].to(dev)
             if resolution is not None:
                 x = resize_input(x, resolution)
             model(x)

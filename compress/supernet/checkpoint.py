@@ -33,19 +33,35 @@ DEFAULT_DIR = package_path("compress.supernet", "default")  # package data (see 
 DEFAULT_NAME = "supernet.safetensors"
 
 
-def save_checkpoint(path: str | Path, net: Supernet, *, recipe: dict[str, Any] | None = None,
-                    data: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
-                    fp16: bool = False, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    net: Supernet,
+    *,
+    recipe: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    fp16: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``net`` atomically; ``fp16=True`` stores floating tensors as float16 (half the size)."""
     import torch
     from safetensors.torch import save_file
 
     from compress import __version__
 
-    header = {"format": FORMAT, "version": VERSION, "family": net.space.family, "space": net.space.to_dict(),
-              "recipe": recipe or {}, "data": data or {}, "metrics": metrics or {},
-              "toolkit_version": __version__, "created": now_iso(), "dtype": "float16" if fp16 else "float32",
-              **(extra or {})}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "family": net.space.family,
+        "space": net.space.to_dict(),
+        "recipe": recipe or {},
+        "data": data or {},
+        "metrics": metrics or {},
+        "toolkit_version": __version__,
+        "created": now_iso(),
+        "dtype": "float16" if fp16 else "float32",
+        **(extra or {}),
+    }
     state = {}
     for k, v in net.state_dict().items():
         t = v.detach().to("cpu").contiguous().clone()
@@ -107,8 +123,10 @@ def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise UsageError(f"{p}: not a compress supernet checkpoint (format {header.get('format')!r})")
     if int(header.get("version", 0)) > VERSION:
-        raise UsageError(f"{p}: checkpoint version {header.get('version')} is newer than this toolkit "
-                         f"supports ({VERSION}); upgrade compress")
+        raise UsageError(
+            f"{p}: checkpoint version {header.get('version')} is newer than this toolkit "
+            f"supports ({VERSION}); upgrade compress"
+        )
     header["space"] = SearchSpace.from_dict(header.get("space"), source=f"{p}: space").to_dict()
     header["_tensors"] = {k: v.get("shape") for k, v in hdr.items() if k != "__metadata__"}
     return header
@@ -139,8 +157,9 @@ def load_checkpoint(path: str | Path, *, device: str = "cpu") -> Supernet:
             parts.append(f"unexpected {unexpected[:3]}")
         if wrong:
             parts.append(f"shape of {wrong[0]} is {tensors[wrong[0]]}, the space needs {expected[wrong[0]]}")
-        raise UsageError(f"{p}: weights do not match the declared '{space.family}' search space ("
-                         + "; ".join(parts) + ")")
+        raise UsageError(
+            f"{p}: weights do not match the declared '{space.family}' search space (" + "; ".join(parts) + ")"
+        )
     try:
         state = load_file(str(p), device="cpu")
     except (SafetensorError, OSError) as err:
@@ -156,8 +175,10 @@ def default_checkpoint_path() -> Path:
     """The embedded default supernet (``compress/supernet/default/supernet.safetensors``)."""
     p = DEFAULT_DIR / DEFAULT_NAME
     if not p.is_file():
-        raise UsageError(f"no default supernet checkpoint at {p}; pass a checkpoint path "
-                         f"(train one with `compress train`, or convert OFA weights with `compress import-ofa`)")
+        raise UsageError(
+            f"no default supernet checkpoint at {p}; pass a checkpoint path "
+            f"(train one with `compress train`, or convert OFA weights with `compress import-ofa`)"
+        )
     return p
 
 
@@ -168,13 +189,26 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     space = SearchSpace.from_dict(header["space"])
     lo, hi = space.count(space.min_config()), space.count(space.max_config())
     return {
-        "path": str(path), "family": space.family, "num_subnets": space.num_subnets(),
-        "params_min": lo.params, "params_max": hi.params, "macs_min": lo.macs, "macs_max": hi.macs,
-        "resolutions": space.resolutions, "width_mults": space.width_mults,
-        "stages": [{"width": s.width, "depths": s.depths, "kernels": s.kernels, "expands": s.expands}
-                   for s in space.stages],
-        "num_classes": space.num_classes, "in_channels": space.in_channels,
-        "metrics": header.get("metrics", {}), "recipe": header.get("recipe", {}), "data": header.get("data", {}),
-        "toolkit_version": header.get("toolkit_version"), "created": header.get("created"),
-        "dtype": header.get("dtype"), "num_tensors": len(tensors), "space_hash": space.hash(),
+        "path": str(path),
+        "family": space.family,
+        "num_subnets": space.num_subnets(),
+        "params_min": lo.params,
+        "params_max": hi.params,
+        "macs_min": lo.macs,
+        "macs_max": hi.macs,
+        "resolutions": space.resolutions,
+        "width_mults": space.width_mults,
+        "stages": [
+            {"width": s.width, "depths": s.depths, "kernels": s.kernels, "expands": s.expands} for s in space.stages
+        ],
+        "num_classes": space.num_classes,
+        "in_channels": space.in_channels,
+        "metrics": header.get("metrics", {}),
+        "recipe": header.get("recipe", {}),
+        "data": header.get("data", {}),
+        "toolkit_version": header.get("toolkit_version"),
+        "created": header.get("created"),
+        "dtype": header.get("dtype"),
+        "num_tensors": len(tensors),
+        "space_hash": space.hash(),
     }

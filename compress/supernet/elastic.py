@@ -85,8 +85,9 @@ class ElasticMBConv(nn.Module):
             self.expand_act = act_fn(s.act)
         else:
             self.expand_conv = self.expand_bn = self.expand_act = None
-        self.dw_conv = DynConv2d(s.mid, s.mid, list(kernels), stride=s.stride, depthwise=True,
-                                 kernel_transform=kernel_transform)
+        self.dw_conv = DynConv2d(
+            s.mid, s.mid, list(kernels), stride=s.stride, depthwise=True, kernel_transform=kernel_transform
+        )
         self.dw_bn = DynBN(s.mid)
         self.dw_act = act_fn(s.act)
         self.se = DynSE(s.mid, s.se_mid) if s.se else None
@@ -106,7 +107,9 @@ class ElasticMBConv(nn.Module):
     def active_state(self, s: BlockSpec) -> dict[str, torch.Tensor]:
         st: dict[str, torch.Tensor] = {}
         if self.expand_conv is not None:
-            st |= _conv_state("expand_conv", self.expand_conv, s.mid, s.in_ch, 1) | _bn_state("expand_bn", self.expand_bn, s.mid)
+            st |= _conv_state("expand_conv", self.expand_conv, s.mid, s.in_ch, 1) | _bn_state(
+                "expand_bn", self.expand_bn, s.mid
+            )
         st |= _conv_state("dw_conv", self.dw_conv, s.mid, s.mid, s.kernel) | _bn_state("dw_bn", self.dw_bn, s.mid)
         if self.se is not None:
             st |= _conv_state("se.reduce", self.se.reduce, s.se_mid, s.mid, 1)
@@ -129,8 +132,13 @@ class ElasticMBConv(nn.Module):
     def hidden_params(self) -> dict[str, tuple[int, ...]]:
         if self.expand_conv is None:
             return {}
-        h = {"expand_conv.weight": (0,), **_bn_hidden("expand_bn"), "dw_conv.weight": (0,), **_bn_hidden("dw_bn"),
-             "project_conv.weight": (1,)}
+        h = {
+            "expand_conv.weight": (0,),
+            **_bn_hidden("expand_bn"),
+            "dw_conv.weight": (0,),
+            **_bn_hidden("dw_bn"),
+            "project_conv.weight": (1,),
+        }
         if self.se is not None:
             h |= {"se.reduce.weight": (1,), "se.expand.weight": (0,), "se.expand.bias": (0,)}
         return h
@@ -167,15 +175,23 @@ class ElasticConvNeXt(nn.Module):
 
     def active_state(self, s: BlockSpec) -> dict[str, torch.Tensor]:
         c = s.in_ch
-        return (_conv_state("dw_conv", self.dw_conv, c, c, s.kernel) | _bn_state("norm", self.norm, c)
-                | _conv_state("pw1", self.pw1, s.mid, c, 1) | _conv_state("pw2", self.pw2, c, s.mid, 1)
-                | {"gamma": self.gamma[:c]})
+        return (
+            _conv_state("dw_conv", self.dw_conv, c, c, s.kernel)
+            | _bn_state("norm", self.norm, c)
+            | _conv_state("pw1", self.pw1, s.mid, c, 1)
+            | _conv_state("pw2", self.pw2, c, s.mid, 1)
+            | {"gamma": self.gamma[:c]}
+        )
 
     def regions(self, s: BlockSpec) -> Regions:
         c = s.in_ch
-        return (_conv_regions("dw_conv", self.dw_conv, c, c, s.kernel) | _bn_regions("norm", c)
-                | _conv_regions("pw1", self.pw1, s.mid, c, 1) | _conv_regions("pw2", self.pw2, c, s.mid, 1)
-                | {"gamma": (slice(0, c),)})
+        return (
+            _conv_regions("dw_conv", self.dw_conv, c, c, s.kernel)
+            | _bn_regions("norm", c)
+            | _conv_regions("pw1", self.pw1, s.mid, c, 1)
+            | _conv_regions("pw2", self.pw2, c, s.mid, 1)
+            | {"gamma": (slice(0, c),)}
+        )
 
     hidden_params = {"pw1.weight": (0,), "pw1.bias": (0,), "pw2.weight": (1,)}
 
@@ -193,8 +209,11 @@ class ElasticBottleneck(nn.Module):
         self.conv3 = DynConv2d(s.mid, s.out_ch, 1)
         self.bn3 = DynBN(s.out_ch)
         self.act = nn.ReLU()
-        self.downsample = (nn.Sequential(DynConv2d(s.in_ch, s.out_ch, 1, stride=s.stride, padding=0), DynBN(s.out_ch))
-                           if may_project else None)
+        self.downsample = (
+            nn.Sequential(DynConv2d(s.in_ch, s.out_ch, 1, stride=s.stride, padding=0), DynBN(s.out_ch))
+            if may_project
+            else None
+        )
 
     def forward(self, x: torch.Tensor, s: BlockSpec) -> torch.Tensor:
         y = self.act(self.bn1(self.conv1(x, s.mid)))
@@ -206,26 +225,41 @@ class ElasticBottleneck(nn.Module):
         return self.act(y + x)
 
     def active_state(self, s: BlockSpec) -> dict[str, torch.Tensor]:
-        st = (_conv_state("conv1", self.conv1, s.mid, s.in_ch, 1) | _bn_state("bn1", self.bn1, s.mid)
-              | _conv_state("conv2", self.conv2, s.mid, s.mid, s.kernel) | _bn_state("bn2", self.bn2, s.mid)
-              | _conv_state("conv3", self.conv3, s.out_ch, s.mid, 1) | _bn_state("bn3", self.bn3, s.out_ch))
+        st = (
+            _conv_state("conv1", self.conv1, s.mid, s.in_ch, 1)
+            | _bn_state("bn1", self.bn1, s.mid)
+            | _conv_state("conv2", self.conv2, s.mid, s.mid, s.kernel)
+            | _bn_state("bn2", self.bn2, s.mid)
+            | _conv_state("conv3", self.conv3, s.out_ch, s.mid, 1)
+            | _bn_state("bn3", self.bn3, s.out_ch)
+        )
         if bottleneck_projects(s):
             st |= _conv_state("downsample.0", self.downsample[0], s.out_ch, s.in_ch, 1)
             st |= _bn_state("downsample.1", self.downsample[1], s.out_ch)
         return st
 
     def regions(self, s: BlockSpec) -> Regions:
-        r = (_conv_regions("conv1", self.conv1, s.mid, s.in_ch, 1) | _bn_regions("bn1", s.mid)
-             | _conv_regions("conv2", self.conv2, s.mid, s.mid, s.kernel) | _bn_regions("bn2", s.mid)
-             | _conv_regions("conv3", self.conv3, s.out_ch, s.mid, 1) | _bn_regions("bn3", s.out_ch))
+        r = (
+            _conv_regions("conv1", self.conv1, s.mid, s.in_ch, 1)
+            | _bn_regions("bn1", s.mid)
+            | _conv_regions("conv2", self.conv2, s.mid, s.mid, s.kernel)
+            | _bn_regions("bn2", s.mid)
+            | _conv_regions("conv3", self.conv3, s.out_ch, s.mid, 1)
+            | _bn_regions("bn3", s.out_ch)
+        )
         if bottleneck_projects(s):
             r |= _conv_regions("downsample.0", self.downsample[0], s.out_ch, s.in_ch, 1)
             r |= _bn_regions("downsample.1", s.out_ch)
         return r
 
     # both hidden spaces (conv1 out / conv2 in, conv2 out / conv3 in) take the same permutation
-    hidden_params = {"conv1.weight": (0,), **_bn_hidden("bn1"), "conv2.weight": (0, 1), **_bn_hidden("bn2"),
-                     "conv3.weight": (1,)}
+    hidden_params = {
+        "conv1.weight": (0,),
+        **_bn_hidden("bn1"),
+        "conv2.weight": (0, 1),
+        **_bn_hidden("bn2"),
+        "conv3.weight": (1,),
+    }
 
     def importance(self) -> torch.Tensor:
         return self.conv3.weight.detach().abs().sum((0, 2, 3))
@@ -285,7 +319,7 @@ class ElasticLinear(nn.Module):
         return self.linear(self.dropout(torch.flatten(x, 1)))
 
     def active_state(self, s: BlockSpec) -> dict[str, torch.Tensor]:
-        st = {"linear.weight": self.linear.weight[:, :s.in_ch]}
+        st = {"linear.weight": self.linear.weight[:, : s.in_ch]}
         if self.linear.bias is not None:
             st["linear.bias"] = self.linear.bias
         return st

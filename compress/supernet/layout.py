@@ -34,8 +34,21 @@ def block_specs(space: SearchSpace, cfg: SubnetConfig) -> list[BlockSpec]:
     st = space.stem
     ch = space.stem_width(w)
     out_hw = conv_out(hw, st.kernel, st.stride)
-    specs.append(BlockSpec("stem", "conv", hw, space.in_channels, out_hw, ch, kernel=st.kernel, stride=st.stride,
-                           act=st.act, norm=st.norm, bias=st.bias))
+    specs.append(
+        BlockSpec(
+            "stem",
+            "conv",
+            hw,
+            space.in_channels,
+            out_hw,
+            ch,
+            kernel=st.kernel,
+            stride=st.stride,
+            act=st.act,
+            norm=st.norm,
+            bias=st.bias,
+        )
+    )
     hw = out_hw
     if st.maxpool:
         out_hw = conv_out(hw, 3, 2)
@@ -45,17 +58,46 @@ def block_specs(space: SearchSpace, cfg: SubnetConfig) -> list[BlockSpec]:
         fb = space.first_block
         out = space.first_block_width(w)
         out_hw = conv_out(hw, fb.kernel, fb.stride)
-        specs.append(BlockSpec("first_block", "mbconv", hw, ch, out_hw, out, kernel=fb.kernel, mid=ch, stride=fb.stride,
-                               se=fb.se, se_mid=_se_mid(space, ch) if fb.se else 0, act=fb.act,
-                               residual=(ch == out and fb.stride == 1), norm=True, has_expand=False))
+        specs.append(
+            BlockSpec(
+                "first_block",
+                "mbconv",
+                hw,
+                ch,
+                out_hw,
+                out,
+                kernel=fb.kernel,
+                mid=ch,
+                stride=fb.stride,
+                se=fb.se,
+                se_mid=_se_mid(space, ch) if fb.se else 0,
+                act=fb.act,
+                residual=(ch == out and fb.stride == 1),
+                norm=True,
+                has_expand=False,
+            )
+        )
         ch, hw = out, out_hw
     slot0 = 0
     for i, (stage, d) in enumerate(zip(space.stages, cfg.depths)):
         width = space.stage_width(i, w)
         if space.block == "convnext" and has_downsample(space, i):
             out_hw = conv_out(hw, space.downsample_kernel, stage.stride, padding=0)
-            specs.append(BlockSpec(f"downs.{i}", "downsample", hw, ch, out_hw, width, kernel=space.downsample_kernel,
-                                   stride=stage.stride, norm=True, bias=True, stage=i))
+            specs.append(
+                BlockSpec(
+                    f"downs.{i}",
+                    "downsample",
+                    hw,
+                    ch,
+                    out_hw,
+                    width,
+                    kernel=space.downsample_kernel,
+                    stride=stage.stride,
+                    norm=True,
+                    bias=True,
+                    stage=i,
+                )
+            )
             hw, ch = out_hw, width
         for j in range(d):
             k, e = cfg.kernels[i][j], cfg.expands[i][j]
@@ -65,20 +107,70 @@ def block_specs(space: SearchSpace, cfg: SubnetConfig) -> list[BlockSpec]:
                 s = stage.stride if j == 0 else 1
                 mid = _mid(space, ch, e)
                 out_hw = conv_out(hw, k, s)
-                specs.append(BlockSpec(name, "mbconv", hw, ch, out_hw, width, kernel=k, mid=mid, stride=s, se=stage.se,
-                                       se_mid=_se_mid(space, mid) if stage.se else 0, act=stage.act,
-                                       residual=(s == 1 and ch == width), norm=True, stage=i, slot=slot))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "mbconv",
+                        hw,
+                        ch,
+                        out_hw,
+                        width,
+                        kernel=k,
+                        mid=mid,
+                        stride=s,
+                        se=stage.se,
+                        se_mid=_se_mid(space, mid) if stage.se else 0,
+                        act=stage.act,
+                        residual=(s == 1 and ch == width),
+                        norm=True,
+                        stage=i,
+                        slot=slot,
+                    )
+                )
             elif space.block == "convnext":
                 mid = _mid(space, ch, e)
-                specs.append(BlockSpec(name, "convnext", hw, ch, hw, ch, kernel=k, mid=mid, act="gelu", residual=True,
-                                       norm=True, bias=True, layer_scale=True, stage=i, slot=slot))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "convnext",
+                        hw,
+                        ch,
+                        hw,
+                        ch,
+                        kernel=k,
+                        mid=mid,
+                        act="gelu",
+                        residual=True,
+                        norm=True,
+                        bias=True,
+                        layer_scale=True,
+                        stage=i,
+                        slot=slot,
+                    )
+                )
                 out_hw = hw
             else:  # bottleneck
                 s = stage.stride if j == 0 else 1
                 mid = _mid(space, width, e)
                 out_hw = conv_out(hw, k, s)
-                specs.append(BlockSpec(name, "bottleneck", hw, ch, out_hw, width, kernel=k, mid=mid, stride=s,
-                                       act="relu", residual=True, norm=True, stage=i, slot=slot))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "bottleneck",
+                        hw,
+                        ch,
+                        out_hw,
+                        width,
+                        kernel=k,
+                        mid=mid,
+                        stride=s,
+                        act="relu",
+                        residual=True,
+                        norm=True,
+                        stage=i,
+                        slot=slot,
+                    )
+                )
             hw, ch = out_hw, (ch if space.block == "convnext" else width)
         slot0 += stage.depths[-1]
     h = space.head
@@ -105,15 +197,15 @@ def spec_cost(s: BlockSpec) -> tuple[int, int]:
     """(params, MACs) of one layer; see the module docstring for the conventions."""
     hw_in, hw_out = s.in_hw * s.in_hw, s.out_hw * s.out_hw
     if s.kind == "conv":
-        p = s.out_ch * s.in_ch * s.kernel ** 2 + (s.out_ch if s.bias else 0) + (2 * s.out_ch if s.norm else 0)
-        return p, hw_out * s.out_ch * s.in_ch * s.kernel ** 2
+        p = s.out_ch * s.in_ch * s.kernel**2 + (s.out_ch if s.bias else 0) + (2 * s.out_ch if s.norm else 0)
+        return p, hw_out * s.out_ch * s.in_ch * s.kernel**2
     if s.kind == "mbconv":
         p = m = 0
         if s.has_expand:
             p += s.in_ch * s.mid + 2 * s.mid
             m += hw_in * s.in_ch * s.mid
-        p += s.mid * s.kernel ** 2 + 2 * s.mid
-        m += hw_out * s.mid * s.kernel ** 2
+        p += s.mid * s.kernel**2 + 2 * s.mid
+        m += hw_out * s.mid * s.kernel**2
         if s.se:
             p += 2 * s.mid * s.se_mid + s.se_mid + s.mid
             m += 2 * s.mid * s.se_mid
@@ -122,17 +214,17 @@ def spec_cost(s: BlockSpec) -> tuple[int, int]:
         return p, m
     if s.kind == "convnext":
         c = s.in_ch
-        p = c * s.kernel ** 2 + c + 2 * c + c * s.mid + s.mid + s.mid * c + c + c
-        return p, hw_in * (c * s.kernel ** 2 + 2 * c * s.mid)
+        p = c * s.kernel**2 + c + 2 * c + c * s.mid + s.mid + s.mid * c + c + c
+        return p, hw_in * (c * s.kernel**2 + 2 * c * s.mid)
     if s.kind == "bottleneck":
-        p = s.in_ch * s.mid + 2 * s.mid + s.mid * s.mid * s.kernel ** 2 + 2 * s.mid + s.mid * s.out_ch + 2 * s.out_ch
-        m = hw_in * s.in_ch * s.mid + hw_out * (s.mid * s.mid * s.kernel ** 2 + s.mid * s.out_ch)
+        p = s.in_ch * s.mid + 2 * s.mid + s.mid * s.mid * s.kernel**2 + 2 * s.mid + s.mid * s.out_ch + 2 * s.out_ch
+        m = hw_in * s.in_ch * s.mid + hw_out * (s.mid * s.mid * s.kernel**2 + s.mid * s.out_ch)
         if bottleneck_projects(s):
             p += s.in_ch * s.out_ch + 2 * s.out_ch
             m += hw_out * s.in_ch * s.out_ch
         return p, m
     if s.kind == "downsample":
-        return 2 * s.in_ch + s.in_ch * s.out_ch * s.kernel ** 2 + s.out_ch, hw_out * s.in_ch * s.out_ch * s.kernel ** 2
+        return 2 * s.in_ch + s.in_ch * s.out_ch * s.kernel**2 + s.out_ch, hw_out * s.in_ch * s.out_ch * s.kernel**2
     if s.kind == "norm":
         return 2 * s.in_ch, 0
     if s.kind in ("pool", "maxpool"):

@@ -35,9 +35,13 @@ _BLOCK_PARTS = [
 
 def _normalise(key: str) -> str:
     if key.startswith("module."):
-        key = key[len("module."):]
+        key = key[len("module.") :]
     key = key.replace(".mobile_inverted_conv.", ".conv.")
-    key = key.replace(".bn.bn.", ".bn.").replace(".conv.conv.weight", ".conv.weight").replace(".linear.linear.", ".linear.")
+    key = (
+        key.replace(".bn.bn.", ".bn.")
+        .replace(".conv.conv.weight", ".conv.weight")
+        .replace(".linear.linear.", ".linear.")
+    )
     return key
 
 
@@ -79,10 +83,12 @@ def supernet_from_ofa_state(state: dict[str, torch.Tensor], *, source: str = "st
         raise UsageError(f"{source}: not an OFA-MobileNetV3 state_dict (no first_conv / classifier weights)")
     widths = {16: 1.0, 24: 1.2}
     if int(stem.shape[0]) not in widths:
-        raise UsageError(f"{source}: stem has {stem.shape[0]} channels; only OFA-MBV3 w1.0 (16) and w1.2 (24) "
-                         f"are supported")
-    space = get_space("ofa-mbv3", width_mult=widths[int(stem.shape[0])], num_classes=int(cls.shape[0]),
-                      in_channels=int(stem.shape[1]))
+        raise UsageError(
+            f"{source}: stem has {stem.shape[0]} channels; only OFA-MBV3 w1.0 (16) and w1.2 (24) are supported"
+        )
+    space = get_space(
+        "ofa-mbv3", width_mult=widths[int(stem.shape[0])], num_classes=int(cls.shape[0]), in_channels=int(stem.shape[1])
+    )
     net = Supernet(space)
     target = net.state_dict()
     new: dict[str, torch.Tensor] = {}
@@ -91,11 +97,15 @@ def supernet_from_ofa_state(state: dict[str, torch.Tensor], *, source: str = "st
             raise UsageError(f"{source}: entry '{k}' is not a tensor")
         ours = map_ofa_key(k)
         if ours is None or ours not in target:
-            raise UsageError(f"{source}: unexpected key '{k}' for ofa_mbv3_d234_e346_k357 "
-                             f"(only the d234_e346_k357 MobileNetV3 layout is supported)")
+            raise UsageError(
+                f"{source}: unexpected key '{k}' for ofa_mbv3_d234_e346_k357 "
+                f"(only the d234_e346_k357 MobileNetV3 layout is supported)"
+            )
         if tuple(v.shape) != tuple(target[ours].shape):
-            raise UsageError(f"{source}: '{k}' has shape {tuple(v.shape)}, ofa-mbv3 w{space.stages[0].width} "
-                             f"expects {tuple(target[ours].shape)} (is it the d234_e346_k357 supernet?)")
+            raise UsageError(
+                f"{source}: '{k}' has shape {tuple(v.shape)}, ofa-mbv3 w{space.stages[0].width} "
+                f"expects {tuple(target[ours].shape)} (is it the d234_e346_k357 supernet?)"
+            )
         if ours in new:
             raise UsageError(f"{source}: '{k}' appears twice under different spellings")
         new[ours] = v.to(target[ours].dtype)
@@ -118,8 +128,18 @@ def import_ofa(state_dict: str | Path, *, out: str | Path, fp16: bool = False) -
     state = load_state_dict_file(src)
     net = supernet_from_ofa_state(state, source=str(src))
     width = 1.0 if net.space.stem.channels == 16 else 1.2
-    recipe = {"source": "once-for-all", "name": f"ofa_mbv3_d234_e346_k357_w{width}", "file": src.name,
-              "sha256": sha256_file(src)}
+    recipe = {
+        "source": "once-for-all",
+        "name": f"ofa_mbv3_d234_e346_k357_w{width}",
+        "file": src.name,
+        "sha256": sha256_file(src),
+    }
     save_checkpoint(out, net, recipe=recipe, fp16=fp16)
-    return {"out": str(out), "family": "ofa-mbv3", "width_mult": width, "num_classes": net.space.num_classes,
-            "num_tensors": len(net.state_dict()), "source_sha256": recipe["sha256"]}
+    return {
+        "out": str(out),
+        "family": "ofa-mbv3",
+        "width_mult": width,
+        "num_classes": net.space.num_classes,
+        "num_tensors": len(net.state_dict()),
+        "source_sha256": recipe["sha256"],
+    }

@@ -28,9 +28,18 @@ def centre(max_k: int, k: int) -> slice:
 class DynConv2d(nn.Module):
     """Conv with elastic channels; ``depthwise=True`` gives groups == channels and elastic kernel."""
 
-    def __init__(self, max_in: int, max_out: int, kernel: int | list[int] = 1, *, stride: int = 1,
-                 depthwise: bool = False, bias: bool = False, padding: int | None = None,
-                 kernel_transform: bool = False) -> None:
+    def __init__(
+        self,
+        max_in: int,
+        max_out: int,
+        kernel: int | list[int] = 1,
+        *,
+        stride: int = 1,
+        depthwise: bool = False,
+        bias: bool = False,
+        padding: int | None = None,
+        kernel_transform: bool = False,
+    ) -> None:
         super().__init__()
         self.kernels = sorted(kernel) if isinstance(kernel, list) else [kernel]
         self.max_k = self.kernels[-1]
@@ -104,9 +113,16 @@ class DynBN(nn.BatchNorm2d):
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         use_batch = self.training or not self.track_running_stats
-        return F.batch_norm(x, self.running_mean[:c] if self.running_mean is not None else None,
-                            self.running_var[:c] if self.running_var is not None else None,
-                            self.weight[:c], self.bias[:c], use_batch, factor, self.eps)
+        return F.batch_norm(
+            x,
+            self.running_mean[:c] if self.running_mean is not None else None,
+            self.running_var[:c] if self.running_var is not None else None,
+            self.weight[:c],
+            self.bias[:c],
+            use_batch,
+            factor,
+            self.eps,
+        )
 
 
 class DynSE(nn.Module):
@@ -132,7 +148,7 @@ class DynLinear(nn.Module):
         self.bias = lin.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight[:, :x.shape[1]], self.bias)
+        return F.linear(x, self.weight[:, : x.shape[1]], self.bias)
 
 
 def act_fn(name: str) -> nn.Module:

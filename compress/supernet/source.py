@@ -62,9 +62,14 @@ def load_subnet(checkpoint: str | Path, subnet: Any = None) -> LoadedModel:
     net.set_active(cfg)
     module = net.export_active().eval()
     header = getattr(net, "checkpoint", {})
-    return LoadedModel(module=module, input_shape=(net.space.in_channels, cfg.resolution, cfg.resolution),
-                       num_classes=net.space.num_classes, source=subnet_source(net.space, cfg, str(checkpoint)),
-                       dataset=(header.get("data") or {}).get("dataset"), metrics=dict(header.get("metrics") or {}))
+    return LoadedModel(
+        module=module,
+        input_shape=(net.space.in_channels, cfg.resolution, cfg.resolution),
+        num_classes=net.space.num_classes,
+        source=subnet_source(net.space, cfg, str(checkpoint)),
+        dataset=(header.get("data") or {}).get("dataset"),
+        metrics=dict(header.get("metrics") or {}),
+    )
 
 
 def rebuild_subnet(base: dict[str, Any]) -> LoadedModel:
@@ -73,8 +78,12 @@ def rebuild_subnet(base: dict[str, Any]) -> LoadedModel:
     space = SearchSpace.from_dict(base.get("space"), source="model.json base.space")
     cfg = space.config_from_dict(base.get("config"))
     module = build_static(space, cfg).eval()
-    return LoadedModel(module=module, input_shape=(space.in_channels, cfg.resolution, cfg.resolution),
-                       num_classes=space.num_classes, source=dict(base))
+    return LoadedModel(
+        module=module,
+        input_shape=(space.in_channels, cfg.resolution, cfg.resolution),
+        num_classes=space.num_classes,
+        source=dict(base),
+    )
 
 
 class SupernetResolver:

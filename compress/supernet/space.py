@@ -147,7 +147,7 @@ class SearchSpace(StrictModel):
         n = len(self.resolutions) * len(self.width_mults)
         for s in self.stages:
             per_block = len(s.kernels) * len(s.expands)
-            n *= sum(per_block ** d for d in s.depths)
+            n *= sum(per_block**d for d in s.depths)
         return n
 
     def stage_width(self, stage: int, width_mult: float) -> int:
@@ -164,18 +164,30 @@ class SearchSpace(StrictModel):
         return base if width_mult == 1.0 else make_divisible(base * width_mult, self.channel_divisor)
 
     # ------------------------------------------------------------------ configs
-    def config(self, *, resolution: int, width: float = 1.0, depths: list[int],
-               kernels: list[list[int]], expands: list[list[float]]) -> SubnetConfig:
+    def config(
+        self,
+        *,
+        resolution: int,
+        width: float = 1.0,
+        depths: list[int],
+        kernels: list[list[int]],
+        expands: list[list[float]],
+    ) -> SubnetConfig:
         """Build and validate a config (raises :class:`UsageError` listing the allowed values)."""
-        cfg = SubnetConfig(resolution=int(resolution), width=float(width), depths=tuple(int(d) for d in depths),
-                           kernels=tuple(tuple(int(k) for k in ks) for ks in kernels),
-                           expands=tuple(tuple(float(e) for e in es) for es in expands))
+        cfg = SubnetConfig(
+            resolution=int(resolution),
+            width=float(width),
+            depths=tuple(int(d) for d in depths),
+            kernels=tuple(tuple(int(k) for k in ks) for ks in kernels),
+            expands=tuple(tuple(float(e) for e in es) for es in expands),
+        )
         return self.validate_config(cfg)
 
     def validate_config(self, cfg: SubnetConfig) -> SubnetConfig:
         def bad(what: str, value: Any, allowed: Any) -> UsageError:
-            return UsageError(f"invalid subnet config for '{self.family}': {what} = {value!r} is not allowed; "
-                              f"allowed: {allowed}")
+            return UsageError(
+                f"invalid subnet config for '{self.family}': {what} = {value!r} is not allowed; allowed: {allowed}"
+            )
 
         if not isinstance(cfg, SubnetConfig):
             raise UsageError(f"expected a SubnetConfig, got {type(cfg).__name__}")
@@ -185,14 +197,18 @@ class SearchSpace(StrictModel):
             raise bad("width", cfg.width, self.width_mults)
         for name in ("depths", "kernels", "expands"):
             if len(getattr(cfg, name)) != self.num_stages:
-                raise UsageError(f"invalid subnet config for '{self.family}': {name} has "
-                                 f"{len(getattr(cfg, name))} entries, expected one per stage ({self.num_stages})")
+                raise UsageError(
+                    f"invalid subnet config for '{self.family}': {name} has "
+                    f"{len(getattr(cfg, name))} entries, expected one per stage ({self.num_stages})"
+                )
         for i, (st, d, ks, es) in enumerate(zip(self.stages, cfg.depths, cfg.kernels, cfg.expands)):
             if d not in st.depths:
                 raise bad(f"depths[{i}]", d, st.depths)
             if len(ks) != d or len(es) != d:
-                raise UsageError(f"invalid subnet config for '{self.family}': stage {i} has depth {d} but "
-                                 f"{len(ks)} kernels and {len(es)} expands (give one per active block)")
+                raise UsageError(
+                    f"invalid subnet config for '{self.family}': stage {i} has depth {d} but "
+                    f"{len(ks)} kernels and {len(es)} expands (give one per active block)"
+                )
             for j, k in enumerate(ks):
                 if k not in st.kernels:
                     raise bad(f"kernels[{i}][{j}]", k, st.kernels)
@@ -215,8 +231,13 @@ class SearchSpace(StrictModel):
         if missing:
             raise UsageError(f"invalid subnet config: missing key(s) {sorted(missing)}")
         try:
-            return self.config(resolution=data["resolution"], width=data.get("width", 1.0), depths=data["depths"],
-                               kernels=data["kernels"], expands=data["expands"])
+            return self.config(
+                resolution=data["resolution"],
+                width=data.get("width", 1.0),
+                depths=data["depths"],
+                kernels=data["kernels"],
+                expands=data["expands"],
+            )
         except (TypeError, ValueError) as err:
             raise UsageError(f"invalid subnet config: {err}") from None
 
@@ -230,12 +251,18 @@ class SearchSpace(StrictModel):
         except (KeyError, TypeError, ValueError) as err:
             raise UsageError(f"invalid OFA arch dict: {err}; expected keys ks, e, d and r") from None
         if len(ks) != self.num_slots or len(es) != self.num_slots or len(ds) != self.num_stages:
-            raise UsageError(f"invalid OFA arch dict: expected {self.num_slots} ks/e and {self.num_stages} d, "
-                             f"got {len(ks)}/{len(es)}/{len(ds)}")
+            raise UsageError(
+                f"invalid OFA arch dict: expected {self.num_slots} ks/e and {self.num_stages} d, "
+                f"got {len(ks)}/{len(es)}/{len(ds)}"
+            )
         offs = self.slot_offsets()
-        return self.config(resolution=r, width=self.width_mults[-1], depths=ds,
-                           kernels=[ks[o:o + d] for o, d in zip(offs, ds)],
-                           expands=[es[o:o + d] for o, d in zip(offs, ds)])
+        return self.config(
+            resolution=r,
+            width=self.width_mults[-1],
+            depths=ds,
+            kernels=[ks[o : o + d] for o, d in zip(offs, ds)],
+            expands=[es[o : o + d] for o, d in zip(offs, ds)],
+        )
 
     def to_ofa_dict(self, cfg: SubnetConfig) -> dict[str, Any]:
         """OFA's arch dict; inactive slots repeat the last active block's values (OFA ignores them)."""
@@ -244,20 +271,30 @@ class SearchSpace(StrictModel):
         for st, d, k, e in zip(self.stages, cfg.depths, cfg.kernels, cfg.expands):
             ks += list(k) + [k[-1]] * (st.depths[-1] - d)
             es += list(e) + [e[-1]] * (st.depths[-1] - d)
-        return {"ks": ks, "e": [int(x) if float(x).is_integer() else x for x in es], "d": list(cfg.depths),
-                "r": cfg.resolution}
+        return {
+            "ks": ks,
+            "e": [int(x) if float(x).is_integer() else x for x in es],
+            "d": list(cfg.depths),
+            "r": cfg.resolution,
+        }
 
     def min_config(self) -> SubnetConfig:
-        return self.config(resolution=self.resolutions[0], width=self.width_mults[0],
-                           depths=[s.depths[0] for s in self.stages],
-                           kernels=[[s.kernels[0]] * s.depths[0] for s in self.stages],
-                           expands=[[s.expands[0]] * s.depths[0] for s in self.stages])
+        return self.config(
+            resolution=self.resolutions[0],
+            width=self.width_mults[0],
+            depths=[s.depths[0] for s in self.stages],
+            kernels=[[s.kernels[0]] * s.depths[0] for s in self.stages],
+            expands=[[s.expands[0]] * s.depths[0] for s in self.stages],
+        )
 
     def max_config(self) -> SubnetConfig:
-        return self.config(resolution=self.resolutions[-1], width=self.width_mults[-1],
-                           depths=[s.depths[-1] for s in self.stages],
-                           kernels=[[s.kernels[-1]] * s.depths[-1] for s in self.stages],
-                           expands=[[s.expands[-1]] * s.depths[-1] for s in self.stages])
+        return self.config(
+            resolution=self.resolutions[-1],
+            width=self.width_mults[-1],
+            depths=[s.depths[-1] for s in self.stages],
+            kernels=[[s.kernels[-1]] * s.depths[-1] for s in self.stages],
+            expands=[[s.expands[-1]] * s.depths[-1] for s in self.stages],
+        )
 
     def sample(self, rng: np.random.Generator) -> SubnetConfig:
         return self.from_genes(self.sample_genes(rng, 1)[0])
@@ -301,13 +338,14 @@ class SearchSpace(StrictModel):
             raise UsageError(f"genes have length {g.shape[1]}, expected {sizes.size} for '{self.family}'")
         if (g < 0).any() or (g >= sizes[None, :]).any():
             bad = np.argwhere((g < 0) | (g >= sizes[None, :]))[0]
-            raise UsageError(f"gene '{self.gene_names[bad[1]]}' = {g[bad[0], bad[1]]} out of range "
-                             f"0..{sizes[bad[1]] - 1}")
+            raise UsageError(
+                f"gene '{self.gene_names[bad[1]]}' = {g[bad[0], bad[1]]} out of range 0..{sizes[bad[1]] - 1}"
+            )
         act = self.active_slots(g)
         n = self.num_slots
         base = 2 + self.num_stages
-        g[:, base:base + n][~act] = 0
-        g[:, base + n:base + 2 * n][~act] = 0
+        g[:, base : base + n][~act] = 0
+        g[:, base + n : base + 2 * n][~act] = 0
         return g
 
     def sample_genes(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -336,10 +374,15 @@ class SearchSpace(StrictModel):
         for i, st in enumerate(self.stages):
             d = st.depths[int(g[2 + i])]
             depths.append(d)
-            kernels.append([st.kernels[int(x)] for x in g[base + offs[i]: base + offs[i] + d]])
-            expands.append([st.expands[int(x)] for x in g[base + n + offs[i]: base + n + offs[i] + d]])
-        return self.config(resolution=self.resolutions[int(g[0])], width=self.width_mults[int(g[1])],
-                           depths=depths, kernels=kernels, expands=expands)
+            kernels.append([st.kernels[int(x)] for x in g[base + offs[i] : base + offs[i] + d]])
+            expands.append([st.expands[int(x)] for x in g[base + n + offs[i] : base + n + offs[i] + d]])
+        return self.config(
+            resolution=self.resolutions[int(g[0])],
+            width=self.width_mults[int(g[1])],
+            depths=depths,
+            kernels=kernels,
+            expands=expands,
+        )
 
     # ------------------------------------------------------------------ one-hot features
     @property
@@ -382,7 +425,7 @@ class SearchSpace(StrictModel):
             width = [len(getattr(st, attr)) for st in self.stages for _ in range(st.depths[-1])]
             offs = np.concatenate([[0], np.cumsum(width)[:-1]]).astype(np.int64)
             block = np.zeros((n_rows, int(sum(width))), dtype=np.float32)
-            cols = offs[None, :] + g[:, base + which * n: base + (which + 1) * n]
+            cols = offs[None, :] + g[:, base + which * n : base + (which + 1) * n]
             rows = np.broadcast_to(np.arange(n_rows)[:, None], cols.shape)
             block[rows[act], cols[act]] = 1.0
             parts.append(block)
@@ -426,8 +469,13 @@ class SubnetConfig:
     expands: tuple[tuple[float, ...], ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"resolution": self.resolution, "width": self.width, "depths": list(self.depths),
-                "kernels": [list(k) for k in self.kernels], "expands": [list(e) for e in self.expands]}
+        return {
+            "resolution": self.resolution,
+            "width": self.width,
+            "depths": list(self.depths),
+            "kernels": [list(k) for k in self.kernels],
+            "expands": [list(e) for e in self.expands],
+        }
 
     @staticmethod
     def from_dict(data: Any, space: SearchSpace) -> SubnetConfig:

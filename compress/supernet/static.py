@@ -35,11 +35,23 @@ from compress.supernet.space import BlockSpec, SearchSpace, SubnetConfig
 
 
 class ConvBNAct(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, *, groups: int = 1, bias: bool = False,
-                 norm: bool = True, act: str = "none", padding: int | None = None) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int = 1,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        bias: bool = False,
+        norm: bool = True,
+        act: str = "none",
+        padding: int | None = None,
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if padding is None else padding,
-                              groups=groups, bias=bias)
+        self.conv = nn.Conv2d(
+            cin, cout, kernel, stride, kernel // 2 if padding is None else padding, groups=groups, bias=bias
+        )
         self.bn = nn.BatchNorm2d(cout) if norm else nn.Identity()
         self.act = act_fn(act)
 
@@ -61,8 +73,18 @@ class SqueezeExcite(nn.Module):
 
 
 class MBConv(nn.Module):
-    def __init__(self, cin: int, mid: int, cout: int, kernel: int, stride: int, *, act: str, se_mid: int = 0,
-                 has_expand: bool = True) -> None:
+    def __init__(
+        self,
+        cin: int,
+        mid: int,
+        cout: int,
+        kernel: int,
+        stride: int,
+        *,
+        act: str,
+        se_mid: int = 0,
+        has_expand: bool = True,
+    ) -> None:
         super().__init__()
         if has_expand:
             self.expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
@@ -114,8 +136,9 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(cout)
         self.act = nn.ReLU()
         if stride != 1 or cin != cout:
-            self.downsample: nn.Module | None = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False),
-                                                              nn.BatchNorm2d(cout))
+            self.downsample: nn.Module | None = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout)
+            )
         else:
             self.downsample = None
 
@@ -152,8 +175,9 @@ class StaticNet(nn.Module):
     ``subnet`` holds ``{"family", "space", "config"}`` (plain JSON data) for provenance.
     """
 
-    def __init__(self, stem: nn.Sequential, blocks: nn.Sequential, head: nn.Sequential,
-                 subnet: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, stem: nn.Sequential, blocks: nn.Sequential, head: nn.Sequential, subnet: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.stem = stem
         self.blocks = blocks
@@ -168,10 +192,20 @@ def build_block_module(spec: BlockSpec, *, layer_scale_init: float = 0.1) -> nn.
     """A fresh static module for one layer spec (random init); input (N, in_ch, in_hw, in_hw)."""
     k = spec.kind
     if k == "conv":
-        return ConvBNAct(spec.in_ch, spec.out_ch, spec.kernel, spec.stride, bias=spec.bias, norm=spec.norm, act=spec.act)
+        return ConvBNAct(
+            spec.in_ch, spec.out_ch, spec.kernel, spec.stride, bias=spec.bias, norm=spec.norm, act=spec.act
+        )
     if k == "mbconv":
-        return MBConv(spec.in_ch, spec.mid, spec.out_ch, spec.kernel, spec.stride, act=spec.act,
-                      se_mid=spec.se_mid if spec.se else 0, has_expand=spec.has_expand)
+        return MBConv(
+            spec.in_ch,
+            spec.mid,
+            spec.out_ch,
+            spec.kernel,
+            spec.stride,
+            act=spec.act,
+            se_mid=spec.se_mid if spec.se else 0,
+            has_expand=spec.has_expand,
+        )
     if k == "convnext":
         return ConvNeXtBlock(spec.in_ch, spec.mid, spec.kernel, layer_scale_init=layer_scale_init)
     if k == "bottleneck":

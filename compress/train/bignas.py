@@ -14,6 +14,11 @@ class BigNAS(Recipe):
 
     def plan(self, t: int, flags: dict[str, Any]) -> Plan:
         c = self.cfg
-        lr = cosine_lr(t, self.total_steps, self.eta0, min_lr=c.min_lr,
-                       warmup_steps=int(round(c.warmup_epochs * self.steps_per_epoch)))
+        lr = cosine_lr(
+            t,
+            self.total_steps,
+            self.eta0,
+            min_lr=c.min_lr,
+            warmup_steps=int(round(c.warmup_epochs * self.steps_per_epoch)),
+        )
         return Plan(self.sandwich(t, c.min_multiplier, c.other_multiplier), lr, c.min_multiplier, "shrink")

@@ -24,8 +24,12 @@ def rng_state() -> dict[str, Any]:
     import torch
 
     py = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": json.dumps(np.random.get_state()[1].tolist()),
-            "numpy_pos": int(np.random.get_state()[2]), "python": json.dumps([py[0], list(py[1]), py[2]])}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": json.dumps(np.random.get_state()[1].tolist()),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": json.dumps([py[0], list(py[1]), py[2]]),
+    }
 
 
 def set_rng_state(s: dict[str, Any]) -> None:
@@ -63,7 +67,7 @@ class Checkpointer:
             torch.save(state, tmp)
         atomic_write_json(self.dir / LATEST, {"file": path.name, "step": step})
         files = sorted(self.dir.glob("step-*.pt"))
-        for old in files[:-self.keep]:
+        for old in files[: -self.keep]:
             if old != path:
                 old.unlink(missing_ok=True)
         return path

@@ -45,8 +45,12 @@ class TrainConfig(StrictModel):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     warmup_epochs: float = Field(0.0, ge=0, description="linear LR warm-up (0 in the DεpS run)")
     # DεpS schedule (§2.3) / heuristic (§2.4) / step (§2.5)
-    shrink_start: float | None = Field(None, ge=0, description="E_w in epochs (teacher_warmup); default 150/270 of epochs")
-    ramp_epochs: float | None = Field(None, ge=0, description="W_s in epochs (smallnet_warmup); default 5/270 of epochs")
+    shrink_start: float | None = Field(
+        None, ge=0, description="E_w in epochs (teacher_warmup); default 150/270 of epochs"
+    )
+    ramp_epochs: float | None = Field(
+        None, ge=0, description="W_s in epochs (smallnet_warmup); default 5/270 of epochs"
+    )
     dynamic_batch_size: int = Field(4, ge=1, description="n: subnets per sandwich step (largest, smallest, n-2 random)")
     max_multiplier: float = 1.0
     min_multiplier: float = 1.0
@@ -74,7 +78,9 @@ class TrainConfig(StrictModel):
     eval_subnets: int = Field(0, ge=0, description="random subnets evaluated besides min/max at each eval")
     save_dtype: Literal["float32", "float16"] = "float32"
     device: str = "cpu"
-    deterministic: bool = Field(True, description="on CUDA: deterministic kernels, so --resume is exact (a little slower)")
+    deterministic: bool = Field(
+        True, description="on CUDA: deterministic kernels, so --resume is exact (a little slower)"
+    )
     space: dict = Field(default_factory=dict, description="search-space overrides passed to the family")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (tests, benchmarks)")
 

@@ -16,9 +16,15 @@ class Deps(Recipe):
 
     def __init__(self, cfg, space, *, steps_per_epoch: int, total_steps: int, eta0: float) -> None:
         super().__init__(cfg, space, steps_per_epoch=steps_per_epoch, total_steps=total_steps, eta0=eta0)
-        self.schedule = DepsSchedule.from_epochs(epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, e_w=cfg.e_w,
-                                                 w_s=cfg.w_s, eta0=eta0, min_lr=cfg.min_lr,
-                                                 warmup_epochs=cfg.warmup_epochs)
+        self.schedule = DepsSchedule.from_epochs(
+            epochs=cfg.epochs,
+            steps_per_epoch=steps_per_epoch,
+            e_w=cfg.e_w,
+            w_s=cfg.w_s,
+            eta0=eta0,
+            min_lr=cfg.min_lr,
+            warmup_epochs=cfg.warmup_epochs,
+        )
 
     def plan(self, t: int, flags: dict[str, Any]) -> Plan:
         s, c = self.schedule, self.cfg

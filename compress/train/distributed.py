@@ -59,11 +59,17 @@ def init(device: str = "cpu") -> Dist:
         # dead workers' addresses that the previous attempt left in the rendezvous store.
         timeout = datetime.timedelta(minutes=10)
         agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
-        base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                             is_master=(rank == 0 and not agent_store), timeout=timeout)
+        base = dist.TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            world,
+            is_master=(rank == 0 and not agent_store),
+            timeout=timeout,
+        )
         store = dist.PrefixStore(f"compress-train/attempt{restart}", base)
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", store=store, rank=rank, world_size=world,
-                                timeout=timeout)
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo", store=store, rank=rank, world_size=world, timeout=timeout
+        )
     return Dist(rank, world, local, device, restart)
 
 
@@ -95,7 +101,7 @@ def all_reduce_mean(tensors: list, world: int) -> None:
     off = 0
     for t in tensors:
         n = t.numel()
-        t.copy_(flat[off:off + n].view_as(t))
+        t.copy_(flat[off : off + n].view_as(t))
         off += n
 
 
@@ -120,8 +126,18 @@ def barrier() -> None:
 def torchrun_command(nproc: int, args: list[str], *, max_restarts: int = 0) -> list[str]:
     """``python -m torch.distributed.run --nproc-per-node K --max-restarts R -m compress.train -- ARGS``
     (the ``--`` keeps torchrun's parser from reading our options as abbreviations of its own)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            f"--max-restarts={max_restarts}", "-m", "compress.train", "--", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--max-restarts={max_restarts}",
+        "-m",
+        "compress.train",
+        "--",
+        *args,
+    ]
 
 
 def launch(nproc: int, args: list[str], *, max_restarts: int = 0, env: dict | None = None) -> int:

@@ -21,9 +21,9 @@ def accuracy(model, split, *, batch_size: int = 500) -> float:
     dev = next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(split), batch_size):
-            x = split.images[i:i + batch_size].to(dev)
+            x = split.images[i : i + batch_size].to(dev)
             pred = netapi.forward(model, x).argmax(1).cpu()
-            correct += int((pred == split.labels[i:i + batch_size].cpu()).sum())
+            correct += int((pred == split.labels[i : i + batch_size].cpu()).sum())
     return correct / max(1, len(split))
 
 
@@ -47,7 +47,9 @@ def parse_subnets(spec: str, space: Any, *, seed: int = 0, kernel: str = "all") 
         elif Path(raw).expanduser().is_file():
             out += _configs_from_file(Path(raw).expanduser(), space)
         else:
-            raise UsageError(f"bad subnet spec '{raw}'; use min, max, random:N or a subnet JSON file (e.g. subnet.json)")
+            raise UsageError(
+                f"bad subnet spec '{raw}'; use min, max, random:N or a subnet JSON file (e.g. subnet.json)"
+            )
     if not out:
         raise UsageError("no subnets given; use e.g. --subnets min,max,random:3")
     return out
@@ -67,7 +69,9 @@ def _configs_from_file(path: Path, space: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def eval_subnets(supernet, space, configs: list[tuple[str, Any]], *, split, calib, recal_batch: int = 256) -> list[dict]:
+def eval_subnets(
+    supernet, space, configs: list[tuple[str, Any]], *, split, calib, recal_batch: int = 256
+) -> list[dict]:
     """Per subnet: set active, recalibrate BN on ``calib`` images, top-1 on ``split``; the supernet is untouched."""
     net = copy.deepcopy(supernet)
     rows = []
@@ -76,8 +80,9 @@ def eval_subnets(supernet, space, configs: list[tuple[str, Any]], *, split, cali
         netapi.recalibrate(net, calib.images, batch_size=recal_batch)
         top1 = accuracy(net, split)
         cost = space.count(cfg)
-        rows.append({"name": label, "config": cfg.to_dict(), "top1": top1, "params": int(cost.params),
-                     "macs": int(cost.macs)})
+        rows.append(
+            {"name": label, "config": cfg.to_dict(), "top1": top1, "params": int(cost.params), "macs": int(cost.macs)}
+        )
     return rows
 
 
@@ -105,9 +110,16 @@ def _resolve_checkpoint(ckpt: str | None) -> tuple[Path, list[tuple[str, Any]] |
     return p, None
 
 
-def evaluate_supernet(ckpt: str | Path | None = None, *, data: str = "fashion-mnist", subnets: str = "min,max",
-                      split: str = "test", seed: int = 0, calib_size: int = 1024,
-                      image_size: int | None = None) -> list[dict]:
+def evaluate_supernet(
+    ckpt: str | Path | None = None,
+    *,
+    data: str = "fashion-mnist",
+    subnets: str = "min,max",
+    split: str = "test",
+    seed: int = 0,
+    calib_size: int = 1024,
+    image_size: int | None = None,
+) -> list[dict]:
     """Top-1 of each requested subnet after BN recalibration on ``calib_size`` training images.
 
     ``subnets``: comma-separated ``min``, ``max``, ``random:N`` (seeded by ``seed``) or JSON files
@@ -124,8 +136,10 @@ def evaluate_supernet(ckpt: str | Path | None = None, *, data: str = "fashion-mn
     net = netapi.load(path)
     space = net.space
     if space.num_classes != info.num_classes or space.in_channels != info.channels:
-        raise UsageError(f"{path} was trained for {space.num_classes} classes / {space.in_channels} channels; "
-                         f"{data} has {info.num_classes} / {info.channels}")
+        raise UsageError(
+            f"{path} was trained for {space.num_classes} classes / {space.in_channels} channels; "
+            f"{data} has {info.num_classes} / {info.channels}"
+        )
     size = netapi.data_size(space, info.native_size or 32, image_size)
     ds = load_dataset(data, image_size=size, channels=info.channels, seed=seed, calib_size=calib_size)
     configs: list[tuple[str, Any]] = []

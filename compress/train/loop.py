@@ -64,8 +64,10 @@ def check_device(device: str, nproc: int = 1) -> None:
     if n == 0:
         raise UsageError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
     if nproc > n:
-        raise UsageError(f"--device cuda --nproc {nproc}: only {n} GPU(s) visible, and NCCL needs one GPU per "
-                         f"process; use --nproc {n} or --device cpu")
+        raise UsageError(
+            f"--device cuda --nproc {nproc}: only {n} GPU(s) visible, and NCCL needs one GPU per "
+            f"process; use --nproc {n} or --device cpu"
+        )
 
 
 def _deterministic_cuda() -> None:
@@ -89,7 +91,7 @@ def _augment(x, seed: int):
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     xp = F.pad(x, (2, 2, 2, 2), mode="reflect")
     dx, dy = torch.randint(0, 5, (2,), generator=g).tolist()
-    return xp[:, :, dy:dy + h, dx:dx + w].contiguous()
+    return xp[:, :, dy : dy + h, dx : dx + w].contiguous()
 
 
 def _param_groups(net, wd: float) -> list[dict]:
@@ -115,10 +117,21 @@ def prepare(cfg: TrainConfig):
     info = dataset_info(cfg.data)
     base = get_space(cfg.family)
     size = netapi.data_size(base, info.native_size or 32, cfg.image_size)
-    space = netapi.get_space(cfg.family, num_classes=info.num_classes, in_channels=info.channels,
-                             image_size=cfg.image_size, overrides=cfg.space)
-    data = load_dataset(cfg.data, image_size=size, channels=info.channels, seed=cfg.seed,
-                        train_limit=cfg.train_limit, calib_size=cfg.calib_size)
+    space = netapi.get_space(
+        cfg.family,
+        num_classes=info.num_classes,
+        in_channels=info.channels,
+        image_size=cfg.image_size,
+        overrides=cfg.space,
+    )
+    data = load_dataset(
+        cfg.data,
+        image_size=size,
+        channels=info.channels,
+        seed=cfg.seed,
+        train_limit=cfg.train_limit,
+        calib_size=cfg.calib_size,
+    )
     return space, data
 
 
@@ -154,8 +167,9 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
     gb = cfg.batch_size * d.world
     batches_per_epoch = len(data.train) // gb
     if batches_per_epoch < 1:
-        raise UsageError(f"the training split has {len(data.train)} images, fewer than one global batch of {gb}; "
-                         f"lower --batch-size")
+        raise UsageError(
+            f"the training split has {len(data.train)} images, fewer than one global batch of {gb}; lower --batch-size"
+        )
     total = cfg.epochs * batches_per_epoch
     stop = min(total, cfg.max_steps or total)
     eta0 = cfg.base_lr * d.world
@@ -163,8 +177,9 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
 
     torch.manual_seed(cfg.seed)
     net = netapi.build(space, seed=cfg.seed).to(d.device)
-    opt = torch.optim.SGD(_param_groups(net, cfg.weight_decay), lr=eta0, momentum=cfg.momentum,
-                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    opt = torch.optim.SGD(
+        _param_groups(net, cfg.weight_decay), lr=eta0, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+    )
     ck = Checkpointer(out, keep=cfg.keep_checkpoints)
     log = MetricsLog(out / "metrics.jsonl", enabled=d.main)
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "passes": 0, "flags": {}}
@@ -179,7 +194,9 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
         if saved is not None:
             net.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
-            state = {k: saved["state"][k] for k in ("step", "epoch", "batch")} | {"flags": dict(saved["state"]["flags"])}
+            state = {k: saved["state"][k] for k in ("step", "epoch", "batch")} | {
+                "flags": dict(saved["state"]["flags"])
+            }
             state["passes"] = int(saved["state"].get("passes", 0))
             if saved.get("teacher") is not None:
                 teacher = copy.deepcopy(net)
@@ -194,10 +211,17 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
     def save_ckpt() -> None:
         distributed.broadcast_state(net)  # buffers (BN running stats) from rank 0, on every rank alike
         if d.main:
-            ck.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                     "teacher": teacher.state_dict() if teacher is not None else None,
-                     "state": {k: state[k] for k in ("step", "epoch", "batch", "passes")} | {"flags": state["flags"]},
-                     "rng": rng_state(), "config": cfg.model_dump_json()}, state["step"])
+            ck.save(
+                {
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "teacher": teacher.state_dict() if teacher is not None else None,
+                    "state": {k: state[k] for k in ("step", "epoch", "batch", "passes")} | {"flags": state["flags"]},
+                    "rng": rng_state(),
+                    "config": cfg.model_dump_json(),
+                },
+                state["step"],
+            )
         distributed.barrier()
 
     eval_s = [0.0]
@@ -220,8 +244,15 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
     try:
         while state["step"] < stop and state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
-            it = Batches(data.train, batch_size=gb, shuffle=True, seed=cfg.seed, epoch=epoch, drop_last=True,
-                         start=state["batch"])
+            it = Batches(
+                data.train,
+                batch_size=gb,
+                shuffle=True,
+                seed=cfg.seed,
+                epoch=epoch,
+                drop_last=True,
+                start=state["batch"],
+            )
             for x, y in it:
                 t = state["step"]
                 if t >= stop:
@@ -241,8 +272,8 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
                         state["flags"]["teacher"] = True
                 if cfg.augment:
                     x = _augment(x, step_seed(cfg.seed, t, -1))
-                x = x[d.rank * cfg.batch_size:(d.rank + 1) * cfg.batch_size].to(d.device)
-                y = y[d.rank * cfg.batch_size:(d.rank + 1) * cfg.batch_size].to(d.device)
+                x = x[d.rank * cfg.batch_size : (d.rank + 1) * cfg.batch_size].to(d.device)
+                y = y[d.rank * cfg.batch_size : (d.rank + 1) * cfg.batch_size].to(d.device)
                 torch.manual_seed(step_seed(cfg.seed, t, -100 - d.rank))  # dropout etc.
                 grads, losses = _run(net, plan, x, y, cfg, teacher if plan.use_teacher else None)
                 distributed.all_reduce_mean(list(grads.values()), d.world)
@@ -256,20 +287,42 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
                 state["batch"] += 1
                 state["passes"] += len(plan.terms)  # subnet forward/backward passes (compute units)
                 if state["step"] % cfg.log_every == 0 or state["step"] == stop:
-                    log.write({"kind": "train", "step": state["step"], "epoch": epoch, "phase": plan.phase,
-                               "passes": state["passes"], "lr": plan.lr, "beta": plan.beta, "loss": losses})
+                    log.write(
+                        {
+                            "kind": "train",
+                            "step": state["step"],
+                            "epoch": epoch,
+                            "phase": plan.phase,
+                            "passes": state["passes"],
+                            "lr": plan.lr,
+                            "beta": plan.beta,
+                            "loss": losses,
+                        }
+                    )
                 bar.update(state["step"], losses, plan)
                 if state["step"] % cfg.checkpoint_every == 0:
                     save_ckpt()
             else:
                 state["epoch"] += 1
                 state["batch"] = 0
-                if d.main and cfg.eval_every_epochs and state["epoch"] % cfg.eval_every_epochs == 0 \
-                        and state["epoch"] < cfg.epochs:
+                if (
+                    d.main
+                    and cfg.eval_every_epochs
+                    and state["epoch"] % cfg.eval_every_epochs == 0
+                    and state["epoch"] < cfg.epochs
+                ):
                     rows = run_eval("val", cfg.eval_subnets)
-                    log.write({"kind": "eval", "step": state["step"], "epoch": state["epoch"], "split": "val",
-                               "passes": state["passes"], "train_s": time.perf_counter() - t0 - eval_s[0],
-                               "top1": {r["name"]: r["top1"] for r in rows}})
+                    log.write(
+                        {
+                            "kind": "eval",
+                            "step": state["step"],
+                            "epoch": state["epoch"],
+                            "split": "val",
+                            "passes": state["passes"],
+                            "train_s": time.perf_counter() - t0 - eval_s[0],
+                            "top1": {r["name"]: r["top1"] for r in rows},
+                        }
+                    )
                 if d.main:
                     plot_curves(log.records(), out / "curves.png", title=f"{cfg.family} / {cfg.recipe} on {cfg.data}")
                 save_ckpt()
@@ -283,20 +336,47 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
     sup = out / SUPERNET_FILE
     if d.main:
         rows = run_eval("val", cfg.eval_subnets)
-        log.write({"kind": "eval", "step": state["step"], "epoch": state["epoch"], "split": "val",
-                   "passes": state["passes"], "train_s": time.perf_counter() - t0 - eval_s[0], "top1": {r["name"]: r["top1"] for r in rows}})
+        log.write(
+            {
+                "kind": "eval",
+                "step": state["step"],
+                "epoch": state["epoch"],
+                "split": "val",
+                "passes": state["passes"],
+                "train_s": time.perf_counter() - t0 - eval_s[0],
+                "top1": {r["name"]: r["top1"] for r in rows},
+            }
+        )
         wall = time.perf_counter() - t0
-        meta = {"recipe": {"name": cfg.recipe, "strategy": cfg.strategy, "epochs": cfg.epochs, "steps": state["step"],
-                           "world_size": d.world, "seed": cfg.seed, "config": cfg.model_dump(mode="json")},
-                "data": data.meta, "metrics": {"val": rows}, "training": {"wall_s": round(wall, 1),
-                                                                          "resumed_from": resumed_from}}
+        meta = {
+            "recipe": {
+                "name": cfg.recipe,
+                "strategy": cfg.strategy,
+                "epochs": cfg.epochs,
+                "steps": state["step"],
+                "world_size": d.world,
+                "seed": cfg.seed,
+                "config": cfg.model_dump(mode="json"),
+            },
+            "data": data.meta,
+            "metrics": {"val": rows},
+            "training": {"wall_s": round(wall, 1), "resumed_from": resumed_from},
+        }
         netapi.save(net, sup, meta=meta, fp16=cfg.save_dtype == "float16")
         plot_curves(log.records(), out / "curves.png", title=f"{cfg.family} / {cfg.recipe} on {cfg.data}")
-        atomic_write_json(out / "result.json", {"supernet": str(sup), "steps": state["step"], "epochs": state["epoch"],
-                                                 "passes": state["passes"],
-                                                 "bytes_sent_per_step_per_rank":
-                                                     distributed.SENT["bytes"] / max(1, state["step"] - (resumed_from or 0)),
-                                                 "wall_s": round(wall, 1), "resumed_from": resumed_from, "val": rows})
+        atomic_write_json(
+            out / "result.json",
+            {
+                "supernet": str(sup),
+                "steps": state["step"],
+                "epochs": state["epoch"],
+                "passes": state["passes"],
+                "bytes_sent_per_step_per_rank": distributed.SENT["bytes"] / max(1, state["step"] - (resumed_from or 0)),
+                "wall_s": round(wall, 1),
+                "resumed_from": resumed_from,
+                "val": rows,
+            },
+        )
     distributed.barrier()
     return TrainResult(out, sup, state["step"], state["epoch"], time.perf_counter() - t0, rows, resumed_from)
 
@@ -304,11 +384,22 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
 def _run(net, plan, x, y, cfg: TrainConfig, teacher):
     from compress.train.steps import run_terms
 
-    return run_terms(net, net.set_active, plan.terms, x, y, micro=cfg.accum_steps,
-                     label_smoothing=cfg.label_smoothing, inplace_kd=cfg.inplace_distillation and teacher is None,
-                     temperature=cfg.temperature, aggregation=cfg.aggregation,
-                     active_masks=lambda: netapi.active_masks(net), teacher=teacher,
-                     kd_ratio=cfg.kd_ratio if teacher is not None else 0.0, forward=netapi.forward)
+    return run_terms(
+        net,
+        net.set_active,
+        plan.terms,
+        x,
+        y,
+        micro=cfg.accum_steps,
+        label_smoothing=cfg.label_smoothing,
+        inplace_kd=cfg.inplace_distillation and teacher is None,
+        temperature=cfg.temperature,
+        aggregation=cfg.aggregation,
+        active_masks=lambda: netapi.active_masks(net),
+        teacher=teacher,
+        kd_ratio=cfg.kd_ratio if teacher is not None else 0.0,
+        forward=netapi.forward,
+    )
 
 
 class _Progress:
@@ -321,8 +412,15 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.p = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=False)
+        self.p = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
         self.task = self.p.add_task("train", total=total, completed=start, info="")
         self.p.start()
 
@@ -330,8 +428,9 @@ class _Progress:
         if self.p is None:
             return
         loss = losses.get("max", next(iter(losses.values()), float("nan")))
-        self.p.update(self.task, completed=step,
-                      info=f"{plan.phase} loss {loss:.3f} lr {plan.lr:.4f} β {plan.beta:.3f}")
+        self.p.update(
+            self.task, completed=step, info=f"{plan.phase} loss {loss:.3f} lr {plan.lr:.4f} β {plan.beta:.3f}"
+        )
 
     def close(self) -> None:
         if self.p is not None:

@@ -19,8 +19,9 @@ def family_names() -> list[str]:
     return list(names())
 
 
-def get_space(family: str, *, num_classes: int, in_channels: int, image_size: int | None,
-              overrides: dict | None = None):
+def get_space(
+    family: str, *, num_classes: int, in_channels: int, image_size: int | None, overrides: dict | None = None
+):
     """The family's search space adapted to the dataset (classes, channels, resolution)."""
     from compress.supernet import get_space as _get
 
@@ -55,8 +56,16 @@ def forward(net, x):
     return net(resize_input(x, net.active.resolution))
 
 
-def restricted_sample(space, rng: np.random.Generator, *, kernel: str = "all", depth: str = "all",
-                      expand: str = "all", resolution: int | None = None, width: str = "all"):
+def restricted_sample(
+    space,
+    rng: np.random.Generator,
+    *,
+    kernel: str = "all",
+    depth: str = "all",
+    expand: str = "all",
+    resolution: int | None = None,
+    width: str = "all",
+):
     """Uniform sample with per-dimension restrictions: "all", "max" or "top2" (the two largest)."""
 
     def pick(choices: list, how: str):
@@ -72,17 +81,22 @@ def restricted_sample(space, rng: np.random.Generator, *, kernel: str = "all", d
         kernels.append([pick(st.kernels, kernel) for _ in range(d)])
         expands.append([pick(st.expands, expand) for _ in range(d)])
     res = resolution if resolution is not None else pick(space.resolutions, "all")
-    return space.config(resolution=res, width=pick(space.width_mults, width), depths=depths,
-                        kernels=kernels, expands=expands)
+    return space.config(
+        resolution=res, width=pick(space.width_mults, width), depths=depths, kernels=kernels, expands=expands
+    )
 
 
 def min_config(space, *, kernel: str = "all"):
     """Smallest subnet; with ``kernel="max"`` the kernel stays at its largest (DεpS, §2.2)."""
     cfg = space.min_config()
     if kernel == "max":
-        cfg = space.config(resolution=cfg.resolution, width=cfg.width, depths=list(cfg.depths),
-                           kernels=[[st.kernels[-1]] * d for st, d in zip(space.stages, cfg.depths)],
-                           expands=[list(e) for e in cfg.expands])
+        cfg = space.config(
+            resolution=cfg.resolution,
+            width=cfg.width,
+            depths=list(cfg.depths),
+            kernels=[[st.kernels[-1]] * d for st, d in zip(space.stages, cfg.depths)],
+            expands=[list(e) for e in cfg.expands],
+        )
     return cfg
 
 
@@ -111,8 +125,15 @@ def save(net, path, *, meta: dict, fp16: bool = False):
     """Write the supernet checkpoint (compress.supernet's safetensors + JSON header)."""
     from compress.supernet import save_checkpoint
 
-    return save_checkpoint(path, net, recipe=meta.get("recipe"), data=meta.get("data"),
-                           metrics=meta.get("metrics"), fp16=fp16, extra={"training": meta.get("training", {})})
+    return save_checkpoint(
+        path,
+        net,
+        recipe=meta.get("recipe"),
+        data=meta.get("data"),
+        metrics=meta.get("metrics"),
+        fp16=fp16,
+        extra={"training": meta.get("training", {})},
+    )
 
 
 def load(path):

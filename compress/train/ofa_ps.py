@@ -37,6 +37,8 @@ class OfaPS(Recipe):
         if ph.name.startswith("expand") and c.reorganize_weights and not flags.get("reorganized"):
             events.append("reorganize")
         kernel = ph.kernel if self.kernel == "all" else "max"
-        terms = [SubnetTerm(self.sample(self.rng(t, i), kernel=kernel, depth=ph.depth, expand=ph.expand), 1.0, "sub")
-                 for i in range(ph.n_subnets)]
+        terms = [
+            SubnetTerm(self.sample(self.rng(t, i), kernel=kernel, depth=ph.depth, expand=ph.expand), 1.0, "sub")
+            for i in range(ph.n_subnets)
+        ]
         return Plan(terms, lr, 1.0, ph.name, use_teacher=True, events=events)

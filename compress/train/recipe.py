@@ -75,11 +75,13 @@ def compofa_sample(space: Any, rng: np.random.Generator, *, kernel: str = "max")
         rank = st.depths.index(d)
         e = st.expands[min(rank, len(st.expands) - 1)]
         depths.append(d)
-        kernels.append([st.kernels[-1] if kernel == "max" else st.kernels[int(rng.integers(len(st.kernels)))]
-                        for _ in range(d)])
+        kernels.append(
+            [st.kernels[-1] if kernel == "max" else st.kernels[int(rng.integers(len(st.kernels)))] for _ in range(d)]
+        )
         expands.append([e] * d)
-    return space.config(resolution=space.resolutions[-1], width=space.width_mults[-1], depths=depths,
-                        kernels=kernels, expands=expands)
+    return space.config(
+        resolution=space.resolutions[-1], width=space.width_mults[-1], depths=depths, kernels=kernels, expands=expands
+    )
 
 
 # Filled by the recipe modules when they are imported; :mod:`compress.train.recipes` imports them all.

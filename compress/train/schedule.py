@@ -39,8 +39,17 @@ class DepsSchedule:
     warmup_steps: int = 0
 
     @classmethod
-    def from_epochs(cls, *, epochs: int, steps_per_epoch: int, e_w: float, w_s: float, eta0: float,
-                    min_lr: float = 0.0, warmup_epochs: float = 0.0) -> DepsSchedule:
+    def from_epochs(
+        cls,
+        *,
+        epochs: int,
+        steps_per_epoch: int,
+        e_w: float,
+        w_s: float,
+        eta0: float,
+        min_lr: float = 0.0,
+        warmup_epochs: float = 0.0,
+    ) -> DepsSchedule:
         if steps_per_epoch <= 0 or epochs <= 0:
             raise ValueError("epochs and steps_per_epoch must be positive")
         total = epochs * steps_per_epoch
@@ -83,16 +92,17 @@ def step_seed(seed: int, step: int, index: int) -> int:
 
 # --- OFA progressive shrinking (§5.5) ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class OfaPhase:
     name: str
-    start: int          # first global step
-    stop: int           # one past the last step
-    n_subnets: int      # subnets sampled per step
-    lr_scale: float     # peak LR relative to eta0 (cosine restarts in every phase)
-    kernel: str         # "max" or "all"
-    depth: str          # "max", "top2" (two largest) or "all"
-    expand: str         # "max", "top2" or "all"
+    start: int  # first global step
+    stop: int  # one past the last step
+    n_subnets: int  # subnets sampled per step
+    lr_scale: float  # peak LR relative to eta0 (cosine restarts in every phase)
+    kernel: str  # "max" or "all"
+    depth: str  # "max", "top2" (two largest) or "all"
+    expand: str  # "max", "top2" or "all"
 
     @property
     def steps(self) -> int:
@@ -143,4 +153,6 @@ def ofa_phase_at(phases: list[OfaPhase], t: int) -> OfaPhase:
 
 def ofa_lr(phase: OfaPhase, t: int, eta0: float, *, min_lr: float = 0.0) -> float:
     """Cosine within the phase, peak ``eta0 * lr_scale``."""
-    return cosine_lr(t - phase.start, max(1, phase.steps), eta0 * phase.lr_scale, min_lr=min(min_lr, eta0 * phase.lr_scale))
+    return cosine_lr(
+        t - phase.start, max(1, phase.steps), eta0 * phase.lr_scale, min_lr=min(min_lr, eta0 * phase.lr_scale)
+    )

@@ -28,12 +28,16 @@ class SubnetTerm:
 def soft_ce(logits: torch.Tensor, target_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``T^2 * CE(softmax(z/T), p_T)`` averaged over the batch."""
     logp = F.log_softmax(logits / temperature, dim=1)
-    return -(target_probs * logp).sum(dim=1).mean() * (temperature ** 2)
+    return -(target_probs * logp).sum(dim=1).mean() * (temperature**2)
 
 
-def masked_accumulate(params: Sequence[tuple[str, nn.Parameter]], G: dict[str, torch.Tensor],
-                      M: dict[str, torch.Tensor] | None, weight: float,
-                      masks: dict[str, torch.Tensor] | None) -> None:
+def masked_accumulate(
+    params: Sequence[tuple[str, nn.Parameter]],
+    G: dict[str, torch.Tensor],
+    M: dict[str, torch.Tensor] | None,
+    weight: float,
+    masks: dict[str, torch.Tensor] | None,
+) -> None:
     """``G += w * mask ⊙ grad``; ``M += w * mask``; then zero the grads.
 
     ``masks`` maps parameter names to the active-element masks of the subnet just run; when it is
@@ -68,13 +72,24 @@ def aggregate(G: dict[str, torch.Tensor], M: dict[str, torch.Tensor] | None, how
     return out
 
 
-def run_terms(net: nn.Module, set_active: Callable[[Any], None], terms: Sequence[SubnetTerm], x: torch.Tensor,
-              y: torch.Tensor, *, micro: int = 1, label_smoothing: float = 0.1, inplace_kd: bool = True,
-              temperature: float = 1.0, aggregation: str = "sum",
-              active_masks: Callable[[], dict[str, torch.Tensor]] | None = None,
-              teacher: nn.Module | None = None, kd_ratio: float = 0.0,
-              skip_zero_weight: bool = False,
-              forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def run_terms(
+    net: nn.Module,
+    set_active: Callable[[Any], None],
+    terms: Sequence[SubnetTerm],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    micro: int = 1,
+    label_smoothing: float = 0.1,
+    inplace_kd: bool = True,
+    temperature: float = 1.0,
+    aggregation: str = "sum",
+    active_masks: Callable[[], dict[str, torch.Tensor]] | None = None,
+    teacher: nn.Module | None = None,
+    kd_ratio: float = 0.0,
+    skip_zero_weight: bool = False,
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Run the subnets of one step in order and return (aggregated gradients, loss per role).
 
     - The first term is the "largest" subnet: CE with label smoothing; its softened output is the
@@ -105,7 +120,9 @@ def run_terms(net: nn.Module, set_active: Callable[[Any], None], terms: Sequence
         for j, (xi, yi) in enumerate(zip(xs, ys)):
             z = fwd(net, xi)
             if teacher_probs:
-                loss = F.cross_entropy(z, yi, label_smoothing=label_smoothing) + kd_ratio * soft_ce(z, teacher_probs[j], temperature)
+                loss = F.cross_entropy(z, yi, label_smoothing=label_smoothing) + kd_ratio * soft_ce(
+                    z, teacher_probs[j], temperature
+                )
             elif i == 0 or not inplace_kd:
                 loss = F.cross_entropy(z, yi, label_smoothing=label_smoothing)
             else:

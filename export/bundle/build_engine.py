@@ -194,9 +194,11 @@ def build(cfg, trt):
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
         dla = dla_report(network, config, cfg)
         if dla["gpu_fallback"] and not cfg.get("dla_gpu_fallback"):
-            raise RuntimeError("%d layer(s) cannot run on the DLA and GPU fallback is off: %s; rebuild with "
-                               "--dla-gpu-fallback (compress export) or --allow-gpu-fallback here"
-                               % (len(dla["gpu_fallback"]), ", ".join(x["name"] for x in dla["gpu_fallback"][:10])))
+            raise RuntimeError(
+                "%d layer(s) cannot run on the DLA and GPU fallback is off: %s; rebuild with "
+                "--dla-gpu-fallback (compress export) or --allow-gpu-fallback here"
+                % (len(dla["gpu_fallback"]), ", ".join(x["name"] for x in dla["gpu_fallback"][:10]))
+            )
     cache_path = _path(cfg["timing_cache"]) if cfg.get("timing_cache") else None
     cache_bytes = b""
     if cache_path and os.path.isfile(cache_path):
@@ -215,10 +217,19 @@ def build(cfg, trt):
         _atomic_write(cache_path, bytes(config.get_timing_cache().serialize()))
     if dla is not None:
         dla["engine_layers"] = engine_layers(trt, logger, serialized)
-    return {"dla": dla, "engine": cfg["engine"], "sha256": _sha256(engine_path), "bytes": os.path.getsize(engine_path),
-            "build_seconds": round(seconds, 3), "precision": precision, "input": inp.name, "input_shape": shape,
-            "profile": [cfg["min_batch"], cfg["opt_batch"], cfg["max_batch"]] if profile is not None else None,
-            "dla_core": cfg.get("dla_core"), "timing_cache": cfg.get("timing_cache")}
+    return {
+        "dla": dla,
+        "engine": cfg["engine"],
+        "sha256": _sha256(engine_path),
+        "bytes": os.path.getsize(engine_path),
+        "build_seconds": round(seconds, 3),
+        "precision": precision,
+        "input": inp.name,
+        "input_shape": shape,
+        "profile": [cfg["min_batch"], cfg["opt_batch"], cfg["max_batch"]] if profile is not None else None,
+        "dla_core": cfg.get("dla_core"),
+        "timing_cache": cfg.get("timing_cache"),
+    }
 
 
 def dla_report(network, config, cfg):
@@ -229,9 +240,14 @@ def dla_report(network, config, cfg):
         layer = network.get_layer(i)
         item = {"name": layer.name, "type": str(layer.type).split(".")[-1]}
         (on if config.can_run_on_DLA(layer) else off).append(item)
-    return {"dla_core": int(cfg["dla_core"]), "gpu_fallback_allowed": bool(cfg.get("dla_gpu_fallback")),
-            "layers": network.num_layers, "on_dla": len(on), "gpu_fallback": off,
-            "source": "TensorRT IBuilderConfig.can_run_on_DLA, per network layer"}
+    return {
+        "dla_core": int(cfg["dla_core"]),
+        "gpu_fallback_allowed": bool(cfg.get("dla_gpu_fallback")),
+        "layers": network.num_layers,
+        "on_dla": len(on),
+        "gpu_fallback": off,
+        "source": "TensorRT IBuilderConfig.can_run_on_DLA, per network layer",
+    }
 
 
 def engine_layers(trt, logger, serialized):
@@ -240,8 +256,11 @@ def engine_layers(trt, logger, serialized):
         engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
         info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
         names = [(x.get("Name") if isinstance(x, dict) else str(x)) for x in info.get("Layers", [])]
-        return {"count": len(names), "dla_subgraphs": [n for n in names if "ForeignNode" in str(n)],
-                "source": "TensorRT engine inspector (profiling verbosity DETAILED)"}
+        return {
+            "count": len(names),
+            "dla_subgraphs": [n for n in names if "ForeignNode" in str(n)],
+            "source": "TensorRT engine inspector (profiling verbosity DETAILED)",
+        }
     except Exception as err:  # noqa: BLE001 - the report is extra; the engine is built
         return {"error": str(err)}
 
@@ -265,7 +284,7 @@ def make_calibrator(trt, cfg, shape):
         def get_batch(self, names):
             if self.i + batch > len(data):
                 return None
-            gpu.h2d(self.buf, data[self.i:self.i + batch])
+            gpu.h2d(self.buf, data[self.i : self.i + batch])
             self.i += batch
             return [self.buf.ptr]
 
@@ -319,7 +338,7 @@ def verify(cfg, trt):
         n = (len(x) // b) * b
         outs = []
         for i in range(0, n, b):
-            hi[...] = x[i:i + b]
+            hi[...] = x[i : i + b]
             gpu.h2d(di, hi)
             if not ctx.execute_async_v3(handle):
                 raise RuntimeError("execute_async_v3 failed")
@@ -330,12 +349,19 @@ def verify(cfg, trt):
         r = ref[:n].reshape(n, -1)
         abs_err = float(np.max(np.abs(y - r)))
         scale = float(np.max(np.abs(r))) or 1.0
-        m = {"batch": b, "samples": n, "max_abs_err": abs_err, "max_rel_err": abs_err / scale,
-             "top1_agreement": float(np.mean(y.argmax(1) == r.argmax(1)))}
+        m = {
+            "batch": b,
+            "samples": n,
+            "max_abs_err": abs_err,
+            "max_rel_err": abs_err / scale,
+            "top1_agreement": float(np.mean(y.argmax(1) == r.argmax(1))),
+        }
         results.append(m)
-        worst = {"max_abs_err": max(worst["max_abs_err"], m["max_abs_err"]),
-                 "max_rel_err": max(worst["max_rel_err"], m["max_rel_err"]),
-                 "top1_agreement": min(worst["top1_agreement"], m["top1_agreement"])}
+        worst = {
+            "max_abs_err": max(worst["max_abs_err"], m["max_abs_err"]),
+            "max_rel_err": max(worst["max_rel_err"], m["max_rel_err"]),
+            "top1_agreement": min(worst["top1_agreement"], m["top1_agreement"]),
+        }
         gpu.free(di)
         gpu.free(do)
     t = cfg["threshold"]
@@ -356,13 +382,27 @@ def main(argv=None):
     ap.add_argument("--dla-core", type=int)
     ap.add_argument("--allow-gpu-fallback", action="store_true", help="DLA: let layers the DLA cannot run use the GPU")
     ap.add_argument("--timing-cache")
-    ap.add_argument("--int8-mode", choices=["explicit", "calibration"],
-                    help="int8: build model.qdq.onnx (explicit) or model.onnx with calib.npy (calibration)")
+    ap.add_argument(
+        "--int8-mode",
+        choices=["explicit", "calibration"],
+        help="int8: build model.qdq.onnx (explicit) or model.onnx with calib.npy (calibration)",
+    )
     ap.add_argument("--no-verify", action="store_true")
     args = ap.parse_args(argv)
     with open(_path(args.config)) as fh:
         cfg = json.load(fh)
-    for key in ("onnx", "engine", "precision", "workspace_mb", "min_batch", "opt_batch", "max_batch", "dla_core", "timing_cache", "int8_mode"):
+    for key in (
+        "onnx",
+        "engine",
+        "precision",
+        "workspace_mb",
+        "min_batch",
+        "opt_batch",
+        "max_batch",
+        "dla_core",
+        "timing_cache",
+        "int8_mode",
+    ):
         val = getattr(args, key)
         if val is not None:
             cfg[key] = val
@@ -371,20 +411,31 @@ def main(argv=None):
     try:
         import tensorrt as trt
     except ImportError:
-        sys.stderr.write("error: TensorRT's Python package is not installed (JetPack: python3-libnvinfer; "
-                         "x86: pip install tensorrt); or run build_engine.sh with trtexec\n")
+        sys.stderr.write(
+            "error: TensorRT's Python package is not installed (JetPack: python3-libnvinfer; "
+            "x86: pip install tensorrt); or run build_engine.sh with trtexec\n"
+        )
         return 2
-    record = {"schema": 1, "tensorrt": trt.__version__, "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "host": os.uname().nodename, "onnx_sha256": _sha256(_path(cfg["onnx"]))}
+    record = {
+        "schema": 1,
+        "tensorrt": trt.__version__,
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": os.uname().nodename,
+        "onnx_sha256": _sha256(_path(cfg["onnx"])),
+    }
     if record["onnx_sha256"] != cfg.get("onnx_sha256", record["onnx_sha256"]):
         sys.stderr.write("error: model.onnx does not match the sha256 in bundle.json; the bundle was modified\n")
         return 1
     if cfg.get("int8_mode") == "explicit":
         if not cfg.get("qdq_onnx"):
-            sys.stderr.write("error: --int8-mode explicit needs model.qdq.onnx (made by compress quantize --runtime tensorrt)\n")
+            sys.stderr.write(
+                "error: --int8-mode explicit needs model.qdq.onnx (made by compress quantize --runtime tensorrt)\n"
+            )
             return 2
         if _sha256(_path(cfg["qdq_onnx"])) != cfg.get("qdq_onnx_sha256"):
-            sys.stderr.write("error: model.qdq.onnx does not match the sha256 in bundle.json; the bundle was modified\n")
+            sys.stderr.write(
+                "error: model.qdq.onnx does not match the sha256 in bundle.json; the bundle was modified\n"
+            )
             return 1
     try:
         record["gpu"] = Gpu().name()
@@ -409,11 +460,23 @@ def main(argv=None):
     _atomic_write(_path("build.json"), (json.dumps(record, indent=2) + "\n").encode())
     dla = (record.get("build") or {}).get("dla")
     if dla:
-        sys.stderr.write("DLA core %d: %d of %d layers on the DLA; on the GPU: %s\n" % (
-            dla["dla_core"], dla["on_dla"], dla["layers"],
-            ", ".join("%s (%s)" % (x["name"], x["type"]) for x in dla["gpu_fallback"]) or "none"))
-    sys.stderr.write("built %s (%s)%s\n" % (cfg["engine"], record["gpu"],
-                     "" if "parity" not in record else ", parity " + ("passed" if code == 0 else "FAILED")))
+        sys.stderr.write(
+            "DLA core %d: %d of %d layers on the DLA; on the GPU: %s\n"
+            % (
+                dla["dla_core"],
+                dla["on_dla"],
+                dla["layers"],
+                ", ".join("%s (%s)" % (x["name"], x["type"]) for x in dla["gpu_fallback"]) or "none",
+            )
+        )
+    sys.stderr.write(
+        "built %s (%s)%s\n"
+        % (
+            cfg["engine"],
+            record["gpu"],
+            "" if "parity" not in record else ", parity " + ("passed" if code == 0 else "FAILED"),
+        )
+    )
     return code
 
 

@@ -56,8 +56,9 @@ def guess_runtime(artifact: Any) -> str:
     for _name, runner in RUNNERS.items():
         if p.suffix.lower() in runner.suffixes:
             return runner.name
-    raise UsageError(f"cannot tell which runtime reads '{p.name}'; pass the runtime explicitly "
-                     f"({', '.join(runner_names())})")
+    raise UsageError(
+        f"cannot tell which runtime reads '{p.name}'; pass the runtime explicitly ({', '.join(runner_names())})"
+    )
 
 
 __all__ = ["PRECISIONS", "RUNNERS", "Runner", "Session", "get_runner", "guess_runtime", "runner_names"]

@@ -79,10 +79,12 @@ class Session(ABC):
         if not isinstance(x, np.ndarray):
             raise UsageError(f"{self.runtime}: run() takes a numpy array, got {type(x).__name__}")
         if tuple(x.shape) != tuple(self.input_shape):
-            raise UsageError(f"{self.runtime}: input shape {tuple(x.shape)} does not match the session's "
-                             f"{tuple(self.input_shape)}; load the artefact again with batch={x.shape[0]}"
-                             if x.ndim == len(self.input_shape) else
-                             f"{self.runtime}: input shape {tuple(x.shape)} does not match {tuple(self.input_shape)}")
+            raise UsageError(
+                f"{self.runtime}: input shape {tuple(x.shape)} does not match the session's "
+                f"{tuple(self.input_shape)}; load the artefact again with batch={x.shape[0]}"
+                if x.ndim == len(self.input_shape)
+                else f"{self.runtime}: input shape {tuple(x.shape)} does not match {tuple(self.input_shape)}"
+            )
         return x
 
     def __enter__(self) -> Session:
@@ -122,12 +124,21 @@ class Runner(ABC):
         """Runtime name, version, devices and defaults; never raises (``available: False`` instead)."""
 
     @abstractmethod
-    def load(self, artifact: Any, *, precision: str = "fp32", threads: int | None = None,
-             device: str | None = None, batch: int | None = None, **opts: Any) -> Session:
+    def load(
+        self,
+        artifact: Any,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        device: str | None = None,
+        batch: int | None = None,
+        **opts: Any,
+    ) -> Session:
         """Load ``artifact`` for one input shape (``batch`` fills a dynamic batch dim; default 1)."""
 
 
 # ---- shared helpers for implementations ------------------------------------------------------
+
 
 def check_precision(runtime: str, precision: str, allowed: Sequence[str]) -> str:
     p = str(precision).lower()
@@ -161,8 +172,10 @@ def concrete_shape(runtime: str, dims: Sequence[Any], batch: int | None, *, what
         if i == 0:
             if static:
                 if batch is not None and batch != int(d):
-                    raise UsageError(f"{what} has a static batch of {int(d)}; it cannot run batch {batch} "
-                                     f"(export it with --batch dynamic or --batch {batch})")
+                    raise UsageError(
+                        f"{what} has a static batch of {int(d)}; it cannot run batch {batch} "
+                        f"(export it with --batch dynamic or --batch {batch})"
+                    )
                 out.append(int(d))
             else:
                 out.append(batch or 1)

@@ -22,8 +22,16 @@ from compress.export.runtimes.base import PRECISIONS, Runner, Session, check_opt
 class TorchSession(Session):
     runtime = "torch"
 
-    def __init__(self, module: Any, *, shape: tuple[int, ...], dtype: Any, device: str,
-                 settings: dict[str, Any], restore_threads: int | None) -> None:
+    def __init__(
+        self,
+        module: Any,
+        *,
+        shape: tuple[int, ...],
+        dtype: Any,
+        device: str,
+        settings: dict[str, Any],
+        restore_threads: int | None,
+    ) -> None:
         import torch
 
         self._torch = torch
@@ -78,12 +86,26 @@ class TorchRunner(Runner):
             return self.unavailable_info()
         import torch
 
-        return {"runtime": self.name, "available": True, "version": torch.__version__,
-                "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-                "cuda_version": torch.version.cuda, "flush_denormal": True}
+        return {
+            "runtime": self.name,
+            "available": True,
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+            "cuda_version": torch.version.cuda,
+            "flush_denormal": True,
+        }
 
-    def load(self, artifact: Any, *, precision: str = "fp32", threads: int | None = None,
-             device: str | None = None, batch: int | None = None, **opts: Any) -> TorchSession:
+    def load(
+        self,
+        artifact: Any,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        device: str | None = None,
+        batch: int | None = None,
+        **opts: Any,
+    ) -> TorchSession:
         if not self.available():
             raise MissingDependency(f"torch is not installed: {self.extra}")
         import torch
@@ -111,8 +133,12 @@ class TorchRunner(Runner):
         if threads:
             restore = torch.get_num_threads()
             torch.set_num_threads(threads)
-        settings = {"device": dev, "precision": p, "threads": threads or torch.get_num_threads(),
-                    "flush_denormal": True}
+        settings = {
+            "device": dev,
+            "precision": p,
+            "threads": threads or torch.get_num_threads(),
+            "flush_denormal": True,
+        }
         return TorchSession(module, shape=full, dtype=dtype, device=dev, settings=settings, restore_threads=restore)
 
 
@@ -130,7 +156,9 @@ def _resolve(artifact: Any, input_shape: Any) -> tuple[Any, tuple[int, ...]]:
 
         lm = load_model(str(artifact))
         return lm.module, tuple(input_shape or lm.input_shape)
-    raise UsageError(f"torch runner cannot run a {type(artifact).__name__}; give an nn.Module, a LoadedModel or a model reference")
+    raise UsageError(
+        f"torch runner cannot run a {type(artifact).__name__}; give an nn.Module, a LoadedModel or a model reference"
+    )
 
 
 __all__ = ["TorchRunner", "TorchSession", "PRECISIONS"]

@@ -24,9 +24,16 @@ from compress.export.runtimes.base import (
     concrete_shape,
 )
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
-              "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(bool)": np.bool_,
+}
 _DEVICE_PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -99,12 +106,25 @@ class OrtRunner(Runner):
             return self.unavailable_info()
         import onnxruntime as ort
 
-        return {"runtime": self.name, "available": True, "version": ort.__version__,
-                "providers": ort.get_available_providers(), "device": ort.get_device(),
-                "defaults": {"graph_optimization": "all", "inter_op_threads": 1, "execution_mode": "sequential"}}
+        return {
+            "runtime": self.name,
+            "available": True,
+            "version": ort.__version__,
+            "providers": ort.get_available_providers(),
+            "device": ort.get_device(),
+            "defaults": {"graph_optimization": "all", "inter_op_threads": 1, "execution_mode": "sequential"},
+        }
 
-    def load(self, artifact: Any, *, precision: str = "fp32", threads: int | None = None,
-             device: str | None = None, batch: int | None = None, **opts: Any) -> OrtSession:
+    def load(
+        self,
+        artifact: Any,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        device: str | None = None,
+        batch: int | None = None,
+        **opts: Any,
+    ) -> OrtSession:
         if not self.available():
             raise MissingDependency(f"onnxruntime is not installed: {self.extra}")
         import onnxruntime as ort
@@ -122,8 +142,10 @@ class OrtRunner(Runner):
                 raise unknown("onnxruntime device", dev, _DEVICE_PROVIDERS)
             providers = _DEVICE_PROVIDERS[dev]
             if providers[0] not in ort.get_available_providers():
-                raise UsageError(f"onnxruntime here has no {providers[0]} (available: "
-                                 f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use device=cpu")
+                raise UsageError(
+                    f"onnxruntime here has no {providers[0]} (available: "
+                    f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use device=cpu"
+                )
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or 0
         so.inter_op_num_threads = 1
@@ -142,7 +164,13 @@ class OrtRunner(Runner):
         in_type = sess.get_inputs()[0].type
         model_precision = {"tensor(float)": "fp32", "tensor(float16)": "fp16"}.get(in_type, "fp32")
         check_precision(self.name, precision, (model_precision,))
-        settings = {"threads": threads, "intra_op_threads": threads or 0, "inter_op_threads": 1,
-                    "graph_optimization": level, "providers": sess.get_providers(), "precision": model_precision,
-                    "device": (device or "cpu").lower()}
+        settings = {
+            "threads": threads,
+            "intra_op_threads": threads or 0,
+            "inter_op_threads": 1,
+            "graph_optimization": level,
+            "providers": sess.get_providers(),
+            "precision": model_precision,
+            "device": (device or "cpu").lower(),
+        }
         return OrtSession(sess, batch=batch, settings=settings, path=path)

@@ -37,7 +37,9 @@ class OvSession(Session):
         self.input_name = inp.get_any_name()
         self.input_shape = tuple(int(d) for d in inp.get_shape())
         self.input_dtype = np.dtype(inp.get_element_type().to_dtype())
-        self.output_names = [o.get_any_name() if o.get_names() else f"output{i}" for i, o in enumerate(compiled.outputs)]
+        self.output_names = [
+            o.get_any_name() if o.get_names() else f"output{i}" for i, o in enumerate(compiled.outputs)
+        ]
         self.settings = settings
         self._in = np.zeros(self.input_shape, dtype=self.input_dtype)
         # shared_memory: the request reads straight from self._in, so bind() is one copy.
@@ -80,11 +82,25 @@ class OvRunner(Runner):
                 full[d] = core.get_property(d, "FULL_DEVICE_NAME")
             except Exception:  # noqa: BLE001
                 full[d] = d
-        return {"runtime": self.name, "available": True, "version": ov.get_version(), "devices": devices,
-                "device_names": full, "defaults": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}}
+        return {
+            "runtime": self.name,
+            "available": True,
+            "version": ov.get_version(),
+            "devices": devices,
+            "device_names": full,
+            "defaults": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+        }
 
-    def load(self, artifact: Any, *, precision: str = "fp32", threads: int | None = None,
-             device: str | None = None, batch: int | None = None, **opts: Any) -> OvSession:
+    def load(
+        self,
+        artifact: Any,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        device: str | None = None,
+        batch: int | None = None,
+        **opts: Any,
+    ) -> OvSession:
         if not self.available():
             raise MissingDependency(f"openvino is not installed: {self.extra}")
         import openvino as ov
@@ -92,11 +108,15 @@ class OvRunner(Runner):
         check_opts(self.name, opts, ("config",))
         check_threads(threads)
         p = check_precision(self.name, precision, tuple(PRECISION_HINTS))
-        path = artifact_file(self.name, artifact, self.suffixes, names=("model.xml", "openvino/model.xml", "model.onnx"))
+        path = artifact_file(
+            self.name, artifact, self.suffixes, names=("model.xml", "openvino/model.xml", "model.onnx")
+        )
         core = ov.Core()
         dev = (device or "CPU").upper()
         if dev not in core.available_devices and not dev.startswith(("AUTO", "HETERO", "MULTI")):
-            raise UsageError(f"OpenVINO device '{dev}' is not available here (available: {', '.join(core.available_devices)})")
+            raise UsageError(
+                f"OpenVINO device '{dev}' is not available here (available: {', '.join(core.available_devices)})"
+            )
         try:
             model = core.read_model(str(path))
         except Exception as err:  # noqa: BLE001
@@ -115,7 +135,9 @@ class OvRunner(Runner):
         try:
             compiled = core.compile_model(model, dev, config)
         except Exception as err:  # noqa: BLE001
-            raise Failure(f"OpenVINO cannot compile {path.name} for {dev}: {str(err).strip().splitlines()[0]}") from None
+            raise Failure(
+                f"OpenVINO cannot compile {path.name} for {dev}: {str(err).strip().splitlines()[0]}"
+            ) from None
         eff: dict[str, Any] = {}
         for key in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT"):
             try:
@@ -123,6 +145,12 @@ class OvRunner(Runner):
                 eff[key] = val.get_type_name() if hasattr(val, "get_type_name") else str(val)
             except Exception:  # noqa: BLE001 - not every plugin exposes every property
                 continue
-        settings = {"device": dev, "precision": p, "threads": threads, "requested": config, "effective": eff,
-                    "path": str(Path(path))}
+        settings = {
+            "device": dev,
+            "precision": p,
+            "threads": threads,
+            "requested": config,
+            "effective": eff,
+            "path": str(Path(path)),
+        }
         return OvSession(compiled, settings=settings)

@@ -60,14 +60,18 @@ class TrtSession(Session):
         if -1 in tuple(engine.get_tensor_shape(self.input_name)):
             lo, _opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)
             if not (lo[0] <= self.input_shape[0] <= hi[0]):
-                raise UsageError(f"{name} was built for batch {lo[0]}..{hi[0]}; batch {self.input_shape[0]} is outside its profile")
+                raise UsageError(
+                    f"{name} was built for batch {lo[0]}..{hi[0]}; batch {self.input_shape[0]} is outside its profile"
+                )
             self._ctx.set_input_shape(self.input_name, self.input_shape)
         tdt = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.int8: torch.int8}
         if hasattr(trt, "bfloat16"):
             tdt[trt.bfloat16] = torch.bfloat16
         self._stream = torch.cuda.Stream()
         in_dt = tdt[engine.get_tensor_dtype(self.input_name)]
-        self.input_dtype = np.dtype(np.float32 if in_dt == torch.bfloat16 else torch.empty(0, dtype=in_dt).numpy().dtype)
+        self.input_dtype = np.dtype(
+            np.float32 if in_dt == torch.bfloat16 else torch.empty(0, dtype=in_dt).numpy().dtype
+        )
         self._d_in = torch.empty(self.input_shape, dtype=in_dt, device="cuda")
         self._h_in = torch.empty(self.input_shape, dtype=in_dt).pin_memory()
         self._in = self._h_in.numpy() if in_dt != torch.bfloat16 else None
@@ -143,14 +147,24 @@ class TrtRunner(Runner):
             out["cuda_version"] = torch.version.cuda
         return out
 
-    def load(self, artifact: Any, *, precision: str = "fp32", threads: int | None = None,
-             device: str | None = None, batch: int | None = None, **opts: Any) -> TrtSession:
+    def load(
+        self,
+        artifact: Any,
+        *,
+        precision: str = "fp32",
+        threads: int | None = None,
+        device: str | None = None,
+        batch: int | None = None,
+        **opts: Any,
+    ) -> TrtSession:
         check_opts(self.name, opts, ())
         p = check_precision(self.name, precision, ("fp32", "fp16", "bf16", "int8"))
         path = artifact_file(self.name, artifact, self.suffixes, names=("model.engine", "model.plan"))
         trt = _import_trt()
         if not _cuda_ok():
-            raise MissingDependency("TensorRT needs a CUDA GPU and torch with CUDA for its buffers; none is visible here")
+            raise MissingDependency(
+                "TensorRT needs a CUDA GPU and torch with CUDA for its buffers; none is visible here"
+            )
         if threads is not None:
             raise UsageError("tensorrt runs on the GPU: threads does not apply")
         import torch
@@ -163,8 +177,15 @@ class TrtRunner(Runner):
         logger = trt.Logger(trt.Logger.WARNING)
         engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise Failure(f"TensorRT could not deserialize {path.name}: engines only load on the GPU model and "
-                          f"TensorRT version ({trt.__version__} here) that built them; rebuild it on this device")
-        settings = {"device": dev, "precision": p, "engine": str(path), "tensorrt": trt.__version__,
-                    "gpu": torch.cuda.get_device_name()}
+            raise Failure(
+                f"TensorRT could not deserialize {path.name}: engines only load on the GPU model and "
+                f"TensorRT version ({trt.__version__} here) that built them; rebuild it on this device"
+            )
+        settings = {
+            "device": dev,
+            "precision": p,
+            "engine": str(path),
+            "tensorrt": trt.__version__,
+            "gpu": torch.cuda.get_device_name(),
+        }
         return TrtSession(engine, batch=batch, settings=settings, name=path.name)

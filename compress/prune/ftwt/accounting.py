@@ -34,8 +34,9 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
         elif isinstance(m, StaticMask):
             static_of[id(m.conv)] = m
     predictor_fcs = {id(g.fc) for g in gate_of.values()}
-    layers = [(n, m) for n, m in model.named_modules()
-              if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in predictor_fcs]
+    layers = [
+        (n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in predictor_fcs
+    ]
 
     per_layer: dict[str, dict[str, Any]] = {}
     pred_macs: dict[int, int] = {}
@@ -62,11 +63,20 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
                     aout = (s.mask != 0).unsqueeze(0).expand(x.shape[0], -1)
                 macs = conv_macs(ain, aout, out_hw=hw, kernel=k, groups=mod.groups)
                 dense = dense_conv_macs(mod.in_channels, mod.out_channels, out_hw=hw, kernel=k, groups=mod.groups)
-            rec = per_layer.setdefault(name, {"dense_macs": dense, "macs": [], "active_in": [], "active_out": [],
-                                              "gated": id(mod) in gate_of or id(mod) in static_of})
+            rec = per_layer.setdefault(
+                name,
+                {
+                    "dense_macs": dense,
+                    "macs": [],
+                    "active_in": [],
+                    "active_out": [],
+                    "gated": id(mod) in gate_of or id(mod) in static_of,
+                },
+            )
             rec["macs"].append(macs)
             rec["active_in"].append(ain.float().mean(1))
             rec["active_out"].append(aout.float().mean(1))
+
         return hook
 
     handles = [m.register_forward_hook(conv_hook(n)) for n, m in layers]
@@ -74,7 +84,7 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
     model.eval()
     try:
         for i in range(0, images.shape[0], batch_size):
-            model(images[i:i + batch_size])
+            model(images[i : i + batch_size])
     finally:
         for h in handles:
             h.remove()
@@ -85,17 +95,27 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
     predictor = sum(pred_macs.values())
     stats = reduction_stats(macs, dense_total)
     with_pred = reduction_stats(macs + predictor, dense_total)
-    layers_out = [{"name": n, "gated": r["gated"], "dense_macs": r["dense_macs"],
-                   "mean_macs": float(torch.cat(r["macs"]).mean()),
-                   "active_in_frac": float(torch.cat(r["active_in"]).mean()),
-                   "active_out_frac": float(torch.cat(r["active_out"]).mean())} for n, r in per_layer.items()]
+    layers_out = [
+        {
+            "name": n,
+            "gated": r["gated"],
+            "dense_macs": r["dense_macs"],
+            "mean_macs": float(torch.cat(r["macs"]).mean()),
+            "active_in_frac": float(torch.cat(r["active_in"]).mean()),
+            "active_out_frac": float(torch.cat(r["active_out"]).mean()),
+        }
+        for n, r in per_layer.items()
+    ]
     return {
         "samples": int(images.shape[0]),
         "dense_macs": int(dense_total),
         "macs_mean": float(macs.mean()),
-        "flops_reduction_mean": stats["mean"], "flops_reduction_p10": stats["p10"],
-        "flops_reduction_p50": stats["p50"], "flops_reduction_p90": stats["p90"],
-        "flops_reduction_min": stats["min"], "flops_reduction_max": stats["max"],
+        "flops_reduction_mean": stats["mean"],
+        "flops_reduction_p10": stats["p10"],
+        "flops_reduction_p50": stats["p50"],
+        "flops_reduction_p90": stats["p90"],
+        "flops_reduction_min": stats["min"],
+        "flops_reduction_max": stats["max"],
         "predictor_macs": int(predictor),
         "predictor_overhead_frac": predictor / dense_total if dense_total else 0.0,
         "flops_reduction_mean_with_predictors": with_pred["mean"],

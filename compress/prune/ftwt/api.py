@@ -18,9 +18,11 @@ from compress.core.config import StrictModel, validate
 from compress.core.errors import UsageError, unknown
 from compress.prune import METHODS
 
-RUNTIME_NOTE = ("FLOPs reduction is analytic (per-sample channel accounting). Dense runtimes such as ONNX "
-                "Runtime and OpenVINO compute every channel and then multiply by the mask, so they cannot "
-                "exploit the masks: the gated model is not faster there (see latency, measured when asked).")
+RUNTIME_NOTE = (
+    "FLOPs reduction is analytic (per-sample channel accounting). Dense runtimes such as ONNX "
+    "Runtime and OpenVINO compute every channel and then multiply by the mask, so they cannot "
+    "exploit the masks: the gated model is not faster there (see latency, measured when asked)."
+)
 
 
 class FtwtOptions(StrictModel):
@@ -60,10 +62,15 @@ def _resolve_model(model: Any, *, weights: Any, subnet: Any, info: Any, image_si
     if isinstance(model, LoadedModel):
         return model
     if not isinstance(model, (str, Path)) or not str(model):
-        raise UsageError("model must be a model reference (timm:NAME, small:NAME, a model directory, "
-                         "a supernet checkpoint with subnet=...) or a LoadedModel")
-    opts: dict[str, Any] = {"num_classes": info.num_classes, "in_chans": info.channels,
-                            "image_size": image_size or info.native_size or 32}
+        raise UsageError(
+            "model must be a model reference (timm:NAME, small:NAME, a model directory, "
+            "a supernet checkpoint with subnet=...) or a LoadedModel"
+        )
+    opts: dict[str, Any] = {
+        "num_classes": info.num_classes,
+        "in_chans": info.channels,
+        "image_size": image_size or info.native_size or 32,
+    }
     if weights is not None:
         opts["weights"] = str(weights)
     if subnet is not None:
@@ -71,9 +78,20 @@ def _resolve_model(model: Any, *, weights: Any, subnet: Any, info: Any, image_si
     return load_model(str(model), **opts)
 
 
-def prune_ftwt(*, model: Any, data: Any, epochs: int, mass: float = 0.95, mode: str = "decoupled", seed: int = 0,
-               out: str | Path | None = None, weights: str | Path | None = None, subnet: Any = None,
-               progress: bool = True, **opts: Any) -> dict[str, Any]:
+def prune_ftwt(
+    *,
+    model: Any,
+    data: Any,
+    epochs: int,
+    mass: float = 0.95,
+    mode: str = "decoupled",
+    seed: int = 0,
+    out: str | Path | None = None,
+    weights: str | Path | None = None,
+    subnet: Any = None,
+    progress: bool = True,
+    **opts: Any,
+) -> dict[str, Any]:
     """Put FTWT gates on ``model``, train them on ``data`` and report top-1 and per-sample FLOPs.
 
     ``mass`` is the heatmap-mass threshold r in (0, 1]; ``mode`` is ``decoupled`` (the predictor sees a
@@ -92,7 +110,9 @@ def prune_ftwt(*, model: Any, data: Any, epochs: int, mass: float = 0.95, mode: 
     except (TypeError, ValueError):
         raise UsageError(f"mass must be a number in (0, 1], got {mass!r}") from None
     if not 0.0 < mass <= 1.0:
-        raise UsageError(f"mass must be in (0, 1] (the share of peak-activation mass the kept filters cover), got {mass}")
+        raise UsageError(
+            f"mass must be in (0, 1] (the share of peak-activation mass the kept filters cover), got {mass}"
+        )
     if not isinstance(epochs, int) or epochs < 1:
         raise UsageError(f"epochs must be a positive integer, got {epochs!r}")
     o = validate(FtwtOptions, opts, source="ftwt options")
@@ -117,17 +137,23 @@ def prune_ftwt(*, model: Any, data: Any, epochs: int, mass: float = 0.95, mode: 
     from compress.data import LoadedDataset
 
     if not isinstance(data, (str, LoadedDataset)) or not data:
-        raise UsageError("data must be a dataset name (e.g. fashion-mnist, digits, imagefolder:PATH) or a LoadedDataset")
+        raise UsageError(
+            "data must be a dataset name (e.g. fashion-mnist, digits, imagefolder:PATH) or a LoadedDataset"
+        )
     data_name = data if isinstance(data, str) else data.info.name
     info = dataset_info(data) if isinstance(data, str) else data.info
     lm = _resolve_model(model, weights=weights, subnet=subnet, info=info, image_size=o.image_size)
     c, h, _w = lm.input_shape
     ds = _resolve_data(data, image_size=h, channels=c, seed=seed, train_limit=o.train_limit)
     if tuple(ds.input_shape) != tuple(lm.input_shape):
-        raise UsageError(f"the model takes {tuple(lm.input_shape)} inputs but the dataset gives {tuple(ds.input_shape)}")
+        raise UsageError(
+            f"the model takes {tuple(lm.input_shape)} inputs but the dataset gives {tuple(ds.input_shape)}"
+        )
     if lm.num_classes != ds.info.num_classes:
-        raise UsageError(f"the model has {lm.num_classes} classes but {ds.info.name} has {ds.info.num_classes}; "
-                         "give a model built for this dataset")
+        raise UsageError(
+            f"the model has {lm.num_classes} classes but {ds.info.name} has {ds.info.num_classes}; "
+            "give a model built for this dataset"
+        )
     test = ds.test.subset(o.eval_limit) if o.eval_limit else ds.test
     run = RunDir(out, command="compress prune --method ftwt", seeds={"seed": seed}) if out is not None else None
     if run is not None:
@@ -139,10 +165,18 @@ def prune_ftwt(*, model: Any, data: Any, epochs: int, mass: float = 0.95, mode: 
     module = copy.deepcopy(lm.module) if isinstance(model, LoadedModel) else lm.module  # never mutate the caller's
     torch.manual_seed(seed)
     if o.pretrain_epochs:
-        pcfg = TrainConfig(epochs=o.pretrain_epochs, lr=o.pretrain_lr, batch_size=o.batch_size, augment=o.augment,
-                           seed=seed)
-        train(module, ds.train, cfg=pcfg, checkpoint=run.file("pretrain_ckpt.pt") if run else None,
-              progress=progress, desc="pretrain", log=log)
+        pcfg = TrainConfig(
+            epochs=o.pretrain_epochs, lr=o.pretrain_lr, batch_size=o.batch_size, augment=o.augment, seed=seed
+        )
+        train(
+            module,
+            ds.train,
+            cfg=pcfg,
+            checkpoint=run.file("pretrain_ckpt.pt") if run else None,
+            progress=progress,
+            desc="pretrain",
+            log=log,
+        )
     dense = copy.deepcopy(module).eval()
     top1_before = evaluate(module, test)
     flops_before = measure_flops(module, test.images)
@@ -151,29 +185,71 @@ def prune_ftwt(*, model: Any, data: Any, epochs: int, mass: float = 0.95, mode: 
     example = ds.val.images[:8]
     module, sites = insert_gates(module, example=example, pool=o.pool, softmax=o.softmax, mode=mode)
     log(f"gated {len(sites)} Conv-BN(-act) layers ({mode}, mass r={mass})")
-    cfg = TrainConfig(epochs=epochs, mass=mass, lr=o.lr, mlr=o.mlr, batch_size=o.batch_size, cooldown=o.cooldown,
-                      w_mask=o.w_mask, augment=o.augment, seed=seed)
-    history = train(module, ds.train, cfg=cfg, checkpoint=run.file("train_ckpt.pt") if run else None,
-                    progress=progress, desc="ftwt", val=ds.val, log=log)
+    cfg = TrainConfig(
+        epochs=epochs,
+        mass=mass,
+        lr=o.lr,
+        mlr=o.mlr,
+        batch_size=o.batch_size,
+        cooldown=o.cooldown,
+        w_mask=o.w_mask,
+        augment=o.augment,
+        seed=seed,
+    )
+    history = train(
+        module,
+        ds.train,
+        cfg=cfg,
+        checkpoint=run.file("train_ckpt.pt") if run else None,
+        progress=progress,
+        desc="ftwt",
+        val=ds.val,
+        log=log,
+    )
     top1_after = evaluate(module, test)
     acc = measure_flops(module, test.images)
     per_sample = acc.pop("per_sample_macs")
-    log(f"after: top1={top1_after:.4f}, FLOPs reduction mean={acc['flops_reduction_mean']:.3f} "
-        f"(p10 {acc['flops_reduction_p10']:.3f}, p90 {acc['flops_reduction_p90']:.3f})")
+    log(
+        f"after: top1={top1_after:.4f}, FLOPs reduction mean={acc['flops_reduction_mean']:.3f} "
+        f"(p10 {acc['flops_reduction_p10']:.3f}, p90 {acc['flops_reduction_p90']:.3f})"
+    )
 
-    record = {"name": TRANSFORM_NAME, "kind": "gate", "sites": sites, "pool": o.pool, "softmax": o.softmax,
-              "mode": mode, "mass": mass}
-    gated = LoadedModel(module=module, input_shape=lm.input_shape, num_classes=lm.num_classes, source=lm.source,
-                        dataset=ds.info.name, transforms=[*lm.transforms, record],
-                        metrics={"top1": top1_after, "flops_reduction_mean": acc["flops_reduction_mean"]})
+    record = {
+        "name": TRANSFORM_NAME,
+        "kind": "gate",
+        "sites": sites,
+        "pool": o.pool,
+        "softmax": o.softmax,
+        "mode": mode,
+        "mass": mass,
+    }
+    gated = LoadedModel(
+        module=module,
+        input_shape=lm.input_shape,
+        num_classes=lm.num_classes,
+        source=lm.source,
+        dataset=ds.info.name,
+        transforms=[*lm.transforms, record],
+        metrics={"top1": top1_after, "flops_reduction_mean": acc["flops_reduction_mean"]},
+    )
     result: dict[str, Any] = {
-        "method": "ftwt", "mode": mode, "mass": mass, "epochs": epochs, "seed": seed, "data": data_name,
-        "model": lm.source, "gated_layers": len(sites),
-        "top1_before": top1_before, "top1_after": top1_after,
+        "method": "ftwt",
+        "mode": mode,
+        "mass": mass,
+        "epochs": epochs,
+        "seed": seed,
+        "data": data_name,
+        "model": lm.source,
+        "gated_layers": len(sites),
+        "top1_before": top1_before,
+        "top1_after": top1_after,
         **{k: v for k, v in acc.items() if k != "layers"},
         "flops_reduction_before_mean": flops_before["flops_reduction_mean"],
-        "test_samples": len(test), "options": o.model_dump(), "runtime_note": RUNTIME_NOTE,
-        "layers": acc["layers"], "history": history,
+        "test_samples": len(test),
+        "options": o.model_dump(),
+        "runtime_note": RUNTIME_NOTE,
+        "layers": acc["layers"],
+        "history": history,
     }
     if run is not None:
         mdir = save_model_dir(run.file("model"), gated)
@@ -194,17 +270,25 @@ def prune_ftwt(*, model: Any, data: Any, epochs: int, mass: float = 0.95, mode: 
             from compress.core.errors import MissingDependency
 
             try:
-                result["export"]["parity_openvino"] = onnx_parity(gated, run.file("model.onnx"), test.images[:128],
-                                                                  runtime="openvino")
+                result["export"]["parity_openvino"] = onnx_parity(
+                    gated, run.file("model.onnx"), test.images[:128], runtime="openvino"
+                )
             except MissingDependency as err:
                 result["export"]["parity_openvino"] = {"runtime": "openvino", "skipped": str(err)}
-            log(f"ONNX export with in-graph gates ({ex['greater_ops']} Greater ops); ORT parity max rel err "
-                f"{par['max_rel_err']:.2e}, top-1 agreement {par['top1_agreement']:.4f}")
+            log(
+                f"ONNX export with in-graph gates ({ex['greater_ops']} Greater ops); ORT parity max rel err "
+                f"{par['max_rel_err']:.2e}, top-1 agreement {par['top1_agreement']:.4f}"
+            )
         if o.latency:
             from compress.prune.ftwt.deploy import gated_vs_dense_latency
 
-            dense_lm = LoadedModel(module=dense, input_shape=lm.input_shape, num_classes=lm.num_classes,
-                                   source=lm.source, transforms=list(lm.transforms))
+            dense_lm = LoadedModel(
+                module=dense,
+                input_shape=lm.input_shape,
+                num_classes=lm.num_classes,
+                source=lm.source,
+                transforms=list(lm.transforms),
+            )
             result["latency"] = gated_vs_dense_latency(gated, dense_lm, run.file("latency"), seed=seed)
         run.write_json("metrics.json", {k: v for k, v in result.items() if k != "history"})
         run.write_json("history.json", history)

@@ -31,8 +31,15 @@ def export_gated(lm: LoadedModel, path: str | Path, *, batch: int = 1) -> dict[s
     return {**res.to_json(), "greater_ops": ops.count("Greater"), "num_nodes": len(ops)}
 
 
-def onnx_parity(lm: LoadedModel, path: str | Path, images: torch.Tensor, *, batch: int = 1,
-                source: str = "test images", runtime: str = "onnxruntime") -> dict[str, Any]:
+def onnx_parity(
+    lm: LoadedModel,
+    path: str | Path,
+    images: torch.Tensor,
+    *,
+    batch: int = 1,
+    source: str = "test images",
+    runtime: str = "onnxruntime",
+) -> dict[str, Any]:
     """PyTorch vs ``runtime`` (ONNX Runtime, or OpenVINO at f32) on real ``images`` with the export package's parity check
     (:func:`compress.export.parity.check_parity`: max abs/rel error, top-1 agreement, near ties, fp32
     thresholds). A predictor logit within float rounding of 0 could flip a mask between runtimes;
@@ -41,13 +48,22 @@ def onnx_parity(lm: LoadedModel, path: str | Path, images: torch.Tensor, *, batc
 
     x = np.ascontiguousarray(images.numpy().astype(np.float32))
     ref = reference_outputs(lm, x)
-    res = check_parity(str(path), runtime=runtime, precision="fp32", inputs=x, reference=ref,
-                       batches=[batch], source=source, threads=1)
+    res = check_parity(
+        str(path), runtime=runtime, precision="fp32", inputs=x, reference=ref, batches=[batch], source=source, threads=1
+    )
     return res.to_json()
 
 
-def gated_vs_dense_latency(gated: LoadedModel, dense: LoadedModel, workdir: str | Path, *, threads: int = 1,
-                           iterations: int = 100, rounds: int = 5, seed: int = 0) -> dict[str, Any]:
+def gated_vs_dense_latency(
+    gated: LoadedModel,
+    dense: LoadedModel,
+    workdir: str | Path,
+    *,
+    threads: int = 1,
+    iterations: int = 100,
+    rounds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Median batch-1 ONNX Runtime latency of the gated model vs the same model without gates,
     interleaved with a canary (drift control) by :func:`compress.bench.timing.time_items`."""
     from compress.bench.canary import canary_onnx
@@ -67,14 +83,25 @@ def gated_vs_dense_latency(gated: LoadedModel, dense: LoadedModel, workdir: str 
         for s in sessions.values():
             s.bind(x)
         can.bind(np.random.default_rng(seed).standard_normal(can.input_shape).astype(np.float32))
-        run = time_items([Item("dense", sessions["dense"].run_bound), Item("gated", sessions["gated"].run_bound)],
-                         canary=can.run_bound, config=TimingConfig(warmup=10, iterations=iterations, rounds=rounds))
+        run = time_items(
+            [Item("dense", sessions["dense"].run_bound), Item("gated", sessions["gated"].run_bound)],
+            canary=can.run_bound,
+            config=TimingConfig(warmup=10, iterations=iterations, rounds=rounds),
+        )
     finally:
         for s in [*sessions.values(), can]:
             s.close()
     d, g = run.items["dense"], run.items["gated"]
-    return {"runtime": "onnxruntime", "threads": threads, "batch": 1,
-            "dense_ms": d.estimate_ms, "gated_ms": g.estimate_ms, "gated_over_dense": g.estimate_ms / d.estimate_ms,
-            "drift": run.drift.to_dict(), "noisy": bool(d.noisy or g.noisy), "timing": run_to_dict(run),
-            "note": "ONNX Runtime computes every channel densely and multiplies by the mask: the masks are not "
-                    "exploited, so the gated model is not faster than the dense one"}
+    return {
+        "runtime": "onnxruntime",
+        "threads": threads,
+        "batch": 1,
+        "dense_ms": d.estimate_ms,
+        "gated_ms": g.estimate_ms,
+        "gated_over_dense": g.estimate_ms / d.estimate_ms,
+        "drift": run.drift.to_dict(),
+        "noisy": bool(d.noisy or g.noisy),
+        "timing": run_to_dict(run),
+        "note": "ONNX Runtime computes every channel densely and multiplies by the mask: the masks are not "
+        "exploited, so the gated model is not faster than the dense one",
+    }

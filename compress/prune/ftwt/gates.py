@@ -29,8 +29,9 @@ class ChannelGate(nn.Module):
     mass labels for the BCE loss), ``mass`` (the heatmap-mass threshold r for the labels).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, pool: str = "avg", softmax: bool = True,
-                 mode: str = "decoupled") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, *, pool: str = "avg", softmax: bool = True, mode: str = "decoupled"
+    ) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
@@ -79,8 +80,16 @@ class GatedConv(nn.Module):
     the activation lives inside the norm module (timm ``BatchNormAct2d``).
     """
 
-    def __init__(self, conv: nn.Conv2d, bn: nn.Module, act: nn.Module | None = None, *, pool: str = "avg",
-                 softmax: bool = True, mode: str = "decoupled") -> None:
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        bn: nn.Module,
+        act: nn.Module | None = None,
+        *,
+        pool: str = "avg",
+        softmax: bool = True,
+        mode: str = "decoupled",
+    ) -> None:
         super().__init__()
         self.conv, self.bn = conv, bn
         self.act = act if act is not None else nn.Identity()

@@ -44,8 +44,9 @@ def mass_labels(scores: torch.Tensor, mass: float) -> torch.Tensor:
     return labels
 
 
-def conv_macs(active_in: torch.Tensor, active_out: torch.Tensor, *, out_hw: int, kernel: int,
-              groups: int = 1) -> torch.Tensor:
+def conv_macs(
+    active_in: torch.Tensor, active_out: torch.Tensor, *, out_hw: int, kernel: int, groups: int = 1
+) -> torch.Tensor:
     """Per-sample MACs of a (grouped) conv whose active input/output channels are given.
 
     ``active_in`` (N, C_in) and ``active_out`` (N, C_out) are 0/1. For each group g the MACs are
@@ -73,5 +74,11 @@ def reduction_stats(macs: torch.Tensor, dense: float) -> dict[str, float]:
     """Mean/p10/p50/p90 of the per-sample FLOPs reduction ``1 - macs/dense``."""
     red = 1.0 - macs.double() / float(dense)
     q = torch.quantile(red, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
-    return {"mean": float(red.mean()), "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2]),
-            "min": float(red.min()), "max": float(red.max())}
+    return {
+        "mean": float(red.mean()),
+        "p10": float(q[0]),
+        "p50": float(q[1]),
+        "p90": float(q[2]),
+        "min": float(red.min()),
+        "max": float(red.max()),
+    }

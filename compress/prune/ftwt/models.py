@@ -16,8 +16,9 @@ import torch.nn as nn
 from compress.core.errors import unknown
 
 
-def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True,
-                relu6: bool = False) -> nn.Sequential:
+def conv_bn_act(
+    cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True, relu6: bool = False
+) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
     if act:
         layers.append(nn.ReLU6(inplace=False) if relu6 else nn.ReLU(inplace=False))
@@ -35,8 +36,11 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.act2 = nn.ReLU()
-        self.shortcut = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                         if stride != 1 or cin != cout else nn.Identity())
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act1(self.bn1(self.conv1(x)))
@@ -71,7 +75,9 @@ class Classifier(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
-def resnet(num_classes: int = 10, in_chans: int = 1, widths: tuple[int, ...] = (16, 32, 64), depth: int = 1) -> nn.Module:
+def resnet(
+    num_classes: int = 10, in_chans: int = 1, widths: tuple[int, ...] = (16, 32, 64), depth: int = 1
+) -> nn.Module:
     """ResNet-(6*depth+2) for small inputs: stem conv, then ``depth`` basic blocks per stage."""
     layers: list[nn.Module] = [conv_bn_act(in_chans, widths[0])]
     cin = widths[0]
@@ -120,7 +126,10 @@ def vgg(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
 
 
 SMALL_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "resnet": resnet, "mobilenetv2": mobilenetv2, "mobilenetv1": mobilenetv1, "vgg": vgg,
+    "resnet": resnet,
+    "mobilenetv2": mobilenetv2,
+    "mobilenetv1": mobilenetv1,
+    "vgg": vgg,
 }
 
 

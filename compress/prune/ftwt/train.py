@@ -49,8 +49,11 @@ def mask_weight(epoch: int, cfg: TrainConfig) -> float:
 def mask_loss(model: nn.Module) -> torch.Tensor | None:
     """BCE of every gate's last logits against its mass labels: mean over batch, sum over filters,
     mean over layers. ``None`` when no gate collected anything."""
-    terms = [F.binary_cross_entropy_with_logits(g.last_logits, g.last_labels, reduction="none").mean(0).sum()
-             for _, g in iter_gates(model) if g.last_logits is not None]
+    terms = [
+        F.binary_cross_entropy_with_logits(g.last_logits, g.last_labels, reduction="none").mean(0).sum()
+        for _, g in iter_gates(model)
+        if g.last_logits is not None
+    ]
     return torch.stack(terms).mean() if terms else None
 
 
@@ -72,9 +75,17 @@ def _cosine(opt: torch.optim.Optimizer, base_lr: float, step: int, total: int) -
         g["lr"] = lr
 
 
-def train(model: nn.Module, train_split: Split, *, cfg: TrainConfig, checkpoint: str | Path | None = None,
-          progress: bool = True, desc: str = "train", val: Split | None = None,
-          log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def train(
+    model: nn.Module,
+    train_split: Split,
+    *,
+    cfg: TrainConfig,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    val: Split | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
     """Train ``model`` in place; returns the per-epoch history.
 
     With ``checkpoint`` set, the state after every epoch is written there atomically and a later call
@@ -85,12 +96,21 @@ def train(model: nn.Module, train_split: Split, *, cfg: TrainConfig, checkpoint:
     torch.manual_seed(cfg.seed)
     gated = any(True for _ in iter_gates(model))
     opt_b = torch.optim.SGD(backbone_parameters(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    opt_p = (torch.optim.SGD(predictor_parameters(model), lr=cfg.mlr, momentum=cfg.momentum, weight_decay=0.0)
-             if gated else None)
+    opt_p = (
+        torch.optim.SGD(predictor_parameters(model), lr=cfg.mlr, momentum=cfg.momentum, weight_decay=0.0)
+        if gated
+        else None
+    )
     steps_per_epoch = len(Batches(train_split, batch_size=cfg.batch_size, drop_last=True))
     total = steps_per_epoch * cfg.epochs
-    fingerprint = sha256_json({"cfg": asdict(cfg), "n": len(train_split), "gated": gated,
-                               "params": [list(p.shape) for p in model.parameters()]})[:16]
+    fingerprint = sha256_json(
+        {
+            "cfg": asdict(cfg),
+            "n": len(train_split),
+            "gated": gated,
+            "params": [list(p.shape) for p in model.parameters()],
+        }
+    )[:16]
     history: list[dict[str, Any]] = []
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
@@ -98,8 +118,9 @@ def train(model: nn.Module, train_split: Split, *, cfg: TrainConfig, checkpoint:
         try:
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-            raise UsageError(f"{ckpt}: cannot read the training checkpoint ({str(err).splitlines()[0]}); "
-                             "delete it to start over") from None
+            raise UsageError(
+                f"{ckpt}: cannot read the training checkpoint ({str(err).splitlines()[0]}); delete it to start over"
+            ) from None
         if state.get("fingerprint") != fingerprint:
             raise UsageError(f"{ckpt} was written by a run with different settings; use another --out or delete it")
         model.load_state_dict(state["model"])
@@ -115,8 +136,9 @@ def train(model: nn.Module, train_split: Split, *, cfg: TrainConfig, checkpoint:
         configure(model, collect=gated and w > 0)
         model.train()
         sums = {"ce": 0.0, "mask": 0.0, "acc": 0.0, "n": 0}
-        batches = Batches(train_split, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch,
-                          augment=cfg.augment, drop_last=True)
+        batches = Batches(
+            train_split, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, augment=cfg.augment, drop_last=True
+        )
         it = _progress(batches, progress, f"{desc} epoch {epoch + 1}/{cfg.epochs}")
         for b, (x, y) in enumerate(it):
             _cosine(opt_b, cfg.lr, epoch * steps_per_epoch + b, total)
@@ -140,17 +162,29 @@ def train(model: nn.Module, train_split: Split, *, cfg: TrainConfig, checkpoint:
             sums["n"] += n
         configure(model, collect=False)
         n = max(sums["n"], 1)
-        rec = {"epoch": epoch + 1, "w_mask": w, "ce": sums["ce"] / n, "mask_loss": sums["mask"] / n,
-               "train_acc": sums["acc"] / n}
+        rec = {
+            "epoch": epoch + 1,
+            "w_mask": w,
+            "ce": sums["ce"] / n,
+            "mask_loss": sums["mask"] / n,
+            "train_acc": sums["acc"] / n,
+        }
         if val is not None:
             rec["val_acc"] = evaluate(model, val)
         history.append(rec)
-        log(f"{desc} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in rec.items()
-                                                                  if isinstance(v, float)))
+        log(
+            f"{desc} epoch {epoch + 1}/{cfg.epochs}: "
+            + ", ".join(f"{k}={v:.4f}" for k, v in rec.items() if isinstance(v, float))
+        )
         if ckpt is not None:
-            state = {"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
-                     "opt_b": opt_b.state_dict(), "opt_p": opt_p.state_dict() if opt_p is not None else {},
-                     "history": history}
+            state = {
+                "fingerprint": fingerprint,
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "opt_b": opt_b.state_dict(),
+                "opt_p": opt_p.state_dict() if opt_p is not None else {},
+                "history": history,
+            }
             with atomic_path(ckpt) as tmp:
                 torch.save(state, tmp)
     model.eval()
@@ -162,5 +196,10 @@ def _progress(batches: Batches, enabled: bool, desc: str):
         return batches
     from rich.progress import track
 
-    return track(batches, description=desc, total=len(batches), transient=True,
-                 console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True))
+    return track(
+        batches,
+        description=desc,
+        total=len(batches),
+        transient=True,
+        console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True),
+    )

@@ -35,8 +35,10 @@ EXCLUDED_NAMES = ("downsample", "shortcut", "skip", "se", "attn")
 
 # class name -> alternatives; each alternative is a list of (conv, bn, act-or-None) attribute names.
 RULES: dict[str, list[list[tuple[str, str, str | None]]]] = {
-    "BasicBlock": [[("conv1", "bn1", "act1"), ("conv2", "bn2", None)],          # timm
-                   [("conv1", "bn1", None), ("conv2", "bn2", None)]],           # torchvision (shared relu)
+    "BasicBlock": [
+        [("conv1", "bn1", "act1"), ("conv2", "bn2", None)],  # timm
+        [("conv1", "bn1", None), ("conv2", "bn2", None)],
+    ],  # torchvision (shared relu)
     "ResNet": [[("conv1", "bn1", "act1")], [("conv1", "bn1", None)]],
     "InvertedResidual": [[("conv_pw", "bn1", None), ("conv_dw", "bn2", None), ("conv_pwl", "bn3", None)]],
     "DepthwiseSeparableConv": [[("conv_dw", "bn1", None), ("conv_pw", "bn2", None)]],
@@ -44,8 +46,14 @@ RULES: dict[str, list[list[tuple[str, str, str | None]]]] = {
     "EfficientNet": [[("conv_stem", "bn1", None), ("conv_head", "bn2", None)], [("conv_stem", "bn1", None)]],
     "MobileNetV3": [[("conv_stem", "bn1", None)]],
     # compress.supernet.static (the toolkit's supernet subnets)
-    "MBConv": [[("expand_conv", "expand_bn", "expand_act"), ("dw_conv", "dw_bn", "dw_act"), ("project_conv", "project_bn", None)],
-               [("dw_conv", "dw_bn", "dw_act"), ("project_conv", "project_bn", None)]],
+    "MBConv": [
+        [
+            ("expand_conv", "expand_bn", "expand_act"),
+            ("dw_conv", "dw_bn", "dw_act"),
+            ("project_conv", "project_bn", None),
+        ],
+        [("dw_conv", "dw_bn", "dw_act"), ("project_conv", "project_bn", None)],
+    ],
     "ConvBNAct": [[("conv", "bn", "act")]],
 }
 
@@ -56,8 +64,12 @@ def _is_bn(m: nn.Module | None) -> bool:
 
 def _is_act(m: nn.Module | None) -> bool:
     """An activation module in a rule's act slot (any parameter-free elementwise module: ReLU, h-swish...)."""
-    return (m is not None and not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))
-            and next(iter(m.parameters()), None) is None and len(m._modules) == 0)
+    return (
+        m is not None
+        and not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))
+        and next(iter(m.parameters()), None) is None
+        and len(m._modules) == 0
+    )
 
 
 def _is_conv(m: nn.Module | None) -> bool:
@@ -87,8 +99,10 @@ def find_sites(model: nn.Module) -> list[dict[str, Any]]:
         rule = RULES.get(type(mod).__name__)
         if rule is not None:
             for alt in rule:
-                if all(_is_conv(children.get(c)) and _is_bn(children.get(b))
-                       and (a is None or _is_act(children.get(a))) for c, b, a in alt):
+                if all(
+                    _is_conv(children.get(c)) and _is_bn(children.get(b)) and (a is None or _is_act(children.get(a)))
+                    for c, b, a in alt
+                ):
                     for c, b, a in alt:
                         add(path, c, b, a, mod)
                     break
@@ -109,8 +123,15 @@ def _get(model: nn.Module, path: str) -> nn.Module:
     return model.get_submodule(path) if path else model
 
 
-def apply_sites(model: nn.Module, sites: list[dict[str, Any]], *, kind: str = "gate", pool: str = "avg",
-                softmax: bool = True, mode: str = "decoupled") -> nn.Module:
+def apply_sites(
+    model: nn.Module,
+    sites: list[dict[str, Any]],
+    *,
+    kind: str = "gate",
+    pool: str = "avg",
+    softmax: bool = True,
+    mode: str = "decoupled",
+) -> nn.Module:
     """Replace each site's conv by a :class:`GatedConv` (``kind="gate"``) or :class:`StaticMask`
     (``kind="static"``) holding the same conv/BN/act modules; the BN and act slots become Identity."""
     for s in sites:
@@ -118,10 +139,15 @@ def apply_sites(model: nn.Module, sites: list[dict[str, Any]], *, kind: str = "g
         conv, bn = parent._modules.get(s["conv"]), parent._modules.get(s["bn"])
         act = parent._modules.get(s["act"]) if s.get("act") else None
         if not _is_conv(conv) or not _is_bn(bn):
-            raise UsageError(f"cannot place an FTWT gate at {s['parent'] or '<root>'}.{s['conv']}: expected a "
-                             f"Conv2d followed by BatchNorm2d there (is this the model the gates were trained on?)")
-        wrapped = (GatedConv(conv, bn, act, pool=pool, softmax=softmax, mode=mode) if kind == "gate"
-                   else StaticMask(conv, bn, act))
+            raise UsageError(
+                f"cannot place an FTWT gate at {s['parent'] or '<root>'}.{s['conv']}: expected a "
+                f"Conv2d followed by BatchNorm2d there (is this the model the gates were trained on?)"
+            )
+        wrapped = (
+            GatedConv(conv, bn, act, pool=pool, softmax=softmax, mode=mode)
+            if kind == "gate"
+            else StaticMask(conv, bn, act)
+        )
         setattr(parent, s["conv"], wrapped)
         setattr(parent, s["bn"], nn.Identity())
         if s.get("act"):
@@ -129,9 +155,16 @@ def apply_sites(model: nn.Module, sites: list[dict[str, Any]], *, kind: str = "g
     return model
 
 
-def insert_gates(model: nn.Module, *, example: torch.Tensor | None = None, kind: str = "gate",
-                 pool: str = "avg", softmax: bool = True, mode: str = "decoupled",
-                 sites: list[dict[str, Any]] | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
+def insert_gates(
+    model: nn.Module,
+    *,
+    example: torch.Tensor | None = None,
+    kind: str = "gate",
+    pool: str = "avg",
+    softmax: bool = True,
+    mode: str = "decoupled",
+    sites: list[dict[str, Any]] | None = None,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Gate ``model`` in place and return ``(model, sites)``.
 
     With ``example`` given, the wrapped model (gates off) must reproduce the original outputs on it
@@ -139,8 +172,10 @@ def insert_gates(model: nn.Module, *, example: torch.Tensor | None = None, kind:
     """
     sites = find_sites(model) if sites is None else sites
     if not sites:
-        raise UsageError(f"no Conv2d -> BatchNorm2d layers to gate in {type(model).__name__}; FTWT gates "
-                         "ResNet basic blocks, MobileNetV2/MBConv blocks and plain Conv-BN-ReLU stacks")
+        raise UsageError(
+            f"no Conv2d -> BatchNorm2d layers to gate in {type(model).__name__}; FTWT gates "
+            "ResNet basic blocks, MobileNetV2/MBConv blocks and plain Conv-BN-ReLU stacks"
+        )
     ref = None
     if example is not None:
         was = model.training
@@ -157,9 +192,11 @@ def insert_gates(model: nn.Module, *, example: torch.Tensor | None = None, kind:
         model.train(was)
         err = float((out - ref).abs().max()) / max(float(ref.abs().max()), 1e-12)
         if err > 1e-5:
-            raise UsageError(f"inserting FTWT gates into {type(model).__name__} changed its outputs (relative error "
-                             f"{err:.2e}): its blocks do not run Conv -> BN -> act in the order found; "
-                             "add a rule for this block class in compress/prune/ftwt/wrap.py")
+            raise UsageError(
+                f"inserting FTWT gates into {type(model).__name__} changed its outputs (relative error "
+                f"{err:.2e}): its blocks do not run Conv -> BN -> act in the order found; "
+                "add a rule for this block class in compress/prune/ftwt/wrap.py"
+            )
     return model, sites
 
 
@@ -169,8 +206,9 @@ def iter_gates(model: nn.Module) -> Iterator[tuple[str, ChannelGate]]:
             yield name, m
 
 
-def configure(model: nn.Module, *, enabled: bool | None = None, collect: bool | None = None,
-              mass: float | None = None) -> None:
+def configure(
+    model: nn.Module, *, enabled: bool | None = None, collect: bool | None = None, mass: float | None = None
+) -> None:
     """Set the run-time switches of every gate in ``model``."""
     for _, g in iter_gates(model):
         if enabled is not None:

@@ -82,8 +82,12 @@ def block_decisions(module, cands, input_shape, latency, *, min_gain: float = 0.
             items.append(BlockItem(f"{c.name}|{f}", merge(pruned, f).eval(), shapes[c.name], f))
     runs, _ = _campaigns(latency, items, uncontrolled_repeats)
     ms = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    decisions = [decide(c.name, c.kind, ms[f"{c.name}|original"], {f: ms[f"{c.name}|{f}"] for f in forms[c.name]},
-                        min_gain=min_gain) for c in cands]
+    decisions = [
+        decide(
+            c.name, c.kind, ms[f"{c.name}|original"], {f: ms[f"{c.name}|{f}"] for f in forms[c.name]}, min_gain=min_gain
+        )
+        for c in cands
+    ]
     return ms["__model__"], decisions
 
 
@@ -101,28 +105,60 @@ def verify_speedup(module, mask, forms, input_shape, latency, *, uncontrolled_re
     m = copy.deepcopy(module)
     insert_pruned(m, list(mask), lam=1.0)
     merged = merge_model(m.eval(), dict(forms))
-    items = [BlockItem("original", copy.deepcopy(module).eval(), tuple(input_shape), "original"),
-             BlockItem("merged", merged, tuple(input_shape), "merged")]
+    items = [
+        BlockItem("original", copy.deepcopy(module).eval(), tuple(input_shape), "original"),
+        BlockItem("merged", merged, tuple(input_shape), "merged"),
+    ]
     campaigns, controlled = _campaigns(latency, items, uncontrolled_repeats)
     runs = [(ms["original"], ms["merged"]) for ms in campaigns]
     speedups = [o / m_ for o, m_ in runs]
     k = sorted(range(len(speedups)), key=speedups.__getitem__)[len(speedups) // 2]  # median campaign (upper of two)
-    return {"original_ms": runs[k][0], "merged_ms": runs[k][1], "speedup": speedups[k], "faster": speedups[k] > 1.0,
-            "controlled": controlled, "campaigns": len(runs), "speedups": [round(v, 4) for v in speedups],
-            "source": latency.source}
+    return {
+        "original_ms": runs[k][0],
+        "merged_ms": runs[k][1],
+        "speedup": speedups[k],
+        "faster": speedups[k] > 1.0,
+        "controlled": controlled,
+        "campaigns": len(runs),
+        "speedups": [round(v, 4) for v in speedups],
+        "source": latency.source,
+    }
 
 
 @METHODS.register("updp")
-def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None, latency_ms: float | None = None,
-               device: str | None = None, runtime: str | None = None, teacher: str | None = None,
-               weights: str | None = None, subnet: str | None = None, seed: int = 0, out: str | Path | None = None,
-               progress: bool | Callable[[str], None] = True, image_size: int | None = None,
-               batch_size: int = 64, lr: float = 1e-3, ramp_share: float = 0.4, schedule: str = "linear",
-               kd_weight: float = 0.5, min_gain: float = 0.03, score_images: int = 512,
-               train_limit: int | None = None, max_steps: int | None = None, latency: Any = None,
-               timing_iterations: int = 60, threads: int | None = 1, selection: str = "proxy",
-               selection_steps: int = 200, tables: str | Path | None = None,
-               profiles: str | Path | None = None) -> dict[str, Any]:
+def prune_updp(
+    *,
+    model: str,
+    data: str,
+    epochs: int,
+    blocks: int | None = None,
+    latency_ms: float | None = None,
+    device: str | None = None,
+    runtime: str | None = None,
+    teacher: str | None = None,
+    weights: str | None = None,
+    subnet: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool | Callable[[str], None] = True,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    ramp_share: float = 0.4,
+    schedule: str = "linear",
+    kd_weight: float = 0.5,
+    min_gain: float = 0.03,
+    score_images: int = 512,
+    train_limit: int | None = None,
+    max_steps: int | None = None,
+    latency: Any = None,
+    timing_iterations: int = 60,
+    threads: int | None = 1,
+    selection: str = "proxy",
+    selection_steps: int = 200,
+    tables: str | Path | None = None,
+    profiles: str | Path | None = None,
+) -> dict[str, Any]:
     """Prune ``blocks`` blocks (or down to ``latency_ms``) of ``model`` by UPDP and merge them.
 
     ``device``/``runtime`` pick the latency target (default: this machine, ``local-cpu``, and its
@@ -165,7 +201,7 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     if lm.num_classes != info.num_classes:
         raise UsageError(f"{model} has {lm.num_classes} classes but {data} has {info.num_classes}")
     base = lm.module.eval()
-    folded = fold_reparameterizable(base)   # RepVGG/MobileOne train-time branches, before anything else
+    folded = fold_reparameterizable(base)  # RepVGG/MobileOne train-time branches, before anything else
     if folded:
         _log(progress, f"folded the train-time branches of {len(folded)} reparameterizable blocks")
     cands, skipped = find_candidates(base)
@@ -194,11 +230,15 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
             from compress.prune.updp.latency import subnet_block_signatures
 
             if lm.source.get("kind") != "subnet":
-                raise UsageError(f"--device {prof.name}: UPDP prices blocks for another device from its latency table, "
-                                 f"which covers supernet subnets only and {model} is not one; prune for --device "
-                                 "local-cpu (measured here) or run compress prune on the device itself")
+                raise UsageError(
+                    f"--device {prof.name}: UPDP prices blocks for another device from its latency table, "
+                    f"which covers supernet subnets only and {model} is not one; prune for --device "
+                    "local-cpu (measured here) or run compress prune on the device itself"
+                )
             space, cfg, sigs = subnet_block_signatures(base, lm.source, lm.input_shape)
-            table = LatencyModel.load(device=prof.table_device, runtime=rt, space=space, tables=tables, profiles=profiles)
+            table = LatencyModel.load(
+                device=prof.table_device, runtime=rt, space=space, tables=tables, profiles=profiles
+            )
             latency = TableBlockLatency(model=table, config=cfg, blocks=sigs)
         target = {"device": prof.name, "runtime": rt, "source": latency.source}
     # another device's table prices blocks and predicts the whole model: nothing is timed here
@@ -219,31 +259,56 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     elif selection == "supernet":
         pool = [d.name for d in decisions if d.eligible]
         k_train = blocks if blocks is not None else max(1, len(pool) // 2)
-        _log(progress, f"training the weight-sharing network with random {k_train}-block masks ({selection_steps} steps)")
-        score = supernet_scorer(base, teacher_mod, pool, ds.train, t_logits, ds.calib.images, val, k=k_train,
-                                steps=selection_steps, batch_size=batch_size, seed=seed)
+        _log(
+            progress, f"training the weight-sharing network with random {k_train}-block masks ({selection_steps} steps)"
+        )
+        score = supernet_scorer(
+            base,
+            teacher_mod,
+            pool,
+            ds.train,
+            t_logits,
+            ds.calib.images,
+            val,
+            k=k_train,
+            steps=selection_steps,
+            batch_size=batch_size,
+            seed=seed,
+        )
     else:
         raise UsageError(f"unknown selection '{selection}'; choose proxy or supernet")
-    sel = select_blocks(decisions, base_ms=base_ms, score=score, blocks=blocks, latency_ms=latency_ms,
-                        config=SearchConfig(seed=seed))
+    sel = select_blocks(
+        decisions, base_ms=base_ms, score=score, blocks=blocks, latency_ms=latency_ms, config=SearchConfig(seed=seed)
+    )
     if not sel.mask:
-        raise UsageError(f"the unpruned model is predicted at {base_ms:.3f} ms, already within --latency-ms {latency_ms}; nothing to prune")
+        raise UsageError(
+            f"the unpruned model is predicted at {base_ms:.3f} ms, already within --latency-ms {latency_ms}; nothing to prune"
+        )
     for n in sel.mask:
         by_name[n].selected = True
     _log(progress, f"pruning {', '.join(sel.mask)}; checking the whole model gets faster")
-    if from_table:   # the check is the table's prediction
+    if from_table:  # the check is the table's prediction
         merged_pred = sel.predicted_ms
-        check = {"original_ms": base_ms, "merged_ms": merged_pred, "speedup": base_ms / merged_pred,
-                 "faster": merged_pred < base_ms, "controlled": True, "campaigns": 0, "predicted": True,
-                 "source": latency.source}
+        check = {
+            "original_ms": base_ms,
+            "merged_ms": merged_pred,
+            "speedup": base_ms / merged_pred,
+            "faster": merged_pred < base_ms,
+            "controlled": True,
+            "campaigns": 0,
+            "predicted": True,
+            "source": latency.source,
+        }
     else:
         check = verify_speedup(base, sel.mask, {n: by_name[n].form for n in sel.mask}, lm.input_shape, latency)
     if not check["faster"]:
         from compress.core.errors import Failure
 
         how = "" if check["controlled"] else f", median of {check['campaigns']} campaigns on a busy machine"
-        raise Failure(f"merging {', '.join(sel.mask)} does not make the whole model faster on {latency.source} "
-                      f"({check['merged_ms']:.4f} ms vs {check['original_ms']:.4f} ms{how}); ask for fewer blocks or a looser budget")
+        raise Failure(
+            f"merging {', '.join(sel.mask)} does not make the whole model faster on {latency.source} "
+            f"({check['merged_ms']:.4f} ms vs {check['original_ms']:.4f} ms{how}); ask for fewer blocks or a looser budget"
+        )
 
     # -- progressive training --------------------------------------------------------------------
     top1_before = top1(base, ds.test.images, ds.test.labels)
@@ -251,9 +316,17 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     insert_pruned(student, list(sel.mask), lam=0.0)
     swaps = [m for m in student.modules() if isinstance(m, NormSwapStep)]
     if swaps:
-        recalibrate_bn(student, ds.calib.images, only=swaps)   # warm up the new BN statistics
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, ramp_share=ramp_share, schedule=schedule,
-                      kd_weight=kd_weight if teacher_mod is not None else 0.0, seed=seed, max_steps=max_steps)
+        recalibrate_bn(student, ds.calib.images, only=swaps)  # warm up the new BN statistics
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        ramp_share=ramp_share,
+        schedule=schedule,
+        kd_weight=kd_weight if teacher_mod is not None else 0.0,
+        seed=seed,
+        max_steps=max_steps,
+    )
     run = RunDir(out, command="compress prune --method updp", seeds={"seed": seed}) if out else None
     ck = run.path / "train" if run else None
     last = [0.0]
@@ -278,33 +351,67 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     if target is not None and not from_table:
         from compress.prune.updp.latency import BlockItem
 
-        ms = latency.latencies([BlockItem("before", copy.deepcopy(base).eval(), tuple(lm.input_shape), "original"),
-                                BlockItem("after", merged, tuple(lm.input_shape), "merged")])
-        measured = {"before_ms": ms["before"], "after_ms": ms["after"], "speedup": ms["before"] / ms["after"],
-                    "drift": getattr(latency, "drift", {})}
-    record = {"name": "updp-merge", "blocks": [{"name": n, "kind": by_name[n].kind, "form": forms[n]} for n in sel.mask]}
+        ms = latency.latencies(
+            [
+                BlockItem("before", copy.deepcopy(base).eval(), tuple(lm.input_shape), "original"),
+                BlockItem("after", merged, tuple(lm.input_shape), "merged"),
+            ]
+        )
+        measured = {
+            "before_ms": ms["before"],
+            "after_ms": ms["after"],
+            "speedup": ms["before"] / ms["after"],
+            "drift": getattr(latency, "drift", {}),
+        }
+    record = {
+        "name": "updp-merge",
+        "blocks": [{"name": n, "kind": by_name[n].kind, "form": forms[n]} for n in sel.mask],
+    }
     result: dict[str, Any] = {
-        "method": "updp", "model": model, "data": data, "seed": seed,
+        "method": "updp",
+        "model": model,
+        "data": data,
+        "seed": seed,
         "pruned_blocks": list(sel.mask),
         "blocks": [d.to_json() for d in decisions],
         "unsupported_blocks": unsupported,
-        "top1_before": top1_before, "top1_lambda1": top1_lambda1, "top1_after": top1_after,
-        "macs_before": macs_before, "macs_after": macs_after,
-        "params_before": count_params(base), "params_after": count_params(merged),
-        "predicted_latency_ms_before": base_ms, "predicted_latency_ms_after": pred_after,
-        "latency_source": latency.source, "target": target, "measured_latency": measured,
+        "top1_before": top1_before,
+        "top1_lambda1": top1_lambda1,
+        "top1_after": top1_after,
+        "macs_before": macs_before,
+        "macs_after": macs_after,
+        "params_before": count_params(base),
+        "params_after": count_params(merged),
+        "predicted_latency_ms_before": base_ms,
+        "predicted_latency_ms_after": pred_after,
+        "latency_source": latency.source,
+        "target": target,
+        "measured_latency": measured,
         "latency_entry_sources": dict(getattr(latency, "sources", {})) or None,
-        "selection": {"method": sel.method, "score": sel.score, "masks_evaluated": sel.evaluated, "scorer": selection,
-                      "score_definition": "-KL(unpruned || masked at lambda=1, BN recalibrated)"
-                      + (" on the weight-sharing network" if selection == "supernet" else ", no training")},
+        "selection": {
+            "method": sel.method,
+            "score": sel.score,
+            "masks_evaluated": sel.evaluated,
+            "scorer": selection,
+            "score_definition": "-KL(unpruned || masked at lambda=1, BN recalibrated)"
+            + (" on the weight-sharing network" if selection == "supernet" else ", no training"),
+        },
         "training": {k: v for k, v in train.items() if k != "trace"} | {"lambda_trace": train["trace"]},
-        "merge_check": exact, "speedup_check": check, "split": "test", "seconds": round(time.time() - t0, 1),
+        "merge_check": exact,
+        "speedup_check": check,
+        "split": "test",
+        "seconds": round(time.time() - t0, 1),
     }
     if run is not None:
-        out_lm = LoadedModel(module=merged, input_shape=lm.input_shape, num_classes=lm.num_classes, source=lm.source,
-                             dataset=data, transforms=[*lm.transforms, *([{"name": "updp-fold", "modules": folded}]
-                                                                         if folded else []), record],
-                             metrics={"top1": top1_after, "top1_before": top1_before})
+        out_lm = LoadedModel(
+            module=merged,
+            input_shape=lm.input_shape,
+            num_classes=lm.num_classes,
+            source=lm.source,
+            dataset=data,
+            transforms=[*lm.transforms, *([{"name": "updp-fold", "modules": folded}] if folded else []), record],
+            metrics={"top1": top1_after, "top1_before": top1_before},
+        )
         mdir = save_model_dir(run.path / "model", out_lm)
         result["model_dir"] = str(mdir)
         for f in ("model.json", "model.safetensors"):
@@ -315,8 +422,14 @@ def prune_updp(*, model: str, data: str, epochs: int, blocks: int | None = None,
     return result
 
 
-def list_blocks(*, model: str, data: str | None = None, weights: str | None = None, subnet: str | None = None,
-                image_size: int | None = None) -> dict[str, Any]:
+def list_blocks(
+    *,
+    model: str,
+    data: str | None = None,
+    weights: str | None = None,
+    subnet: str | None = None,
+    image_size: int | None = None,
+) -> dict[str, Any]:
     """Every UPDP candidate block of ``model`` (kind, convs, stride, residual, merged forms) and every
     block left intact with the reason, after folding train-time branches; nothing is trained or timed."""
     import copy as _copy
@@ -339,11 +452,26 @@ def list_blocks(*, model: str, data: str | None = None, weights: str | None = No
     rows = []
     for c in cands:
         chain = chain_of(to_pruned(_copy.deepcopy(c.module), c.name))
-        rows.append({"name": c.name, "class": type(c.module).__name__, "kind": c.kind, "convs": len(chain.convs),
-                     "kernel": 1 + 2 * chain.total_pad, "stride": chain.stride, "residual": chain.residual,
-                     "post_act": chain.post_act is not None, "forms": list(forms_for(chain))})
-    return {"model": model, "input_shape": list(lm.input_shape), "folded": folded, "candidates": rows,
-            "skipped": [{"name": s.name, "class": s.cls, "reason": s.reason} for s in skipped]}
+        rows.append(
+            {
+                "name": c.name,
+                "class": type(c.module).__name__,
+                "kind": c.kind,
+                "convs": len(chain.convs),
+                "kernel": 1 + 2 * chain.total_pad,
+                "stride": chain.stride,
+                "residual": chain.residual,
+                "post_act": chain.post_act is not None,
+                "forms": list(forms_for(chain)),
+            }
+        )
+    return {
+        "model": model,
+        "input_shape": list(lm.input_shape),
+        "folded": folded,
+        "candidates": rows,
+        "skipped": [{"name": s.name, "class": s.cls, "reason": s.reason} for s in skipped],
+    }
 
 
 def _exactness(student, merged, images, input_shape, seed) -> dict[str, Any]:

@@ -55,6 +55,7 @@ def _act(m: nn.Module | None) -> list[nn.Module]:
 
 # ---- per-class adapters (only where the graph cannot see enough) ---------------------------
 
+
 def _timm_vit(m: nn.Module, name: str) -> PrunedViTBlock:
     mlp = m.mlp
     if type(mlp).__name__ != "Mlp" or not isinstance(mlp.fc1, nn.Linear):
@@ -121,8 +122,14 @@ def find_candidates(model: nn.Module) -> tuple[list[Candidate], list[Skipped]]:
                 return [], [Skipped(name, type(m).__name__, str(err))]
             return [Candidate(name, chain_of(pruned).kind, m)], []
         if name and has_train_branches(m):
-            return [], [Skipped(name, type(m).__name__, "train-time branches (RepVGG/MobileOne style): fold them "
-                                                        "first with reparameterize(); compress prune does")]
+            return [], [
+                Skipped(
+                    name,
+                    type(m).__name__,
+                    "train-time branches (RepVGG/MobileOne style): fold them "
+                    "first with reparameterize(); compress prune does",
+                )
+            ]
         reason = None
         if name and not isinstance(m, _CONTAINERS) and not _is_leaf(m):
             try:
@@ -139,7 +146,9 @@ def find_candidates(model: nn.Module) -> tuple[list[Candidate], list[Skipped]]:
                             return c, s
                     return [Candidate(name, chain.kind, m)], []
                 if _BLOCKISH.search(type(m).__name__):
-                    return [], [Skipped(name, type(m).__name__, "one conv/linear only: nothing to merge inside the block")]
+                    return [], [
+                        Skipped(name, type(m).__name__, "one conv/linear only: nothing to merge inside the block")
+                    ]
                 return [], []
         cands: list[Candidate] = []
         skipped: list[Skipped] = []

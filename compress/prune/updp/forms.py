@@ -112,8 +112,14 @@ def chain_ops(steps: list[nn.Module]) -> list[tuple]:
             ops.append(("affine", torch.cat([one, bs]), torch.cat([torch.zeros_like(one), bt])))
         elif isinstance(s, (BNStep, NormSwapStep)):
             bn = s.bn
-            ops.append(("affine", *reparam.bn_affine(_f64(bn.weight), _f64(bn.bias), _f64(bn.running_mean),
-                                                     _f64(bn.running_var), bn.eps)))
+            ops.append(
+                (
+                    "affine",
+                    *reparam.bn_affine(
+                        _f64(bn.weight), _f64(bn.bias), _f64(bn.running_mean), _f64(bn.running_var), bn.eps
+                    ),
+                )
+            )
         elif isinstance(s, ScaleStep):
             g = _f64(s.gamma).reshape(-1)
             ops.append(("affine", g, torch.zeros_like(g)))
@@ -127,7 +133,7 @@ def chain_ops(steps: list[nn.Module]) -> list[tuple]:
 def forms_for(chain: PrunedChain) -> tuple[str, ...]:
     """Merged forms that apply to this chain (a kind's forms filtered by the chain's shape)."""
     if getattr(chain, "shortcut", None) is not None:
-        return ("dense",)   # the projection folds into the one merged kernel only
+        return ("dense",)  # the projection folds into the one merged kernel only
     out = []
     for f in FORMS.get(chain.kind, ("dense",)):
         if f == "dw_pw" and not _dw_pw_ok(chain):
@@ -162,7 +168,7 @@ def _fold_shortcut(chain: PrunedChain, w: torch.Tensor, b: torch.Tensor, stride:
     ws = reparam.grouped_to_dense(ws, gs)
     off = chain.total_pad - next(s for s in sc if isinstance(s, ConvStep)).pad
     k = ws.shape[-1]
-    w[:, :, off:off + k, off:off + k] += ws
+    w[:, :, off : off + k, off : off + k] += ws
     return w, b + bs
 
 
@@ -174,8 +180,9 @@ def merge(pruned: nn.Module, form: str) -> nn.Module:
     cin = chain.convs[0].in_channels
     with torch.no_grad():
         if form in ("dense", "linear"):
-            w, b, stride, groups = reparam.compose_chain(chain_ops(list(chain.steps)), cin, residual=chain.residual,
-                                                         dtype=torch.float64)
+            w, b, stride, groups = reparam.compose_chain(
+                chain_ops(list(chain.steps)), cin, residual=chain.residual, dtype=torch.float64
+            )
             if getattr(chain, "shortcut", None) is not None:
                 w, b = _fold_shortcut(chain, w, b, stride, groups)
                 groups = 1
@@ -194,4 +201,6 @@ def merge(pruned: nn.Module, form: str) -> nn.Module:
         tail = chain_ops(steps[i:])
         wd, bd, sd, gd = reparam.compose_chain(head, cin, dtype=torch.float64)
         wp, bp, _, _ = reparam.compose_chain(tail, wd.shape[0], dtype=torch.float64)
-        return MergedDwPw(_conv(wd, bd, sd, chain.convs[0].pad, gd), _conv(wp, bp, 1, 0, 1), chain.residual, chain.post_act)
+        return MergedDwPw(
+            _conv(wd, bd, sd, chain.convs[0].pad, gd), _conv(wp, bp, 1, 0, 1), chain.residual, chain.post_act
+        )

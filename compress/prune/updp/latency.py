@@ -35,7 +35,7 @@ class BlockItem:
 
     key: str
     module: nn.Module
-    input_shape: tuple[int, ...]   # (C, H, W) or (N, C) tokens, batch excluded
+    input_shape: tuple[int, ...]  # (C, H, W) or (N, C) tokens, batch excluded
     form: str
 
 
@@ -100,8 +100,10 @@ class MeasuredBlockLatency:
                 s = runner.load(path, precision=self.precision, threads=self.threads)
                 s.bind(np.random.default_rng(i).standard_normal(s.input_shape).astype(s.input_dtype))
                 sessions.append((it.key, s))
-            mon = DriftMonitor(canary.run_bound, TimingConfig(iterations=self.iterations, warmup=5,
-                                                              canary_every=max(2, min(8, len(items)))))
+            mon = DriftMonitor(
+                canary.run_bound,
+                TimingConfig(iterations=self.iterations, warmup=5, canary_every=max(2, min(8, len(items)))),
+            )
             mon.start()
             for key, s in sessions:
                 mon.measure(key, s.run_bound)
@@ -130,7 +132,7 @@ class TableBlockLatency:
     blocks: dict[str, Any]
     source: str = "table"
     drift: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)   # item key -> measured/interpolated/estimated
+    sources: dict[str, str] = field(default_factory=dict)  # item key -> measured/interpolated/estimated
 
     def __post_init__(self) -> None:
         kind = "table" if self.model.source == "measured" else "estimate:roofline"
@@ -152,8 +154,10 @@ class TableBlockLatency:
             name, _, form = it.key.rpartition("|")
             sig = self.blocks.get(name)
             if sig is None:
-                raise UsageError(f"the latency table cannot price '{it.key}': only the subnet's blocks and the whole "
-                                 "unpruned model have table entries")
+                raise UsageError(
+                    f"the latency table cannot price '{it.key}': only the subnet's blocks and the whole "
+                    "unpruned model have table entries"
+                )
             if form != "original":
                 sig = merged_signature(sig, form)
                 if sig is None:
@@ -166,8 +170,12 @@ class TableBlockLatency:
 def block_inputs(module, names: list[str], input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     """Input shape (batch excluded) of each named block, from one forward pass of batch 1."""
     shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [module.get_submodule(n).register_forward_pre_hook(
-        lambda _m, a, n=n: shapes.__setitem__(n, tuple(a[0].shape[1:]))) for n in names]
+    hooks = [
+        module.get_submodule(n).register_forward_pre_hook(
+            lambda _m, a, n=n: shapes.__setitem__(n, tuple(a[0].shape[1:]))
+        )
+        for n in names
+    ]
     try:
         with torch.no_grad():
             module.eval()(torch.zeros(1, *input_shape))
@@ -177,7 +185,9 @@ def block_inputs(module, names: list[str], input_shape: tuple[int, ...]) -> dict
     return shapes
 
 
-def subnet_block_signatures(module: nn.Module, source: dict[str, Any], input_shape: tuple[int, ...]) -> tuple[Any, Any, dict[str, Any]]:
+def subnet_block_signatures(
+    module: nn.Module, source: dict[str, Any], input_shape: tuple[int, ...]
+) -> tuple[Any, Any, dict[str, Any]]:
     """``(space, config, {block name: signature})`` of an exported supernet subnet.
 
     The layer specs of the subnet's config (``space.block_specs``) are matched in order to the
@@ -191,22 +201,28 @@ def subnet_block_signatures(module: nn.Module, source: dict[str, Any], input_sha
     from compress.supernet.static import Bottleneck, ConvNeXtBlock, MBConv
 
     if (source or {}).get("kind") != "subnet":
-        raise UsageError("latency tables price supernet subnets only (a `compress search` result, or a supernet "
-                         "checkpoint with --subnet); for other models use --device local-cpu, measured here")
+        raise UsageError(
+            "latency tables price supernet subnets only (a `compress search` result, or a supernet "
+            "checkpoint with --subnet); for other models use --device local-cpu, measured here"
+        )
     space = SearchSpace.from_dict(source["space"], source="model source")
     cfg = space.config_from_dict(source["config"])
     specs = [signature_of(s) for s in space.block_specs(cfg)]
     specs = [s for s in specs if s.kind in ("mbconv", "convnext", "bottleneck")]
     mods = [n for n, m in module.named_modules() if isinstance(m, (MBConv, ConvNeXtBlock, Bottleneck))]
     if len(mods) != len(specs):
-        raise UsageError(f"the model has {len(mods)} blocks but its recorded subnet has {len(specs)}: it was changed "
-                         "after export (already pruned?); use --device local-cpu, measured here")
+        raise UsageError(
+            f"the model has {len(mods)} blocks but its recorded subnet has {len(specs)}: it was changed "
+            "after export (already pruned?); use --device local-cpu, measured here"
+        )
     shapes = block_inputs(module, mods, input_shape)
     for n, sig in zip(mods, specs):
         c, h = shapes[n][0], shapes[n][-1]
         if (c, h) != (sig.in_ch, sig.in_hw):
-            raise UsageError(f"block {n} sees {c} channels at {h}x{h} but its recorded signature says "
-                             f"{sig.in_ch} at {sig.in_hw}x{sig.in_hw}; the model is not the recorded subnet")
+            raise UsageError(
+                f"block {n} sees {c} channels at {h}x{h} but its recorded signature says "
+                f"{sig.in_ch} at {sig.in_hw}x{sig.in_hw}; the model is not the recorded subnet"
+            )
     return space, cfg, dict(zip(mods, specs))
 
 
@@ -223,11 +239,20 @@ def export_onnx(module: nn.Module, shape: tuple[int, ...], path: Path) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (x,), str(path), opset_version=17, dynamo=False,
-                              input_names=["input"], output_names=["output"])
+            torch.onnx.export(
+                module, (x,), str(path), opset_version=17, dynamo=False, input_names=["input"], output_names=["output"]
+            )
         except Exception:  # noqa: BLE001 - the legacy tracer fails on some modules; use dynamo
-            torch.onnx.export(module, (x,), str(path), opset_version=18, dynamo=True, external_data=False,
-                              input_names=["input"], output_names=["output"])
+            torch.onnx.export(
+                module,
+                (x,),
+                str(path),
+                opset_version=18,
+                dynamo=True,
+                external_data=False,
+                input_names=["input"],
+                output_names=["output"],
+            )
             import onnx
             import onnxslim
 

@@ -96,10 +96,17 @@ def _static_pad(conv: nn.Module) -> tuple[int, ...] | None:
 
 def copy_bn(bn: nn.Module) -> nn.BatchNorm2d:
     """A plain BatchNorm2d with ``bn``'s parameters and statistics (strips timm's fused act)."""
-    new = nn.BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-                         track_running_stats=bn.track_running_stats)
-    new.load_state_dict({k: v for k, v in bn.state_dict().items()
-                         if k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}, strict=False)
+    new = nn.BatchNorm2d(
+        bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine, track_running_stats=bn.track_running_stats
+    )
+    new.load_state_dict(
+        {
+            k: v
+            for k, v in bn.state_dict().items()
+            if k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+        },
+        strict=False,
+    )
     return new.to(next(bn.buffers()).device) if list(bn.buffers()) else new
 
 
@@ -200,7 +207,7 @@ def ring_mask(x: torch.Tensor, e: int, lam: float) -> torch.Tensor:
         return x
     h, w = x.shape[-2:]
     m = torch.full((h, w), float(lam), dtype=x.dtype, device=x.device)
-    m[e:h - e, e:w - e] = 1.0
+    m[e : h - e, e : w - e] = 1.0
     return x * m
 
 
@@ -211,9 +218,17 @@ class PrunedChain(nn.Module):
     ``convnext``, ``vit_mlp``...), ``name`` its path in the model.
     """
 
-    def __init__(self, steps: list[nn.Module], *, kind: str, name: str, residual: bool,
-                 post_act: nn.Module | None = None, meta: dict[str, Any] | None = None,
-                 shortcut: list[nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        steps: list[nn.Module],
+        *,
+        kind: str,
+        name: str,
+        residual: bool,
+        post_act: nn.Module | None = None,
+        meta: dict[str, Any] | None = None,
+        shortcut: list[nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.steps = nn.ModuleList(steps)
         # a projection shortcut (1x1 conv + BN, or a conv chain whose only padded conv is the first):
@@ -266,8 +281,12 @@ class PrunedChain(nn.Module):
             stride = 1
             for c in sc:
                 stride *= c.stride
-            if stride != self.stride or sc[0].pad > self.total_pad or sc[0].in_channels != convs[0].in_channels \
-                    or sc[-1].out_channels != convs[-1].out_channels:
+            if (
+                stride != self.stride
+                or sc[0].pad > self.total_pad
+                or sc[0].in_channels != convs[0].in_channels
+                or sc[-1].out_channels != convs[-1].out_channels
+            ):
                 raise Unsupported("projection shortcut does not line up with the block (stride, kernel or channels)")
             if any(not isinstance(s, (ConvStep, BNStep, ScaleStep)) for s in self.shortcut):
                 raise Unsupported("projection shortcut is not affine (an activation in it)")
@@ -370,7 +389,7 @@ class PartialBNStep(BNStep):
     def __init__(self, bn: nn.Module, *, start: int, total: int) -> None:
         super().__init__(bn)
         n = total - start
-        if n < self.bn.num_features:   # the Ghost module's slice drops the last cheap channels
+        if n < self.bn.num_features:  # the Ghost module's slice drops the last cheap channels
             full = self.bn
             self.bn = nn.BatchNorm2d(n, eps=full.eps, momentum=full.momentum, affine=full.affine)
             self.bn.load_state_dict({k: (v[:n] if v.dim() else v) for k, v in full.state_dict().items()})

@@ -30,7 +30,7 @@ def top1(module: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch
     module.eval()
     correct = 0
     for i in range(0, len(labels), batch_size):
-        correct += int((module(images[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum())
+        correct += int((module(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
     module.train(was)
     return 100.0 * correct / max(1, len(labels))
 
@@ -39,14 +39,15 @@ def top1(module: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch
 def logits(module: nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
     was = module.training
     module.eval()
-    out = torch.cat([module(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    out = torch.cat([module(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     module.train(was)
     return out
 
 
 @torch.no_grad()
-def recalibrate_bn(module: nn.Module, images: torch.Tensor, *, batch_size: int = 128,
-                   only: list[nn.Module] | None = None) -> None:
+def recalibrate_bn(
+    module: nn.Module, images: torch.Tensor, *, batch_size: int = 128, only: list[nn.Module] | None = None
+) -> None:
     """Re-estimate BatchNorm running statistics (cumulative average) on ``images``.
 
     ``only``: restrict to the BN layers inside these modules (e.g. the pruned blocks).
@@ -64,7 +65,7 @@ def recalibrate_bn(module: nn.Module, images: torch.Tensor, *, batch_size: int =
     for b in bns:
         b.train()
     for i in range(0, len(images), batch_size):
-        module(images[i:i + batch_size])
+        module(images[i : i + batch_size])
     for b in bns:
         b.momentum = saved[id(b)]
     module.train(was)

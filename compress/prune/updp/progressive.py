@@ -27,8 +27,9 @@ from compress.prune.updp.linearize import set_lambda
 SCHEDULES = ("linear", "cosine", "step", "constant")
 
 
-def lambda_at(step: int, total: int, *, ramp_share: float = 0.4, schedule: str = "linear",
-              steps_per_epoch: int = 1) -> float:
+def lambda_at(
+    step: int, total: int, *, ramp_share: float = 0.4, schedule: str = "linear", steps_per_epoch: int = 1
+) -> float:
     """λ after ``step`` of ``total`` steps.
 
     ``linear``: ``min(1, step / T_p)`` with ``T_p = ramp_share·total``; ``cosine``:
@@ -71,13 +72,27 @@ class TrainConfig:
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``T²·KL(softmax(t/T) ‖ softmax(s/T))`` averaged over the batch."""
     t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
-                    reduction="batchmean", log_target=True) * t * t
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / t, 1),
+            F.log_softmax(teacher_logits / t, 1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * t
+        * t
+    )
 
 
-def train_progressive(student: nn.Module, teacher: nn.Module | None, train_split, *, config: TrainConfig,
-                      ckpt_dir: str | Path | None = None,
-                      progress: Callable[[int, int, dict], None] | None = None) -> dict:
+def train_progressive(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    train_split,
+    *,
+    config: TrainConfig,
+    ckpt_dir: str | Path | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
     """Train ``student`` (with pruned blocks) in place; returns a summary with the λ trace."""
     from compress.data import Batches
 
@@ -91,8 +106,12 @@ def train_progressive(student: nn.Module, teacher: nn.Module | None, train_split
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total)))))
+    opt = torch.optim.AdamW(
+        [p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total))))
+    )
     if teacher is not None:
         teacher.eval()
         for p in teacher.parameters():
@@ -104,11 +123,14 @@ def train_progressive(student: nn.Module, teacher: nn.Module | None, train_split
     losses: list[float] = []
     for epoch in range(start_epoch, cfg.epochs):
         student.train()
-        for x, y in Batches(train_split, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, augment=cfg.augment,
-                            drop_last=True):
+        for x, y in Batches(
+            train_split, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, augment=cfg.augment, drop_last=True
+        ):
             if step >= total:
                 break
-            lam = lambda_at(step, total, ramp_share=cfg.ramp_share, schedule=cfg.schedule, steps_per_epoch=steps_per_epoch)
+            lam = lambda_at(
+                step, total, ramp_share=cfg.ramp_share, schedule=cfg.schedule, steps_per_epoch=steps_per_epoch
+            )
             set_lambda(student, lam)
             out = student(x)
             loss = F.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
@@ -123,15 +145,23 @@ def train_progressive(student: nn.Module, teacher: nn.Module | None, train_split
             losses.append(float(loss.detach()))
             step += 1
             if step % max(1, total // 20) == 0 or step == total:
-                trace.append({"step": step, "lambda": round(lam, 4), "loss": round(sum(losses[-20:]) / len(losses[-20:]), 4)})
+                trace.append(
+                    {"step": step, "lambda": round(lam, 4), "loss": round(sum(losses[-20:]) / len(losses[-20:]), 4)}
+                )
                 if progress:
                     progress(step, total, trace[-1])
         if ck is not None:
             _checkpoint(ck, student, opt, sched, cfg, epoch + 1, step, trace)
     set_lambda(student, 1.0)
     student.eval()
-    return {"steps": step, "total_steps": total, "steps_per_epoch": steps_per_epoch,
-            "final_loss": trace[-1]["loss"] if trace else None, "trace": trace, "config": asdict(cfg)}
+    return {
+        "steps": step,
+        "total_steps": total,
+        "steps_per_epoch": steps_per_epoch,
+        "final_loss": trace[-1]["loss"] if trace else None,
+        "trace": trace,
+        "config": asdict(cfg),
+    }
 
 
 def _checkpoint(d: Path, model: nn.Module, opt, sched, cfg: TrainConfig, epoch: int, step: int, trace: list) -> None:

@@ -43,9 +43,22 @@ def _set_mask(chains: dict, mask) -> None:
         (p.chain if hasattr(p, "chain") else p).lam = 1.0 if name in mask else 0.0
 
 
-def supernet_scorer(module, teacher, names: list[str], train_split, teacher_logits, calib, val_images, *,
-                    k: int, steps: int = 200, batch_size: int = 64, lr: float = 5e-4, seed: int = 0,
-                    recal_images: int = 256) -> Callable:
+def supernet_scorer(
+    module,
+    teacher,
+    names: list[str],
+    train_split,
+    teacher_logits,
+    calib,
+    val_images,
+    *,
+    k: int,
+    steps: int = 200,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    seed: int = 0,
+    recal_images: int = 256,
+) -> Callable:
     """Train a weight-sharing network with random K-masks, then score masks on it (see module doc)."""
     from compress.data import Batches
 
@@ -66,7 +79,8 @@ def supernet_scorer(module, teacher, names: list[str], train_split, teacher_logi
             with torch.no_grad():
                 t = teacher(x)
             loss = 0.5 * F.cross_entropy(out, y, label_smoothing=0.1) + 0.5 * F.kl_div(
-                F.log_softmax(out, 1), F.log_softmax(t, 1), reduction="batchmean", log_target=True)
+                F.log_softmax(out, 1), F.log_softmax(t, 1), reduction="batchmean", log_target=True
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

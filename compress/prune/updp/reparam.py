@@ -25,7 +25,9 @@ import torch.nn.functional as F
 Tensor = torch.Tensor
 
 
-def bn_affine(weight: Tensor | None, bias: Tensor | None, mean: Tensor, var: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+def bn_affine(
+    weight: Tensor | None, bias: Tensor | None, mean: Tensor, var: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
     """Eval-mode BatchNorm as ``y = s*x + t``: ``s = γ/√(σ²+ε)``, ``t = β − s·μ``."""
     g = torch.ones_like(mean) if weight is None else weight
     be = torch.zeros_like(mean) if bias is None else bias
@@ -61,12 +63,13 @@ def grouped_to_dense(w: Tensor, groups: int) -> Tensor:
     og = o // groups
     dense = w.new_zeros((o, ig * groups, *w.shape[2:]))
     for g in range(groups):
-        dense[g * og:(g + 1) * og, g * ig:(g + 1) * ig] = w[g * og:(g + 1) * og]
+        dense[g * og : (g + 1) * og, g * ig : (g + 1) * ig] = w[g * og : (g + 1) * og]
     return dense
 
 
-def compose_conv(wa: Tensor, ba: Tensor | None, stride_a: int, wb: Tensor, bb: Tensor | None,
-                 *, groups_a: int = 1, groups_b: int = 1) -> tuple[Tensor, Tensor]:
+def compose_conv(
+    wa: Tensor, ba: Tensor | None, stride_a: int, wb: Tensor, bb: Tensor | None, *, groups_a: int = 1, groups_b: int = 1
+) -> tuple[Tensor, Tensor]:
     """Compose conv A (applied first) and conv B, with no padding between them: ``B(A(x)) = C(x)``.
 
     ``C[o,i,q] = Σ_c Σ_{s_a·r + t = q} B[o,c,r]·A[c,i,t]`` (kernel ``k_a + (k_b−1)·s_a``, stride
@@ -124,8 +127,9 @@ def diag_conv(s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     return torch.diag(s).reshape(len(s), len(s), 1, 1), t.clone()
 
 
-def compose_chain(ops: list[tuple], in_channels: int, *, residual: bool = False,
-                  dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, int, int]:
+def compose_chain(
+    ops: list[tuple], in_channels: int, *, residual: bool = False, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor, int, int]:
     """Compose affine ops, applied in order, into one conv ``(W, b, stride, groups)``.
 
     ``ops`` items: ``("conv", W, b, stride, groups)`` (unpadded) or ``("affine", s, t)`` (per-channel

@@ -37,20 +37,29 @@ class BlockDecision:
     kind: str
     original_ms: float
     forms_ms: dict[str, float]
-    form: str | None            # best merged form, None when no form applies
+    form: str | None  # best merged form, None when no form applies
     saving_ms: float
     eligible: bool
     reason: str
     selected: bool = False
 
     def to_json(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "original_ms": round(self.original_ms, 5),
-                "forms_ms": {k: round(v, 5) for k, v in self.forms_ms.items()}, "form": self.form,
-                "saving_ms": round(self.saving_ms, 5), "eligible": self.eligible, "selected": self.selected,
-                "reason": self.reason}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "original_ms": round(self.original_ms, 5),
+            "forms_ms": {k: round(v, 5) for k, v in self.forms_ms.items()},
+            "form": self.form,
+            "saving_ms": round(self.saving_ms, 5),
+            "eligible": self.eligible,
+            "selected": self.selected,
+            "reason": self.reason,
+        }
 
 
-def decide(name: str, kind: str, original_ms: float, forms_ms: dict[str, float], *, min_gain: float = 0.03) -> BlockDecision:
+def decide(
+    name: str, kind: str, original_ms: float, forms_ms: dict[str, float], *, min_gain: float = 0.03
+) -> BlockDecision:
     """Choose the fastest merged form; eligible only if it beats the original by ``min_gain``."""
     if not forms_ms:
         return BlockDecision(name, kind, original_ms, {}, None, 0.0, False, "no merged form applies")
@@ -91,9 +100,15 @@ def predicted_latency(base_ms: float, decisions: dict[str, BlockDecision], mask:
     return base_ms - sum(decisions[n].saving_ms for n in mask)
 
 
-def _fixed_k(pool: list[str], k: int, score: Callable[[Mask], float], feasible: Callable[[Mask], bool],
-             cfg: SearchConfig, cache: dict[Mask, float], saving: Callable[[str], float] | None = None,
-             ) -> tuple[Mask | None, str]:
+def _fixed_k(
+    pool: list[str],
+    k: int,
+    score: Callable[[Mask], float],
+    feasible: Callable[[Mask], bool],
+    cfg: SearchConfig,
+    cache: dict[Mask, float],
+    saving: Callable[[str], float] | None = None,
+) -> tuple[Mask | None, str]:
     def s(m: Mask) -> float:
         m = tuple(sorted(m, key=pool.index))
         if m not in cache:
@@ -128,7 +143,7 @@ def _fixed_k(pool: list[str], k: int, score: Callable[[Mask], float], feasible: 
     def mutate(m: Mask) -> Mask:
         chosen, rest = list(m), [p for p in pool if p not in m]
         for i in range(len(chosen)):
-            if rest and rng.random() < cfg.mutate_prob:   # swap keeps K fixed
+            if rest and rng.random() < cfg.mutate_prob:  # swap keeps K fixed
                 j = rng.randrange(len(rest))
                 chosen[i], rest[j] = rest[j], chosen[i]
         return tuple(sorted(chosen, key=pool.index))
@@ -164,9 +179,15 @@ def _fixed_k(pool: list[str], k: int, score: Callable[[Mask], float], feasible: 
     return max(set(popn), key=lambda m: (s(m), m)), "evolution"
 
 
-def select_blocks(decisions: list[BlockDecision], *, base_ms: float, score: Callable[[Mask], float],
-                  blocks: int | None = None, latency_ms: float | None = None,
-                  config: SearchConfig | None = None) -> Selection:
+def select_blocks(
+    decisions: list[BlockDecision],
+    *,
+    base_ms: float,
+    score: Callable[[Mask], float],
+    blocks: int | None = None,
+    latency_ms: float | None = None,
+    config: SearchConfig | None = None,
+) -> Selection:
     """Choose which eligible blocks to prune: exactly ``blocks`` of them, or a set meeting ``latency_ms``."""
     cfg = config or SearchConfig()
     if (blocks is None) == (latency_ms is None):
@@ -178,8 +199,10 @@ def select_blocks(decisions: list[BlockDecision], *, base_ms: float, score: Call
         if blocks < 1:
             raise UsageError(f"--blocks must be >= 1, got {blocks}")
         if blocks > len(pool):
-            raise UsageError(f"only {len(pool)} of {len(decisions)} candidate blocks get faster when merged on this "
-                             f"target (see the per-block decisions); ask for --blocks <= {len(pool)}")
+            raise UsageError(
+                f"only {len(pool)} of {len(decisions)} candidate blocks get faster when merged on this "
+                f"target (see the per-block decisions); ask for --blocks <= {len(pool)}"
+            )
         mask, method = _fixed_k(pool, blocks, score, lambda m: True, cfg, cache)
         assert mask is not None
         return Selection(mask, cache[mask], predicted_latency(base_ms, by_name, mask), len(cache), method)
@@ -191,8 +214,10 @@ def select_blocks(decisions: list[BlockDecision], *, base_ms: float, score: Call
     k_min = next((k for k in range(1, len(pool) + 1) if sum(savings[:k]) >= need), None)
     if k_min is None:
         best = base_ms - sum(savings)
-        raise UsageError(f"the latency budget {latency_ms:.3f} ms cannot be met by merging blocks: the predicted best is "
-                         f"{best:.3f} ms (unpruned {base_ms:.3f} ms); raise --latency-ms")
+        raise UsageError(
+            f"the latency budget {latency_ms:.3f} ms cannot be met by merging blocks: the predicted best is "
+            f"{best:.3f} ms (unpruned {base_ms:.3f} ms); raise --latency-ms"
+        )
 
     def feasible(m: Mask) -> bool:
         return predicted_latency(base_ms, by_name, m) <= latency_ms
@@ -202,7 +227,13 @@ def select_blocks(decisions: list[BlockDecision], *, base_ms: float, score: Call
         mask, method = _fixed_k(pool, k, score, feasible, cfg, cache, saving=lambda n: by_name[n].saving_ms)
         if mask is None:
             continue
-        sel = Selection(mask, cache[tuple(sorted(mask, key=pool.index))], predicted_latency(base_ms, by_name, mask), len(cache), method)
+        sel = Selection(
+            mask,
+            cache[tuple(sorted(mask, key=pool.index))],
+            predicted_latency(base_ms, by_name, mask),
+            len(cache),
+            method,
+        )
         if best_sel is None or sel.score > best_sel.score:
             best_sel = sel
     assert best_sel is not None

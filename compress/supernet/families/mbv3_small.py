@@ -18,12 +18,27 @@ def mbv3_small_space(num_classes: int = 10, in_channels: int = 1, dropout: float
     widths, strides = [16, 24, 40, 64], [2, 2, 1, 1]
     acts, se = ["relu", "relu", "hswish", "hswish"], [False, True, False, True]
     return SearchSpace(
-        family="mbv3-small-input", block="mbconv", in_channels=in_channels, num_classes=num_classes,
-        resolutions=[28, 32], width_mults=[0.75, 1.0], channel_divisor=8,
+        family="mbv3-small-input",
+        block="mbconv",
+        in_channels=in_channels,
+        num_classes=num_classes,
+        resolutions=[28, 32],
+        width_mults=[0.75, 1.0],
+        channel_divisor=8,
         stem=StemSpec(channels=16, kernel=3, stride=1, act="hswish"),
         first_block=FirstBlockSpec(channels=16, kernel=3, stride=2, act="relu"),
-        stages=[StageSpec(width=widths[i], depths=[1, 2, 3], kernels=[3, 5, 7], expands=[3, 4, 6],
-                          stride=strides[i], act=acts[i], se=se[i]) for i in range(4)],
+        stages=[
+            StageSpec(
+                width=widths[i],
+                depths=[1, 2, 3],
+                kernels=[3, 5, 7],
+                expands=[3, 4, 6],
+                stride=strides[i],
+                act=acts[i],
+                se=se[i],
+            )
+            for i in range(4)
+        ],
         head=HeadSpec(final_expand=192, feature_mix=384, act="hswish", dropout=dropout),
         kernel_transform=True,
     )

@@ -15,13 +15,23 @@ from compress.supernet.space import HeadSpec, SearchSpace, StageSpec, StemSpec
 
 
 @register_family("ofa-resnet", "OFA-ResNet50-style bottleneck supernet (depth, expand, width)")
-def ofa_resnet_space(num_classes: int = 1000, in_channels: int = 3, resolutions: list[int] | None = None) -> SearchSpace:
+def ofa_resnet_space(
+    num_classes: int = 1000, in_channels: int = 3, resolutions: list[int] | None = None
+) -> SearchSpace:
     depths = [[2, 3, 4], [2, 3, 4], [4, 5, 6], [2, 3, 4]]
     return SearchSpace(
-        family="ofa-resnet", block="bottleneck", in_channels=in_channels, num_classes=num_classes,
-        resolutions=resolutions or list(range(128, 225, 4)), width_mults=[0.65, 0.8, 1.0], channel_divisor=8,
+        family="ofa-resnet",
+        block="bottleneck",
+        in_channels=in_channels,
+        num_classes=num_classes,
+        resolutions=resolutions or list(range(128, 225, 4)),
+        width_mults=[0.65, 0.8, 1.0],
+        channel_divisor=8,
         stem=StemSpec(channels=64, kernel=3, stride=2, act="relu", maxpool=True),
-        stages=[StageSpec(width=w, depths=d, kernels=[3], expands=[0.2, 0.25, 0.35], stride=s, act="relu")
-                for w, d, s in zip((256, 512, 1024, 2048), depths, (1, 2, 2, 2))],
-        head=HeadSpec(act="none"), res_bins=[112, 16, 8],
+        stages=[
+            StageSpec(width=w, depths=d, kernels=[3], expands=[0.2, 0.25, 0.35], stride=s, act="relu")
+            for w, d, s in zip((256, 512, 1024, 2048), depths, (1, 2, 2, 2))
+        ],
+        head=HeadSpec(act="none"),
+        res_bins=[112, 16, 8],
     )
