@@ -418,8 +418,12 @@ def test_device_table_prices_blocks_and_decides_per_block(subnet_ckpt, tmp_path)
     # hence an entry: the decision is per block signature)
     slow = {n for n, sg in sigs.items() if sg == sigs[next(iter(sigs))]}
     assert 0 < len(slow) < len(sigs)
+    from compress.hardware.profile import get_profile
+
+    prof = get_profile("jetson-orin-nano")  # tables are stored per power mode (name@mode)
     t = LatencyTable.new(
-        device="jetson-orin-nano",
+        device=prof.table_device,
+        power_mode=prof.power_mode,
         runtime="tensorrt",
         precision="fp16",
         batch=1,
@@ -448,7 +452,7 @@ def test_device_table_prices_blocks_and_decides_per_block(subnet_ckpt, tmp_path)
         train_limit=128,
         score_images=64,
     )
-    assert r["latency_source"] == "table:jetson-orin-nano/tensorrt/fp16"
+    assert r["latency_source"] == f"table:{prof.table_device}/tensorrt/fp16"
     assert r["target"]["device"] == "jetson-orin-nano" and r["measured_latency"] is None
     by = {b["name"]: b for b in r["blocks"]}
     assert not any(by[n]["eligible"] for n in slow) and not slow & set(r["pruned_blocks"])
