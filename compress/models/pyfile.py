@@ -28,27 +28,16 @@ def split_ref(ref: str) -> tuple[Path, str] | None:
     return Path(path), factory
 
 
-def build_pyfile(
-    path: str | Path,
-    factory: str,
-    *,
-    num_classes: int = 1000,
-    in_chans: int = 3,
-    image_size: int = 224,
-    weights: str | Path | None = None,
-    sha256: str | None = None,
-) -> LoadedModel:
-    import torch
+def import_factory(path: str | Path, factory: str) -> tuple[Any, str]:
+    """Import the user's file and return (its callable ``factory``, the file's SHA-256).
 
+    Separate from :func:`build_pyfile` so a pipeline preflight can check that the file exists and
+    the factory is there in seconds, without building (or loading weights into) the model.
+    """
     p = Path(path).resolve()
     if not p.is_file():
         raise UsageError(f"model file not found: {p} (give --model path/to/file.py:factory)")
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
-    if sha256 is not None and digest != sha256:
-        raise UsageError(
-            f"{p} changed since this model was saved (sha256 {digest[:12]} != {sha256[:12]}); "
-            "restore the file or rebuild the model"
-        )
     name = f"compress_user_model_{digest[:12]}"
     spec = importlib.util.spec_from_file_location(name, p)
     mod = importlib.util.module_from_spec(spec)
@@ -64,6 +53,28 @@ def build_pyfile(
     if not callable(fn):
         names = [k for k, v in vars(mod).items() if callable(v) and not k.startswith("_")]
         raise UsageError(f"{p}: no callable '{factory}'{suggest(factory, names)}")
+    return fn, digest
+
+
+def build_pyfile(
+    path: str | Path,
+    factory: str,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    image_size: int = 224,
+    weights: str | Path | None = None,
+    sha256: str | None = None,
+) -> LoadedModel:
+    import torch
+
+    p = Path(path).resolve()
+    fn, digest = import_factory(p, factory)
+    if sha256 is not None and digest != sha256:
+        raise UsageError(
+            f"{p} changed since this model was saved (sha256 {digest[:12]} != {sha256[:12]}); "
+            "restore the file or rebuild the model"
+        )
     params = inspect.signature(fn).parameters
     kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if k in params}
     torch.manual_seed(0)  # a deterministic random init when no weights are given

@@ -5,6 +5,7 @@ Example (``examples/demo.yaml``)::
     name: demo
     seed: 0
     supernet: default                 # or a checkpoint path; or `model: {timm: NAME, weights: PATH}`
+                                      # or `model: {file: my_model.py:build, weights: PATH}`
     data: {name: fashion-mnist, image_size: 28}
     devices:
       - {name: jetson, budget_ms: 1.0}
@@ -29,9 +30,38 @@ from compress.core.config import StrictModel, load_model_yaml
 
 
 class ModelSource(StrictModel):
-    timm: str
+    """A model you bring, pruned/exported/benchmarked instead of a searched subnet.
+
+    Either a timm architecture (``timm: NAME``) or your own plain-PyTorch file (``file:
+    path/to/model.py:factory``, the same reference ``--model`` takes on the command line, resolved by
+    ``compress.models.pyfile``); ``weights`` is a ``.safetensors`` state dict (a ``.pth`` state dict
+    is read with ``weights_only=True``, never unpickled). Relative paths are from the directory the
+    pipeline is run in, as on the command line.
+    """
+
+    timm: str | None = None
+    file: str | None = None
     weights: str | None = None
-    num_classes: int | None = None
+    num_classes: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ModelSource:
+        if (self.timm is None) == (self.file is None):
+            raise ValueError("give one of `timm: NAME` or `file: path/to/model.py:factory`")
+        if self.file is not None:
+            from compress.models.pyfile import split_ref
+
+            if split_ref(self.file) is None:
+                raise ValueError(
+                    f"file: '{self.file}' is not a model reference; write it as path/to/model.py:factory "
+                    "(e.g. `file: my_model.py:build`)"
+                )
+        return self
+
+    @property
+    def ref(self) -> str:
+        """The reference ``compress.models.load_model`` (and the CLI's ``--model``) takes."""
+        return f"timm:{self.timm}" if self.timm is not None else str(self.file)
 
 
 class DataCfg(StrictModel):

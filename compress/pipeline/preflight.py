@@ -12,7 +12,8 @@ What is checked (only what the enabled stages use):
   the datasets that packages ship (digits, mnist5k) have their [data] extra, an imagefolder exists;
 - devices and profiles: every device names a known profile (close-match suggestions), its runtime and
   precision exist there, the prune/bench devices are known, the ``tables:`` directory exists;
-- model inputs: the supernet checkpoint, or the model's weights file;
+- model inputs: the supernet checkpoint, or the model's weights file (and for ``model: {file:
+  my_model.py:build}``, that the file exists, imports and defines the factory);
 - remote hosts (``devices[].remote``, ``bench.remote``): reachable over SSH (BatchMode, short timeout);
 - budgets: no device's ``budget_ms`` is below the fastest subnet's latency as the search will price it
   (its table, or the roofline estimate), for devices whose table is not measured by this run;
@@ -209,8 +210,43 @@ def _check_devices(cfg: PipelineCfg, out: list[Problem]) -> list[dict[str, Any]]
     return good
 
 
+def model_file_problem(ref: str) -> Problem | None:
+    """``model.file``: the file exists, imports, and has the factory (the factory is not called).
+
+    Importing runs the user's own file, as the prune stage will; it is their code, run as they asked.
+    """
+    from compress.models.pyfile import import_factory, split_ref
+
+    parts = split_ref(ref)
+    if parts is None:  # the config validator already refuses this; kept for direct callers
+        return Problem(
+            "model", f"model.file: '{ref}' is not path/to/model.py:factory", "e.g. `file: my_model.py:build`"
+        )
+    path, factory = parts
+    if not path.expanduser().is_file():
+        return Problem(
+            "model",
+            f"model.file: file not found: {path}",
+            "give the path of your model's .py file, relative to where you run the pipeline",
+        )
+    try:
+        import_factory(path.expanduser(), factory)
+    except UsageError as err:
+        fix = (
+            f"define `def {factory}(num_classes, in_chans)` returning your nn.Module in {path.name}, or name the right one"
+            if "no callable" in str(err)
+            else f"fix {path.name} so that `python -c 'import {path.stem}'` works"
+        )
+        return Problem("model", f"model.file: {err}", fix)
+    return None
+
+
 def _check_model(cfg: PipelineCfg, out: list[Problem]) -> Path | None:
     if cfg.model is not None:
+        if cfg.model.file is not None:
+            prob = model_file_problem(cfg.model.file)
+            if prob is not None:
+                out.append(prob)
         if cfg.model.weights and not Path(cfg.model.weights).expanduser().is_file():
             out.append(
                 Problem(

@@ -209,6 +209,12 @@ def _preflight(ctx: Context) -> None:
         external_tables(cfg)
     if cfg.model is not None and cfg.model.weights and not Path(cfg.model.weights).expanduser().is_file():
         raise UsageError(f"model.weights: file not found: {cfg.model.weights}")
+    if cfg.model is not None and cfg.model.file is not None:
+        from compress.pipeline.preflight import model_file_problem
+
+        prob = model_file_problem(cfg.model.file)
+        if prob is not None:
+            raise UsageError(f"{prob.problem}; fix: {prob.fix}")
 
 
 def write_summary(ctx: Context, devices: list[dict[str, Any]]) -> dict[str, Any]:

@@ -387,12 +387,21 @@ class PruneStage(Stage):
 
     def inputs(self, ctx: Context) -> dict[str, str]:
         m = ctx.cfg.model
-        return {"weights": sha256_file(m.weights)} if m is not None and m.weights and Path(m.weights).is_file() else {}
+        out: dict[str, str] = {}
+        if m is not None and m.weights and Path(m.weights).is_file():
+            out["weights"] = sha256_file(m.weights)
+        if m is not None and m.file is not None:  # your model file: an edit to it redoes the stage
+            from compress.models.pyfile import split_ref
+
+            path, _factory = split_ref(m.file)
+            if path.is_file():
+                out["model_file"] = sha256_file(path)
+        return out
 
     def source(self, ctx: Context) -> tuple[str, dict[str, Any]]:
-        """The model reference pruning starts from (the searched subnet, or the timm model)."""
+        """The model reference pruning starts from (the searched subnet, or the model you gave)."""
         if ctx.cfg.model is not None:
-            return f"timm:{ctx.cfg.model.timm}", {"weights": ctx.cfg.model.weights}
+            return ctx.cfg.model.ref, {"weights": ctx.cfg.model.weights}
         dev = prune_device(ctx)
         return str(ctx.path("search", ctx.result("search")["devices"][dev]["subnet"]).resolve()), {}
 
@@ -480,7 +489,9 @@ def _top1(ref: str, data: str, seed: int, weights: str | None) -> float:
 
     info = dataset_info(data)
     opts: dict[str, Any] = {"num_classes": info.num_classes}
-    if ref.startswith("timm:"):
+    from compress.models.pyfile import split_ref
+
+    if ref.startswith("timm:") or split_ref(ref) is not None:
         opts.update(in_chans=info.channels, image_size=max(32, info.native_size))
     if weights:
         opts["weights"] = weights
