@@ -110,6 +110,26 @@ def test_preflight_checks_the_model_file(
     assert not (tmp_path / "run").exists()
 
 
+def test_preflight_refuses_num_classes_that_do_not_match_the_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compress.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    _shapes(tmp_path / "data" / "shapes", n=2)
+    (tmp_path / "my_model.py").write_text(MODEL_PY)
+    (tmp_path / "p.yaml").write_text(HEAD + "model: {file: my_model.py:build, num_classes: 10}\n")
+    r = CliRunner().invoke(app, ["pipeline", "p.yaml", "--out", "run", "--check-only"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2, out
+    assert (
+        "model.num_classes is 10 but imagefolder:data/shapes has 3 classes" in out and "fix: set num_classes: 3" in out
+    )
+    (tmp_path / "p.yaml").write_text(HEAD + "model: {file: my_model.py:build, num_classes: 3}\n")
+    r = CliRunner().invoke(app, ["pipeline", "p.yaml", "--out", "run", "--check-only"])
+    assert r.exit_code == 0, r.output
+
+
 def _shapes(root: Path, *, n: int) -> None:
     """3 classes of 16x16 images, one colour channel brightened per class (learnable, tiny)."""
     import numpy as np

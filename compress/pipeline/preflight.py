@@ -247,6 +247,21 @@ def _check_model(cfg: PipelineCfg, out: list[Problem]) -> Path | None:
             prob = model_file_problem(cfg.model.file)
             if prob is not None:
                 out.append(prob)
+        if cfg.model.num_classes is not None:  # pruning builds the head from the dataset's classes
+            from compress.data.datasets import dataset_info
+
+            try:
+                have = dataset_info(cfg.data.name).num_classes
+            except CompressError:  # an unknown/missing dataset is the dataset check's problem
+                have = None
+            if have is not None and have != cfg.model.num_classes:
+                out.append(
+                    Problem(
+                        "model",
+                        f"model.num_classes is {cfg.model.num_classes} but {cfg.data.name} has {have} classes",
+                        f"set num_classes: {have} (and weights trained for {have} classes)",
+                    )
+                )
         if cfg.model.weights and not Path(cfg.model.weights).expanduser().is_file():
             out.append(
                 Problem(
