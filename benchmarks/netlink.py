@@ -82,7 +82,7 @@ def delete_namespace(ns: str) -> None:
 
 
 def _owner(ns: str, prefix: str) -> int | None:
-    head = ns[len(prefix):].split("-", 1)[0]
+    head = ns[len(prefix) :].split("-", 1)[0]
     return int(head) if head.isdigit() else None
 
 
@@ -110,8 +110,27 @@ def available() -> tuple[bool, str]:
     if res.returncode != 0:
         return False, f"cannot create a network namespace: {res.stderr.strip()}"
     try:
-        r = subprocess.run(["tc", "-n", probe, "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "100mbit",
-                            "burst", "32kb", "latency", "50ms"], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                "tc",
+                "-n",
+                probe,
+                "qdisc",
+                "add",
+                "dev",
+                "lo",
+                "root",
+                "tbf",
+                "rate",
+                "100mbit",
+                "burst",
+                "32kb",
+                "latency",
+                "50ms",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             return False, f"cannot shape a link (tc tbf): {r.stderr.strip()}"
     finally:
@@ -212,8 +231,27 @@ class SlowNet:
         half = self.delay_ms / 2
         if self.shaper in ("", "netem"):
             # limit: packets queued; large enough for a bandwidth-delay product at 10 Gbit/s
-            res = subprocess.run(["tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "rate", rate,
-                                  "delay", f"{half:g}ms", "limit", "100000"], capture_output=True, text=True)
+            res = subprocess.run(
+                [
+                    "tc",
+                    "-n",
+                    ns,
+                    "qdisc",
+                    "add",
+                    "dev",
+                    dev,
+                    "root",
+                    "netem",
+                    "rate",
+                    rate,
+                    "delay",
+                    f"{half:g}ms",
+                    "limit",
+                    "100000",
+                ],
+                capture_output=True,
+                text=True,
+            )
             if res.returncode == 0:
                 self.shaper, self.delay_applied_ms = "netem", self.delay_ms
                 return
@@ -223,8 +261,23 @@ class SlowNet:
         self.shaper, self.delay_applied_ms = "tbf", 0.0
         rate_bytes = self.rate_mbit * 1e6 / 8
         burst = int(max(16_000, rate_bytes * 0.002))  # 2 ms of traffic (>= rate / HZ)
-        self._run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", str(burst),
-                  "latency", "100ms")
+        self._run(
+            "tc",
+            "-n",
+            ns,
+            "qdisc",
+            "add",
+            "dev",
+            dev,
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            str(burst),
+            "latency",
+            "100ms",
+        )
 
     def close(self) -> None:
         """Kill what runs inside, delete the namespaces (and so their links and qdiscs). Idempotent."""
@@ -270,31 +323,43 @@ class SlowNet:
     def gloo_env(self, i: int, *, port: int, base: dict | None = None) -> dict:
         """torch.distributed environment for rank ``i`` (rank 0 hosts the TCP store)."""
         e = dict(os.environ if base is None else base)
-        e.update(RANK=str(i), WORLD_SIZE=str(self.n), LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                 MASTER_ADDR=self.addr(0), MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="eth0")
+        e.update(
+            RANK=str(i),
+            WORLD_SIZE=str(self.n),
+            LOCAL_RANK="0",
+            LOCAL_WORLD_SIZE="1",
+            MASTER_ADDR=self.addr(0),
+            MASTER_PORT=str(port),
+            GLOO_SOCKET_IFNAME="eth0",
+        )
         return e
 
 
-def measure_throughput(net: SlowNet, nbytes: int = 2_000_000, *, src: int = 1, dst: int = 0,
-                       timeout: float = 60.0) -> float:
+def measure_throughput(
+    net: SlowNet, nbytes: int = 2_000_000, *, src: int = 1, dst: int = 0, timeout: float = 60.0
+) -> float:
     """Send ``nbytes`` over TCP from namespace ``src`` to ``dst``; returns the measured Mbit/s.
 
     Timed at the receiver, from the first byte to the last (connection set-up excluded).
     """
     port = 29400
-    server = ("import socket,time,sys\n"
-              "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-              f"s.bind(('{net.addr(dst)}',{port})); s.listen(1); print('ready', flush=True)\n"
-              "c,_=s.accept(); n=0; t0=None\n"
-              "while True:\n"
-              "    b=c.recv(1<<20)\n"
-              "    if not b: break\n"
-              "    if t0 is None: t0=time.perf_counter()\n"
-              "    n+=len(b)\n"
-              "print(n, time.perf_counter()-t0, flush=True)\n")
-    client = ("import socket,sys\n"
-              f"c=socket.create_connection(('{net.addr(dst)}',{port}), timeout={timeout})\n"
-              f"c.sendall(b'x'*{nbytes}); c.close()\n")
+    server = (
+        "import socket,time,sys\n"
+        "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('{net.addr(dst)}',{port})); s.listen(1); print('ready', flush=True)\n"
+        "c,_=s.accept(); n=0; t0=None\n"
+        "while True:\n"
+        "    b=c.recv(1<<20)\n"
+        "    if not b: break\n"
+        "    if t0 is None: t0=time.perf_counter()\n"
+        "    n+=len(b)\n"
+        "print(n, time.perf_counter()-t0, flush=True)\n"
+    )
+    client = (
+        "import socket,sys\n"
+        f"c=socket.create_connection(('{net.addr(dst)}',{port}), timeout={timeout})\n"
+        f"c.sendall(b'x'*{nbytes}); c.close()\n"
+    )
     srv = net.popen(dst, [sys.executable, "-c", server], stdout=subprocess.PIPE, text=True)
     assert srv.stdout is not None
     if srv.stdout.readline().strip() != "ready":
@@ -318,6 +383,8 @@ if __name__ == "__main__":  # python benchmarks/netlink.py RATE_MBIT: create, me
         raise SystemExit(f"skipped: {why}")
     with SlowNet(n=2, rate_mbit=float(sys.argv[1]) if len(sys.argv) > 1 else 20) as net:
         mbit = measure_throughput(net)
-        print(f"{net.shaper}: asked {net.rate_mbit:g} Mbit/s, measured {mbit:.1f} Mbit/s, "
-              f"delay applied {net.delay_applied_ms:g} ms")
+        print(
+            f"{net.shaper}: asked {net.rate_mbit:g} Mbit/s, measured {mbit:.1f} Mbit/s, "
+            f"delay applied {net.delay_applied_ms:g} ms"
+        )
     print("left:", list_namespaces())
