@@ -30,6 +30,7 @@ Results: ``<out>/bench_quantize.json`` and ``.md`` (written after every part).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -493,6 +494,10 @@ def _f(v: float | None) -> str:
     return "failed" if v is None else f"{v:+.2f}"
 
 
+def _load(v: list[float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in v)
+
+
 def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"# INT8 with compress quantize ({res['date']})",
@@ -524,7 +529,13 @@ def markdown(res: dict[str, Any]) -> str:
             "",
             f"Calibration: {sp['calib_images']} views of {sp['calib_source']}. Random weights (latency only). "
             "ours = what `compress quantize` makes; plain = `quantize_static(fp32, out, reader)` / "
-            "`nncf.quantize(model, dataset)` with their defaults.",
+            "`nncf.quantize(model, dataset)` with their defaults."
+            + (
+                f" Load average (1/5/15 min) before the speed campaigns: {_load(sp['load_average']['before'])}; "
+                f"after: {_load(sp['load_average']['after'])}."
+                if sp.get("load_average")
+                else ""
+            ),
             "",
             "Fidelity to fp32 of the random-weight models on 10 photo views (top-1 agreement / logit cosine):",
             "",
@@ -637,11 +648,14 @@ def main() -> None:
         atomic_write_text(out / "bench_quantize.md", markdown(res))
 
     if "speed" in parts:
+        load_before = os.getloadavg()
         new = speed_part([m for m in args.models.split(",") if m], iterations=args.iterations, calib_n=args.calib)
         # models timed in separate runs (--models) accumulate; a model timed again replaces its row
         done = {r["model"]: r for r in (res.get("speed") or {}).get("models", [])}
         done.update({r["model"]: r for r in new["models"]})
         new["models"] = [done[m] for m in [*SPEED_MODELS, *sorted(set(done) - set(SPEED_MODELS))] if m in done]
+        # the machine's load around the campaign: the drift verdicts say whether it disturbed the timing
+        new["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
         res["speed"] = new
         save()
     if "lite0" in parts:
