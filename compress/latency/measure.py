@@ -262,6 +262,24 @@ class BlockTimer:
         self.close()
 
 
+DRIFT_SUMMARY_KEYS = (
+    "status",
+    "controlled",
+    "max_drift",
+    "remeasured",
+    "normalised",
+    "uncontrolled",
+    "reference_ms",
+    "note",
+    "basis",
+)
+
+
+def drift_summary(drift: dict[str, Any]) -> dict[str, Any]:
+    """The drift fields a table's history and a validation report record (missing ones as None)."""
+    return {k: drift.get(k) for k in DRIFT_SUMMARY_KEYS}
+
+
 def campaign_basis(drift_status: str | None) -> str:
     """Which samples a campaign reports: ``normalised`` by the canary, or ``raw``.
 

@@ -30,6 +30,7 @@ from compress.latency.measure import (
     BlockTimer,
     MeasureSettings,
     campaign_basis,
+    drift_summary,
     entry_from_timing,
     measure_subnets,
     pick_stats,
@@ -381,20 +382,7 @@ def profile_table(
     if todo:
         table.meta.drift.append(
             {
-                **{
-                    k: drift.get(k)
-                    for k in (
-                        "status",
-                        "controlled",
-                        "max_drift",
-                        "remeasured",
-                        "normalised",
-                        "uncontrolled",
-                        "reference_ms",
-                        "note",
-                        "basis",
-                    )
-                },
+                **drift_summary(drift),
                 "when": now_iso(),
                 "blocks": len(todo),
                 "phase": "table",

@@ -99,7 +99,7 @@ def validate(
 ) -> dict[str, Any]:
     """Measure ``samples`` random subnets twice and compare with the predictors (module docstring)."""
     from compress.hardware import get_profile
-    from compress.latency.measure import MeasureSettings, measure_subnets
+    from compress.latency.measure import MeasureSettings, drift_summary, measure_subnets
     from compress.latency.predict import LatencyModel
     from compress.latency.profile import sample_genes
     from compress.latency.spaces import resolve_space, resolve_supernet
@@ -165,20 +165,7 @@ def validate(
         **repeatability(ms),
         "uncalibrated": metrics(raw, measured),
         "roofline": metrics(est, measured),
-        "drift": {
-            k: drift.get(k)
-            for k in (
-                "status",
-                "controlled",
-                "max_drift",
-                "remeasured",
-                "normalised",
-                "uncontrolled",
-                "reference_ms",
-                "note",
-                "basis",
-            )
-        },
+        "drift": drift_summary(drift),
         "subnets": [
             {
                 "config": c.key(),
