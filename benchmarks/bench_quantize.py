@@ -197,12 +197,26 @@ def fidelity(ref: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"top1_agreement": float((ref.argmax(1) == y.argmax(1)).mean()), "cosine": float((a * b).sum(1).mean())}
 
 
-def time_all(arts: dict[str, tuple[str, Path, float]], x: np.ndarray, *, iterations: int, work: Path) -> dict[str, Any]:
+#: quantized artefacts timed in two sessions each (the second one named ``<label>#2``): an A/A control
+#: (the same file loaded twice differs by a few percent through where its buffers land) and their mean
+#: is the figure reported, so that one session's placement does not decide "ours vs plain"
+TWICE = ("ort-ours", "ort-plain", "ov-ours", "ov-plain")
+
+
+def time_all(
+    arts: dict[str, tuple[str, Path, float]], x: np.ndarray, *, iterations: int, rounds: int, work: Path
+) -> dict[str, Any]:
     from compress.bench.canary import canary_onnx
     from compress.bench.timing import Item, TimingConfig, run_to_dict, time_items
     from compress.export.runtimes import get_runner
 
-    sessions = {k: get_runner(rt).load(str(p), precision="fp32", threads=1, batch=1) for k, (rt, p, _s) in arts.items()}
+    labels = [*arts, *(f"{k}#2" for k in TWICE)]
+    sessions = {
+        k: get_runner(arts[k.split("#")[0]][0]).load(
+            str(arts[k.split("#")[0]][1]), precision="fp32", threads=1, batch=1
+        )
+        for k in labels
+    }
     can = get_runner("onnxruntime").load(str(canary_onnx(work)), precision="fp32", threads=1)
     try:
         for s in sessions.values():
@@ -211,19 +225,32 @@ def time_all(arts: dict[str, tuple[str, Path, float]], x: np.ndarray, *, iterati
         run = time_items(
             [Item(k, s.run_bound) for k, s in sessions.items()],
             canary=can.run_bound,
-            config=TimingConfig(warmup=5, iterations=iterations, rounds=5),
+            config=TimingConfig(warmup=5, iterations=iterations, rounds=rounds),
         )
     finally:
         for s in [*sessions.values(), can]:
             s.close()
     d = run_to_dict(run)
+    est = {k: it.estimate_ms for k, it in run.items.items()}
+    ms = {k: (est[k] + est[f"{k}#2"]) / 2 if k in TWICE else est[k] for k in arts}
     return {
-        "median_ms": {k: it.estimate_ms for k, it in run.items.items()},
+        "median_ms": ms,
+        "session_ms": {k: [est[k], est[f"{k}#2"]] for k in TWICE},
+        # the A/A spread: how far two sessions of the same file land apart, per runtime
+        "aa_spread": {
+            rt: max(abs(est[k] - est[f"{k}#2"]) / ms[k] for k in TWICE if k.startswith(rt)) for rt in ("ort", "ov")
+        },
         "noisy": {k: it.noisy for k, it in run.items.items()},
         "drift": run.drift.status,
         "max_drift": run.drift.max_drift,
         "timing": {"drift": d["drift"], "config": d["config"], "wall_s": d["wall_s"]},
     }
+
+
+def ours_vs_plain(ms: dict[str, float], spread: float, rt: str) -> str:
+    """ "faster" / "slower" when ours and plain differ by more than the A/A spread, else "tie"."""
+    r = ms[f"{rt}-ours"] / ms[f"{rt}-plain"]
+    return "slower" if r > 1 + spread else "faster" if r < 1 - spread else "tie"
 
 
 def export_fp32(lm: Any, path: Path) -> Path:
@@ -235,7 +262,7 @@ def export_fp32(lm: Any, path: Path) -> Path:
 # ---- parts -------------------------------------------------------------------------------------
 
 
-def speed_part(models: list[str], *, iterations: int, calib_n: int) -> dict[str, Any]:
+def speed_part(models: list[str], *, iterations: int, rounds: int, calib_n: int) -> dict[str, Any]:
     from compress.models import load_model
 
     calib = other_images(224)[:calib_n]
@@ -248,9 +275,14 @@ def speed_part(models: list[str], *, iterations: int, calib_n: int) -> dict[str,
             lm = load_model(f"timm:{name}", image_size=224)
             fp32 = export_fp32(lm, work / "fp32.onnx")
             arts = quantize_all(fp32, work, calib)
-            log(f"speed {name}: timing 6 artefacts interleaved (1 thread, batch 1, {iterations} runs each)")
-            t = time_all(arts, photos, iterations=iterations, work=work)
+            log(
+                f"speed {name}: timing 6 artefacts (10 sessions) interleaved (1 thread, batch 1, {iterations} runs each)"
+            )
+            t = time_all(arts, photos, iterations=iterations, rounds=rounds, work=work)
             ms = t["median_ms"]
+            from compress.quantize.openvino import compiled_layers
+
+            same_ov_kernels = compiled_layers(arts["ov-ours"][1]) == compiled_layers(arts["ov-plain"][1])
             fid = {}
             ref = {
                 "onnxruntime": logits_of("onnxruntime", fp32, photos[:10]),
@@ -271,6 +303,11 @@ def speed_part(models: list[str], *, iterations: int, calib_n: int) -> dict[str,
                 "ov-ours": ms["ov-fp32"] / ms["ov-ours"],
                 "ov-plain": ms["ov-fp32"] / ms["ov-plain"],
             },
+            "session_ms": t["session_ms"],
+            "aa_spread": t["aa_spread"],
+            "ours_vs_plain": {rt: ours_vs_plain(ms, t["aa_spread"][rt], rt) for rt in ("ort", "ov")},
+            # OpenVINO compiled ours and plain into the same kernels (layer type, precision, primitive)
+            "ov_same_compiled_kernels": same_ov_kernels,
             "fidelity_random_weights": fid,
             "quantize_seconds": {k: v[2] for k, v in arts.items() if v[2]},
             "timing": t["timing"],
@@ -279,7 +316,9 @@ def speed_part(models: list[str], *, iterations: int, calib_n: int) -> dict[str,
         log(
             f"speed {name}: ORT {ms['ort-fp32']:.2f} ms fp32 / {ms['ort-ours']:.2f} ours ({sp['ort-ours']:.2f}x) / "
             f"{ms['ort-plain']:.2f} plain ({sp['ort-plain']:.2f}x); OV {ms['ov-fp32']:.2f} / {ms['ov-ours']:.2f} "
-            f"({sp['ov-ours']:.2f}x) / {ms['ov-plain']:.2f} ({sp['ov-plain']:.2f}x); drift {t['drift']}"
+            f"({sp['ov-ours']:.2f}x) / {ms['ov-plain']:.2f} ({sp['ov-plain']:.2f}x); drift {t['drift']}; "
+            f"A/A spread ORT {100 * t['aa_spread']['ort']:.1f}% OV {100 * t['aa_spread']['ov']:.1f}%; ours vs plain "
+            f"{row['ours_vs_plain']}; OV same compiled kernels: {same_ov_kernels}"
         )
         rows.append(row)
     return {
@@ -287,6 +326,8 @@ def speed_part(models: list[str], *, iterations: int, calib_n: int) -> dict[str,
         "calib_images": int(len(calib)),
         "calib_source": "scikit-image's bundled non-photo images (textures, microscopy, text; 5 crops x flip each)",
         "iterations": iterations,
+        "rounds": rounds,
+        "sessions": "fp32 one session per runtime; each quantized artefact two sessions, reported as their mean",
     }
 
 
@@ -494,6 +535,13 @@ def _f(v: float | None) -> str:
     return "failed" if v is None else f"{v:+.2f}"
 
 
+def _versus(r: dict[str, Any]) -> str:
+    v, a = r.get("ours_vs_plain"), r.get("aa_spread")
+    if not v or not a:
+        return ""
+    return f"{v['ort']} ({100 * a['ort']:.1f}%) / {v['ov']} ({100 * a['ov']:.1f}%)"
+
+
 def _load(v: list[float]) -> str:
     return " / ".join(f"{x:.2f}" for x in v)
 
@@ -511,8 +559,8 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [
             "## Speed at 224 px (median ms; speed-up = fp32 / int8; drift verdict of the campaign)",
             "",
-            "| model | ORT fp32 | ORT ours | ORT plain | OV fp32 | OV ours | OV plain | ORT ours x | ORT plain x | OV ours x | OV plain x | target | drift |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| model | ORT fp32 | ORT ours | ORT plain | OV fp32 | OV ours | OV plain | ORT ours x | ORT plain x | OV ours x | OV plain x | target | ours vs plain ORT / OV (A/A spread) | OV same kernels | drift |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sp["models"]:
             m, s = r["median_ms"], r["speedup"]
@@ -523,13 +571,22 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['model']} | {m['ort-fp32']:.2f} | {m['ort-ours']:.2f} | {m['ort-plain']:.2f} | {m['ov-fp32']:.2f} | "
                 f"{m['ov-ours']:.2f} | {m['ov-plain']:.2f} | {s['ort-ours']:.2f} | {s['ort-plain']:.2f} | "
-                f"{s['ov-ours']:.2f} | {s['ov-plain']:.2f} | {ok} | {r['drift']} |"
+                f"{s['ov-ours']:.2f} | {s['ov-plain']:.2f} | {ok} | {_versus(r)} | "
+                f"{({True: 'yes', False: 'no'}).get(r.get('ov_same_compiled_kernels'), '')} | {r['drift']} |"
             )
         lines += [
             "",
             f"Calibration: {sp['calib_images']} views of {sp['calib_source']}. Random weights (latency only). "
             "ours = what `compress quantize` makes; plain = `quantize_static(fp32, out, reader)` / "
-            "`nncf.quantize(model, dataset)` with their defaults."
+            "`nncf.quantize(model, dataset)` with their defaults. "
+            + (
+                f"{sp.get('iterations')} runs per artefact over {sp['rounds']} rounds; each quantized artefact is timed in "
+                "two sessions (their mean is shown); ours vs plain is a tie when they differ by less than the "
+                "spread between two sessions of the same file (A/A); OV same kernels: OpenVINO compiled ours and "
+                "plain into the same layer types, precisions and primitives (`get_runtime_model()`)."
+                if sp.get("rounds")
+                else ""
+            )
             + (
                 f" Load average (1/5/15 min) before the speed campaigns: {_load(sp['load_average']['before'])}; "
                 f"after: {_load(sp['load_average']['after'])}."
@@ -608,7 +665,8 @@ def main() -> None:
     ap.add_argument("--parts", default="speed,lite0,accuracy")
     ap.add_argument("--models", default=",".join(SPEED_MODELS), help="speed part models")
     ap.add_argument("--acc-models", default=",".join(ACC_MODELS))
-    ap.add_argument("--iterations", type=int, default=40)
+    ap.add_argument("--iterations", type=int, default=120)
+    ap.add_argument("--rounds", type=int, default=6, help="even: every item runs as often first as last (A B, B A)")
     ap.add_argument("--calib", type=int, default=32, help="calibration views (speed and lite0)")
     ap.add_argument("--train-limit", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=2)
@@ -643,22 +701,39 @@ def main() -> None:
         }
     )
 
+    run_info = {k: res[k] for k in ("date", "argv")}
+    mine: set[str] = set()  # the parts this run produced
+
     def save() -> None:
+        # another run of this script (another part) may have saved since we started: keep its parts
+        if path.is_file():
+            import json
+
+            on_disk = json.loads(path.read_text())
+            res.update(
+                {k: v for k, v in on_disk.items() if k in ("speed", "lite0", "accuracy", "subnet") and k not in mine}
+            )
+        for k in mine:
+            res[k].setdefault("run", run_info)  # when and how each part was produced
         atomic_write_json(path, res)
         atomic_write_text(out / "bench_quantize.md", markdown(res))
 
     if "speed" in parts:
         load_before = os.getloadavg()
-        new = speed_part([m for m in args.models.split(",") if m], iterations=args.iterations, calib_n=args.calib)
+        new = speed_part(
+            [m for m in args.models.split(",") if m], iterations=args.iterations, rounds=args.rounds, calib_n=args.calib
+        )
         # models timed in separate runs (--models) accumulate; a model timed again replaces its row
         done = {r["model"]: r for r in (res.get("speed") or {}).get("models", [])}
         done.update({r["model"]: r for r in new["models"]})
         new["models"] = [done[m] for m in [*SPEED_MODELS, *sorted(set(done) - set(SPEED_MODELS))] if m in done]
         # the machine's load around the campaign: the drift verdicts say whether it disturbed the timing
         new["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+        mine.add("speed")
         res["speed"] = new
         save()
     if "lite0" in parts:
+        mine.add("lite0")
         res["lite0"] = lite0_part(calib_n=max(args.calib, 64))
         save()
     if "accuracy" in parts:
@@ -677,11 +752,13 @@ def main() -> None:
             # models run separately with the same settings accumulate (a model run again replaces its rows)
             redone = {r["model"] for r in new["rows"]}
             new["rows"] = [r for r in old.get("rows", []) if r["model"] not in redone] + new["rows"]
+        mine.add("accuracy")
         res["accuracy"] = new
         save()
     if "subnet" in parts:
         if args.search_run is None:
             ap.error("--parts subnet needs --search-run (a `compress search` run directory)")
+        mine.add("subnet")
         res["subnet"] = subnet_part(
             args.search_run,
             test_images=args.test_images,

@@ -186,6 +186,26 @@ def test_openvino_int8_with_nncf(mlp, tmp_path) -> None:
     assert res.top1_quant is not None and res.drop_points <= 3 and res.median_ms_quant is None
 
 
+def test_openvino_compiled_layers_show_int8_kernels_and_ours_runs_the_plain_defaults_kernels(mlp, tmp_path) -> None:
+    """The benchmark's ours-vs-plain check: same compiled kernels (int8), unlike the fp32 model."""
+    from compress.quantize.openvino import (
+        compiled_layers,
+        quantize_ov_int8,
+        quantize_ov_int8_default,
+        read_model,
+        save_ir,
+    )
+
+    ours = quantize_ov_int8(mlp, tmp_path / "ours", calib=_calib(32))
+    plain = quantize_ov_int8_default(mlp, tmp_path / "plain", calib=_calib(32))
+    fp32 = save_ir(read_model(mlp), tmp_path / "fp32")
+    lo, lp, lf = compiled_layers(ours), compiled_layers(plain), compiled_layers(fp32)
+    fc = [row for row in lo if row[0] == "FullyConnected"]
+    assert len(fc) == 3 and all(prec in ("u8", "i8") for _t, prec, _p in fc)
+    assert lo == lp
+    assert not any(prec in ("u8", "i8") for t, prec, _p in lf if t == "FullyConnected")
+
+
 def test_openvino_fp16_through_the_export_writer(mlp, tmp_path) -> None:
     import compress
 

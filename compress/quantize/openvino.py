@@ -173,3 +173,24 @@ def quantize_ov_int8_default(onnx_in: Path, out_dir: Path, *, calib: Sequence[np
     with _progress_to_stderr():
         q = nncf.quantize(model, nncf.Dataset([np.ascontiguousarray(a, dtype=np.float32) for a in calib]))
     return save_ir(q, Path(out_dir))
+
+
+def compiled_layers(xml: Path, *, threads: int = 1, device: str = "CPU") -> list[tuple[str, str, str]]:
+    """``(layer type, runtime precision, primitive)`` of every node of the model as OpenVINO compiled
+    it (``compiled.get_runtime_model()``), in execution order.
+
+    Why: two INT8 IRs can differ in their FakeQuantize ranges and weights yet run the very same
+    kernels; then any difference in their latency is measurement (session placement, order), not
+    the quantizer. The benchmark compares ours with NNCF's plain defaults through this list."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(
+        str(xml), device, {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"}
+    )
+    out = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        out.append(
+            tuple(info[k].astype(str) if k in info else "" for k in ("layerType", "runtimePrecision", "primitiveType"))
+        )
+    return out  # type: ignore[return-value]
