@@ -154,21 +154,23 @@ def test_second_run_redoes_nothing_and_a_new_budget_redoes_search_and_after(firs
     assert res3["stages"]["profile"]["key"] == res1["stages"]["profile"]["key"]
 
 
-def test_resume_after_a_stage_crashed(first_run, ckpt, monkeypatch):
+def test_resume_after_a_stage_crashed(first_run, ckpt):
+    from compress.core import hooks
     from compress.pipeline.runner import run_pipeline
-    from compress.pipeline.stages import FAULT_ENV
+
+    def fault(stage, work, **_):  # the test seam: bench fails after it wrote part of its work
+        if stage == "bench":
+            raise RuntimeError(f"injected fault in stage {stage}; work left in {work}")
 
     d, _y, _res = first_run
     shutil.copytree(d / "run", d / "run_crash")
     y = write_yaml(d / "p_crash.yaml", ckpt, bench_iters=6)  # only bench (and check) change
-    monkeypatch.setenv(FAULT_ENV, "bench")
-    with pytest.raises(RuntimeError, match="injected fault"):
+    with hooks.installed("pipeline.stage", fault), pytest.raises(RuntimeError, match="injected fault"):
         run_pipeline(y, out=d / "run_crash")
     st = d / "run_crash" / "stages"
     assert (st / "bench.partial").is_dir()  # the half-done work, never read as a result
     state = json.loads((d / "run_crash" / "pipeline.json").read_text())
     assert state["status"] == "failed" and state["stage"] == "bench"
-    monkeypatch.delenv(FAULT_ENV)
     with pytest.raises(UsageError, match="--resume"):
         run_pipeline(y, out=d / "run_crash")  # an unfinished run is not silently reused
     res = run_pipeline(y, out=d / "run_crash", resume=True)

@@ -32,9 +32,20 @@ def _params(run_dir: Path) -> dict:
 
 def _env(**extra) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    env.pop("COMPRESS_TRAIN_FAULT", None)
+    env.pop("COMPRESS_TEST_FAULT", None)
     env.update(extra)
     return env
+
+
+def _kill_at(step: int, rank: int) -> dict:
+    """The test seam (tests/seams/sitecustomize.py) SIGKILLs ``rank`` before ``step`` on the first attempt."""
+    import json
+
+    spec = {"point": "train.step", "when": {"step": step, "rank": rank, "restart": 0}, "do": "kill"}
+    return {
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "seams"), str(ROOT)]),
+        "COMPRESS_TEST_FAULT": json.dumps(spec),
+    }
 
 
 def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -71,7 +82,7 @@ def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "run"
     res = _cli(
         [*tiny_args(out, batch_size=32, base_lr=0.05, **KW), "--nproc", "2", "--max-restarts", "1"],
-        _env(COMPRESS_TRAIN_FAULT="kill@14:1"),
+        _env(**_kill_at(14, 1)),
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return out, res

@@ -19,7 +19,7 @@ from typing import Any
 
 from compress.core.errors import UsageError
 from compress.pipeline.config import PipelineCfg
-from compress.pipeline.stages import Context, Stage, _fault, canonical_devices, prune_device, pruned_model_ref
+from compress.pipeline.stages import Context, Stage, _seam, canonical_devices, prune_device, pruned_model_ref
 
 QUANTIZED = ("int8",)  # search precisions whose subnet the stage also quantizes for predicted-vs-measured
 
@@ -87,7 +87,7 @@ class QuantizeStage(Stage):
                 progress=say,
             )
             out["runtimes"][res.runtime] = _record(res, work)
-            _fault(self.name, work)
+            _seam(self.name, work)
         dev, prec = search_precision(ctx)
         pr = ctx.result("prune")
         if prec in QUANTIZED and pr.get("method") != "none":

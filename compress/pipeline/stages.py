@@ -9,17 +9,15 @@ the stage directory (the directory is renamed when the stage commits).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compress.core import hooks
 from compress.core.errors import UsageError
 from compress.core.runs import sha256_file
 from compress.pipeline.config import PipelineCfg
-
-FAULT_ENV = "COMPRESS_PIPELINE_FAULT"  # tests: "STAGE" raises inside that stage after it wrote some work
 
 
 @dataclass
@@ -29,6 +27,7 @@ class Context:
     stage_dir: Callable[[str], Path]  # committed directory of a stage
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # committed stage records
     console: Any = None
+    report_dir: Path | None = None  # where this run's report set is being written (not yet published)
 
     def log(self, msg: str) -> None:
         if self.console is not None:
@@ -41,9 +40,9 @@ class Context:
         return self.stage_dir(stage) / rel
 
 
-def _fault(stage: str, work: Path) -> None:
-    if os.environ.get(FAULT_ENV) == stage:
-        raise RuntimeError(f"injected fault in stage '{stage}' ({FAULT_ENV}); work left in {work}")
+def _seam(stage: str, work: Path) -> None:
+    """The test seam ``pipeline.stage`` (:mod:`compress.core.hooks`): the stage wrote part of its work."""
+    hooks.fire("pipeline.stage", stage=stage, work=work)
 
 
 def canonical_devices(cfg: PipelineCfg) -> list[dict[str, Any]]:
@@ -171,7 +170,7 @@ class TrainStage(Stage):
             },
             source="pipeline train",
         )
-        _fault(self.name, work)
+        _seam(self.name, work)
         res = train(tc, resume=resumed and (work / "train").exists(), progress=ctx.console is not None)
         return {
             "supernet": str(Path(res.supernet).resolve().relative_to(work.resolve())),
@@ -241,7 +240,7 @@ class ProfileStage(Stage):
                     seed=ctx.cfg.seed,
                     progress=tick,
                 )
-                _fault(self.name, work)
+                _seam(self.name, work)
             from dataclasses import asdict
 
             r = asdict(res)
@@ -350,7 +349,7 @@ class SearchStage(Stage):
                 "selection": dev.selection,
                 "pareto": [c.to_dict() for c in dev.pareto],
             }
-            _fault(self.name, work)
+            _seam(self.name, work)
         out["predictor"] = res.predictor
         out["supernet"] = res.supernet
         return out
@@ -452,7 +451,7 @@ class PruneStage(Stage):
                 opts["latency"] = MacsBlockLatency()
         else:  # ftwt (logs to stderr itself; reports top-1 as a fraction)
             opts.update(mass=p.mass if p.mass is not None else 0.95, progress=ctx.console is not None)
-        _fault(self.name, work)
+        _seam(self.name, work)
         res = prune(method=p.method, **opts)
         if p.method == "ftwt":
             res = {**res, **{k: 100.0 * res[k] for k in ("top1_before", "top1_after") if res.get(k) is not None}}
@@ -534,7 +533,7 @@ class ExportStage(Stage):
             seed=ctx.cfg.seed,
             command="compress pipeline (export)",
         )
-        _fault(self.name, work)
+        _seam(self.name, work)
         out: dict[str, Any] = {"final": "final", "passed": res.passed, "formats": [], "baseline": None}
         for f in res.formats:
             out["formats"].append(
@@ -668,7 +667,7 @@ class BenchStage(Stage):
                     "drift_controlled": res.drift_controlled,
                     "drift_status": res.drift.get("status"),
                 }
-            _fault(self.name, work)
+            _seam(self.name, work)
         return {"device": prof.name, "remote": b.remote, "items": results, "skipped": skipped, "primary": items[0][0]}
 
 
@@ -691,8 +690,8 @@ class CheckStage(Stage):
             or g.max_quant_drop is not None
         ):
             return {"passed": None, "gates": [], "note": "no gates in the pipeline YAML"}
-        res = check(ctx.run_dir, junit=work / "junit.xml")
-        return {**res, "junit": "junit.xml"}
+        res = check(ctx.report_dir or ctx.run_dir, junit=work / "junit.xml")
+        return {**res, "run_dir": str(ctx.run_dir), "junit": "junit.xml"}
 
 
 class _bar:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compress.core import hooks
 from compress.core.errors import UsageError
 from compress.core.runs import atomic_write_json
 from compress.train import distributed, evaluate, net as netapi
@@ -26,7 +26,6 @@ from compress.train.recipes import get_recipe
 from compress.train.schedule import step_seed
 
 SUPERNET_FILE = "supernet.safetensors"
-FAULT_ENV = "COMPRESS_TRAIN_FAULT"  # "kill@STEP[:RANK]": SIGKILL self before STEP on the first attempt (tests)
 
 
 @dataclass
@@ -98,15 +97,6 @@ def _param_groups(net, wd: float) -> list[dict]:
     decay = [p for n, p in net.named_parameters() if p.ndim > 1]
     no = [p for n, p in net.named_parameters() if p.ndim <= 1]
     return [{"params": decay, "weight_decay": wd}, {"params": no, "weight_decay": 0.0}]
-
-
-def _fault(step: int, d: distributed.Dist) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith("kill@") or d.restart > 0:
-        return
-    at, _, rank = spec[5:].partition(":")
-    if int(at) == step and (not rank or int(rank) == d.rank):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def prepare(cfg: TrainConfig):
@@ -257,7 +247,7 @@ def _train(cfg: TrainConfig, *, resume: bool, progress: bool) -> TrainResult:
                 t = state["step"]
                 if t >= stop:
                     break
-                _fault(t, d)
+                hooks.fire("train.step", step=t, rank=d.rank, restart=d.restart)  # test seam (compress.core.hooks)
                 plan = recipe.plan(t, state["flags"])
                 for ev in plan.events:
                     if ev == "reorganize":

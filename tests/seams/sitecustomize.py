@@ -1,0 +1,36 @@
+"""Test-only seam for subprocesses: installs one fault callback from ``COMPRESS_TEST_FAULT``.
+
+Never shipped or imported by the library. A test that runs the CLI in another process (``compress
+train --nproc 2`` and its torchrun workers, ``compress pipeline``) puts this directory first on
+``PYTHONPATH``; Python imports ``sitecustomize`` at start-up in every such process, and this one
+installs a callback on a :mod:`compress.core.hooks` point::
+
+    COMPRESS_TEST_FAULT='{"point": "train.step", "when": {"step": 14, "rank": 1, "restart": 0}, "do": "kill"}'
+
+``when``: the hook arguments that must all be equal (compared as strings); ``do``: ``kill`` (SIGKILL
+this process: a real crash, nothing runs after it) or ``raise`` (a RuntimeError naming the point).
+Without the variable nothing is installed and ``compress`` is not even imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+_SPEC = os.environ.get("COMPRESS_TEST_FAULT")
+
+if _SPEC:
+    import signal
+
+    from compress.core import hooks
+
+    _spec = json.loads(_SPEC)
+    _when = {k: str(v) for k, v in (_spec.get("when") or {}).items()}
+
+    def _fault(**info: object) -> None:
+        if all(str(info.get(k)) == v for k, v in _when.items()):
+            if _spec.get("do", "kill") == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"injected fault at {_spec['point']} {_when}")
+
+    hooks.add(_spec["point"], _fault)
