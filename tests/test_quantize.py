@@ -398,3 +398,40 @@ def test_openvino_layers_with_generated_names_are_labelled_by_position() -> None
     a, b = layer_labels(Model(180822)), layer_labels(Model(780223))
     assert [lab for lab, _ in a] == [lab for lab, _ in b] == ["/stem/Conv/WithoutBiases", "MatMul#1"]
     assert a[1][1] == "Multiply_180822" and b[1][1] == "Multiply_780223"
+
+
+def test_bench_times_quantized_models_as_int8_and_refuses_an_fp32_file(mlp, tmp_path) -> None:
+    """`compress bench --precision int8` runs what `compress quantize` wrote (ORT QDQ ONNX, OpenVINO INT8
+    IR) and reports int8; an fp32 file asked to run in int8 is refused with the command that makes one."""
+    from compress.quantize.onnxruntime import quantize_onnx_int8
+    from compress.quantize.openvino import quantize_ov_int8
+
+    qdq = quantize_onnx_int8(mlp, tmp_path / "mlp.int8.onnx", calib=_calib(16))
+    ir = quantize_ov_int8(mlp, tmp_path / "ov", calib=_calib(16))
+    for art, rt in ((qdq, "onnxruntime"), (ir, "openvino")):
+        r = _cli(
+            [
+                "bench",
+                str(art),
+                "--runtime",
+                rt,
+                "--precision",
+                "int8",
+                "-n",
+                "4",
+                "--rounds",
+                "2",
+                "--warmup",
+                "1",
+                "--json",
+            ]
+        )
+        assert r.exit_code == 0, (rt, r.output)
+        d = json.loads(r.stdout)
+        assert d["precision"] == "int8" and d["items"][0]["settings"]["precision"] == "int8", rt
+        assert d["items"][0]["median_ms"] > 0
+    for rt, op in (("onnxruntime", "QuantizeLinear"), ("openvino", "FakeQuantize")):
+        r = _cli(["bench", str(mlp), "--runtime", rt, "--precision", "int8", "-n", "2", "--rounds", "1"])
+        lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+        assert r.exit_code == 2 and len(lines) == 1, (rt, r.output)
+        assert f"no {op}" in lines[0] and "compress quantize" in lines[0] and f"--runtime {rt}" in lines[0], lines

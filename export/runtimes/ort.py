@@ -34,6 +34,27 @@ _ORT_TYPES = {
     "tensor(int8)": np.int8,
     "tensor(bool)": np.bool_,
 }
+#: op types that make an ONNX graph quantized (QDQ from ``quantize_static`` or QOperator / integer ops)
+QUANT_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+)
+
+
+def is_quantized_onnx(path: Path) -> bool:
+    """True when the ONNX file has quantization ops (what ``compress quantize --runtime onnxruntime``
+    writes): such a file runs in int8 whatever precision is asked for, so ``int8`` is its precision.
+
+    Read with ``onnx`` (weights left out) where it is installed; a device that only has onnxruntime
+    (a remote agent) scans the file for the op type names, which protobuf stores verbatim."""
+    try:
+        import onnx
+    except ImportError:
+        data = Path(path).read_bytes()
+        return any(op.encode() in data for op in QUANT_OPS)
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type in QUANT_OPS for n in model.graph.node)
+
+
 _DEVICE_PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -163,7 +184,16 @@ class OrtRunner(Runner):
             raise Failure(f"onnxruntime cannot load {path.name}: {str(err).strip().splitlines()[0]}") from None
         in_type = sess.get_inputs()[0].type
         model_precision = {"tensor(float)": "fp32", "tensor(float16)": "fp16"}.get(in_type, "fp32")
-        check_precision(self.name, precision, (model_precision,))
+        if str(precision).lower() == "int8":  # a property of the file (quantize it first), not a session option
+            check_precision(self.name, precision, ("int8",))
+            if not is_quantized_onnx(path):
+                raise UsageError(
+                    f"{path.name} is not quantized (no QuantizeLinear/DequantizeLinear): int8 on onnxruntime runs a "
+                    f"quantized ONNX; make one with `compress quantize {path} --runtime onnxruntime --data DATASET`"
+                )
+            model_precision = "int8"
+        else:
+            check_precision(self.name, precision, (model_precision,))
         settings = {
             "threads": threads,
             "intra_op_threads": threads or 0,

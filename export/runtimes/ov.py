@@ -22,6 +22,7 @@ from compress.export.runtimes.base import (
     concrete_shape,
 )
 
+#: inference precision hints; ``int8`` is not a hint but an INT8 IR (FakeQuantize ops), run with f32 for the rest
 PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
 
@@ -107,7 +108,7 @@ class OvRunner(Runner):
 
         check_opts(self.name, opts, ("config",))
         check_threads(threads)
-        p = check_precision(self.name, precision, tuple(PRECISION_HINTS))
+        p = check_precision(self.name, precision, (*PRECISION_HINTS, "int8"))
         path = artifact_file(
             self.name, artifact, self.suffixes, names=("model.xml", "openvino/model.xml", "model.onnx")
         )
@@ -121,6 +122,11 @@ class OvRunner(Runner):
             model = core.read_model(str(path))
         except Exception as err:  # noqa: BLE001
             raise Failure(f"OpenVINO cannot read {path.name}: {str(err).strip().splitlines()[0]}") from None
+        if p == "int8" and not any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops()):
+            raise UsageError(
+                f"{path.name} is not quantized (no FakeQuantize): int8 on openvino runs an INT8 IR; make one with "
+                f"`compress quantize MODEL --runtime openvino --data DATASET`"
+            )
         if len(model.inputs) != 1:
             raise UsageError(f"{path.name} has {len(model.inputs)} inputs; the runners take single-input models")
         pshape = model.inputs[0].get_partial_shape()
@@ -128,7 +134,9 @@ class OvRunner(Runner):
         shape = concrete_shape(self.name, dims, batch, what=path.name)
         if pshape.is_dynamic:
             model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(list(shape))})
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION_HINTS[p]}
+        # int8: the FakeQuantize'd layers run in int8, the rest in f32 (as `compress quantize` measured it)
+        hint = PRECISION_HINTS.get(p, "f32")
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         config.update(opts.get("config") or {})
