@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from compress.bench.device_state import device_state
-from compress.bench.timing import DriftMonitor, Item, TimingConfig, run_to_dict, time_items
+from compress.bench.timing import DriftMonitor, Item, TimingConfig, TimingError, run_to_dict, time_items
+from compress.core.errors import UsageError
 
 AGENT_VERSION = 1
 SPEC_SCHEMA = 1
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - every failure becomes one line in the result
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         result = {"schema": 1, "agent_version": AGENT_VERSION, "error": msg, "error_type": type(err).__name__}
-        code = 2 if type(err).__name__ in ("UsageError", "AgentError", "TimingError") else 1
+        code = 2 if isinstance(err, (UsageError, AgentError, TimingError)) else 1  # the spec's fault, or ours
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=1, default=str))
     os.replace(tmp, out)

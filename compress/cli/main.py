@@ -15,11 +15,12 @@ from typer.core import TyperGroup
 click = getattr(_typer_core, "_click", None) or __import__("click")
 
 from compress import __version__
-from compress.core.errors import CompressError
+from compress.core.errors import CompressError, InternalError, exit_code_for
 
 
 class _Group(TyperGroup):
-    """Turns user errors into one ``error: ...`` line and the right exit code."""
+    """Turns user errors into one ``error: ...`` line and bugs into one line with the ``--debug`` hint;
+    the exit code comes from the exception's type (:func:`compress.core.errors.exit_code_for`)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -30,12 +31,15 @@ class _Group(TyperGroup):
                     sys.modules["compress.core.locks"].release_all()
         except CompressError as err:
             _report(err, ctx)
-            ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
+            ctx.exit(exit_code_for(err))
+        except KeyboardInterrupt as err:
             click.echo("error: interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(exit_code_for(err))
         except (typer.Exit, typer.Abort, click.ClickException):
             raise
+        except InternalError as err:  # a broken invariant of ours: a bug, whatever its message says
+            _report(err, ctx, unexpected=True)
+            ctx.exit(exit_code_for(err))
         except OSError as err:  # a storage fault a writer did not map itself is still not a bug
             from compress.core.storage import describe
 
@@ -44,7 +48,7 @@ class _Group(TyperGroup):
             ctx.exit(mapped.exit_code if mapped is not None else 1)
         except Exception as err:  # noqa: BLE001 - last-resort handler for unexpected bugs
             _report(err, ctx, unexpected=True)
-            ctx.exit(1)
+            ctx.exit(exit_code_for(err))
 
 
 def _debug_on(ctx: click.Context) -> bool:

@@ -1,8 +1,12 @@
-"""User-facing error types.
+"""Error types: the user's to fix (:class:`CompressError`) and ours (:class:`InternalError`).
 
 The CLI turns a :class:`CompressError` into one line ``error: ...`` on stderr and
-exits with its ``exit_code`` (2 for usage errors, 1 for failures). Library code
-raises these instead of ``assert`` so that notebooks get the same messages.
+exits with its ``exit_code`` (2 for usage errors, 1 for failures). A broken internal invariant is an
+:class:`InternalError`: the CLI reports it as a bug with the ``--debug`` traceback hint (exit 1).
+Library code raises these instead of ``assert`` (which ``python -O`` removes) so that notebooks get
+the same messages. :func:`exit_code_for` picks the exit code by exception type.
+
+Stdlib only: the remote benchmark agent ships this module without the rest of ``compress``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,24 @@ class Failure(CompressError):
 
 class MissingDependency(Failure):
     """An optional backend (TensorRT, a runtime) is not installed."""
+
+
+class InternalError(RuntimeError):
+    """A broken internal invariant: a bug in compress, not something the user can fix.
+
+    Deliberately not a :class:`CompressError`: the CLI reports it as a bug with the hint to rerun with
+    ``--debug`` for the traceback, and exits 1. Raise it where an ``assert`` would otherwise stand.
+    """
+
+    exit_code = 1
+
+
+def exit_code_for(err: BaseException) -> int:
+    """The process exit code for an exception: 2 user error, 1 failure or bug, 130 interrupted."""
+    if isinstance(err, KeyboardInterrupt):
+        return 130
+    code = getattr(err, "exit_code", None) if isinstance(err, (CompressError, InternalError)) else None
+    return code if isinstance(code, int) else 1
 
 
 def suggest(name: str, choices: Iterable[str], *, n: int = 3) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.core.errors import Failure
+from compress.core.errors import InternalError
 
 
 class SpaceCost:
@@ -52,9 +52,9 @@ class SpaceCost:
             for row, pp, mm in zip(g, p, m):
                 c = space.count(space.from_genes(row))
                 if c.params != pp or c.macs != mm:
-                    raise Failure(
+                    raise InternalError(
                         f"vectorised cost disagrees with space.count for {space.from_genes(row)}: "
-                        f"params {pp} vs {c.params}, MACs {mm} vs {c.macs} (this is a bug)"
+                        f"params {pp} vs {c.params}, MACs {mm} vs {c.macs}"
                     )
 
     def _sum(self, per_sig: np.ndarray, genes: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compress.core.errors import UsageError
+from compress.core.errors import InternalError, UsageError
 from compress.pipeline.config import PipelineCfg
 from compress.pipeline.stages import Context, Stage, _seam, canonical_devices, prune_device, pruned_model_ref
 
@@ -53,7 +53,8 @@ class QuantizeStage(Stage):
         from compress.quantize.api import quantize
 
         q = ctx.cfg.quantize
-        assert q is not None
+        if q is None:  # enabled() is False without a quantize section: the runner must not call run()
+            raise InternalError("quantize stage run without a `quantize:` section")
         model = pruned_model_ref(ctx)
         threads = ctx.cfg.bench.threads or 1
         out: dict[str, Any] = {"precision": q.precision, "max_drop": q.max_drop, "runtimes": {}, "searched": None}

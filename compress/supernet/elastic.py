@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from compress.core.errors import InternalError
 from compress.supernet.layout import bottleneck_projects
 from compress.supernet.ops import DynBN, DynConv2d, DynLinear, DynSE, act_fn
 from compress.supernet.space import BlockSpec
@@ -220,7 +221,8 @@ class ElasticBottleneck(nn.Module):
         y = self.act(self.bn2(self.conv2(y, s.mid, s.kernel)))
         y = self.bn3(self.conv3(y, s.out_ch))
         if bottleneck_projects(s):
-            assert self.downsample is not None
+            if self.downsample is None:
+                raise InternalError("elastic bottleneck needs a projection for this spec but was built without one")
             x = self.downsample[1](self.downsample[0](x, s.out_ch))
         return self.act(y + x)
 

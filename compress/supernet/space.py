@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from compress.core.config import StrictModel, validate
-from compress.core.errors import UsageError
+from compress.core.errors import InternalError, UsageError
 
 # the layer-level types live one level down (layout.py builds on them without importing this module)
 from compress.supernet.specs import BlockSpec as BlockSpec, Cost as Cost, conv_out as conv_out, make_divisible
@@ -159,7 +159,8 @@ class SearchSpace(StrictModel):
         return base if width_mult == 1.0 else make_divisible(base * width_mult, self.channel_divisor)
 
     def first_block_width(self, width_mult: float) -> int:
-        assert self.first_block is not None
+        if self.first_block is None:
+            raise InternalError(f"{self.family}: first_block_width() called on a space without a first block")
         base = self.first_block.channels
         return base if width_mult == 1.0 else make_divisible(base * width_mult, self.channel_divisor)
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from compress.core.errors import InternalError
 from compress.supernet.layout import bottleneck_projects
 from compress.supernet.ops import act_fn
 from compress.supernet.space import BlockSpec, SearchSpace, SubnetConfig
@@ -210,7 +211,8 @@ def build_block_module(spec: BlockSpec, *, layer_scale_init: float = 0.1) -> nn.
         return ConvNeXtBlock(spec.in_ch, spec.mid, spec.kernel, layer_scale_init=layer_scale_init)
     if k == "bottleneck":
         m = Bottleneck(spec.in_ch, spec.mid, spec.out_ch, spec.kernel, spec.stride)
-        assert (m.downsample is not None) == bottleneck_projects(spec)
+        if (m.downsample is not None) != bottleneck_projects(spec):
+            raise InternalError(f"Bottleneck projection disagrees with bottleneck_projects() for {spec}")
         return m
     if k == "downsample":
         return Downsample(spec.in_ch, spec.out_ch, spec.kernel, spec.stride)
