@@ -1,18 +1,26 @@
-"""FTWT benchmark: FLOPs reduction vs top-1 on Fashion-MNIST, against static L1 channel pruning.
+"""FTWT benchmark: per-input FLOPs reduction vs top-1 on Fashion-MNIST, against static L1 and dense.
 
-For each model (a small ResNet and a small MobileNetV2 by default):
-1. pre-train the dense baseline;
-2. for each mass r: FTWT (decoupled) from the baseline for E epochs -> top-1, per-sample FLOPs;
-3. static L1-norm filter pruning at the same mean FLOPs reduction (uniform keep ratio found by
-   bisection on the same accounting), fine-tuned for the same E epochs at the same lr;
-4. the dense baseline fine-tuned for the same E epochs (what the extra epochs alone give);
-5. batch-1 ONNX Runtime latency of the gated model vs the dense model (shared runners and timing
-   engine, canary drift control) for one r: dense runtimes cannot skip masked channels.
+Issue #22's shape: the paper's three architecture kinds as ``small:`` models with the released code's
+layer plans (``vgg16``, ``resnet56``, ``mobilenetv1-cifar``), each at a channel multiplier
+(``@WIDTH``; ``@1`` is the paper's width, where per-input filter sparsity exists), and per model:
 
-    python benchmarks/bench_ftwt.py --quick          # minutes: development smoke run
-    python benchmarks/bench_ftwt.py                  # full run (estimated 20-30 min on 2 quiet cores)
+1. pre-train the dense baseline (cached by its own settings, so every later step reuses it);
+2. the dense baseline fine-tuned for the same E epochs (what the extra epochs alone give);
+3. for each mode and mass r: FTWT from the baseline for E epochs -> top-1, per-image FLOPs
+   (mean, p10/p50/p90, histogram), per-layer mask entropy, FLOPs reduction by class, the released
+   code's own FLOPs accounting next to ours;
+4. static L1-norm filter pruning at FTWT's mean FLOPs reduction (uniform keep ratio found by
+   bisection on the same accounting), fine-tuned for the same E epochs;
+5. on the headline row (``--headline-mass``, the first mode): more seeds of FTWT, and batch-1 CPU
+   latency of the gather-executed gated model against the dense model in one interleaved run
+   (compress.bench.timing, drift verdict).
 
-Writes ``bench_ftwt.json`` and ``bench_ftwt.md`` to ``--out`` (default ``runs/bench_ftwt``).
+    python benchmarks/bench_ftwt.py --quick                 # minutes: development smoke run
+    python benchmarks/bench_ftwt.py --models mobilenetv1-cifar@0.5 --masses 1.0 --modes decoupled
+
+The whole table (three models at width 1, four r, both modes, 200-epoch recipes) is GPU work; on
+the 2-core CPU run here only subsets fit. The JSON records exactly what ran (``settings``).
+Writes ``bench_ftwt.json``, ``bench_ftwt.md`` and ``<model>_hist.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -23,197 +31,249 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FULL = dict(train_limit=8000, eval_limit=3000, pretrain_epochs=4, epochs=3, masses="0.9,0.95,0.98,1.0")
-QUICK = dict(train_limit=512, eval_limit=300, pretrain_epochs=3, epochs=2, masses="0.95,1.0")
+FULL = dict(
+    train_limit=20000, eval_limit=3000, pretrain_epochs=8, epochs=3, masses="0.9,0.95,1.0", modes="decoupled,joint"
+)
+QUICK = dict(train_limit=512, eval_limit=300, pretrain_epochs=2, epochs=2, masses="1.0", modes="decoupled")
+FTWT_KEYS = (
+    "top1_before",
+    "top1_after",
+    "flops_reduction_mean",
+    "flops_reduction_p10",
+    "flops_reduction_p50",
+    "flops_reduction_p90",
+    "flops_reduction_mean_with_predictors",
+    "flops_reduction_mean_released",
+    "predictor_overhead_frac",
+    "flops_reduction_before_mean",
+    "input_dependence",
+)
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny settings for development")
     ap.add_argument("--out", default="runs/bench_ftwt")
-    ap.add_argument(
-        "--models", default="resnet,mobilenetv2", help="small:NAME models (resnet, mobilenetv2, mobilenetv1, vgg)"
-    )
+    ap.add_argument("--models", default="mobilenetv1-cifar@0.5", help="small:NAME[@WIDTH] models, comma-separated")
     ap.add_argument("--masses", default=None, help="comma-separated r values")
+    ap.add_argument("--modes", default=None, help="decoupled,joint")
     ap.add_argument("--epochs", type=int, default=None, help="FTWT / L1 / dense fine-tune epochs")
     ap.add_argument("--pretrain-epochs", type=int, default=None)
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--eval-limit", type=int, default=None)
-    ap.add_argument("--lr", type=float, default=0.01, help="fine-tune lr (FTWT backbone, L1, dense)")
+    ap.add_argument("--lr", type=float, default=0.01, help="fine-tune lr (FTWT backbone, L1, dense); released: 1e-2")
+    ap.add_argument("--schedule", default="cosine", choices=["step", "cosine"], help="fine-tune schedule")
     ap.add_argument("--pretrain-lr", type=float, default=0.05)
-    ap.add_argument("--mode", default="decoupled", choices=["decoupled", "joint"])
-    ap.add_argument("--latency-mass", type=float, default=0.95, help="r whose gated model is timed (ORT)")
-    ap.add_argument("--no-latency", action="store_true")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
-    cfg = dict(QUICK if a.quick else FULL)
-    for k in ("masses", "epochs", "pretrain_epochs", "train_limit", "eval_limit"):
+    ap.add_argument("--headline-mass", type=float, default=1.0, help="r of the headline row (seeds, latency)")
+    ap.add_argument("--seeds", default="0", help="FTWT seeds on the headline row (the full table uses the first)")
+    ap.add_argument("--no-l1", action="store_true", help="skip the static L1 baseline")
+    ap.add_argument("--no-dense-ft", action="store_true", help="skip the dense fine-tune baseline")
+    ap.add_argument("--no-latency", action="store_true", help="skip the gather-vs-dense latency")
+    ap.add_argument("--pretrain-only", action="store_true", help="only pre-train (and cache) the baselines")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="data split and pretraining seed")
+    return ap.parse_args(argv)
+
+
+def settings_of(a: argparse.Namespace) -> dict[str, Any]:
+    cfg: dict[str, Any] = dict(QUICK if a.quick else FULL)
+    for k in ("masses", "modes", "epochs", "pretrain_epochs", "train_limit", "eval_limit"):
         if getattr(a, k) is not None:
             cfg[k] = getattr(a, k)
-    masses = [float(m) for m in str(cfg["masses"]).split(",")]
+    return {
+        **cfg,
+        "models": a.models,
+        "lr": a.lr,
+        "schedule": a.schedule,
+        "pretrain_lr": a.pretrain_lr,
+        "headline_mass": a.headline_mass,
+        "seeds": a.seeds,
+        "seed": a.seed,
+        "threads": a.threads,
+        "quick": a.quick,
+    }
+
+
+def pretrain(name: str, ds: Any, st: dict[str, Any], out: Path) -> Any:
+    """The dense baseline of ``small:name``, trained once per pretraining settings and cached."""
+    from compress.core.runs import sha256_json
+    from compress.models import load_model
+    from compress.prune.ftwt.train import TrainConfig, train
+
+    key = {k: st[k] for k in ("pretrain_epochs", "pretrain_lr", "train_limit", "seed")} | {"model": name}
+    base = load_model(f"small:{name}", num_classes=10, in_chans=1, image_size=28)
+    cfg = TrainConfig(epochs=st["pretrain_epochs"], lr=st["pretrain_lr"], seed=st["seed"], schedule="cosine")
+    train(
+        base.module,
+        ds.train,
+        cfg=cfg,
+        checkpoint=out / "pretrain" / f"{name}-{sha256_json(key)[:10]}.pt",
+        progress=False,
+        desc=f"{name} pretrain",
+        log=log,
+    )
+    return base
+
+
+def fine_tune_cfg(st: dict[str, Any], seed: int) -> Any:
+    from compress.prune.ftwt.train import TrainConfig
+
+    return TrainConfig(epochs=st["epochs"], lr=st["lr"], seed=seed, schedule=st["schedule"])
+
+
+def run_ftwt(base: Any, ds: Any, st: dict[str, Any], work: Path, *, r: float, mode: str, seed: int) -> dict[str, Any]:
+    from compress.models import LoadedModel
+    from compress.prune.ftwt.api import prune_ftwt
+
+    lm = LoadedModel(
+        module=copy.deepcopy(base.module), input_shape=base.input_shape, num_classes=10, source=base.source
+    )
+    res = prune_ftwt(
+        model=lm,
+        data=ds,
+        epochs=st["epochs"],
+        mass=r,
+        mode=mode,
+        seed=seed,
+        out=work / f"{base.source['name']}_ftwt_{mode}_r{r}_s{seed}",
+        progress=False,
+        lr=st["lr"],
+        schedule=st["schedule"],
+        eval_limit=st["eval_limit"],
+        export=False,
+    )
+    return {"mass": r, "mode": mode, "seed": seed, **{k: res[k] for k in FTWT_KEYS}, "model_dir": res["model_dir"]}
+
+
+def run_l1(base: Any, ds: Any, test: Any, st: dict[str, Any], work: Path, *, target: float, tag: str) -> dict[str, Any]:
+    from compress.prune.ftwt.accounting import measure_flops
+    from compress.prune.ftwt.static_l1 import match_flops
+    from compress.prune.ftwt.train import evaluate, train
+    from compress.prune.ftwt.wrap import apply_sites, find_sites
+
+    m = copy.deepcopy(base.module)
+    apply_sites(m, find_sites(m), kind="static")
+    best = match_flops(m, test.images[:200], target)
+    train(
+        m,
+        ds.train,
+        cfg=fine_tune_cfg(st, st["seed"]),
+        progress=False,
+        checkpoint=work / f"{base.source['name']}_l1_{tag}.pt",
+        desc=f"{base.source['name']} L1 fine-tune",
+        log=log,
+    )
+    acc = measure_flops(m, test.images)
+    return {
+        "target_reduction": target,
+        "keep_ratio": best["keep"],
+        "top1": evaluate(m, test),
+        "flops_reduction_mean": acc["flops_reduction_mean"],
+    }
+
+
+def gather_latency(row: dict[str, Any], base: Any, test: Any, st: dict[str, Any]) -> dict[str, Any]:
+    """Batch-1 CPU latency: gather-executed gated model vs dense, one interleaved run."""
+    from compress.models import load_model
+    from compress.prune.ftwt.execute import gather_vs_dense_latency
+
+    gated = load_model(row["model_dir"])
+    return gather_vs_dense_latency(gated.module, base.module, test.images[:64], threads=st["threads"], seed=st["seed"])
+
+
+def bench_model(name: str, ds: Any, test: Any, st: dict[str, Any], a: argparse.Namespace, work: Path) -> dict:
+    from compress.prune.ftwt.accounting import measure_flops
+    from compress.prune.ftwt.train import evaluate, train
+
+    t0 = time.time()
+    base = pretrain(name, ds, st, Path(a.out))
+    row: dict[str, Any] = {"baseline_top1": evaluate(base.module, test), "ftwt": [], "l1": [], "seeds": []}
+    row["dense_macs"] = measure_flops(base.module, test.images[:8])["dense_macs"]
+    log(f"{name}: baseline top1 {row['baseline_top1']:.4f}, {row['dense_macs']:,} MACs/sample")
+    if not a.no_dense_ft:
+        dense_ft = copy.deepcopy(base.module)
+        ck = work / f"{name}_dense_ft.pt"
+        train(dense_ft, ds.train, cfg=fine_tune_cfg(st, st["seed"]), progress=False, checkpoint=ck, log=log)
+        row["dense_finetune_top1"] = evaluate(dense_ft, test)
+    seeds = [int(s) for s in str(st["seeds"]).split(",")]
+    modes = str(st["modes"]).split(",")
+    for mode in modes:
+        for r in (float(m) for m in str(st["masses"]).split(",")):
+            f = run_ftwt(base, ds, st, work, r=r, mode=mode, seed=seeds[0])
+            row["ftwt"].append(f)
+            dep = f["input_dependence"]
+            log(
+                f"{name} FTWT {mode} r={r}: top1 {f['top1_after']:.4f}, FLOPs -{f['flops_reduction_mean']:.1%} "
+                f"(p10 {f['flops_reduction_p10']:.1%}, p90 {f['flops_reduction_p90']:.1%}; released accounting "
+                f"-{f['flops_reduction_mean_released']:.1%}); mean mask entropy {dep['mask_entropy_mean']:.3f} bit"
+            )
+            if not a.no_l1:
+                target = max(0.0, f["flops_reduction_mean"])
+                b = run_l1(base, ds, test, st, work, target=target, tag=f"{mode}_r{r}")
+                row["l1"].append({"mass": r, "mode": mode, **b})
+                log(f"{name} L1 at matched FLOPs (keep {b['keep_ratio']:.3f}): top1 {b['top1']:.4f}")
+            if mode == modes[0] and abs(r - a.headline_mass) < 1e-9:
+                row["headline"] = {"mass": r, "mode": mode}
+                for s in seeds[1:]:
+                    g = run_ftwt(base, ds, st, work, r=r, mode=mode, seed=s)
+                    row["seeds"].append(g)
+                    log(f"{name} FTWT seed {s}: top1 {g['top1_after']:.4f}, FLOPs -{g['flops_reduction_mean']:.1%}")
+                if not a.no_latency:
+                    row["latency"] = gather_latency(f, base, test, st)
+                    lt = row["latency"]
+                    log(
+                        f"{name} batch-1 CPU: dense {lt['dense_ms']:.3f} ms, gather {lt['gather_ms']:.3f} ms "
+                        f"(x{lt['gather_over_dense']:.2f}); drift {lt['drift']['status']}"
+                    )
+            row["seconds"] = time.time() - t0
+    row["seconds"] = time.time() - t0
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    st = settings_of(a)
 
     import torch
 
     from compress.core.runs import atomic_write_json, atomic_write_text, package_versions, sha256_json
     from compress.data import load_dataset
-    from compress.models import LoadedModel, load_model
-    from compress.prune.ftwt.accounting import measure_flops
-    from compress.prune.ftwt.api import prune_ftwt
-    from compress.prune.ftwt.static_l1 import match_flops
-    from compress.prune.ftwt.train import TrainConfig, evaluate, train
-    from compress.prune.ftwt.wrap import apply_sites, find_sites
 
     torch.set_num_threads(a.threads)
     torch.set_flush_denormal(True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    ds = load_dataset("fashion-mnist", seed=a.seed, train_limit=cfg["train_limit"])
-    test = ds.test.subset(cfg["eval_limit"])
-    log(f"fashion-mnist: train {len(ds.train)}, test {len(test)}; settings {cfg}")
-    settings = {
-        **cfg,
-        "lr": a.lr,
-        "pretrain_lr": a.pretrain_lr,
-        "mode": a.mode,
-        "seed": a.seed,
-        "threads": a.threads,
-        "quick": a.quick,
-    }
-    work = out / f"work-{sha256_json(settings)[:10]}"  # checkpoints: a rerun with the same settings resumes
-    results: dict = {
-        "settings": settings,
+    ds = load_dataset("fashion-mnist", seed=a.seed, train_limit=st["train_limit"])
+    test = ds.test.subset(st["eval_limit"])
+    log(f"fashion-mnist: train {len(ds.train)}, test {len(test)}; settings {st}")
+    if a.pretrain_only:
+        for name in a.models.split(","):
+            base = pretrain(name, ds, st, out)
+            from compress.prune.ftwt.train import evaluate
+
+            log(f"{name}: pretrained, test top-1 {evaluate(base.module, test):.4f}")
+        return 0
+    work = out / f"work-{sha256_json(st)[:10]}"  # checkpoints: a rerun with the same settings resumes
+    results: dict[str, Any] = {
+        "settings": st,
         "work_dir": str(work),
         "versions": package_versions(),
         "load_before": os.getloadavg(),
         "models": {},
     }
     for name in a.models.split(","):
-        t0 = time.time()
-        base = load_model(f"small:{name}", num_classes=10, in_chans=1, image_size=28)
-        train(
-            base.module,
-            ds.train,
-            cfg=TrainConfig(epochs=cfg["pretrain_epochs"], lr=a.pretrain_lr, seed=a.seed),
-            checkpoint=work / f"{name}_pretrain.pt",
-            progress=False,
-            desc=f"{name} pretrain",
-            log=log,
-        )
-        base_top1 = evaluate(base.module, test)
-        dense_acc = measure_flops(base.module, test.images)
-        log(f"{name}: baseline top1 {base_top1:.4f}, {dense_acc['dense_macs']:,} MACs/sample")
-        row: dict = {"baseline_top1": base_top1, "dense_macs": dense_acc["dense_macs"], "ftwt": [], "l1": []}
-
-        dense_ft = copy.deepcopy(base.module)
-        train(
-            dense_ft,
-            ds.train,
-            cfg=TrainConfig(epochs=cfg["epochs"], lr=a.lr, seed=a.seed),
-            progress=False,
-            checkpoint=work / f"{name}_dense_ft.pt",
-            desc=f"{name} dense fine-tune",
-            log=log,
-        )
-        row["dense_finetune_top1"] = evaluate(dense_ft, test)
-
-        for r in masses:
-            lm = LoadedModel(
-                module=copy.deepcopy(base.module), input_shape=base.input_shape, num_classes=10, source=base.source
-            )
-            timed = not a.no_latency and abs(r - a.latency_mass) < 1e-9
-            res = prune_ftwt(
-                model=lm,
-                data=ds,
-                epochs=cfg["epochs"],
-                mass=r,
-                mode=a.mode,
-                seed=a.seed,
-                out=work / f"{name}_ftwt_r{r}",
-                progress=False,
-                lr=a.lr,
-                eval_limit=cfg["eval_limit"],
-                export=timed,
-                latency=timed,
-            )
-            keep = (
-                "top1_before",
-                "top1_after",
-                "flops_reduction_mean",
-                "flops_reduction_p10",
-                "flops_reduction_p90",
-                "flops_reduction_mean_with_predictors",
-                "predictor_overhead_frac",
-                "flops_reduction_before_mean",
-            )
-            ftwt = {"mass": r, **{k: res[k] for k in keep}}
-            row["ftwt"].append(ftwt)
-            log(
-                f"{name} FTWT r={r}: top1 {res['top1_after']:.4f}, FLOPs -{res['flops_reduction_mean']:.1%} "
-                f"(p10 {res['flops_reduction_p10']:.1%}, p90 {res['flops_reduction_p90']:.1%})"
-            )
-            if timed:
-                lat = res["latency"]
-                row["latency"] = {
-                    "mass": r,
-                    **{
-                        k: lat[k]
-                        for k in (
-                            "runtime",
-                            "threads",
-                            "batch",
-                            "dense_ms",
-                            "gated_ms",
-                            "gated_over_dense",
-                            "noisy",
-                            "note",
-                        )
-                    },
-                    "drift_status": lat["drift"].get("status"),
-                    "parity": res["export"]["parity"],
-                }
-                log(
-                    f"{name} ORT batch 1: dense {lat['dense_ms']:.3f} ms, gated {lat['gated_ms']:.3f} ms "
-                    f"(x{lat['gated_over_dense']:.2f}); drift {lat['drift'].get('status')}"
-                )
-
-            m = copy.deepcopy(base.module)
-            apply_sites(m, find_sites(m), kind="static")
-            target = max(0.0, res["flops_reduction_mean"])
-            best = match_flops(m, test.images[:200], target)
-            train(
-                m,
-                ds.train,
-                cfg=TrainConfig(epochs=cfg["epochs"], lr=a.lr, seed=a.seed),
-                progress=False,
-                checkpoint=work / f"{name}_l1_r{r}.pt",
-                desc=f"{name} L1 fine-tune",
-                log=log,
-            )
-            l1_acc = measure_flops(m, test.images)
-            l1 = {
-                "mass": r,
-                "target_reduction": target,
-                "keep_ratio": best["keep"],
-                "top1": evaluate(m, test),
-                "flops_reduction_mean": l1_acc["flops_reduction_mean"],
-            }
-            row["l1"].append(l1)
-            log(
-                f"{name} L1 at matched FLOPs (keep {best['keep']:.3f}): top1 {l1['top1']:.4f}, "
-                f"FLOPs -{l1['flops_reduction_mean']:.1%}"
-            )
-        row["seconds"] = time.time() - t0
-        results["models"][name] = row
+        results["models"][name] = bench_model(name, ds, test, st, a, work)
+        plot_hist(results["models"][name], out / f"{name}_hist.png", name)
         atomic_write_json(out / "bench_ftwt.json", results)
     results["seconds"] = time.time() - t_start
     results["load_after"] = os.getloadavg()
@@ -224,41 +284,87 @@ def main() -> int:
     return 0
 
 
-def render(res: dict) -> str:
+def plot_hist(row: dict[str, Any], path: Path, name: str) -> None:
+    """Histogram of the per-image FLOPs reduction of every FTWT row of one model (one panel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for f in row["ftwt"]:
+        h = f["input_dependence"]["histogram"]
+        ax.stairs(h["counts"], [100 * e for e in h["edges"]], label=f"{f['mode']} r={f['mass']}")
+    ax.set_xlabel("per-image FLOPs reduction (%)")
+    ax.set_ylabel("test images")
+    ax.set_title(f"FTWT small:{name}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def render(res: dict[str, Any]) -> str:
     st = res["settings"]
     lines = [
-        f"## FTWT vs static L1 on Fashion-MNIST ({'quick' if st['quick'] else 'full'} run)",
+        f"## FTWT vs static L1 on Fashion-MNIST ({'quick' if st['quick'] else 'partial'} run)",
         "",
-        f"train {st['train_limit']} images, test {st['eval_limit']}, pretrain {st['pretrain_epochs']} epochs, "
-        f"then {st['epochs']} epochs for each method (lr {st['lr']}), mode {st['mode']}, seed {st['seed']}, "
-        f"{st['threads']} threads. FLOPs = conv+linear MACs per sample (FTWT: mean over test images; "
-        "predictor overhead in the 'incl. pred.' column).",
+        f"train {st['train_limit']} images, test {st['eval_limit']}, pretrain {st['pretrain_epochs']} epochs "
+        f"(lr {st['pretrain_lr']}, cosine), then {st['epochs']} epochs per method (lr {st['lr']}, {st['schedule']}), "
+        f"seeds {st['seeds']} on the headline row, {st['threads']} thread(s). FLOPs = conv+linear MACs per image "
+        "(exact channel accounting; 'released' = the released code's accounting).",
         "",
     ]
     for name, row in res["models"].items():
         lines += [
-            f"### small:{name}: baseline top-1 {row['baseline_top1']:.4f}, dense fine-tuned "
-            f"{row['dense_finetune_top1']:.4f}, {row['dense_macs']:,} MACs/sample",
+            f"### small:{name}: baseline top-1 {row['baseline_top1']:.4f}"
+            + (f", dense fine-tuned {row['dense_finetune_top1']:.4f}" if "dense_finetune_top1" in row else "")
+            + f", {row['dense_macs']:,} MACs/image",
             "",
-            "| r | FTWT top-1 | FTWT FLOPs red. mean (p10-p90) | incl. pred. | L1 top-1 | L1 FLOPs red. | FTWT - L1 top-1 |",
-            "|---|---|---|---|---|---|---|",
+            "| mode | r | FTWT top-1 | FLOPs red. mean (p10 / p50 / p90) | released acct. | incl. pred. "
+            "| mask entropy (bit) | L1 top-1 | L1 FLOPs red. | FTWT - L1 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for f, b in zip(row["ftwt"], row["l1"]):
-            lines.append(
-                f"| {f['mass']} | {f['top1_after']:.4f} | {f['flops_reduction_mean']:.1%} "
-                f"({f['flops_reduction_p10']:.1%}-{f['flops_reduction_p90']:.1%}) | "
-                f"{f['flops_reduction_mean_with_predictors']:.1%} | {b['top1']:.4f} | "
-                f"{b['flops_reduction_mean']:.1%} | {100 * (f['top1_after'] - b['top1']):+.2f} pt |"
+        l1s = {(b["mode"], b["mass"]): b for b in row["l1"]}
+        for f in row["ftwt"]:
+            b = l1s.get((f["mode"], f["mass"]))
+            l1 = (
+                f"{b['top1']:.4f} | {b['flops_reduction_mean']:.1%} | {100 * (f['top1_after'] - b['top1']):+.2f} pt"
+                if b
+                else "- | - | -"
             )
+            lines.append(
+                f"| {f['mode']} | {f['mass']} | {f['top1_after']:.4f} | {f['flops_reduction_mean']:.1%} "
+                f"({f['flops_reduction_p10']:.1%} / {f['flops_reduction_p50']:.1%} / {f['flops_reduction_p90']:.1%}) "
+                f"| {f['flops_reduction_mean_released']:.1%} | {f['flops_reduction_mean_with_predictors']:.1%} "
+                f"| {f['input_dependence']['mask_entropy_mean']:.3f} | {l1} |"
+            )
+        if row["seeds"]:
+            rows = [
+                f for f in row["ftwt"] if (f["mode"], f["mass"]) == (row["headline"]["mode"], row["headline"]["mass"])
+            ]
+            allr = rows[:1] + row["seeds"]
+            lines += [
+                "",
+                "Headline row over seeds "
+                + ", ".join(
+                    f"{g['seed']}: top-1 {g['top1_after']:.4f}, FLOPs -{g['flops_reduction_mean']:.1%}" for g in allr
+                ),
+            ]
+        if row["ftwt"]:
+            by = row["ftwt"][0]["input_dependence"]["by_class"]
+            lines += [
+                "",
+                "FLOPs reduction by class (first row): " + ", ".join(f"{c['label']} {c['mean']:.1%}" for c in by),
+            ]
         if "latency" in row:
             lt = row["latency"]
             lines += [
                 "",
-                f"ONNX Runtime, batch 1, {lt['threads']} thread(s), r={lt['mass']}: dense {lt['dense_ms']:.3f} ms, "
-                f"gated {lt['gated_ms']:.3f} ms (gated/dense x{lt['gated_over_dense']:.2f}, drift "
-                f"{lt['drift_status']}{', noisy' if lt['noisy'] else ''}); ORT parity max rel err "
-                f"{lt['parity']['max_rel_err']:.1e}, top-1 agreement {lt['parity']['top1_agreement']:.4f}. "
-                "The runtime computes every channel: the masks are not exploited.",
+                f"Batch-1 CPU (torch eager, {lt['threads']} thread), mean over {lt['images']} test images: dense "
+                f"{lt['dense_ms']:.3f} ms, gather-executed {lt['gather_ms']:.3f} ms (x{lt['gather_over_dense']:.2f}), "
+                f"masked-dense {lt['masked_ms']:.3f} ms; drift {lt['drift']['status']}"
+                + (", noisy" if lt["noisy"] else ""),
             ]
         lines.append("")
     lines.append(

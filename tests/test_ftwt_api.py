@@ -49,6 +49,13 @@ def test_result_keys_and_files(run):
     assert 0.0 <= res["flops_reduction_p10"] <= res["flops_reduction_mean"] + 1e-9 <= res["flops_reduction_p90"] + 2e-9
     assert res["gated_layers"] == 7 and "ftwt" in METHODS
     assert "cannot exploit the masks" in res["runtime_note"]
+    # input dependence: entropy per layer, histogram over all test images, by class with names
+    dep = res["input_dependence"]
+    assert len(dep["layers"]) == 7 and 0.0 <= res["mask_entropy_mean"] <= 1.0
+    assert sum(dep["histogram"]["counts"]) == 200 and len(dep["histogram"]["edges"]) == 51
+    assert sum(c["n"] for c in dep["by_class"]) == 200 and all("name" in c for c in dep["by_class"])
+    assert dep["p90_minus_p10"] == pytest.approx(res["flops_reduction_p90"] - res["flops_reduction_p10"])
+    assert 0.0 <= res["flops_reduction_mean_released"] <= 1.0
     for f in (
         "metrics.json",
         "history.json",
@@ -57,6 +64,7 @@ def test_result_keys_and_files(run):
         "model/model.safetensors",
         "model.onnx",
         "per_sample_macs.npy",
+        "flops_hist.png",
     ):
         assert (out / f).is_file(), f
     man = json.loads((out / "manifest.json").read_text())
@@ -131,3 +139,15 @@ def test_class_mismatch_is_a_usage_error(tmp_path):
     lm = build_small_loaded("vgg", num_classes=3, in_chans=1, image_size=16)
     with pytest.raises(UsageError, match="classes"):
         prune(method="ftwt", model=lm, data="digits", epochs=1, **FAST)
+
+
+def test_mass_default_is_held_once(monkeypatch):
+    """``mass=None`` (what the CLI passes without --mass) means FtwtOptions' default, DEFAULT_MASS."""
+    from compress.prune.ftwt import DEFAULT_MASS
+    from compress.prune.ftwt.api import FtwtOptions, validate_options
+    from compress.prune.ftwt.train import TrainConfig
+
+    assert FtwtOptions().mass == DEFAULT_MASS == TrainConfig(epochs=1).mass
+    o = validate_options(1, None, None, {}, out=None)
+    assert (o.mass, o.mode, o.schedule) == (DEFAULT_MASS, "decoupled", "cosine")
+    assert validate_options(1, 0.8, "joint", {}, out=None).mass == 0.8

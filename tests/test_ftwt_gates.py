@@ -150,8 +150,24 @@ def test_task_loss_never_reaches_the_predictor():
 def test_mask_weight_schedule():
     cfg = TrainConfig(epochs=4, cooldown=0.5)
     assert [mask_weight(e, cfg) for e in range(4)] == [1.0, 1.0, 0.0, 0.0]
-    cfg = TrainConfig(epochs=3, cooldown=0.5, w_mask=2.0)
-    assert [mask_weight(e, cfg) for e in range(3)] == [2.0, 2.0, 0.0]
+    cfg = TrainConfig(epochs=3, cooldown=0.5, w_mask=2.0)  # released: epoch >= int(0.5 * 3) = 1 is off
+    assert [mask_weight(e, cfg) for e in range(3)] == [2.0, 0.0, 0.0]
+    # deviation: the released code would never train the predictors in a 1-epoch run
+    assert [mask_weight(e, TrainConfig(epochs=1, cooldown=0.5)) for e in range(1)] == [1.0]
+    assert [mask_weight(e, TrainConfig(epochs=2, cooldown=0.0)) for e in range(2)] == [0.0, 0.0]
+
+
+def test_backbone_lr_schedules():
+    from compress.prune.ftwt.train import backbone_lr
+
+    cfg = TrainConfig(epochs=200, lr=0.01, schedule="step")  # the released job script: x0.1 at epochs 81, 122, 151
+    lrs = {e: backbone_lr(cfg, e, 0, 1) for e in (0, 80, 81, 121, 122, 150, 151, 199)}
+    assert lrs[0] == lrs[80] == 0.01 and lrs[81] == pytest.approx(1e-3) and lrs[121] == pytest.approx(1e-3)
+    assert lrs[122] == pytest.approx(1e-4) and lrs[151] == pytest.approx(1e-5) and lrs[199] == pytest.approx(1e-5)
+    short = TrainConfig(epochs=3, lr=1.0, schedule="step")  # no milestone before epoch 1
+    assert [backbone_lr(short, e, 0, 1) for e in range(3)] == pytest.approx([1.0, 0.01, 0.001])
+    cos = TrainConfig(epochs=2, lr=0.1, schedule="cosine")
+    assert backbone_lr(cos, 0, 0, 100) == pytest.approx(0.1) and backbone_lr(cos, 1, 50, 100) == pytest.approx(0.05)
 
 
 def test_mask_loss_off_and_predictors_frozen_after_half_the_epochs(digits16):

@@ -12,6 +12,7 @@ from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt
 from compress.cli.main import app
 from compress.core.errors import UsageError
 from compress.core.runs import claim_run_dir
+from compress.prune.ftwt import DEFAULT_MASS
 
 
 class Method(str, Enum):
@@ -91,7 +92,10 @@ def prune_cmd(
             help="[updp] block scorer: proxy (default, no training) or supernet (trains a weight-sharing network with random K-block masks; ranks masks better, ~2.5x the cost).",
         ),
     ] = None,
-    mass: Annotated[float | None, typer.Option("--mass", help="[ftwt] activation mass kept (default 0.95).")] = None,
+    mass: Annotated[
+        float | None,
+        typer.Option("--mass", help=f"[ftwt] heatmap mass r kept by the masks, in (0, 1] (default {DEFAULT_MASS})."),
+    ] = None,
     mode: Annotated[Mode | None, typer.Option("--mode", help="[ftwt] decoupled or joint (default decoupled).")] = None,
     tables: TablesOpt = None,
     profiles: ProfilesOpt = None,
@@ -166,8 +170,8 @@ def prune_cmd(
             weights=str(weights) if weights else None,
             data=data,
             epochs=epochs,
-            mass=0.95 if mass is None else mass,
-            mode=(mode or Mode.decoupled).value,
+            mass=mass,  # None: FTWT's own default (compress.prune.ftwt.DEFAULT_MASS)
+            mode=mode.value if mode else None,
             seed=seed,
             out=out,
             progress=True,
@@ -204,6 +208,8 @@ def _print_blocks(r: dict) -> None:
 def _summary(r: dict) -> None:
     if r.get("method") != "updp":
         console.print_json(data={k: v for k, v in r.items() if not isinstance(v, (list, dict))})
+        if r.get("method") == "ftwt":
+            _ftwt_summary(r)
         return
     from rich.table import Table
 
@@ -224,3 +230,16 @@ def _summary(r: dict) -> None:
     )
     if r.get("model_dir"):
         console.print(f"merged model: {r['model_dir']}")
+
+
+def _ftwt_summary(r: dict) -> None:
+    """FTWT: the per-image FLOPs distribution, how input-dependent the masks are, and by class."""
+    dep = r.get("input_dependence") or {}
+    console.print(
+        f"FTWT r={r['mass']} {r['mode']}: top-1 {100 * r['top1_before']:.2f} -> {100 * r['top1_after']:.2f}; "
+        f"FLOPs reduction per image mean {r['flops_reduction_mean']:.1%} (p10 {r['flops_reduction_p10']:.1%}, "
+        f"p50 {r['flops_reduction_p50']:.1%}, p90 {r['flops_reduction_p90']:.1%}); "
+        f"mask entropy {dep.get('mask_entropy_mean', 0.0):.3f} bit/channel"
+    )
+    if dep.get("by_class"):
+        console.print("by class: " + ", ".join(f"{c.get('name', c['label'])} {c['mean']:.1%}" for c in dep["by_class"]))

@@ -10,6 +10,20 @@ For every Conv2d and Linear layer and every sample:
 The dense reference is the same layers with every channel active (thop-style conv+linear MACs,
 no BN/ReLU/pooling). The predictors' own cost (pooling adds + the 1x1 conv MACs) is counted
 separately and reported both apart and added in.
+
+The released code's accounting is reported next to ours (``flops_reduction_mean_released``). It
+counts only the gated convs, in execution order, as ``active_out * H*W * floor(prev / groups) * k^2``
+where ``prev`` is the previous *gate's* active count, against thop's dense MACs of the whole model.
+It differs from the exact count here in both directions. In its favour: (1) in a ResNet the input of
+a block's first conv is ``relu(masked conv2 + shortcut)``, which has more live channels than conv2's
+mask says; (2) for a depthwise conv ``floor(prev / groups)`` is 0 as soon as one channel of the
+previous layer is masked, so depthwise layers count as free; (3) ungated layers (shortcut convs,
+the classifier) are in the dense total but never in the dynamic one. Against it: input channels that
+are zero for another reason (a kept filter whose ReLU output is all zero for this input) count as
+active there and as skippable here.
+
+:func:`input_dependence` summarises how much the masks change from image to image: per-layer mask
+entropy across test images, the per-image reduction histogram, and the reduction by class.
 """
 
 from __future__ import annotations
@@ -24,8 +38,13 @@ from compress.prune.ftwt.labels import conv_macs, dense_conv_macs, reduction_sta
 
 
 @torch.no_grad()
-def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> dict[str, Any]:
-    """Run ``images`` through ``model`` (eval mode) and account MACs per sample; see module doc."""
+def measure_flops(
+    model: nn.Module, images: torch.Tensor, *, batch_size: int = 256, labels: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """Run ``images`` through ``model`` (eval mode) and account MACs per sample; see module doc.
+
+    With gates, the result also has ``per_sample_masks`` (layer name -> (N, C) bool) and
+    ``input_dependence`` (see :func:`input_dependence`; by class when ``labels`` are given)."""
     gate_of: dict[int, ChannelGate] = {}
     static_of: dict[int, StaticMask] = {}
     for m in model.modules():
@@ -40,6 +59,9 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
 
     per_layer: dict[str, dict[str, Any]] = {}
     pred_macs: dict[int, int] = {}
+    released: list[torch.Tensor] = []  # per batch: the released code's dynamic MACs (gated convs only)
+    chain: dict[str, Any] = {"prev": None}  # the previous gate's active count, in execution order
+    masks: dict[str, list[torch.Tensor]] = {}
 
     def conv_hook(name: str):
         def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -58,6 +80,11 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
                 if g is not None and g.enabled:
                     aout = g.logits(x) > 0
                     pred_macs[id(g)] = int(g.in_channels * g.out_channels + g.in_channels * x.shape[2] * x.shape[3])
+                    prev = chain["prev"] if chain["prev"] is not None else torch.full((x.shape[0],), float(x.shape[1]))
+                    n_out = aout.float().sum(1)
+                    released[-1] += n_out * hw * torch.div(prev, mod.groups, rounding_mode="floor") * k
+                    chain["prev"] = n_out
+                    masks.setdefault(name, []).append(aout.clone())
                 s = static_of.get(id(mod))
                 if s is not None:
                     aout = (s.mask != 0).unsqueeze(0).expand(x.shape[0], -1)
@@ -84,6 +111,8 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
     model.eval()
     try:
         for i in range(0, images.shape[0], batch_size):
+            released.append(torch.zeros(min(batch_size, images.shape[0] - i), dtype=torch.float64))
+            chain["prev"] = None
             model(images[i : i + batch_size])
     finally:
         for h in handles:
@@ -106,7 +135,7 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
         }
         for n, r in per_layer.items()
     ]
-    return {
+    result: dict[str, Any] = {
         "samples": int(images.shape[0]),
         "dense_macs": int(dense_total),
         "macs_mean": float(macs.mean()),
@@ -122,3 +151,67 @@ def measure_flops(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
         "per_sample_macs": macs,
         "layers": layers_out,
     }
+    if masks:
+        per_sample_masks = {n: torch.cat(v) for n, v in masks.items()}
+        result["flops_reduction_mean_released"] = float(1.0 - torch.cat(released).mean() / dense_total)
+        result["per_sample_masks"] = per_sample_masks
+        result["input_dependence"] = input_dependence(per_sample_masks, 1.0 - macs.double() / dense_total, labels)
+    return result
+
+
+def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
+    """Binary entropy H(p) in bits, elementwise (0 at p = 0 or 1)."""
+    p = p.double().clamp(0.0, 1.0)
+    h = -(p * torch.log2(p.clamp_min(1e-300)) + (1 - p) * torch.log2((1 - p).clamp_min(1e-300)))
+    return torch.where((p <= 0) | (p >= 1), torch.zeros_like(h), h)
+
+
+def input_dependence(
+    masks: dict[str, torch.Tensor],
+    reduction: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    bins: int = 50,
+) -> dict[str, Any]:
+    """How much the masks depend on the input.
+
+    - per layer: the mean over channels of the binary entropy (bits) of "channel kept" across the
+      images (0: the channel is always on or always off, i.e. a static mask; 1: on for half the
+      images), the share of channels that are on for some images and off for others, and the
+      spread of the layer's kept fraction (std over images);
+    - ``mask_entropy_mean``: the mean of the layers' entropies (0 for static pruning);
+    - ``histogram``: the per-image FLOPs reduction in ``bins`` bins over [0, 1];
+    - ``by_class``: mean / p10 / p90 reduction per label (when ``labels`` are given).
+    """
+    layers = []
+    for name, m in masks.items():
+        mf = m.float()
+        p = mf.mean(0)
+        layers.append(
+            {
+                "name": name,
+                "channels": int(m.shape[1]),
+                "entropy_bits": float(_entropy_bits(p).mean()),
+                "varying_frac": float(((p > 0) & (p < 1)).float().mean()),
+                "kept_frac_mean": float(mf.mean()),
+                "kept_frac_std": float(mf.mean(1).std()) if m.shape[0] > 1 else 0.0,
+            }
+        )
+    red = reduction.double()
+    counts = torch.histc(red.float().clamp(0, 1), bins=bins, min=0.0, max=1.0)
+    out: dict[str, Any] = {
+        "mask_entropy_mean": sum(x["entropy_bits"] for x in layers) / max(len(layers), 1),
+        "varying_frac_mean": sum(x["varying_frac"] for x in layers) / max(len(layers), 1),
+        "p90_minus_p10": float(torch.quantile(red, 0.9) - torch.quantile(red, 0.1)),
+        "histogram": {"edges": [i / bins for i in range(bins + 1)], "counts": [int(c) for c in counts]},
+        "layers": layers,
+    }
+    if labels is not None:
+        lab = labels.reshape(-1)[: red.shape[0]]
+        by = []
+        for c in sorted(int(v) for v in lab.unique()):
+            sel = red[lab == c]
+            st = reduction_stats(1.0 - sel, 1.0)
+            by.append({"label": c, "n": int(sel.numel()), "mean": st["mean"], "p10": st["p10"], "p90": st["p90"]})
+        out["by_class"] = by
+    return out

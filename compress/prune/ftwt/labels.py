@@ -27,8 +27,16 @@ def mass_labels(scores: torch.Tensor, mass: float) -> torch.Tensor:
     ``p_c = a_c / sum_c a_c`` per sample; sorted in descending order, a filter is kept (label 1)
     while the cumulative mass up to and including it is at most ``mass`` (+1e-5), so the kept mass
     never exceeds ``mass``. ``mass == 1`` keeps every filter with ``p_c > 1e-5`` (drops only those
-    that fire nowhere). A sample whose channels are all zero gets all-zero labels.
-    The paper's example: [.3, .3, .2, .1, .1, .03, .01] with mass 0.95 keeps the top 4.
+    that fire nowhere). The paper's example: [.3, .3, .2, .1, .1, .03, .01] with mass 0.95 keeps the top 4.
+
+    Checked against the released code (``get_fmap_criteria`` / ``get_gt_mask_ratio``): same peak
+    score (global max of |output| of the unmasked layer output, taken after the activation, or after
+    BN for a ResNet block's second conv and a MobileNetV2 project conv), same normalisation, the same
+    1e-5 tolerance on both branches. Two edge cases differ on purpose: (1) the ``p_c > 0`` term also
+    drops zero-mass filters when ``1 - mass < 1e-5`` (for any smaller mass the cumulative sum has
+    already passed ``mass`` before them, so both give 0); (2) a sample whose channels are all zero
+    gets all-zero labels here, while the released code divides 0 by 0 and its NaN comparisons keep
+    every filter.
     """
     if not 0.0 < float(mass) <= 1.0:
         raise ValueError(f"mass must be in (0, 1], got {mass}")

@@ -1,9 +1,20 @@
 """Small ResNet-, MobileNetV1/V2- and VGG-style CNNs for 28-32 px inputs (Fashion-MNIST, digits).
 
 They are built from plain Conv2d/BatchNorm2d/ReLU modules so that FTWT's surgery (and any exporter)
-sees ordinary layers. Referenced as ``small:NAME`` (see :mod:`compress.prune.ftwt.source`).
+sees ordinary layers. Referenced as ``small:NAME`` or ``small:NAME@WIDTH`` (a channel multiplier;
+see :mod:`compress.prune.ftwt.source`).
+
+Two families:
+- ``resnet``, ``mobilenetv2``, ``mobilenetv1``, ``vgg``: 16-128 channels, shallow (fast tests);
+- ``resnet56``, ``vgg16``, ``mobilenetv1-cifar``: the layer plans of the released FTWT code's CIFAR
+  models (ResNet-56: 3 stages x 9 basic blocks at 16/32/64; VGG16-BN up to 512 channels;
+  MobileNetV1 CIFAR plan up to 1024 channels), scaled by ``width``. FTWT's per-input savings come
+  from filters that do not fire for a given input, which wide ReLU layers have and 16-64 channel
+  layers mostly do not; ``width`` reaches that regime (``@1`` is the paper's width).
+  The ResNet-56 shortcut is a 1x1 conv + BN when the shape changes (the released code zero-pads).
 
 >>> m = build_small("resnet", num_classes=10, in_chans=1)  # doctest: +SKIP
+>>> m = build_small("mobilenetv1-cifar", width=0.5)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from compress.core.errors import unknown
+from compress.core.errors import UsageError, unknown
 
 
 def conv_bn_act(
@@ -75,6 +86,11 @@ class Classifier(nn.Module):
         return self.fc(self.pool(self.features(x)).flatten(1))
 
 
+def _w(c: int, width: float) -> int:
+    """Channels ``c`` scaled by ``width``, at least 4."""
+    return max(4, int(round(c * width)))
+
+
 def resnet(
     num_classes: int = 10, in_chans: int = 1, widths: tuple[int, ...] = (16, 32, 64), depth: int = 1
 ) -> nn.Module:
@@ -125,19 +141,81 @@ def vgg(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
     return Classifier(nn.Sequential(*layers), cin, num_classes)
 
 
+def resnet56(num_classes: int = 10, in_chans: int = 1, width: float = 1.0) -> nn.Module:
+    """ResNet-56 layer plan (the released code's CIFAR ResNet): 3 stages x 9 basic blocks."""
+    return resnet(num_classes, in_chans, widths=tuple(_w(c, width) for c in (16, 32, 64)), depth=9)
+
+
+VGG16_PLAN: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+
+
+def vgg16(num_classes: int = 10, in_chans: int = 1, width: float = 1.0) -> nn.Module:
+    """VGG16-BN layer plan (13 Conv-BN-ReLU, 4 max pools: 28 px -> 1 px), global pool + linear."""
+    layers: list[nn.Module] = []
+    cin = in_chans
+    for v in VGG16_PLAN:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers.append(conv_bn_act(cin, _w(int(v), width)))
+            cin = _w(int(v), width)
+    return Classifier(nn.Sequential(*layers), cin, num_classes)
+
+
+MBV1_PLAN: list[tuple[int, int]] = [
+    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5, (1024, 2), (1024, 1)
+]  # fmt: skip
+
+
+def mobilenetv1_cifar(num_classes: int = 10, in_chans: int = 1, width: float = 1.0) -> nn.Module:
+    """MobileNetV1 CIFAR plan (stem 32, 13 DW+PW pairs to 1024; 28 px -> 2 px), ReLU."""
+    cin = _w(32, width)
+    layers: list[nn.Module] = [conv_bn_act(in_chans, cin)]
+    for cout, s in MBV1_PLAN:
+        cout = _w(cout, width)
+        layers += [conv_bn_act(cin, cin, 3, s, groups=cin), conv_bn_act(cin, cout, 1)]
+        cin = cout
+    return Classifier(nn.Sequential(*layers), cin, num_classes)
+
+
 SMALL_MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet": resnet,
     "mobilenetv2": mobilenetv2,
     "mobilenetv1": mobilenetv1,
     "vgg": vgg,
+    "resnet56": resnet56,
+    "vgg16": vgg16,
+    "mobilenetv1-cifar": mobilenetv1_cifar,
 }
+WIDTH_MODELS = ("resnet56", "vgg16", "mobilenetv1-cifar")  # the ones that take ``width``
 
 
-def build_small(name: str, *, num_classes: int = 10, in_chans: int = 1, seed: int = 0) -> nn.Module:
-    """Build a small model with a deterministic random init (``seed``)."""
+def build_small(
+    name: str, *, num_classes: int = 10, in_chans: int = 1, seed: int = 0, width: float | None = None
+) -> nn.Module:
+    """Build a small model with a deterministic random init (``seed``); ``width`` scales the channels
+    of the paper-plan models (:data:`WIDTH_MODELS`)."""
     if name not in SMALL_MODELS:
         raise unknown("small model", name, SMALL_MODELS)
+    kw: dict[str, float] = {}
+    if width is not None and name in WIDTH_MODELS:
+        if not 0 < width <= 4:
+            raise UsageError(f"small:{name}@{width}: the width multiplier must be in (0, 4]")
+        kw["width"] = float(width)
+    elif width is not None and width != 1.0:
+        raise UsageError(f"small:{name} has a fixed width; width multipliers apply to {', '.join(WIDTH_MODELS)}")
     torch.manual_seed(seed)
-    m = SMALL_MODELS[name](num_classes=num_classes, in_chans=in_chans)
+    m = SMALL_MODELS[name](num_classes=num_classes, in_chans=in_chans, **kw)
     m.eval()
     return m
+
+
+def parse_small_name(ref: str) -> tuple[str, float | None]:
+    """``"mobilenetv1-cifar@0.5"`` -> ``("mobilenetv1-cifar", 0.5)``; no ``@`` -> width None."""
+    name, _, w = ref.partition("@")
+    if not w:
+        return name, None
+    try:
+        return name, float(w)
+    except ValueError:
+        raise UsageError(f"small:{ref}: the part after @ must be a width multiplier such as 0.5") from None

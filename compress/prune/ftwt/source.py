@@ -42,9 +42,10 @@ def build_small_loaded(
 ) -> LoadedModel:
     from compress.core.errors import UsageError
     from compress.models.timm_source import load_state_dict_file
-    from compress.prune.ftwt.models import build_small
+    from compress.prune.ftwt.models import build_small, parse_small_name
 
-    module = build_small(name, num_classes=num_classes, in_chans=in_chans, seed=seed)
+    base_name, width = parse_small_name(name)
+    module = build_small(base_name, num_classes=num_classes, in_chans=in_chans, seed=seed, width=width)
     if weights is not None:
         missing, unexpected = module.load_state_dict(load_state_dict_file(weights), strict=False)
         if missing or unexpected:
@@ -66,7 +67,9 @@ def build_small_loaded(
 
 
 class SmallResolver:
-    """``small:resnet``, ``small:mobilenetv2``, ``small:mobilenetv1``, ``small:vgg`` (28-32 px CNNs)."""
+    """``small:resnet``, ``small:mobilenetv2``, ``small:mobilenetv1``, ``small:vgg`` (28-32 px CNNs) and
+    the paper-plan ``small:resnet56``, ``small:vgg16``, ``small:mobilenetv1-cifar``, each optionally
+    ``@WIDTH`` (channel multiplier, e.g. ``small:mobilenetv1-cifar@0.5``)."""
 
     def matches(self, ref: str) -> bool:
         return ref.startswith("small:")

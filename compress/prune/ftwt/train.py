@@ -1,15 +1,25 @@
 """FTWT training (ALGORITHMS.md §4.3): CE + w_mask * mask BCE, cooldown, two optimisers, resume.
 
 ``L = CE + w_mask * (1/L) * sum_l sum_c mean_batch BCEWithLogits(P^l_c, g^l_c)``; ``w_mask`` is on
-for the first ``cooldown * epochs`` epochs and 0 afterwards, when the predictor optimiser also stops
-stepping (so momentum cannot keep moving the frozen predictors). The backbone uses SGD (momentum
-0.9, wd 5e-4, cosine schedule over all epochs); the predictors SGD at ``mlr`` with wd 0, no schedule.
-The same loop (without gates) pre-trains baselines and fine-tunes the static L1 baseline.
+for epochs ``e < int(cooldown * epochs)`` and 0 afterwards, as in the released code. The backbone
+uses SGD (momentum 0.9, wd 5e-4 on every backbone parameter) with a per-step cosine (the released
+code's choice for MobileNetV2; the default here) or the released code's step schedule
+(``schedule="step"``: x0.1 at 81/200, 122/200 and 151/200 of the epochs, per epoch); the
+predictors SGD at ``mlr`` (momentum 0.9, wd 0, no schedule). The same loop (without gates) pre-trains baselines and fine-tunes
+the static L1 baseline.
+
+Deviations from the released code, on purpose:
+- with ``int(cooldown * epochs) == 0`` (e.g. one epoch) the released code never trains the
+  predictors; here the mask loss is then on for the first epoch, so short runs still learn masks;
+- after the cooldown the released code keeps stepping the predictor optimiser with zero gradients,
+  so momentum moves the predictors for a few more steps; here the predictor optimiser stops;
+- the default backbone schedule is cosine, not step: the released steps are placed for 200 epochs,
+  and at the few epochs run here they collapse (3 epochs: x0.01 after the first epoch; 1 epoch:
+  x0.001 from the start). ``schedule="step"`` gives them, with no milestone before epoch 1.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,13 +33,14 @@ import torch.nn.functional as F
 from compress.core.errors import UsageError
 from compress.core.runs import atomic_path, sha256_json
 from compress.data import Batches, Split
+from compress.prune.ftwt import DEFAULT_MASS
 from compress.prune.ftwt.wrap import backbone_parameters, configure, iter_gates, predictor_parameters
 
 
 @dataclass
 class TrainConfig:
     epochs: int
-    mass: float = 0.95
+    mass: float = DEFAULT_MASS
     lr: float = 0.01
     mlr: float = 0.1
     momentum: float = 0.9
@@ -39,11 +50,34 @@ class TrainConfig:
     w_mask: float = 1.0
     augment: bool = False
     seed: int = 0
+    schedule: str = "cosine"
+
+
+STEP_MILESTONES = (81 / 200, 122 / 200, 151 / 200)  # the released CIFAR job scripts' steps over 200 epochs
+STEP_GAMMA = 0.1
+SCHEDULES = ("step", "cosine")
+
+
+def mask_epochs(cfg: TrainConfig) -> int:
+    """Epochs with the mask loss on: ``int(cooldown * epochs)`` (released code), at least 1 when
+    ``cooldown > 0`` (deviation: see the module docstring)."""
+    n = int(cfg.cooldown * cfg.epochs)
+    return max(n, 1) if cfg.cooldown > 0 else 0
 
 
 def mask_weight(epoch: int, cfg: TrainConfig) -> float:
-    """``w_mask`` for 0-based ``epoch``: on while ``epoch < cooldown * epochs``, then 0."""
-    return cfg.w_mask if epoch < cfg.cooldown * cfg.epochs else 0.0
+    """``w_mask`` for 0-based ``epoch``: on while ``epoch < mask_epochs(cfg)``, then 0."""
+    return cfg.w_mask if epoch < mask_epochs(cfg) else 0.0
+
+
+def backbone_lr(cfg: TrainConfig, epoch: int, step: int, total_steps: int) -> float:
+    """Backbone learning rate: the released step schedule (per epoch) or cosine (per step)."""
+    if cfg.schedule == "cosine":
+        from compress.train.schedule import cosine_lr
+
+        return cosine_lr(step, max(total_steps, 1), cfg.lr)
+    drops = sum(1 for f in STEP_MILESTONES if epoch >= max(1, int(f * cfg.epochs)))
+    return cfg.lr * STEP_GAMMA**drops
 
 
 def mask_loss(model: nn.Module) -> torch.Tensor | None:
@@ -69,12 +103,6 @@ def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:
     return correct / max(len(split), 1)
 
 
-def _cosine(opt: torch.optim.Optimizer, base_lr: float, step: int, total: int) -> None:
-    lr = 0.5 * base_lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-    for g in opt.param_groups:
-        g["lr"] = lr
-
-
 def train(
     model: nn.Module,
     train_split: Split,
@@ -93,6 +121,8 @@ def train(
     config is refused). Gated models get the FTWT mask loss; others plain CE.
     """
     log = log or (lambda s: print(s, file=sys.stderr))
+    if cfg.schedule not in SCHEDULES:
+        raise UsageError(f"schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     torch.manual_seed(cfg.seed)
     gated = any(True for _ in iter_gates(model))
     opt_b = torch.optim.SGD(backbone_parameters(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -141,7 +171,8 @@ def train(
         )
         it = _progress(batches, progress, f"{desc} epoch {epoch + 1}/{cfg.epochs}")
         for b, (x, y) in enumerate(it):
-            _cosine(opt_b, cfg.lr, epoch * steps_per_epoch + b, total)
+            for group in opt_b.param_groups:
+                group["lr"] = backbone_lr(cfg, epoch, epoch * steps_per_epoch + b, total)
             out = model(x)
             ce = F.cross_entropy(out, y)
             loss = ce
