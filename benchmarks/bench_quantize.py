@@ -48,6 +48,8 @@ from compress.core.runs import atomic_write_json, atomic_write_text, now_iso, pa
 SPEED_MODELS = ("resnet18", "mobilenetv2_100", "efficientnet_lite0", "convnext_atto")
 ACC_MODELS = ("resnet18", "mobilenetv2_100")
 TARGETS = {"resnet18": 2.5, "mobilenetv2_100": 1.7}
+#: accuracy runs with these settings equal accumulate their models' rows in one table
+ACC_SETTINGS = ("train_images", "epochs", "image_size", "test_images", "calib_images")
 NATURAL = (
     "astronaut.png",
     "chelsea.png",
@@ -710,6 +712,11 @@ def main() -> None:
             import json
 
             on_disk = json.loads(path.read_text())
+            acc, disk_acc = res.get("accuracy"), on_disk.get("accuracy")
+            if "accuracy" in mine and disk_acc and all(disk_acc.get(k) == acc.get(k) for k in ACC_SETTINGS):
+                # another run with the same settings trained other models: keep their rows
+                ours = {r["model"] for r in acc["rows"]}
+                acc["rows"] = [r for r in disk_acc["rows"] if r["model"] not in ours] + acc["rows"]
             res.update(
                 {k: v for k, v in on_disk.items() if k in ("speed", "lite0", "accuracy", "subnet") and k not in mine}
             )
@@ -748,7 +755,7 @@ def main() -> None:
             seed=args.seed,
         )
         old = res.get("accuracy") or {}
-        if all(old.get(k) == new[k] for k in ("train_images", "epochs", "image_size", "test_images", "calib_images")):
+        if all(old.get(k) == new[k] for k in ACC_SETTINGS):
             # models run separately with the same settings accumulate (a model run again replaces its rows)
             redone = {r["model"] for r in new["rows"]}
             new["rows"] = [r for r in old.get("rows", []) if r["model"] not in redone] + new["rows"]
