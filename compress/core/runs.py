@@ -92,6 +92,99 @@ _TEMP_FILE = re.compile(
 )
 _TEMP_DIR = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmpdir$|^\.openvino-[a-z0-9_]{8}$|^\..+\.old-\d+$")
 _OLD_DIR = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.old$")
+_GEN_DIR = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.gen$")
+
+
+# ---- sets of files published as a unit through a symlink (a pipeline's report set) ---------------
+#
+# ``NAME`` is a symlink to ``.NAME.XXXXXXXX.gen``, a directory that never changes once published.
+# A new version is written into a fresh ``.gen`` directory, then ``NAME`` is re-pointed with ONE
+# rename(2) of a temp symlink over it: a reader that resolves ``NAME`` sees the old set or the new
+# one, whole, never a mixture. The set it replaced stays until the next writer takes the directory's
+# lock (:func:`clean_stale_temps` removes every ``.gen`` directory its link does not point at), so
+# a reader in the middle of reading it is not cut off.
+
+
+def _rand8() -> str:
+    import secrets
+
+    return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789_") for _ in range(8))
+
+
+def new_generation(path: str | Path) -> Path:
+    """A new, empty directory ``.NAME.XXXXXXXX.gen`` beside ``path`` for the next version of the set at ``path``."""
+    path = Path(path)
+    with storage_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gen = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".gen", dir=path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(gen, 0o777 & ~umask)  # mkdtemp makes it private; the published set is not
+    return gen
+
+
+def _replace_with_link(path: Path, target: str) -> None:
+    """Make ``path`` a symlink to ``target`` with one rename; a real directory there is moved aside first."""
+    while True:
+        tmp = path.parent / f".{path.name}.{_rand8()}.link.tmp"
+        try:
+            os.symlink(target, tmp)
+            break
+        except FileExistsError:
+            continue
+    try:
+        if path.is_dir() and not path.is_symlink():
+            # a directory cannot be renamed over (a run written by an older version, or a copy that
+            # resolved the links): moved aside first; a crash in between leaves ``.NAME.X.old``, which
+            # clean_stale_temps puts back, so the reader still finds the old set
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def publish_generation(path: str | Path, gen: str | Path) -> str | None:
+    """Point ``path`` at the complete directory ``gen`` (made by :func:`new_generation`), as a unit.
+
+    The commit point is one ``rename(2)``. Returns the name of the generation it replaced (None if
+    none). ``gen`` must not change afterwards.
+    """
+    path, gen = Path(path), Path(gen)
+    if gen.parent != path.parent or not _GEN_DIR.match(gen.name):
+        raise ValueError(f"{gen} is not a generation directory beside {path}")
+    prev = os.readlink(path) if path.is_symlink() else None
+    with storage_errors(path):
+        _replace_with_link(path, gen.name)
+    return prev
+
+
+def link_aliases(path: str | Path, names: list[str]) -> None:
+    """Make each ``NAME`` beside ``path`` a symlink to ``<path.name>/NAME`` (the familiar top-level names).
+
+    The links never change once made (they resolve through ``path``), so they are made only where
+    missing or different; a file or directory of that name (an older layout) is replaced.
+    """
+    path = Path(path)
+    with storage_errors(path):
+        for name in names:
+            alias, target = path.parent / name, f"{path.name}/{name}"
+            if alias.is_symlink() and os.readlink(alias) == target:
+                continue
+            _replace_with_link(alias, target)
+
+
+def generation_of(path: str | Path) -> str | None:
+    """The generation directory name ``path`` points at, or None when it is not such a link."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    target = os.readlink(path)
+    return target if _GEN_DIR.match(target) else None
 
 
 def is_temp_name(name: str) -> bool:
@@ -126,8 +219,21 @@ def clean_stale_temps(root: str | Path, *, recursive: bool = True) -> list[Path]
                     removed.append(d / name)
         keep = []
         for name in dirnames:
+            if (d / name).is_symlink():  # a link to a directory: never followed; a temp link is removed
+                if _TEMP_FILE.match(name):
+                    with contextlib.suppress(OSError):
+                        (d / name).unlink()
+                        removed.append(d / name)
+                continue
+            g = _GEN_DIR.match(name)
+            if g:  # a published set's directory: kept while its link points at it (see new_generation)
+                link = d / g["name"]
+                if not (link.is_symlink() and os.readlink(link) == name):
+                    shutil.rmtree(d / name, ignore_errors=True)
+                    removed.append(d / name)
+                continue
             m = _OLD_DIR.match(name)
-            if m and not (d / m["name"]).exists():
+            if m and not os.path.lexists(d / m["name"]):
                 with contextlib.suppress(OSError):
                     os.replace(d / name, d / m["name"])
                     keep.append(m["name"])

@@ -22,13 +22,23 @@ from compress.pipeline.gates import (
 SUMMARY = "summary.json"
 
 
+def report_set(run_dir: str | Path) -> Path:
+    """The directory holding the run's report set, resolved once: ``report/`` (a link to the published
+    generation, see :mod:`compress.pipeline.runner`) when there is one, else the run directory itself
+    (runs written by older versions, summaries written by other tools)."""
+    d = Path(run_dir)
+    rep = d / "report"
+    return rep.resolve() if rep.is_symlink() and rep.is_dir() else d
+
+
 def load_metrics(run_dir: str | Path) -> dict[str, Any]:
     d = Path(run_dir)
     if not d.is_dir():
         raise UsageError(f"run directory not found: {d}")
-    if not (d / SUMMARY).is_file():
+    src = report_set(d)
+    if not (src / SUMMARY).is_file():
         raise UsageError(f"{d} has no {SUMMARY}: is it a `compress pipeline` run directory?")
-    data = read_json(d / SUMMARY, what=SUMMARY)
+    data = read_json(src / SUMMARY, what=SUMMARY)
     if not isinstance(data, dict):
         raise UsageError(f"{d / SUMMARY}: expected an object")
     return data
@@ -37,14 +47,15 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
 def verify_finished(run_dir: str | Path) -> None:
     """Refuse a pipeline run directory that is not a finished, self-consistent run (exit 2).
 
-    ``pipeline.json`` must say ``done``; ``summary.json`` must be the one that run wrote (its sha256
-    is recorded when the run finishes) and every stage record must carry the key the run used. A
-    directory without ``pipeline.json`` (a summary written by another tool) is not checked here.
+    ``pipeline.json`` must say ``done``; ``report/`` must point at the report set that run published
+    and ``summary.json`` must be the one it wrote (both recorded when the run finishes); every stage
+    record must carry the key the run used. A directory without ``pipeline.json`` (a summary written
+    by another tool) is not checked here.
     """
     import json
 
     from compress.core.locks import dir_lock_path, holder, holder_gone
-    from compress.core.runs import sha256_file
+    from compress.core.runs import generation_of, sha256_file
 
     d = Path(run_dir)
     state_p = d / "pipeline.json"
@@ -69,8 +80,15 @@ def verify_finished(run_dir: str | Path) -> None:
             f"{d} is not a finished pipeline run (status '{status}'{where}){live}; gates are checked only "
             f"on a finished run: finish it with `compress pipeline ... --resume --out {d}`"
         )
+    gen = state.get("report")
+    # a copy that resolved the links (an uploaded artefact) holds plain files: the summary hash decides
+    if gen and (d / "report").is_symlink() and generation_of(d / "report") != gen:
+        raise UsageError(
+            f"{d}/report is not the report set its run published ({gen}); rerun the pipeline into this directory"
+        )
     want = state.get("summary_sha256")
-    if want and (d / SUMMARY).is_file() and sha256_file(d / SUMMARY) != want:
+    src = report_set(d)
+    if want and (src / SUMMARY).is_file() and sha256_file(src / SUMMARY) != want:
         raise UsageError(
             f"{d / SUMMARY} is not the summary its run wrote (changed after the run finished); "
             "rerun the pipeline into this directory"

@@ -304,8 +304,12 @@ def collect(ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
     return {"tables": t, "pvm": pvm}
 
 
-def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
-    rd = ctx.run_dir
+def write_report(ctx: Context, summary: dict[str, Any], *, out: Path | None = None) -> dict[str, Path]:
+    """``report.md``, ``report.html`` and ``figures/`` into ``out`` (default: the run directory).
+
+    The runner passes the report set's new generation directory, published as a unit afterwards.
+    """
+    rd = out if out is not None else ctx.run_dir
     figs = rd / "figures"
     figs.mkdir(exist_ok=True)
     data = collect(ctx, summary)
@@ -364,7 +368,7 @@ def write_report(ctx: Context, summary: dict[str, Any]) -> dict[str, Path]:
             "benchmark median of the pruned model.",
         ),
     ]
-    md = [f"# Pipeline report: {ctx.cfg.name}", "", f"**{verdict}** — run directory `{rd}`", ""]
+    md = [f"# Pipeline report: {ctx.cfg.name}", "", f"**{verdict}** — run directory `{ctx.run_dir}`", ""]
     for title, tab, note in sections:
         if tab is None:
             continue

@@ -2,9 +2,16 @@
 
 The run directory holds ``pipeline.json`` (status: running | failed | done, and the stage in
 progress), ``manifest.json`` (versions, input hashes, seeds, stage keys), ``stages/<stage>/`` (each
-stage's JSON and files), ``summary.json`` (what ``compress check`` reads), ``report.md`` and
-``report.html``. A run that did not finish must be continued with ``resume=True`` (or written
-elsewhere), so a crashed CI job is never mistaken for a finished one.
+stage's JSON and files) and the report set: ``summary.json`` (what ``compress check`` reads),
+``report.md``, ``report.html`` and ``figures/``. A run that did not finish must be continued with
+``resume=True`` (or written elsewhere), so a crashed CI job is never mistaken for a finished one.
+
+The report set is published as a unit: it is written into a fresh directory
+``.report.XXXXXXXX.gen``, then the symlink ``report`` is re-pointed at it with one rename
+(:func:`compress.core.runs.publish_generation`); ``summary.json``, ``report.md``, ``report.html`` and
+``figures`` at the top of the run directory are fixed links into ``report/``. A reader that resolves
+``report`` once sees one run's set, whole. ``pipeline.json`` then records ``status: done`` with the
+generation and the summary's hash: ``compress check`` trusts nothing before that.
 """
 
 from __future__ import annotations
@@ -14,8 +21,18 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from compress.core import hooks
 from compress.core.errors import UsageError
-from compress.core.runs import RunDir, atomic_write_json, now_iso, run_dir_lock, sha256_file
+from compress.core.runs import (
+    RunDir,
+    atomic_write_json,
+    link_aliases,
+    new_generation,
+    now_iso,
+    publish_generation,
+    run_dir_lock,
+    sha256_file,
+)
 from compress.pipeline.cache import StageStore, stage_key
 from compress.pipeline.config import PipelineCfg, load_pipeline
 from compress.pipeline.quantize_stage import QuantizeStage
@@ -48,6 +65,8 @@ STAGES: list[Stage] = [
 
 STATE = "pipeline.json"
 SUMMARY = "summary.json"
+REPORT = "report"  # the symlink to the published report set
+REPORT_FILES = [SUMMARY, "report.md", "report.html", "figures"]  # top-level links into report/
 
 
 def _read_state(run_dir: Path) -> dict[str, Any] | None:
@@ -131,9 +150,12 @@ def _run_locked(
     run.set("pipeline", cfg.model_dump(mode="json"))
     enabled = [s for s in STAGES if s.enabled(cfg)]
     t_all = time.perf_counter()
+    gen: Path | None = None  # the report set being written (published after the last stage)
     try:
         for i, st in enumerate(enabled, 1):
-            if st.name == "check":
+            if st.name == "check":  # the check stage gates the summary of this run, not the published one
+                gen = new_generation(run_dir / REPORT)
+                ctx.report_dir = gen
                 write_summary(ctx, devices)
             upstream = {n: ctx.records[n]["key"] for n in st.needs if n in ctx.records}
             conf = st.config(cfg)
@@ -159,11 +181,19 @@ def _run_locked(
             state["stages"][st.name] = {"key": key, "cached": False, "seconds": secs}
             ctx.log(f"  [dim]done in {secs:.1f} s[/dim]")
         state["stage"] = None
+        if gen is None:
+            gen = new_generation(run_dir / REPORT)
+            ctx.report_dir = gen
         summary = write_summary(ctx, devices)
         from compress.pipeline.report import write_report
 
         ctx.log("writing the report")
-        report = write_report(ctx, summary)
+        report = {k: run_dir / v.relative_to(gen) for k, v in write_report(ctx, summary, out=gen).items()}
+        hooks.fire("pipeline.report", step="staged", run_dir=run_dir)
+        publish_generation(run_dir / REPORT, gen)  # the one rename that makes the new set visible
+        hooks.fire("pipeline.report", step="swapped", run_dir=run_dir)
+        link_aliases(run_dir / REPORT, REPORT_FILES)
+        hooks.fire("pipeline.report", step="linked", run_dir=run_dir)
     except BaseException as err:
         state["status"] = "failed"
         state["usage_error"] = isinstance(err, UsageError)  # the YAML must change anyway: no --resume needed
@@ -177,13 +207,14 @@ def _run_locked(
         status="done",
         finished=now_iso(),
         seconds=round(time.perf_counter() - t_all, 1),
-        summary_sha256=sha256_file(run_dir / SUMMARY),
+        report=gen.name,
+        summary_sha256=sha256_file(gen / SUMMARY),
     )
     atomic_write_json(run_dir / STATE, state)
     if "search" in ctx.records or "train" in ctx.records:
         run.add_input("supernet", supernet_path(ctx))
     run.set("stages", state["stages"])
-    for name in ("summary.json", "report.md", "report.html"):
+    for name in REPORT_FILES[:3]:
         if (run_dir / name).is_file():
             run.add_output(run_dir / name)
     run.save_manifest()
@@ -278,5 +309,5 @@ def write_summary(ctx: Context, devices: list[dict[str, Any]]) -> dict[str, Any]
     if q := summary_section(ctx):  # fp32 vs quantized per runtime (the max_quant_drop gate reads it)
         s["quantization"] = q
     s["devices"] = [d["name"] for d in devices]
-    atomic_write_json(ctx.run_dir / SUMMARY, s)
+    atomic_write_json((ctx.report_dir or ctx.run_dir) / SUMMARY, s)
     return s
