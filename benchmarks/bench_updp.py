@@ -54,7 +54,7 @@ from compress.prune.updp.candidates import chain_of, find_candidates, set_module
 from compress.prune.updp.latency import BlockItem, MeasuredBlockLatency  # noqa: E402
 from compress.prune.updp.linearize import NormSwapStep  # noqa: E402
 from compress.prune.updp.measure import count_macs, logits, recalibrate_bn, top1  # noqa: E402
-from compress.prune.updp.progressive import TrainConfig, train_progressive  # noqa: E402
+from compress.prune.updp.progressive import ProgressiveConfig, train_progressive  # noqa: E402
 from compress.prune.updp.proxy import _kl, proxy_scorer  # noqa: E402
 from compress.prune.updp.select import SearchConfig, select_blocks  # noqa: E402
 from compress.prune.updp.surgery import insert_pruned, merged_copy  # noqa: E402
@@ -76,7 +76,7 @@ def train_base(model: nn.Module, ds, *, epochs: int, lr: float, seed: int, cache
         model.load_state_dict(load_file(str(cache)))
         log(f"base weights from {cache}")
         return
-    cfg = TrainConfig(epochs=epochs, batch_size=128, lr=lr, kd_weight=0.0, seed=seed, augment=True)
+    cfg = ProgressiveConfig(epochs=epochs, batch_size=128, lr=lr, kd_weight=0.0, seed=seed, augment=True)
     train_progressive(model, None, ds.train, config=cfg)
     if cache is not None:
         from compress.core.runs import atomic_path
@@ -102,7 +102,9 @@ def convnext_subnet(seed: int):
     return cfg, net.export_active()
 
 
-def finetune_merged(base: nn.Module, teacher: nn.Module, forms: dict[str, str], ds, config: TrainConfig) -> nn.Module:
+def finetune_merged(
+    base: nn.Module, teacher: nn.Module, forms: dict[str, str], ds, config: ProgressiveConfig
+) -> nn.Module:
     """The blocks in ``forms`` put in pruned form (swapped norms re-estimated), trained with ``config``
     (progressive λ or constant) and KD from ``teacher``, then merged into their forms."""
     st = copy.deepcopy(base)
@@ -270,7 +272,9 @@ def run_model(
                 teacher,
                 forms,
                 ds,
-                TrainConfig(epochs=ft_epochs, batch_size=128, lr=5e-4, schedule=schedule, seed=seed, augment=True),
+                ProgressiveConfig(
+                    epochs=ft_epochs, batch_size=128, lr=5e-4, schedule=schedule, seed=seed, augment=True
+                ),
             )
             row[f"top1_{variant}"] = top1(merged, ds.test.images, ds.test.labels)
             models[variant] = merged
@@ -281,7 +285,7 @@ def run_model(
                 dropped,
                 teacher,
                 ds.train,
-                config=TrainConfig(epochs=ft_epochs, batch_size=128, lr=5e-4, seed=seed, augment=True),
+                config=ProgressiveConfig(epochs=ft_epochs, batch_size=128, lr=5e-4, seed=seed, augment=True),
             )
             row[f"top1_{variant}"] = top1(dropped, ds.test.images, ds.test.labels)
             models[variant] = dropped
@@ -360,7 +364,10 @@ def lite0_part(
     st = copy.deepcopy(base)
     insert_pruned(st, names, lam=0.0)
     train_progressive(
-        st, copy.deepcopy(base).eval(), ds.train, config=TrainConfig(epochs=ep, batch_size=128, lr=5e-4, seed=seed)
+        st,
+        copy.deepcopy(base).eval(),
+        ds.train,
+        config=ProgressiveConfig(epochs=ep, batch_size=128, lr=5e-4, seed=seed),
     )
     merged = merged_copy(st, {n: "dense" for n in names})
     out["fmnist_pruned_blocks"] = names

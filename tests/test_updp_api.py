@@ -10,7 +10,7 @@ import torch
 
 from compress.core.errors import UsageError
 from compress.prune.updp.latency import MacsBlockLatency
-from compress.prune.updp.progressive import TrainConfig, kd_loss, lambda_at, train_progressive
+from compress.prune.updp.progressive import ProgressiveConfig, kd_loss, lambda_at, train_progressive
 from compress.prune.updp.select import BlockDecision, SearchConfig, decide, select_blocks
 
 torch.set_num_threads(1)
@@ -121,7 +121,7 @@ def test_kd_loss_and_training_path_ramps_lambda():
         student,
         teacher,
         ds.train,
-        config=TrainConfig(epochs=2, batch_size=32, ramp_share=0.5),
+        config=ProgressiveConfig(epochs=2, batch_size=32, ramp_share=0.5),
         progress=lambda step, total, rec: calls.append(rec),
     )
     lams = [r["lambda"] for r in res["trace"]]
@@ -154,8 +154,8 @@ def test_candidates_listing_and_no_candidates_error(tmp_path):
 
 def test_api_end_to_end_reloads(tmp_path):
     from compress.models import load_model
+    from compress.nn.evaluate import top1
     from compress.prune import prune
-    from compress.prune.updp.measure import top1
 
     r = prune(
         method="updp",
@@ -197,7 +197,7 @@ def test_api_end_to_end_reloads(tmp_path):
     from compress.data import load_dataset
 
     ds = load_dataset("digits", image_size=32, channels=1, seed=3)
-    assert abs(top1(lm.module, ds.test.images, ds.test.labels) - r["top1_after"]) < 1e-9
+    assert abs(100 * top1(lm.module, ds.test.images, ds.test.labels) - r["top1_after"]) < 1e-9
     assert json.loads((tmp_path / "run" / "result.json").read_text())["pruned_blocks"] == r["pruned_blocks"]
     assert (tmp_path / "run" / "manifest.json").is_file()
 

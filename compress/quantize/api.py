@@ -210,7 +210,10 @@ def _logits(runtime: str, path: Path, images: np.ndarray, *, batch: int | None, 
 
 
 def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return round(100.0 * float((logits.argmax(1) == labels).mean()), 4)
+    """Top-1 in percent, rounded to 4 decimals: the unit quantization reports and ``max_drop`` uses."""
+    from compress.nn.evaluate import top1_of_logits
+
+    return round(100.0 * top1_of_logits(logits, labels), 4)
 
 
 def _time(runtime: str, fp32: Path, quant: Path, x: np.ndarray, cfg: QuantizeConfig, work: Path) -> dict[str, Any]:

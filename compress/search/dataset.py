@@ -139,18 +139,17 @@ class SubnetEvaluator:
         return recalibrate_bn(static, cfg, self.data.calib_images, batch_size=256)
 
     def top1(self, cfg: Any) -> float:
-        import torch
-
+        """Measured top-1 (fraction) of ``cfg`` on the validation images, resized to its resolution."""
+        from compress.nn.evaluate import top1
         from compress.supernet import resize_input
 
-        model = self.export(cfg)
-        correct = 0
-        n = len(self.data.val_labels)
-        with torch.no_grad():
-            for i in range(0, n, self.batch_size):
-                x = resize_input(self.data.val_images[i : i + self.batch_size], cfg.resolution)
-                correct += int((model(x).argmax(1) == self.data.val_labels[i : i + self.batch_size]).sum())
-        return correct / max(1, n)
+        return top1(
+            self.export(cfg),
+            self.data.val_images,
+            self.data.val_labels,
+            batch_size=self.batch_size,
+            transform=lambda x: resize_input(x, cfg.resolution),
+        )
 
 
 def planned_genes(space: Any, n: int, *, seed: int) -> list[tuple[int, ...]]:

@@ -3,7 +3,8 @@
 Weight sharing leaves each subnet with running statistics that belong to other subnets; before
 evaluating a subnet its BN statistics are re-estimated on a calibration split: statistics are
 reset, then a cumulative average (momentum None) is taken over the calibration batches in train
-mode without gradients.
+mode without gradients. This module adds what a supernet needs (the active subnet, its resolution,
+the active slices of shared statistics) to the one implementation, :mod:`compress.nn.bn`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import torch.nn as nn
 from compress.core.errors import UsageError
 
 
-@torch.no_grad()
 def recalibrate_bn(
     model: nn.Module,
     cfg: Any = None,
@@ -30,8 +30,10 @@ def recalibrate_bn(
     ``model`` is a :class:`~compress.supernet.base.Supernet` (``cfg`` is set active first; only the
     active slices of the shared statistics change; call it on ``net.export_active()`` to keep the
     supernet untouched) or any static module (``cfg`` optional, used only for the resolution).
-    Images are resized to the config's resolution.
+    Images are resized to the config's resolution. The work is :func:`compress.nn.bn.recalibrate_bn`
+    (whole model in train mode, as OFA).
     """
+    from compress.nn.bn import recalibrate_bn as recalibrate
     from compress.supernet.base import Supernet, resize_input
 
     if calib_images is None or len(calib_images) == 0:
@@ -44,28 +46,14 @@ def recalibrate_bn(
         resolution = model.active.resolution
     elif cfg is not None:
         resolution = getattr(cfg, "resolution", None)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.training) for m in bns]
-    was_training = model.training
-    active_ch = _active_channels(model) if isinstance(model, Supernet) else {}
-    for m in bns:
-        c = active_ch.get(id(m), m.num_features)
-        m.running_mean[:c].zero_()
-        m.running_var[:c].fill_(1.0)
-        m.num_batches_tracked.zero_()
-        m.momentum = None
-    model.train()
-    dev = next(model.parameters()).device
-    try:
-        for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].to(dev)
-            if resolution is not None:
-                x = resize_input(x, resolution)
-            model(x)
-    finally:
-        for m, (mom, _) in zip(bns, saved):
-            m.momentum = mom
-        model.train(was_training)
+    recalibrate(
+        model,
+        images,
+        batch_size=batch_size,
+        mode="train",
+        channels=_active_channels(model) if isinstance(model, Supernet) else None,
+        transform=None if resolution is None else (lambda x: resize_input(x, resolution)),
+    )
     return model.eval()
 
 

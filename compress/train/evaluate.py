@@ -13,20 +13,6 @@ from compress.core.errors import UsageError
 from compress.train import net as netapi
 
 
-def accuracy(model, split, *, batch_size: int = 500) -> float:
-    import torch
-
-    model.eval()
-    correct = 0
-    dev = next(model.parameters()).device
-    with torch.no_grad():
-        for i in range(0, len(split), batch_size):
-            x = split.images[i : i + batch_size].to(dev)
-            pred = netapi.forward(model, x).argmax(1).cpu()
-            correct += int((pred == split.labels[i : i + batch_size].cpu()).sum())
-    return correct / max(1, len(split))
-
-
 def parse_subnets(spec: str, space: Any, *, seed: int = 0, kernel: str = "all") -> list[tuple[str, Any]]:
     """``min``, ``max``, ``random:N`` (seeded), or a path to a JSON file holding a config
     (``subnet.json`` from ``compress search``: its ``config`` key; or a bare config / list of them)."""
@@ -73,15 +59,20 @@ def eval_subnets(
     supernet, space, configs: list[tuple[str, Any]], *, split, calib, recal_batch: int = 256
 ) -> list[dict]:
     """Per subnet: set active, recalibrate BN on ``calib`` images, top-1 on ``split``; the supernet is untouched."""
+    from compress.nn.evaluate import top1
+    from compress.supernet import recalibrate_bn, resize_input
+
     net = copy.deepcopy(supernet)
     rows = []
     for label, cfg in configs:
         net.set_active(cfg)
-        netapi.recalibrate(net, calib.images, batch_size=recal_batch)
-        top1 = accuracy(net, split)
+        recalibrate_bn(net, None, calib.images, batch_size=recal_batch)
+        acc = top1(
+            net, split.images, split.labels, batch_size=500, transform=lambda x: resize_input(x, net.active.resolution)
+        )
         cost = space.count(cfg)
         rows.append(
-            {"name": label, "config": cfg.to_dict(), "top1": top1, "params": int(cost.params), "macs": int(cost.macs)}
+            {"name": label, "config": cfg.to_dict(), "top1": acc, "params": int(cost.params), "macs": int(cost.macs)}
         )
     return rows
 

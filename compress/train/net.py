@@ -112,15 +112,6 @@ def reorganize(net) -> None:
     fn()
 
 
-def recalibrate(net, images, *, batch_size: int = 256) -> None:
-    """Reset and re-estimate the active subnet's BN statistics on ``images`` (compress.supernet.bn)."""
-    from compress.supernet import recalibrate_bn
-
-    was = net.training
-    recalibrate_bn(net, None, images, batch_size=batch_size)
-    net.train(was)
-
-
 def save(net, path, *, meta: dict, fp16: bool = False):
     """Write the supernet checkpoint (compress.supernet's safetensors + JSON header)."""
     from compress.supernet import save_checkpoint

@@ -23,6 +23,16 @@ def cosine_lr(t: int, total_steps: int, eta0: float, *, min_lr: float = 0.0, war
     return max(min_lr, lr)
 
 
+def cosine_factor(t: int, total_steps: int) -> float:
+    """The cosine multiplier ``1/2 (1 + cos(pi min(1, t / T)))`` for ``torch.optim.lr_scheduler.LambdaLR``.
+
+    The same curve as :func:`cosine_lr` with ``eta0 = 1``, written as a factor of the optimiser's
+    base LR (UPDP's progressive training); its rounding (``pi * (t / T)``) is kept so that runs and
+    their saved scheduler states repeat bit for bit. ``T`` below 1 counts as 1.
+    """
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, t / max(1, total_steps))))
+
+
 @dataclass(frozen=True)
 class DepsSchedule:
     """Step boundaries and β of DεpS (§2.3/§2.4).

@@ -28,19 +28,9 @@ def _log(progress: bool | Callable[[str], None], msg: str) -> None:
 
 
 def _load(ref: str, *, weights: str | None, subnet: str | None, info, image_size: int | None):
-    from compress.models import load_model
-    from compress.models.pyfile import split_ref
+    from compress.models.dataset import load_for_dataset
 
-    opts: dict[str, Any] = {"num_classes": info.num_classes}
-    if ref.startswith("timm:") or split_ref(ref) is not None:
-        opts.update(in_chans=info.channels, image_size=image_size or max(32, info.native_size))
-    elif ref == "efficientnet-lite0":
-        opts.update(image_size=image_size or max(32, info.native_size))
-    if weights:
-        opts["weights"] = weights
-    if subnet:
-        opts["subnet"] = subnet
-    return load_model(ref, **opts)
+    return load_for_dataset(ref, info, weights=weights, subnet=subnet, image_size=image_size)
 
 
 def _campaigns(latency, items, repeats: int) -> tuple[list[dict[str, float]], bool]:
@@ -178,12 +168,13 @@ def prune_updp(
     from compress.core.runs import RunDir
     from compress.data import dataset_info, load_dataset
     from compress.models import LoadedModel, save_model_dir
+    from compress.nn.evaluate import top1
     from compress.prune.updp.candidates import find_candidates
     from compress.prune.updp.graph import fold_reparameterizable
     from compress.prune.updp.latency import MeasuredBlockLatency, TableBlockLatency
     from compress.prune.updp.linearize import NormSwapStep
-    from compress.prune.updp.measure import count_macs, count_params, logits, recalibrate_bn, top1
-    from compress.prune.updp.progressive import TrainConfig, train_progressive
+    from compress.prune.updp.measure import count_macs, count_params, logits, recalibrate_bn
+    from compress.prune.updp.progressive import ProgressiveConfig, train_progressive
     from compress.prune.updp.proxy import proxy_scorer, supernet_scorer
     from compress.prune.updp.select import SearchConfig, select_blocks
     from compress.prune.updp.surgery import insert_pruned, merged_copy
@@ -311,13 +302,13 @@ def prune_updp(
         )
 
     # -- progressive training --------------------------------------------------------------------
-    top1_before = top1(base, ds.test.images, ds.test.labels)
+    top1_before = 100 * top1(base, ds.test.images, ds.test.labels)
     student = copy.deepcopy(base)
     insert_pruned(student, list(sel.mask), lam=0.0)
     swaps = [m for m in student.modules() if isinstance(m, NormSwapStep)]
     if swaps:
         recalibrate_bn(student, ds.calib.images, only=swaps)  # warm up the new BN statistics
-    cfg = TrainConfig(
+    cfg = ProgressiveConfig(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -338,13 +329,13 @@ def prune_updp(
 
     train = train_progressive(student, teacher_mod, ds.train, config=cfg, ckpt_dir=ck, progress=prog)
     student.eval()
-    top1_lambda1 = top1(student, ds.test.images, ds.test.labels)
+    top1_lambda1 = 100 * top1(student, ds.test.images, ds.test.labels)
 
     # -- merge and check -------------------------------------------------------------------------
     forms = {n: by_name[n].form for n in sel.mask}
     merged = merged_copy(student, forms)
     exact = _exactness(student, merged, ds.test.images[:64], lm.input_shape, seed)
-    top1_after = top1(merged, ds.test.images, ds.test.labels)
+    top1_after = 100 * top1(merged, ds.test.images, ds.test.labels)
     macs_before, macs_after = count_macs(base, lm.input_shape), count_macs(merged, lm.input_shape)
     pred_after = base_ms - sum(by_name[n].saving_ms for n in sel.mask)
     measured = None

@@ -1,4 +1,7 @@
-"""MACs and parameter counts (torch's FlopCounterMode; MACs = FLOPs / 2) and top-1 evaluation."""
+"""MACs and parameter counts (torch's FlopCounterMode; MACs = FLOPs / 2), logits and UPDP's BN recalibration settings.
+
+Top-1 is :func:`compress.nn.evaluate.top1` (a fraction; UPDP reports it in percent).
+"""
 
 from __future__ import annotations
 
@@ -24,18 +27,6 @@ def count_params(module: nn.Module) -> int:
 
 
 @torch.no_grad()
-def top1(module: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy in percent (eval mode)."""
-    was = module.training
-    module.eval()
-    correct = 0
-    for i in range(0, len(labels), batch_size):
-        correct += int((module(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum())
-    module.train(was)
-    return 100.0 * correct / max(1, len(labels))
-
-
-@torch.no_grad()
 def logits(module: nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
     was = module.training
     module.eval()
@@ -44,28 +35,12 @@ def logits(module: nn.Module, images: torch.Tensor, *, batch_size: int = 256) ->
     return out
 
 
-@torch.no_grad()
 def recalibrate_bn(
     module: nn.Module, images: torch.Tensor, *, batch_size: int = 128, only: list[nn.Module] | None = None
 ) -> None:
-    """Re-estimate BatchNorm running statistics (cumulative average) on ``images``.
+    """UPDP's settings for :func:`compress.nn.bn.recalibrate_bn`: only the BN layers run in train
+    mode (stochastic depth and dropout stay off), batches of 128; ``only`` restricts the reset to the
+    BN layers inside these modules (e.g. the pruned blocks)."""
+    from compress.nn.bn import recalibrate_bn as recalibrate
 
-    ``only``: restrict to the BN layers inside these modules (e.g. the pruned blocks).
-    """
-    scope = only if only is not None else [module]
-    bns = [m for s in scope for m in s.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    saved = {id(b): b.momentum for b in bns}
-    for b in bns:
-        b.reset_running_stats()
-        b.momentum = None
-    was = module.training
-    module.eval()
-    for b in bns:
-        b.train()
-    for i in range(0, len(images), batch_size):
-        module(images[i : i + batch_size])
-    for b in bns:
-        b.momentum = saved[id(b)]
-    module.train(was)
+    recalibrate(module, images, batch_size=batch_size, mode="bn", only=only)

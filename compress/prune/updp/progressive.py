@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from compress.core.errors import UsageError
 from compress.core.runs import atomic_path, atomic_write_json
 from compress.prune.updp.linearize import set_lambda
+from compress.train.schedule import cosine_factor
 
 SCHEDULES = ("linear", "cosine", "step", "constant")
 
@@ -54,7 +55,9 @@ def lambda_at(
 
 
 @dataclass
-class TrainConfig:
+class ProgressiveConfig:
+    """Settings of UPDP's progressive training (stage 3); see the module docstring for the defaults' sources."""
+
     epochs: int = 1
     batch_size: int = 64
     lr: float = 1e-3
@@ -89,7 +92,7 @@ def train_progressive(
     teacher: nn.Module | None,
     train_split,
     *,
-    config: TrainConfig,
+    config: ProgressiveConfig,
     ckpt_dir: str | Path | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict:
@@ -109,9 +112,7 @@ def train_progressive(
     opt = torch.optim.AdamW(
         [p for p in student.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total))))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_factor(s, total))
     if teacher is not None:
         teacher.eval()
         for p in teacher.parameters():
@@ -164,7 +165,9 @@ def train_progressive(
     }
 
 
-def _checkpoint(d: Path, model: nn.Module, opt, sched, cfg: TrainConfig, epoch: int, step: int, trace: list) -> None:
+def _checkpoint(
+    d: Path, model: nn.Module, opt, sched, cfg: ProgressiveConfig, epoch: int, step: int, trace: list
+) -> None:
     from safetensors.torch import save_file
 
     d.mkdir(parents=True, exist_ok=True)
@@ -175,7 +178,7 @@ def _checkpoint(d: Path, model: nn.Module, opt, sched, cfg: TrainConfig, epoch: 
     atomic_write_json(d / "ckpt.json", {"epoch": epoch, "step": step, "trace": trace, "config": asdict(cfg)})
 
 
-def _resume(d: Path, model: nn.Module, opt, sched, cfg: TrainConfig) -> tuple[int, int, list]:
+def _resume(d: Path, model: nn.Module, opt, sched, cfg: ProgressiveConfig) -> tuple[int, int, list]:
     from safetensors.torch import load_file
 
     rec = json.loads((d / "ckpt.json").read_text())
