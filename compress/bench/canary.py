@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compress.core.runs import atomic_path, sha256_file
+from compress.core.runs import atomic_path
 
 CANARY_VERSION = 1
 CANARY_NAME = f"compress-canary-v{CANARY_VERSION}.onnx"
@@ -70,7 +70,3 @@ def canary_onnx(directory: str | Path) -> Path:
         with atomic_path(path) as tmp:
             onnx.save(build_canary_model(), str(tmp))
     return path
-
-
-def canary_sha256(path: str | Path) -> str:
-    return sha256_file(path)

@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from compress.core.config import StrictModel
-from compress.core.errors import UsageError
 
 Aggregation = Literal["sum", "avg", "sqrt"]
 Recipe = Literal["deps", "ofa-ps", "bignas"]
@@ -105,8 +104,3 @@ class TrainConfig(StrictModel):
     def w_s(self) -> float:
         w = float(self.ramp_epochs) if self.ramp_epochs is not None else self.epochs * 5 / 270
         return min(w, self.e_w)
-
-
-def check_epochs(epochs: int) -> None:
-    if epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {epochs}")

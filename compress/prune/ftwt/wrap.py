@@ -20,7 +20,6 @@ The list of sites is recorded (``model.json`` transform ``ftwt-gates``) and repl
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -246,8 +245,3 @@ def predictor_parameters(model: nn.Module) -> list[nn.Parameter]:
 def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
     ids = {id(p) for p in predictor_parameters(model)}
     return [p for p in model.parameters() if id(p) not in ids]
-
-
-def strip_copy(model: nn.Module) -> nn.Module:
-    """A deep copy (for baselines that must not share weights with ``model``)."""
-    return copy.deepcopy(model)

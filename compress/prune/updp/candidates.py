@@ -183,10 +183,6 @@ def chain_of(pruned: nn.Module) -> PrunedChain:
     return pruned.chain if isinstance(pruned, PrunedViTBlock) else pruned
 
 
-def get_module(model: nn.Module, name: str) -> nn.Module:
-    return model.get_submodule(name)
-
-
 def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model

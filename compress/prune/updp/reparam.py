@@ -122,11 +122,6 @@ def identity_conv(channels: int, dtype: torch.dtype = torch.float32) -> tuple[Te
     return torch.eye(channels, dtype=dtype).reshape(channels, channels, 1, 1), torch.zeros(channels, dtype=dtype)
 
 
-def diag_conv(s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """A per-channel affine map ``s⊙x + t`` as a 1x1 conv."""
-    return torch.diag(s).reshape(len(s), len(s), 1, 1), t.clone()
-
-
 def compose_chain(
     ops: list[tuple], in_channels: int, *, residual: bool = False, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, Tensor, int, int]:
