@@ -11,8 +11,18 @@ layer over them. Heavy libraries (torch, onnxruntime, openvino) are imported laz
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+# ``compress.search`` and ``compress.quantize`` are both a subpackage and a public function. Python
+# sets the attribute ``compress.<sub>`` to the subpackage the first time the subpackage is imported,
+# so both (light: a docstring each) are imported here, first; the functions defined below then keep
+# the names for good. Import their submodules with ``from compress.search import api`` (``import
+# compress.search.api as api`` resolves through the attribute and finds the function).
+from compress import (
+    quantize as _quantize_package,  # noqa: F401
+    search as _search_package,  # noqa: F401
+)
+from compress.core.lazy import lazy_attributes, resolve
 
 __version__ = "0.1.0"
 
@@ -31,28 +41,20 @@ _LAZY: dict[str, str] = {
     "validate_latency": "compress.latency.validate:validate",
     "measure_block": "compress.latency.measure:measure_block",
     "bench": "compress.bench.api:bench",
-    "search": "compress.search.api:search",
     "prune_ftwt": "compress.prune.ftwt.api:prune_ftwt",
     "train_supernet": "compress.train:train",
     "TrainConfig": "compress.train.config:TrainConfig",
     "evaluate_supernet": "compress.train.evaluate:evaluate_supernet",
-    "quantize": "compress.quantize.api:quantize",
 }
 
-
-def _register_lazy(name: str, target: str) -> None:
-    _LAZY[name] = target
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'compress' has no attribute '{name}'")
-    mod, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(mod), attr)
-    globals()[name] = value
-    return value
+def search(*args: Any, **kwargs: Any) -> Any:
+    """Search subnets under device latency budgets: :func:`compress.search.api.search` (same options)."""
+    return resolve("compress.search.api:search")(*args, **kwargs)
 
 
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+def quantize(*args: Any, **kwargs: Any) -> Any:
+    """Post-training INT8/FP16 quantization: :func:`compress.quantize.api.quantize` (same options)."""
+    return resolve("compress.quantize.api:quantize")(*args, **kwargs)

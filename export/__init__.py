@@ -11,8 +11,7 @@ Runtimes shared with profiling and benchmarking live in :mod:`compress.export.ru
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from compress.core.lazy import lazy_attributes
 
 _LAZY = {
     "export_model": "compress.export.api:export_model",
@@ -37,16 +36,4 @@ __all__ = sorted(_LAZY)
 # on import. None of them imports torch, onnx or openvino at module level.
 from compress.export import onnx, openvino, tensorrt  # noqa: E402,F401
 
-
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'compress.export' has no attribute '{name}'")
-    mod, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(mod), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -233,7 +233,7 @@ def test_search_table_off_tty_keeps_device_cell_whole():
 def test_infeasible_budget_fails_before_the_predictor(tmp_path, monkeypatch):
     from _search_fixtures import make_checkpoint
 
-    import compress.search.api as api
+    from compress.search import api
 
     ckpt = make_checkpoint(tmp_path / "s.safetensors")
 

@@ -9,25 +9,7 @@ with the drift-controlled timing engine. The backends are plain modules:
 - :mod:`compress.quantize.openvino`: ``nncf.quantize`` on the OpenVINO model, fp16 via ``ov.save_model``;
 - TensorRT: the QDQ ONNX from ONNX Runtime's quantizer, placed in the engine bundle (explicit quantization).
 
-Why this package is a *callable module*: ``compress.quantize`` is both the public function (lazily
-exported from :mod:`compress` like the others) and this package. Importing any submodule
-(``compress.quantize.onnxruntime``) makes Python set the attribute ``compress.quantize`` to the package,
-which would shadow the function; making the package callable keeps ``compress.quantize(...)`` working
-whichever of the two a caller gets.
+``compress.quantize(...)`` is a plain function of :mod:`compress` (which imports this package first
+so that the function keeps the name ``compress.quantize``; see there). Import submodules with
+``from compress.quantize import onnxruntime``.
 """
-
-from __future__ import annotations
-
-import sys
-import types
-from typing import Any
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from compress.quantize.api import quantize
-
-        return quantize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -10,9 +10,7 @@ family registry. Torch-side names are loaded lazily on first access.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from compress.core.lazy import lazy_attributes
 from compress.supernet.families import FAMILIES, Family, family_names, get_space
 from compress.supernet.space import BlockSpec, Cost, SearchSpace, SubnetConfig, make_divisible
 
@@ -34,13 +32,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'compress.supernet' has no attribute '{name}'")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
