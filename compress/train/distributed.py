@@ -12,9 +12,21 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from compress.core.errors import Failure
+
+
+@dataclass
+class Traffic:
+    """Bytes this process sent through collectives during one run, by ring-algorithm cost
+    (all-reduce of N bytes sends 2(S-1)/S N; broadcast of N bytes is counted as N for every rank).
+
+    Each :func:`init` starts a fresh count, so a second ``train()`` in the same process reports
+    its own bytes, not the sum of both runs.
+    """
+
+    bytes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,7 @@ class Dist:
     local_rank: int = 0
     device: str = "cpu"
     restart: int = 0  # TORCHELASTIC_RESTART_COUNT: > 0 after a worker failure
+    sent: Traffic = field(default_factory=Traffic, compare=False)  # this run's collective traffic
 
     @property
     def main(self) -> bool:
@@ -82,20 +95,18 @@ def shutdown() -> None:
 
 LAUNCHED_ENV = "COMPRESS_TRAIN_LAUNCHED"  # set for workers started by `compress train --nproc K`
 
-# Bytes this process sent through collectives, by ring-algorithm cost (all-reduce of N bytes sends
-# 2(S-1)/S N; broadcast of N bytes is counted as N for every rank). Read by the benchmarks.
-SENT = {"bytes": 0.0}
 
-
-def all_reduce_mean(tensors: list, world: int) -> None:
-    """Average a list of tensors over ranks in one flattened collective (no-op for one process)."""
+def all_reduce_mean(tensors: list, world: int, *, sent: Traffic | None = None) -> None:
+    """Average a list of tensors over ranks in one flattened collective (no-op for one process);
+    the bytes sent are added to ``sent`` (the run's :attr:`Dist.sent`)."""
     if world <= 1 or not tensors:
         return
     import torch
     import torch.distributed as dist
 
     flat = torch.cat([t.reshape(-1) for t in tensors])
-    SENT["bytes"] += 2 * (world - 1) / world * flat.numel() * flat.element_size()
+    if sent is not None:
+        sent.bytes += 2 * (world - 1) / world * flat.numel() * flat.element_size()
     dist.all_reduce(flat)
     flat.div_(world)
     off = 0
@@ -105,14 +116,15 @@ def all_reduce_mean(tensors: list, world: int) -> None:
         off += n
 
 
-def broadcast_state(module, src: int = 0) -> None:
-    """Make every rank hold rank ``src``'s parameters and buffers."""
+def broadcast_state(module, src: int = 0, *, sent: Traffic | None = None) -> None:
+    """Make every rank hold rank ``src``'s parameters and buffers (bytes added to ``sent``)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
         return
     for t in [*module.parameters(), *module.buffers()]:
-        SENT["bytes"] += t.numel() * t.element_size()
+        if sent is not None:
+            sent.bytes += t.numel() * t.element_size()
         dist.broadcast(t.data, src)
 
 

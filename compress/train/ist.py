@@ -38,17 +38,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compress.core.errors import UsageError
-from compress.core.runs import atomic_write_json
 from compress.train import distributed, net as netapi
-from compress.train.checkpoint import Checkpointer, rng_state
 from compress.train.config import TrainConfig
-from compress.train.metrics import MetricsLog, plot_curves
+from compress.train.core import SUPERNET_FILE, TrainResult, TrainRun, augment, check_inputs, sgd
 from compress.train.schedule import cosine_lr, step_seed
 
 
@@ -163,57 +160,58 @@ def _rescale_hooks(net, layout, factor: float) -> list:
     return handles
 
 
-def train_ist(cfg: TrainConfig, *, resume: bool = False, progress: bool = True):
+def train_ist(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """IST training of the full model; writes the same run-dir files as :func:`compress.train.loop.train`."""
-    import torch
-    import torch.nn.functional as F
-
-    from compress.data import Batches
-    from compress.train.evaluate import eval_subnets
-    from compress.train.loop import SUPERNET_FILE, TrainResult, _augment, _param_groups, check_inputs, prepare
-
     check_inputs(cfg)
     d = distributed.init(cfg.device)
     if d.world < 2:
         raise UsageError("--strategy ist needs at least 2 processes (--nproc 2 or torchrun)")
-    t0 = time.perf_counter()
-    out = Path(cfg.out)
-    space, data = prepare(cfg)
-    narrow = ist_config(space, d.world)
-    gb = cfg.batch_size * d.world
-    per_epoch = len(data.train) // gb
-    if per_epoch < 1:
-        raise UsageError(f"the training split has {len(data.train)} images, fewer than one global batch of {gb}")
-    total = cfg.epochs * per_epoch
-    stop = min(total, cfg.max_steps or total)
-    R = cfg.ist_rounds_iters
-    net = netapi.build(space, seed=cfg.seed).to(d.device)
-    layout = hidden_layout(net)
-    ck = Checkpointer(out, keep=cfg.keep_checkpoints)
-    log = MetricsLog(out / "metrics.jsonl", enabled=d.main)
-    step = 0
-    if resume or d.restart > 0:
-        saved = ck.load()
-        if saved is not None:
-            net.load_state_dict(saved["model"])
-            step = int(saved["state"]["step"])
-            log.truncate(step)
-    elif ck.latest() is not None:
-        raise UsageError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
-    comm = Comm()
-    net.train()
-    compute_s = 0.0
-    eval_s = 0.0
-    last_eval_epoch = step // per_epoch
-    ft_start = max(0, total - int(round(cfg.ist_finetune_epochs * per_epoch)))
-    local_lr = cfg.base_lr * cfg.ist_lr_scale
-    ft_opt = None
+    run = TrainRun.start(cfg, d, t0=time.perf_counter())
+    ist = _Ist(run, resume=resume)
+    ist.fit()
+    return ist.finish()
 
-    def local_batch(step: int):
-        epoch, b = divmod(step, per_epoch)
-        x, y = _batch(data.train, gb, cfg.seed, epoch, b, Batches)
+
+class _Ist:
+    """IST rounds, then the optional data-parallel fine-tune, over one :class:`~compress.train.core.TrainRun`."""
+
+    def __init__(self, run: TrainRun, *, resume: bool) -> None:
+        cfg, d = run.cfg, run.d
+        self.run, self.cfg, self.d = run, cfg, d
+        self.narrow = ist_config(run.space, d.world)
+        self.net = netapi.build(run.space, seed=cfg.seed).to(d.device)
+        self.layout = hidden_layout(self.net)
+        self.step = 0
+        saved = run.load_checkpoint(resume)
+        if saved is not None:
+            self.net.load_state_dict(saved["model"])
+            self.step = int(saved["state"]["step"])
+        self.comm = Comm()
+        self.net.train()
+        self.compute_s = 0.0
+        self.last_eval_epoch = self.step // run.steps_per_epoch
+        self.ft_start = max(0, run.total - int(round(cfg.ist_finetune_epochs * run.steps_per_epoch)))
+        self.local_lr = cfg.base_lr * cfg.ist_lr_scale
+        self.ft_opt = None
+
+    def fit(self) -> None:
+        while self.step < self.run.stop:
+            if self.step >= self.ft_start:  # the full-model data-parallel fine-tune (gradients averaged every step)
+                self._finetune_step()
+            else:
+                self._round()
+
+    def _local_batch(self, step: int):
+        """This rank's slice of global batch ``step`` (same order and augmentation as the data-parallel loop)."""
+        import torch
+
+        from compress.data import Batches
+
+        cfg, d = self.cfg, self.d
+        epoch, b = divmod(step, self.run.steps_per_epoch)
+        x, y = _batch(self.run.data.train, self.run.global_batch, cfg.seed, epoch, b, Batches)
         if cfg.augment:
-            x = _augment(x, step_seed(cfg.seed, step, -1))
+            x = augment(x, step_seed(cfg.seed, step, -1))
         torch.manual_seed(step_seed(cfg.seed, step, -100 - d.rank))
         return (
             epoch,
@@ -221,187 +219,146 @@ def train_ist(cfg: TrainConfig, *, resume: bool = False, progress: bool = True):
             y[d.rank * cfg.batch_size : (d.rank + 1) * cfg.batch_size],
         )
 
-    def after_steps(round_end: bool) -> None:
-        """Evaluation at epoch ends and checkpoints (same cadence as before, in both phases)."""
-        nonlocal last_eval_epoch, eval_s
-        ep_now = step // per_epoch
-        if cfg.eval_every_epochs and ep_now > last_eval_epoch and ep_now % cfg.eval_every_epochs == 0 and step < stop:
-            last_eval_epoch = ep_now
-            if d.main:
-                te = time.perf_counter()
-                rows_e = eval_subnets(net, space, [("max", space.max_config())], split=data.val, calib=data.calib)
-                eval_s += time.perf_counter() - te
-                log.write(
-                    {
-                        "kind": "eval",
-                        "step": step,
-                        "epoch": ep_now,
-                        "split": "val",
-                        "train_s": time.perf_counter() - t0 - eval_s,
-                        "top1": {r["name"]: r["top1"] for r in rows_e},
-                        "bytes_sent": comm.sent_bytes,
-                    }
-                )
-                net.train()
-            distributed.barrier()
-        every = R if step < ft_start else 1
-        if round_end and ((step // every) % max(1, cfg.checkpoint_every // every) == 0 or step >= stop):
-            if d.main:
-                ck.save(
-                    {
-                        "model": net.state_dict(),
-                        "state": {"step": step, "epoch": step // per_epoch, "batch": 0, "flags": {}},
-                        "rng": rng_state(),
-                        "config": cfg.model_dump_json(),
-                    },
-                    step,
-                )
-            distributed.barrier()
+    def _log_train(self, epoch: int, phase: str, lr: float, loss) -> None:
+        if self.step % self.cfg.log_every == 0:
+            self.run.log.write(
+                {
+                    "kind": "train",
+                    "step": self.step,
+                    "epoch": epoch,
+                    "phase": phase,
+                    "lr": lr,
+                    "beta": 0.0,
+                    "loss": {"max": float(loss)},
+                    "bytes_sent": self.comm.sent_bytes,
+                }
+            )
 
-    while step < stop:
-        if step >= ft_start:  # the full-model data-parallel fine-tune (gradients averaged every step)
-            if ft_opt is None:
-                net.set_active(space.max_config())
-                ft_opt = torch.optim.SGD(
-                    _param_groups(net, cfg.weight_decay),
-                    lr=cfg.base_lr,
-                    momentum=cfg.momentum,
-                    nesterov=cfg.nesterov and cfg.momentum > 0,
-                )
-            tc = time.perf_counter()
-            epoch, x, y = local_batch(step)
-            lr = cosine_lr(step, total, cfg.base_lr * d.world, min_lr=cfg.min_lr)
-            for g in ft_opt.param_groups:
-                g["lr"] = lr
-            loss = F.cross_entropy(netapi.forward(net, x), y, label_smoothing=cfg.label_smoothing)
-            ft_opt.zero_grad(set_to_none=False)
-            loss.backward()
-            grads = [p.grad for p in net.parameters() if p.grad is not None]
-            before_b = distributed.SENT["bytes"]
-            distributed.all_reduce_mean(grads, d.world)
-            comm.sent_bytes += distributed.SENT["bytes"] - before_b
-            ft_opt.step()
-            step += 1
-            compute_s += time.perf_counter() - tc
-            if step % cfg.log_every == 0:
-                log.write(
-                    {
-                        "kind": "train",
-                        "step": step,
-                        "epoch": epoch,
-                        "phase": "finetune",
-                        "lr": lr,
-                        "beta": 0.0,
-                        "loss": {"max": float(loss)},
-                        "bytes_sent": comm.sent_bytes,
-                    }
-                )
-            after_steps(step % per_epoch == 0 or step >= stop or step % cfg.checkpoint_every == 0)
-            continue
-        rnd = step // R
-        rng = np.random.default_rng(step_seed(cfg.seed, rnd, -7))
+    def _after_steps(self, round_end: bool) -> None:
+        """Evaluation at epoch ends and checkpoints (same cadence as before, in both phases)."""
+        run, cfg, step = self.run, self.cfg, self.step
+        ep_now = step // run.steps_per_epoch
+        every_ep = cfg.eval_every_epochs
+        if every_ep and ep_now > self.last_eval_epoch and ep_now % every_ep == 0 and step < run.stop:
+            self.last_eval_epoch = ep_now
+            if self.d.main:
+                rows = run.evaluate(self.net, [("max", run.space.max_config())])
+                run.log_eval(rows, step=step, epoch=ep_now, bytes_sent=self.comm.sent_bytes)
+                self.net.train()
+            distributed.barrier()
+        every = cfg.ist_rounds_iters if step < self.ft_start else 1
+        if round_end and ((step // every) % max(1, cfg.checkpoint_every // every) == 0 or step >= run.stop):
+            state = {"step": step, "epoch": step // run.steps_per_epoch, "batch": 0, "flags": {}}
+            run.save_checkpoint({"model": self.net.state_dict(), "state": state}, step)
+
+    def _finetune_step(self) -> None:
+        """One full-model step with gradients averaged over the ranks (as DDP)."""
+        import torch.nn.functional as F
+
+        run, cfg, d, net = self.run, self.cfg, self.d, self.net
+        if self.ft_opt is None:
+            net.set_active(run.space.max_config())
+            self.ft_opt = sgd(net, cfg, cfg.base_lr)
+        tc = time.perf_counter()
+        epoch, x, y = self._local_batch(self.step)
+        lr = cosine_lr(self.step, run.total, cfg.base_lr * d.world, min_lr=cfg.min_lr)
+        for g in self.ft_opt.param_groups:
+            g["lr"] = lr
+        loss = F.cross_entropy(netapi.forward(net, x), y, label_smoothing=cfg.label_smoothing)
+        self.ft_opt.zero_grad(set_to_none=False)
+        loss.backward()
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        before_b = d.sent.bytes
+        distributed.all_reduce_mean(grads, d.world, sent=d.sent)
+        self.comm.sent_bytes += d.sent.bytes - before_b
+        self.ft_opt.step()
+        self.step += 1
+        self.compute_s += time.perf_counter() - tc
+        self._log_train(epoch, "finetune", lr, loss)
+        step = self.step
+        self._after_steps(step % run.steps_per_epoch == 0 or step >= run.stop or step % cfg.checkpoint_every == 0)
+
+    def _partition(self) -> tuple[list[dict[int, np.ndarray]], dict[int, np.ndarray]]:
+        """This round's chunks of every block's hidden channels per rank, and this rank's permutation."""
+        d = self.d
+        rng = np.random.default_rng(step_seed(self.cfg.seed, self.step // self.cfg.ist_rounds_iters, -7))
         parts: list[dict[int, np.ndarray]] = [{} for _ in range(d.world)]
-        for bi, n, _ in layout:
+        for bi, n, _ in self.layout:
             for r, chunk in enumerate(partition(n, d.world, rng)):
                 parts[r][bi] = chunk
         perms = {
             bi: np.concatenate([parts[d.rank][bi], np.setdiff1d(np.arange(n), parts[d.rank][bi])])
-            for bi, n, _ in layout
+            for bi, n, _ in self.layout
         }
+        return parts, perms
+
+    def _round(self) -> None:
+        """One IST round: partition, up to R local steps on this rank's narrow subnet, reassembly."""
+        import torch.nn.functional as F
+
+        run, cfg, d, net = self.run, self.cfg, self.d, self.net
+        parts, perms = self._partition()
         before = {k: v.detach().clone() for k, v in (dict(net.named_parameters()) | dict(net.named_buffers())).items()}
         for bi, perm in perms.items():
             net.permute_hidden(bi, perm)
-        net.set_active(narrow)
-        hooks = _rescale_hooks(net, layout, float(d.world)) if cfg.ist_rescale else []
-        opt = torch.optim.SGD(
-            _param_groups(net, cfg.weight_decay),
-            lr=local_lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov and cfg.momentum > 0,
-        )
+        net.set_active(self.narrow)
+        handles = _rescale_hooks(net, self.layout, float(d.world)) if cfg.ist_rescale else []
+        opt = sgd(net, cfg, self.local_lr)
         tc = time.perf_counter()
-        for _ in range(min(R, stop - step, ft_start - step)):
-            epoch, x, y = local_batch(step)
-            lr = cosine_lr(step, total, local_lr, min_lr=cfg.min_lr)
+        for _ in range(min(cfg.ist_rounds_iters, run.stop - self.step, self.ft_start - self.step)):
+            epoch, x, y = self._local_batch(self.step)
+            lr = cosine_lr(self.step, run.total, self.local_lr, min_lr=cfg.min_lr)
             for g in opt.param_groups:
                 g["lr"] = lr
             loss = F.cross_entropy(netapi.forward(net, x), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
-            if step % cfg.log_every == 0:
-                log.write(
-                    {
-                        "kind": "train",
-                        "step": step,
-                        "epoch": epoch,
-                        "phase": "ist",
-                        "lr": lr,
-                        "beta": 0.0,
-                        "loss": {"max": float(loss)},
-                        "bytes_sent": comm.sent_bytes,
-                    }
-                )
-        compute_s += time.perf_counter() - tc
-        for h in hooks:
+            self.step += 1
+            self._log_train(epoch, "ist", lr, loss)
+        self.compute_s += time.perf_counter() - tc
+        for h in handles:
             h.remove()
-        inv = {bi: np.argsort(p) for bi, p in perms.items()}
-        for bi, p in inv.items():
+        for bi, p in {bi: np.argsort(p) for bi, p in perms.items()}.items():
             net.permute_hidden(bi, p)
-        net.set_active(space.max_config())
-        assemble(net, layout, parts, d.rank, d.world, before, comm)
-        after_steps(True)
-    rows: list[dict] = []
-    sup = out / SUPERNET_FILE
-    wall = time.perf_counter() - t0
-    bytes_per_step = comm.sent_bytes / max(1, stop)
-    if d.main:
-        net.set_active(space.max_config())
-        te = time.perf_counter()
-        rows = eval_subnets(net, space, [("max", space.max_config())], split=data.val, calib=data.calib)
-        eval_s += time.perf_counter() - te
-        log.write(
-            {
-                "kind": "eval",
-                "step": step,
-                "epoch": step // per_epoch,
-                "split": "val",
-                "train_s": time.perf_counter() - t0 - eval_s,
-                "top1": {r["name"]: r["top1"] for r in rows},
-            }
-        )
-        meta = {
-            "recipe": {
+        net.set_active(run.space.max_config())
+        assemble(net, self.layout, parts, d.rank, d.world, before, self.comm)
+        self._after_steps(True)
+
+    def finish(self) -> TrainResult:
+        """Rank 0 evaluates the full model and writes the supernet, curves and ``result.json``."""
+        run, cfg, d, step = self.run, self.cfg, self.d, self.step
+        rows: list[dict] = []
+        sup = run.out / SUPERNET_FILE
+        wall = time.perf_counter() - run.t0
+        bytes_per_step = self.comm.sent_bytes / max(1, run.stop - (run.resumed_from or 0))
+        if d.main:
+            self.net.set_active(run.space.max_config())
+            rows = run.evaluate(self.net, [("max", run.space.max_config())])
+            run.log_eval(rows, step=step, epoch=step // run.steps_per_epoch)
+            recipe = {
                 "name": "ist",
                 "strategy": "ist",
                 "epochs": cfg.epochs,
                 "steps": step,
                 "world_size": d.world,
-                "local_steps": R,
+                "local_steps": cfg.ist_rounds_iters,
                 "config": cfg.model_dump(mode="json"),
-            },
-            "data": data.meta,
-            "metrics": {"val": rows},
-            "training": {"wall_s": round(wall, 1), "bytes_sent_per_step": bytes_per_step},
-        }
-        netapi.save(net, sup, meta=meta, fp16=cfg.save_dtype == "float16")
-        plot_curves(log.records(), out / "curves.png", title=f"{cfg.family} / IST x{d.world} on {cfg.data}")
-        atomic_write_json(
-            out / "result.json",
-            {
-                "supernet": str(sup),
+            }
+            result = {
                 "steps": step,
-                "epochs": step // per_epoch,
+                "epochs": step // run.steps_per_epoch,
                 "wall_s": round(wall, 1),
-                "resumed_from": None,
+                "resumed_from": run.resumed_from,
                 "val": rows,
                 "bytes_sent_per_step_per_rank": bytes_per_step,
-                "compute_s": round(compute_s, 1),
-            },
-        )
-    distributed.barrier()
-    return TrainResult(out, sup, step, step // per_epoch, wall, rows)
+                "compute_s": round(self.compute_s, 1),
+            }
+            training = {"wall_s": round(wall, 1), "bytes_sent_per_step": bytes_per_step}
+            title = f"{cfg.family} / IST x{d.world} on {cfg.data}"
+            sup = run.write_outputs(self.net, rows, recipe=recipe, training=training, result=result, title=title)
+        distributed.barrier()
+        return TrainResult(run.out, sup, step, step // run.steps_per_epoch, wall, rows, run.resumed_from)
 
 
 def _batch(split, gb: int, seed: int, epoch: int, b: int, Batches):
