@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import sys
 import time
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 FULL = dict(
     train_limit=20000, eval_limit=3000, pretrain_epochs=8, epochs=3, masses="0.9,0.95,1.0", modes="decoupled,joint"
 )
-QUICK = dict(train_limit=512, eval_limit=300, pretrain_epochs=2, epochs=2, masses="1.0", modes="decoupled")
+QUICK = dict(train_limit=512, eval_limit=300, pretrain_epochs=2, epochs=2, masses="0.9", modes="decoupled")
 FTWT_KEYS = (
     "top1_before",
     "top1_after",
@@ -73,12 +74,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=0.01, help="fine-tune lr (FTWT backbone, L1, dense); released: 1e-2")
     ap.add_argument("--schedule", default="cosine", choices=["step", "cosine"], help="fine-tune schedule")
     ap.add_argument("--pretrain-lr", type=float, default=0.05)
-    ap.add_argument("--headline-mass", type=float, default=1.0, help="r of the headline row (seeds, latency)")
+    ap.add_argument(
+        "--pretrain-stop-after",
+        type=int,
+        default=None,
+        help="compute cap: stop the pretraining schedule after N epochs",
+    )
+    ap.add_argument(
+        "--finetune-limit", type=int, default=None, help="FTWT / L1 / dense fine-tune on the first N images"
+    )
+    ap.add_argument("--headline-mass", type=float, default=0.9, help="r of the headline row (seeds, latency)")
     ap.add_argument("--seeds", default="0", help="FTWT seeds on the headline row (the full table uses the first)")
     ap.add_argument("--no-l1", action="store_true", help="skip the static L1 baseline")
     ap.add_argument("--no-dense-ft", action="store_true", help="skip the dense fine-tune baseline")
     ap.add_argument("--no-latency", action="store_true", help="skip the gather-vs-dense latency")
     ap.add_argument("--pretrain-only", action="store_true", help="only pre-train (and cache) the baselines")
+    ap.add_argument(
+        "--bars",
+        action="store_true",
+        help="instead: the `bars` check, FTWT --mass 0.95 on the default supernet's max subnet (writes bench_ftwt_bars.json)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="data split and pretraining seed")
     return ap.parse_args(argv)
@@ -95,6 +110,8 @@ def settings_of(a: argparse.Namespace) -> dict[str, Any]:
         "lr": a.lr,
         "schedule": a.schedule,
         "pretrain_lr": a.pretrain_lr,
+        "pretrain_stop_after": a.pretrain_stop_after,
+        "finetune_limit": a.finetune_limit,
         "headline_mass": a.headline_mass,
         "seeds": a.seeds,
         "seed": a.seed,
@@ -120,6 +137,7 @@ def pretrain(name: str, ds: Any, st: dict[str, Any], out: Path) -> Any:
         progress=False,
         desc=f"{name} pretrain",
         log=log,
+        stop_after=st["pretrain_stop_after"],
     )
     return base
 
@@ -187,23 +205,25 @@ def gather_latency(row: dict[str, Any], base: Any, test: Any, st: dict[str, Any]
     from compress.prune.ftwt.execute import gather_vs_dense_latency
 
     gated = load_model(row["model_dir"])
-    return gather_vs_dense_latency(gated.module, base.module, test.images[:64], threads=st["threads"], seed=st["seed"])
+    return gather_vs_dense_latency(
+        gated.module, base.module, test.images[:16], threads=st["threads"], seed=st["seed"], iterations=20, rounds=4
+    )
 
 
-def bench_model(name: str, ds: Any, test: Any, st: dict[str, Any], a: argparse.Namespace, work: Path) -> dict:
+def bench_model(
+    name: str, data: tuple[Any, Any], test: Any, st: dict[str, Any], a: argparse.Namespace, work: Path, save: Any
+) -> dict[str, Any]:
+    """All rows of one model; ``save(row)`` is called after every step, so a stopped run keeps its rows."""
     from compress.prune.ftwt.accounting import measure_flops
     from compress.prune.ftwt.train import evaluate, train
 
     t0 = time.time()
+    ds, ft_ds = data  # pretraining data, fine-tuning data (a prefix of it with --finetune-limit)
     base = pretrain(name, ds, st, Path(a.out))
+    ds = ft_ds
     row: dict[str, Any] = {"baseline_top1": evaluate(base.module, test), "ftwt": [], "l1": [], "seeds": []}
     row["dense_macs"] = measure_flops(base.module, test.images[:8])["dense_macs"]
     log(f"{name}: baseline top1 {row['baseline_top1']:.4f}, {row['dense_macs']:,} MACs/sample")
-    if not a.no_dense_ft:
-        dense_ft = copy.deepcopy(base.module)
-        ck = work / f"{name}_dense_ft.pt"
-        train(dense_ft, ds.train, cfg=fine_tune_cfg(st, st["seed"]), progress=False, checkpoint=ck, log=log)
-        row["dense_finetune_top1"] = evaluate(dense_ft, test)
     seeds = [int(s) for s in str(st["seeds"]).split(",")]
     modes = str(st["modes"]).split(",")
     for mode in modes:
@@ -216,25 +236,34 @@ def bench_model(name: str, ds: Any, test: Any, st: dict[str, Any], a: argparse.N
                 f"(p10 {f['flops_reduction_p10']:.1%}, p90 {f['flops_reduction_p90']:.1%}; released accounting "
                 f"-{f['flops_reduction_mean_released']:.1%}); mean mask entropy {dep['mask_entropy_mean']:.3f} bit"
             )
+            save(row | {"seconds": time.time() - t0})
             if not a.no_l1:
                 target = max(0.0, f["flops_reduction_mean"])
                 b = run_l1(base, ds, test, st, work, target=target, tag=f"{mode}_r{r}")
                 row["l1"].append({"mass": r, "mode": mode, **b})
                 log(f"{name} L1 at matched FLOPs (keep {b['keep_ratio']:.3f}): top1 {b['top1']:.4f}")
-            if mode == modes[0] and abs(r - a.headline_mass) < 1e-9:
-                row["headline"] = {"mass": r, "mode": mode}
-                for s in seeds[1:]:
-                    g = run_ftwt(base, ds, st, work, r=r, mode=mode, seed=s)
-                    row["seeds"].append(g)
-                    log(f"{name} FTWT seed {s}: top1 {g['top1_after']:.4f}, FLOPs -{g['flops_reduction_mean']:.1%}")
-                if not a.no_latency:
-                    row["latency"] = gather_latency(f, base, test, st)
-                    lt = row["latency"]
-                    log(
-                        f"{name} batch-1 CPU: dense {lt['dense_ms']:.3f} ms, gather {lt['gather_ms']:.3f} ms "
-                        f"(x{lt['gather_over_dense']:.2f}); drift {lt['drift']['status']}"
-                    )
-            row["seconds"] = time.time() - t0
+                save(row | {"seconds": time.time() - t0})
+    head = next((f for f in row["ftwt"] if f["mode"] == modes[0] and abs(f["mass"] - a.headline_mass) < 1e-9), None)
+    if head is not None:
+        row["headline"] = {"mass": head["mass"], "mode": head["mode"]}
+        if not a.no_latency:
+            row["latency"] = gather_latency(head, base, test, st)
+            lt = row["latency"]
+            log(
+                f"{name} batch-1 CPU: dense {lt['dense_ms']:.3f} ms, gather {lt['gather_ms']:.3f} ms "
+                f"(x{lt['gather_over_dense']:.2f}); drift {lt['drift']['status']}"
+            )
+            save(row | {"seconds": time.time() - t0})
+        for s in seeds[1:]:
+            g = run_ftwt(base, ds, st, work, r=head["mass"], mode=head["mode"], seed=s)
+            row["seeds"].append(g)
+            log(f"{name} FTWT seed {s}: top1 {g['top1_after']:.4f}, FLOPs -{g['flops_reduction_mean']:.1%}")
+            save(row | {"seconds": time.time() - t0})
+    if not a.no_dense_ft:
+        dense_ft = copy.deepcopy(base.module)
+        ck = work / f"{name}_dense_ft.pt"
+        train(dense_ft, ds.train, cfg=fine_tune_cfg(st, st["seed"]), progress=False, checkpoint=ck, log=log)
+        row["dense_finetune_top1"] = evaluate(dense_ft, test)
     row["seconds"] = time.time() - t0
     return row
 
@@ -256,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset("fashion-mnist", seed=a.seed, train_limit=st["train_limit"])
     test = ds.test.subset(st["eval_limit"])
     log(f"fashion-mnist: train {len(ds.train)}, test {len(test)}; settings {st}")
+    ft_ds = dataclasses.replace(ds, train=ds.train.subset(a.finetune_limit)) if a.finetune_limit else ds
+    if a.bars:
+        return bars(a, st, out)
     if a.pretrain_only:
         for name in a.models.split(","):
             base = pretrain(name, ds, st, out)
@@ -272,15 +304,58 @@ def main(argv: list[str] | None = None) -> int:
         "models": {},
     }
     for name in a.models.split(","):
-        results["models"][name] = bench_model(name, ds, test, st, a, work)
+
+        def save(row: dict[str, Any], name: str = name) -> None:
+            results["models"][name] = row
+            atomic_write_json(out / "bench_ftwt.json", results)
+            atomic_write_text(out / "bench_ftwt.md", render(results))
+
+        save(bench_model(name, (ds, ft_ds), test, st, a, work, save))
         plot_hist(results["models"][name], out / f"{name}_hist.png", name)
-        atomic_write_json(out / "bench_ftwt.json", results)
     results["seconds"] = time.time() - t_start
     results["load_after"] = os.getloadavg()
     atomic_write_json(out / "bench_ftwt.json", results)
     md = render(results)
     atomic_write_text(out / "bench_ftwt.md", md)
     print(md)
+    return 0
+
+
+def bars(a: argparse.Namespace, st: dict[str, Any], out: Path) -> int:
+    """What ``compress prune --method ftwt --mass 0.95 --model <default supernet> --data fashion-mnist``
+    runs (same function, same defaults), with ``--train-limit`` / ``--epochs`` / ``--eval-limit`` as
+    given (the CLI trains on all 60,000 images)."""
+    from compress.core.runs import atomic_write_json
+    from compress.prune.ftwt.api import prune_ftwt
+
+    sn = ROOT / "compress" / "supernet" / "default" / "supernet.safetensors"
+    res = prune_ftwt(
+        model=str(sn),
+        data="fashion-mnist",
+        epochs=st["epochs"],
+        mass=0.95,
+        seed=a.seed,
+        out=out / "bars_run",
+        progress=False,
+        train_limit=st["train_limit"],
+        eval_limit=st["eval_limit"],
+        threads=a.threads,
+    )
+    keep = [k for k in res if k not in ("history", "layers", "input_dependence", "options")]
+    rec = {
+        "settings": st | {"model": "default supernet (max subnet)", "mass": 0.95},
+        **{k: res[k] for k in keep},
+        "mask_entropy_mean": res["input_dependence"].get("mask_entropy_mean"),
+        "by_class": res["input_dependence"].get("by_class"),
+        "top1_drop_points": 100 * (res["top1_before"] - res["top1_after"]),
+        "history": res["history"],
+    }
+    atomic_write_json(out / "bench_ftwt_bars.json", rec)
+    log(
+        f"bars: top-1 {res['top1_before']:.4f} -> {res['top1_after']:.4f} "
+        f"({rec['top1_drop_points']:+.2f} pt drop), FLOPs -{res['flops_reduction_mean']:.1%} "
+        f"(p10 {res['flops_reduction_p10']:.1%}, p90 {res['flops_reduction_p90']:.1%})"
+    )
     return 0
 
 
@@ -309,8 +384,10 @@ def render(res: dict[str, Any]) -> str:
     lines = [
         f"## FTWT vs static L1 on Fashion-MNIST ({'quick' if st['quick'] else 'partial'} run)",
         "",
-        f"train {st['train_limit']} images, test {st['eval_limit']}, pretrain {st['pretrain_epochs']} epochs "
-        f"(lr {st['pretrain_lr']}, cosine), then {st['epochs']} epochs per method (lr {st['lr']}, {st['schedule']}), "
+        f"train {st['train_limit']} images, test {st['eval_limit']}, pretrain "
+        f"{st.get('pretrain_stop_after') or st['pretrain_epochs']} epochs of a {st['pretrain_epochs']}-epoch cosine "
+        f"schedule (lr {st['pretrain_lr']}), then {st['epochs']} epoch(s) per method on "
+        f"{st.get('finetune_limit') or st['train_limit']} images (lr {st['lr']}, {st['schedule']}), "
         f"seeds {st['seeds']} on the headline row, {st['threads']} thread(s). FLOPs = conv+linear MACs per image "
         "(exact channel accounting; 'released' = the released code's accounting).",
         "",

@@ -239,3 +239,16 @@ def test_supernet_subnet_mbconv_blocks_are_gated():
     assert blocks and all(any(s["parent"] == b and s["conv"] == "dw_conv" for s in sites) for b in blocks)
     assert all(s["act"] is None for s in sites if s["conv"] == "project_conv")
     insert_gates(static, example=torch.randn(2, 1, cfg.resolution, cfg.resolution), sites=sites)
+
+
+def test_stop_after_caps_the_schedule_and_a_later_call_resumes(digits16, tmp_path):
+    """``stop_after`` ends early on the same schedule; resuming without it equals one straight run."""
+    split = digits16.train.subset(256)
+    cfg = TrainConfig(epochs=2, lr=0.05, batch_size=64, seed=0)
+    a, b = build_small("vgg"), build_small("vgg")
+    ck = tmp_path / "ck.pt"
+    assert len(train(a, split, cfg=cfg, checkpoint=ck, progress=False, log=lambda s: None, stop_after=1)) == 1
+    hist = train(a, split, cfg=cfg, checkpoint=ck, progress=False, log=lambda s: None)
+    straight = train(b, split, cfg=cfg, progress=False, log=lambda s: None)
+    assert [h["ce"] for h in hist] == pytest.approx([h["ce"] for h in straight])
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))

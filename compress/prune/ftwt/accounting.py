@@ -37,34 +37,34 @@ from compress.prune.ftwt.gates import ChannelGate, GatedConv, StaticMask
 from compress.prune.ftwt.labels import conv_macs, dense_conv_macs, reduction_stats
 
 
-@torch.no_grad()
-def measure_flops(
-    model: nn.Module, images: torch.Tensor, *, batch_size: int = 256, labels: torch.Tensor | None = None
-) -> dict[str, Any]:
-    """Run ``images`` through ``model`` (eval mode) and account MACs per sample; see module doc.
+class _Recorder:
+    """Forward hooks on every conv/linear (not the predictors' 1x1 convs): per-sample MACs, active
+    channel fractions, gate masks and the released code's gate-chain MACs."""
 
-    With gates, the result also has ``per_sample_masks`` (layer name -> (N, C) bool) and
-    ``input_dependence`` (see :func:`input_dependence`; by class when ``labels`` are given)."""
-    gate_of: dict[int, ChannelGate] = {}
-    static_of: dict[int, StaticMask] = {}
-    for m in model.modules():
-        if isinstance(m, GatedConv):
-            gate_of[id(m.conv)] = m.gate
-        elif isinstance(m, StaticMask):
-            static_of[id(m.conv)] = m
-    predictor_fcs = {id(g.fc) for g in gate_of.values()}
-    layers = [
-        (n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in predictor_fcs
-    ]
+    def __init__(self, model: nn.Module) -> None:
+        self.gate_of: dict[int, ChannelGate] = {}
+        self.static_of: dict[int, StaticMask] = {}
+        for m in model.modules():
+            if isinstance(m, GatedConv):
+                self.gate_of[id(m.conv)] = m.gate
+            elif isinstance(m, StaticMask):
+                self.static_of[id(m.conv)] = m
+        fcs = {id(g.fc) for g in self.gate_of.values()}
+        self.layers = [
+            (n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in fcs
+        ]
+        self.per_layer: dict[str, dict[str, Any]] = {}
+        self.pred_macs: dict[int, int] = {}
+        self.released: list[torch.Tensor] = []  # per batch: the released code's dynamic MACs (gated convs only)
+        self.prev: torch.Tensor | None = None  # the previous gate's active count, in execution order
+        self.masks: dict[str, list[torch.Tensor]] = {}
 
-    per_layer: dict[str, dict[str, Any]] = {}
-    pred_macs: dict[int, int] = {}
-    released: list[torch.Tensor] = []  # per batch: the released code's dynamic MACs (gated convs only)
-    chain: dict[str, Any] = {"prev": None}  # the previous gate's active count, in execution order
-    masks: dict[str, list[torch.Tensor]] = {}
+    def new_batch(self, n: int) -> None:
+        self.released.append(torch.zeros(n, dtype=torch.float64))
+        self.prev = None
 
-    def conv_hook(name: str):
-        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    def hook(self, name: str) -> Any:
+        def fn(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             x = inp[0]
             if isinstance(mod, nn.Linear):
                 ain = x.reshape(x.shape[0], -1) != 0
@@ -75,53 +75,64 @@ def measure_flops(
                 ain = x.abs().amax(dim=(2, 3)) > 0
                 hw = int(out.shape[2] * out.shape[3])
                 k = int(mod.kernel_size[0] * mod.kernel_size[1])
-                aout = torch.ones(x.shape[0], mod.out_channels, dtype=torch.bool)
-                g = gate_of.get(id(mod))
-                if g is not None and g.enabled:
-                    aout = g.logits(x) > 0
-                    pred_macs[id(g)] = int(g.in_channels * g.out_channels + g.in_channels * x.shape[2] * x.shape[3])
-                    prev = chain["prev"] if chain["prev"] is not None else torch.full((x.shape[0],), float(x.shape[1]))
-                    n_out = aout.float().sum(1)
-                    released[-1] += n_out * hw * torch.div(prev, mod.groups, rounding_mode="floor") * k
-                    chain["prev"] = n_out
-                    masks.setdefault(name, []).append(aout.clone())
-                s = static_of.get(id(mod))
-                if s is not None:
-                    aout = (s.mask != 0).unsqueeze(0).expand(x.shape[0], -1)
+                aout = self._active_out(name, mod, x, hw * k)
                 macs = conv_macs(ain, aout, out_hw=hw, kernel=k, groups=mod.groups)
                 dense = dense_conv_macs(mod.in_channels, mod.out_channels, out_hw=hw, kernel=k, groups=mod.groups)
-            rec = per_layer.setdefault(
-                name,
-                {
-                    "dense_macs": dense,
-                    "macs": [],
-                    "active_in": [],
-                    "active_out": [],
-                    "gated": id(mod) in gate_of or id(mod) in static_of,
-                },
+            gated = id(mod) in self.gate_of or id(mod) in self.static_of
+            rec = self.per_layer.setdefault(
+                name, {"dense_macs": dense, "macs": [], "active_in": [], "active_out": [], "gated": gated}
             )
             rec["macs"].append(macs)
             rec["active_in"].append(ain.float().mean(1))
             rec["active_out"].append(aout.float().mean(1))
 
-        return hook
+        return fn
 
-    handles = [m.register_forward_hook(conv_hook(n)) for n, m in layers]
+    def _active_out(self, name: str, mod: nn.Module, x: torch.Tensor, hwk: int) -> torch.Tensor:
+        aout = torch.ones(x.shape[0], mod.out_channels, dtype=torch.bool)
+        g = self.gate_of.get(id(mod))
+        if g is not None and g.enabled:
+            aout = g.logits(x) > 0
+            self.pred_macs[id(g)] = int(g.in_channels * g.out_channels + g.in_channels * x.shape[2] * x.shape[3])
+            prev = self.prev if self.prev is not None else torch.full((x.shape[0],), float(x.shape[1]))
+            n_out = aout.float().sum(1)
+            self.released[-1] += n_out * hwk * torch.div(prev, mod.groups, rounding_mode="floor")
+            self.prev = n_out
+            self.masks.setdefault(name, []).append(aout.clone())
+        s = self.static_of.get(id(mod))
+        if s is not None:
+            aout = (s.mask != 0).unsqueeze(0).expand(x.shape[0], -1)
+        return aout
+
+
+@torch.no_grad()
+def measure_flops(
+    model: nn.Module, images: torch.Tensor, *, batch_size: int = 256, labels: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """Run ``images`` through ``model`` (eval mode) and account MACs per sample; see module doc.
+
+    With gates, the result also has ``per_sample_masks`` (layer name -> (N, C) bool) and
+    ``input_dependence`` (see :func:`input_dependence`; by class when ``labels`` are given)."""
+    rec = _Recorder(model)
+    handles = [m.register_forward_hook(rec.hook(n)) for n, m in rec.layers]
     was = model.training
     model.eval()
     try:
         for i in range(0, images.shape[0], batch_size):
-            released.append(torch.zeros(min(batch_size, images.shape[0] - i), dtype=torch.float64))
-            chain["prev"] = None
+            rec.new_batch(min(batch_size, images.shape[0] - i))
             model(images[i : i + batch_size])
     finally:
         for h in handles:
             h.remove()
         model.train(was)
+    return _summarise(rec, int(images.shape[0]), labels)
 
+
+def _summarise(rec: _Recorder, samples: int, labels: torch.Tensor | None) -> dict[str, Any]:
+    per_layer = rec.per_layer
     dense_total = sum(r["dense_macs"] for r in per_layer.values())
     macs = sum(torch.cat(r["macs"]) for r in per_layer.values())
-    predictor = sum(pred_macs.values())
+    predictor = sum(rec.pred_macs.values())
     stats = reduction_stats(macs, dense_total)
     with_pred = reduction_stats(macs + predictor, dense_total)
     layers_out = [
@@ -136,24 +147,19 @@ def measure_flops(
         for n, r in per_layer.items()
     ]
     result: dict[str, Any] = {
-        "samples": int(images.shape[0]),
+        "samples": samples,
         "dense_macs": int(dense_total),
         "macs_mean": float(macs.mean()),
-        "flops_reduction_mean": stats["mean"],
-        "flops_reduction_p10": stats["p10"],
-        "flops_reduction_p50": stats["p50"],
-        "flops_reduction_p90": stats["p90"],
-        "flops_reduction_min": stats["min"],
-        "flops_reduction_max": stats["max"],
+        **{f"flops_reduction_{k}": stats[k] for k in ("mean", "p10", "p50", "p90", "min", "max")},
         "predictor_macs": int(predictor),
         "predictor_overhead_frac": predictor / dense_total if dense_total else 0.0,
         "flops_reduction_mean_with_predictors": with_pred["mean"],
         "per_sample_macs": macs,
         "layers": layers_out,
     }
-    if masks:
-        per_sample_masks = {n: torch.cat(v) for n, v in masks.items()}
-        result["flops_reduction_mean_released"] = float(1.0 - torch.cat(released).mean() / dense_total)
+    if rec.masks:
+        per_sample_masks = {n: torch.cat(v) for n, v in rec.masks.items()}
+        result["flops_reduction_mean_released"] = float(1.0 - torch.cat(rec.released).mean() / dense_total)
         result["per_sample_masks"] = per_sample_masks
         result["input_dependence"] = input_dependence(per_sample_masks, 1.0 - macs.double() / dense_total, labels)
     return result

@@ -113,12 +113,15 @@ def train(
     desc: str = "train",
     val: Split | None = None,
     log: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place; returns the per-epoch history.
 
     With ``checkpoint`` set, the state after every epoch is written there atomically and a later call
     with the same config resumes after the last finished epoch (a checkpoint made with a different
-    config is refused). Gated models get the FTWT mask loss; others plain CE.
+    config is refused). Gated models get the FTWT mask loss; others plain CE. ``stop_after`` ends
+    the run after that many epochs of the ``cfg.epochs`` schedule (a compute cap: the schedule is
+    unchanged and a later call without it resumes to the end).
     """
     log = log or (lambda s: print(s, file=sys.stderr))
     if cfg.schedule not in SCHEDULES:
@@ -131,8 +134,6 @@ def train(
         if gated
         else None
     )
-    steps_per_epoch = len(Batches(train_split, batch_size=cfg.batch_size, drop_last=True))
-    total = steps_per_epoch * cfg.epochs
     fingerprint = sha256_json(
         {
             "cfg": asdict(cfg),
@@ -141,65 +142,15 @@ def train(
             "params": [list(p.shape) for p in model.parameters()],
         }
     )[:16]
-    history: list[dict[str, Any]] = []
-    start = 0
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.is_file():
-        try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-            raise UsageError(
-                f"{ckpt}: cannot read the training checkpoint ({str(err).splitlines()[0]}); delete it to start over"
-            ) from None
-        if state.get("fingerprint") != fingerprint:
-            raise UsageError(f"{ckpt} was written by a run with different settings; use another --out or delete it")
-        model.load_state_dict(state["model"])
-        opt_b.load_state_dict(state["opt_b"])
-        if opt_p is not None:
-            opt_p.load_state_dict(state["opt_p"])
-        start, history = int(state["epoch"]), list(state["history"])
+    start, history = _resume(ckpt, fingerprint, model, opt_b, opt_p)
+    if start:
         log(f"{desc}: resuming after epoch {start}/{cfg.epochs} from {ckpt}")
-
     configure(model, mass=cfg.mass)
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(start, min(cfg.epochs, stop_after or cfg.epochs)):
         w = mask_weight(epoch, cfg) if gated else 0.0
-        configure(model, collect=gated and w > 0)
-        model.train()
-        sums = {"ce": 0.0, "mask": 0.0, "acc": 0.0, "n": 0}
-        batches = Batches(
-            train_split, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, augment=cfg.augment, drop_last=True
-        )
-        it = _progress(batches, progress, f"{desc} epoch {epoch + 1}/{cfg.epochs}")
-        for b, (x, y) in enumerate(it):
-            for group in opt_b.param_groups:
-                group["lr"] = backbone_lr(cfg, epoch, epoch * steps_per_epoch + b, total)
-            out = model(x)
-            ce = F.cross_entropy(out, y)
-            loss = ce
-            ml = mask_loss(model) if w > 0 else None
-            if ml is not None:
-                loss = ce + w * ml
-            opt_b.zero_grad(set_to_none=True)
-            if opt_p is not None:
-                opt_p.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_b.step()
-            if opt_p is not None and w > 0:
-                opt_p.step()
-            n = int(y.shape[0])
-            sums["ce"] += float(ce.detach()) * n
-            sums["mask"] += float(ml.detach()) * n if ml is not None else 0.0
-            sums["acc"] += float((out.argmax(1) == y).sum())
-            sums["n"] += n
-        configure(model, collect=False)
-        n = max(sums["n"], 1)
-        rec = {
-            "epoch": epoch + 1,
-            "w_mask": w,
-            "ce": sums["ce"] / n,
-            "mask_loss": sums["mask"] / n,
-            "train_acc": sums["acc"] / n,
-        }
+        rec = {"epoch": epoch + 1, "w_mask": w}
+        rec |= _run_epoch(model, train_split, cfg, epoch, (opt_b, opt_p), w, progress=progress, desc=desc)
         if val is not None:
             rec["val_acc"] = evaluate(model, val)
         history.append(rec)
@@ -208,18 +159,79 @@ def train(
             + ", ".join(f"{k}={v:.4f}" for k, v in rec.items() if isinstance(v, float))
         )
         if ckpt is not None:
-            state = {
-                "fingerprint": fingerprint,
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "opt_b": opt_b.state_dict(),
-                "opt_p": opt_p.state_dict() if opt_p is not None else {},
-                "history": history,
-            }
+            state = {"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict()}
+            state |= {"opt_b": opt_b.state_dict(), "opt_p": opt_p.state_dict() if opt_p is not None else {}}
             with atomic_path(ckpt) as tmp:
-                torch.save(state, tmp)
+                torch.save({**state, "history": history}, tmp)
     model.eval()
     return history
+
+
+def _resume(
+    ckpt: Path | None, fingerprint: str, model: nn.Module, opt_b: torch.optim.Optimizer, opt_p: Any
+) -> tuple[int, list[dict[str, Any]]]:
+    """Load the state of a previous run with the same fingerprint: ``(epochs done, history)``."""
+    if ckpt is None or not ckpt.is_file():
+        return 0, []
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+        raise UsageError(
+            f"{ckpt}: cannot read the training checkpoint ({str(err).splitlines()[0]}); delete it to start over"
+        ) from None
+    if state.get("fingerprint") != fingerprint:
+        raise UsageError(f"{ckpt} was written by a run with different settings; use another --out or delete it")
+    model.load_state_dict(state["model"])
+    opt_b.load_state_dict(state["opt_b"])
+    if opt_p is not None:
+        opt_p.load_state_dict(state["opt_p"])
+    return int(state["epoch"]), list(state["history"])
+
+
+def _run_epoch(
+    model: nn.Module,
+    train_split: Split,
+    cfg: TrainConfig,
+    epoch: int,
+    opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer | None],
+    w: float,
+    *,
+    progress: bool,
+    desc: str,
+) -> dict[str, float]:
+    """One epoch: CE (+ ``w`` x mask BCE while ``w > 0``); the predictor optimiser steps only then."""
+    opt_b, opt_p = opts
+    gated = opt_p is not None
+    configure(model, collect=gated and w > 0)
+    model.train()
+    steps_per_epoch = len(Batches(train_split, batch_size=cfg.batch_size, drop_last=True))
+    total = steps_per_epoch * cfg.epochs
+    sums = {"ce": 0.0, "mask": 0.0, "acc": 0.0, "n": 0}
+    batches = Batches(
+        train_split, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, augment=cfg.augment, drop_last=True
+    )
+    for b, (x, y) in enumerate(_progress(batches, progress, f"{desc} epoch {epoch + 1}/{cfg.epochs}")):
+        for group in opt_b.param_groups:
+            group["lr"] = backbone_lr(cfg, epoch, epoch * steps_per_epoch + b, total)
+        out = model(x)
+        ce = F.cross_entropy(out, y)
+        ml = mask_loss(model) if w > 0 else None
+        loss = ce + w * ml if ml is not None else ce
+        opt_b.zero_grad(set_to_none=True)
+        if opt_p is not None:
+            opt_p.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_b.step()
+        if opt_p is not None and w > 0:
+            opt_p.step()
+        n = int(y.shape[0])
+        sums["ce"] += float(ce.detach()) * n
+        sums["mask"] += float(ml.detach()) * n if ml is not None else 0.0
+        sums["acc"] += float((out.argmax(1) == y).sum())
+        sums["n"] += n
+    configure(model, collect=False)
+    n = max(sums["n"], 1)
+    return {"ce": sums["ce"] / n, "mask_loss": sums["mask"] / n, "train_acc": sums["acc"] / n}
 
 
 def _progress(batches: Batches, enabled: bool, desc: str):
