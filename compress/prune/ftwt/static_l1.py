@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from compress.core.errors import InternalError
 from compress.prune.ftwt.accounting import measure_flops
 from compress.prune.ftwt.gates import StaticMask
 
@@ -63,6 +64,7 @@ def match_flops(model: nn.Module, images: torch.Tensor, target_reduction: float,
             lo = mid
         else:
             hi = mid
-    assert best is not None
+    if best is None:  # only with iters < 1: a caller's bug, not the user's input
+        raise InternalError(f"match_flops needs iters >= 1, got {iters}")
     set_keep_ratio(model, best["keep"])
     return best
