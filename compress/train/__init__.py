@@ -3,21 +3,14 @@
 
 >>> from compress.train import TrainConfig, train           # doctest: +SKIP
 >>> train(TrainConfig(family="convnext-small-input", data="fashion-mnist", out="runs/t", epochs=4))
+
+``train`` behaves as ``compress train``: with ``nproc > 1`` it starts the torchrun workers itself,
+and it writes the run's ``manifest.json`` (:func:`compress.train.launch.train`).
 """
 
 from __future__ import annotations
 
 from compress.train.config import TrainConfig
+from compress.train.launch import train
 
 __all__ = ["TrainConfig", "train"]
-
-
-def train(cfg: TrainConfig, **kw):
-    """Train a supernet (see :func:`compress.train.loop.train`; IST with ``cfg.strategy == "ist"``)."""
-    if cfg.strategy == "ist":
-        from compress.train.ist import train_ist
-
-        return train_ist(cfg, **kw)
-    from compress.train.loop import train as _train
-
-    return _train(cfg, **kw)

@@ -19,10 +19,12 @@ Strategy = Literal["ddp", "ist"]
 
 
 class TrainConfig(StrictModel):
-    """One training run. Validated; the CLI builds it from options, the API takes it directly."""
+    """One training run. Validated; the CLI and YAML files build it through
+    :func:`compress.train.options.config_from_options`, the API takes it directly. Every default
+    lives here and only here."""
 
-    family: str = Field(description="supernet family (compress.supernet registry)")
-    data: str = Field(description="dataset name (compress.data.load_dataset)")
+    family: str = Field("convnext-small-input", description="supernet family (compress.supernet registry)")
+    data: str = Field("fashion-mnist", description="dataset name (compress.data.load_dataset)")
     out: Path = Field(description="run directory")
     recipe: Recipe = "deps"
     strategy: Strategy = "ddp"
