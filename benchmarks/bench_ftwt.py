@@ -142,6 +142,13 @@ def pretrain(name: str, ds: Any, st: dict[str, Any], out: Path) -> Any:
     return base
 
 
+def evaluate(model: Any, split: Any) -> float:
+    """Top-1 (fraction) with the one implementation, compress.nn.evaluate.top1."""
+    from compress.nn.evaluate import top1
+
+    return top1(model, split.images, split.labels, batch_size=512)
+
+
 def fine_tune_cfg(st: dict[str, Any], seed: int) -> Any:
     from compress.prune.ftwt.train import TrainConfig
 
@@ -175,7 +182,7 @@ def run_ftwt(base: Any, ds: Any, st: dict[str, Any], work: Path, *, r: float, mo
 def run_l1(base: Any, ds: Any, test: Any, st: dict[str, Any], work: Path, *, target: float, tag: str) -> dict[str, Any]:
     from compress.prune.ftwt.accounting import measure_flops
     from compress.prune.ftwt.static_l1 import match_flops
-    from compress.prune.ftwt.train import evaluate, train
+    from compress.prune.ftwt.train import train
     from compress.prune.ftwt.wrap import apply_sites, find_sites
 
     m = copy.deepcopy(base.module)
@@ -215,7 +222,7 @@ def bench_model(
 ) -> dict[str, Any]:
     """All rows of one model; ``save(row)`` is called after every step, so a stopped run keeps its rows."""
     from compress.prune.ftwt.accounting import measure_flops
-    from compress.prune.ftwt.train import evaluate, train
+    from compress.prune.ftwt.train import train
 
     t0 = time.time()
     ds, ft_ds = data  # pretraining data, fine-tuning data (a prefix of it with --finetune-limit)
@@ -291,7 +298,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.pretrain_only:
         for name in a.models.split(","):
             base = pretrain(name, ds, st, out)
-            from compress.prune.ftwt.train import evaluate
 
             log(f"{name}: pretrained, test top-1 {evaluate(base.module, test):.4f}")
         return 0

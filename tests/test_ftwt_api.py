@@ -77,15 +77,15 @@ def test_result_keys_and_files(run):
 def test_model_dir_round_trip_reinserts_gates(run):
     from compress.data import load_dataset
     from compress.models import load_model
+    from compress.nn.evaluate import top1
     from compress.prune.ftwt.gates import GatedConv
-    from compress.prune.ftwt.train import evaluate
 
     out, res = run
     lm = load_model(str(out / "model"))
     assert sum(isinstance(m, GatedConv) for m in lm.module.modules()) == 7
     assert lm.transforms[-1]["name"] == "ftwt-gates"
     test = load_dataset("digits", image_size=16, seed=0, train_limit=384).test.subset(200)
-    assert evaluate(lm.module, test) == pytest.approx(res["top1_after"])
+    assert top1(lm.module, test.images, test.labels) == pytest.approx(res["top1_after"])
 
 
 def test_onnx_keeps_gates_in_graph_and_matches_torch(run):

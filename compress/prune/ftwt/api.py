@@ -217,10 +217,10 @@ def train_gates(job: _Job, module: Any) -> list[dict[str, Any]]:
 def measure_gated(job: _Job, module: Any) -> tuple[float, dict[str, Any], Any]:
     """Step 7: top-1 and per-image FLOPs of the gated model, with the input-dependence report
     (class names attached). Returns ``(top1, accounting, per_sample_macs)``."""
+    from compress.nn.evaluate import top1 as top1_of
     from compress.prune.ftwt.accounting import measure_flops
-    from compress.prune.ftwt.train import evaluate
 
-    top1 = evaluate(module, job.test)
+    top1 = top1_of(module, job.test.images, job.test.labels, batch_size=512)
     acc = measure_flops(module, job.test.images, labels=job.test.labels)
     acc.pop("per_sample_masks", None)
     names = tuple(getattr(job.ds.info, "classes", ()) or ())
@@ -362,9 +362,9 @@ def prune_ftwt(
     import torch
 
     from compress.models import LoadedModel
+    from compress.nn.evaluate import top1
     from compress.prune.ftwt.accounting import measure_flops
     from compress.prune.ftwt.source import TRANSFORM_NAME
-    from compress.prune.ftwt.train import evaluate
     from compress.prune.ftwt.wrap import insert_gates
 
     if o.threads:
@@ -378,7 +378,8 @@ def prune_ftwt(
     torch.manual_seed(seed)
     pretrain_dense(job, module)
     dense = copy.deepcopy(module).eval()
-    before = {"top1": evaluate(module, job.test), "acc": measure_flops(module, job.test.images)}
+    before = {"top1": top1(module, job.test.images, job.test.labels, batch_size=512)}
+    before["acc"] = measure_flops(module, job.test.images)
     log(f"before: top1={before['top1']:.4f}, dense MACs/sample={before['acc']['dense_macs']:,}")
 
     module, sites = insert_gates(module, example=job.ds.val.images[:8], pool=o.pool, softmax=o.softmax, mode=o.mode)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from compress.core.errors import UsageError
 from compress.core.runs import atomic_path, sha256_json
 from compress.data import Batches, Split
+from compress.nn.evaluate import top1
 from compress.prune.ftwt import DEFAULT_MASS
 from compress.prune.ftwt.wrap import backbone_parameters, configure, iter_gates, predictor_parameters
 
@@ -91,18 +92,6 @@ def mask_loss(model: nn.Module) -> torch.Tensor | None:
     return torch.stack(terms).mean() if terms else None
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, *, batch_size: int = 512) -> float:
-    """Top-1 accuracy (fraction) on ``split``, in eval mode."""
-    was = model.training
-    model.eval()
-    correct = 0
-    for x, y in Batches(split, batch_size=batch_size, shuffle=False):
-        correct += int((model(x).argmax(1) == y).sum())
-    model.train(was)
-    return correct / max(len(split), 1)
-
-
 def train(
     model: nn.Module,
     train_split: Split,
@@ -152,7 +141,7 @@ def train(
         rec = {"epoch": epoch + 1, "w_mask": w}
         rec |= _run_epoch(model, train_split, cfg, epoch, (opt_b, opt_p), w, progress=progress, desc=desc)
         if val is not None:
-            rec["val_acc"] = evaluate(model, val)
+            rec["val_acc"] = top1(model, val.images, val.labels, batch_size=512)
         history.append(rec)
         log(
             f"{desc} epoch {epoch + 1}/{cfg.epochs}: "
