@@ -54,6 +54,8 @@ def test_folded_dense_equals_dense_and_latency_has_a_drift_verdict():
     r = gather_vs_dense_latency(m, dense, x[:2], iterations=4, rounds=2)
     assert r["dense_ms"] > 0 and r["gather_ms"] > 0 and r["masked_ms"] > 0
     assert r["drift"]["status"] in ("stable", "normalised", "uncontrolled") and r["parity"]["top1_agreement"] == 1.0
+    assert len(r["per_layer"]) == 7 and all(x["dense_us"] > 0 and x["gather_us"] > 0 for x in r["per_layer"])
+    assert 0 <= r["layers_gather_faster"] <= 7
 
 
 def test_input_dependence_entropy_histogram_and_classes():

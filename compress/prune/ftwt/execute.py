@@ -164,6 +164,48 @@ def check_gather(gated: nn.Module, gathered: nn.Module, images: torch.Tensor) ->
     return {"max_rel_err": err, "top1_agreement": agree / max(images.shape[0], 1)}
 
 
+@torch.no_grad()
+def per_layer_times(gated: nn.Module, image: torch.Tensor, *, reps: int = 30) -> list[dict[str, Any]]:
+    """Where the gather wins and where it costs more: for each gated layer, on its real input for one
+    image, the median time of the BN-folded dense conv and of the gather conv (alternating A B A B,
+    ``reps`` each; a breakdown, not drift-controlled: the whole-model figure is the controlled one)."""
+    inputs: dict[str, torch.Tensor] = {}
+    mods = {n: m for n, m in gated.named_modules() if isinstance(m, GatedConv)}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: inputs.__setitem__(n, i[0])) for n, m in mods.items()]
+    try:
+        gated.eval()(image[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = []
+    for name, mod in mods.items():
+        x, dense, gath = inputs[name], FoldedConv(mod), GatherConv(mod)
+        td, tg = [], []
+        for _ in range(reps):
+            for f, acc in ((dense, td), (gath, tg)):
+                t0 = time.perf_counter()
+                f(x)
+                acc.append(1e6 * (time.perf_counter() - t0))
+        keep = float((mod.gate.logits(x) > 0).float().mean())
+        live = float((x[0].abs().amax(dim=(1, 2)) > 0).float().mean())
+        td.sort()
+        tg.sort()
+        rows.append(
+            {
+                "name": name,
+                "cin": mod.conv.in_channels,
+                "cout": mod.conv.out_channels,
+                "groups": mod.conv.groups,
+                "in_hw": int(x.shape[2] * x.shape[3]),
+                "kept_out_frac": keep,
+                "live_in_frac": live,
+                "dense_us": td[reps // 2],
+                "gather_us": tg[reps // 2],
+            }
+        )
+    return rows
+
+
 def _canary() -> nn.Module:
     """A fixed dense conv stack timed between rounds for drift control (random init, seed 0)."""
     torch.manual_seed(0)
@@ -219,6 +261,7 @@ def gather_vs_dense_latency(
     finally:
         torch.set_num_threads(prev_threads)
     d, m, g = (run.items[k] for k in ("dense", "masked", "gather"))
+    layers = per_layer_times(gated, images[:1])
     return {
         "runtime": "torch eager (CPU)",
         "threads": threads,
@@ -235,4 +278,6 @@ def gather_vs_dense_latency(
         "drift": run.drift.to_dict(),
         "noisy": bool(d.noisy or m.noisy or g.noisy),
         "timing": run_to_dict(run),
+        "per_layer": layers,
+        "layers_gather_faster": sum(1 for r in layers if r["gather_us"] < r["dense_us"]),
     }
