@@ -94,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="instead: the `bars` check, FTWT --mass 0.95 on the default supernet's max subnet (writes bench_ftwt_bars.json)",
     )
+    ap.add_argument("--render", default=None, help="only re-render bench_ftwt.md from this bench_ftwt.json")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="data split and pretraining seed")
     return ap.parse_args(argv)
@@ -278,6 +279,14 @@ def bench_model(
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     st = settings_of(a)
+    if a.render:
+        import json
+
+        from compress.core.runs import atomic_write_text
+
+        src = Path(a.render)
+        atomic_write_text(src.with_suffix(".md"), render(json.loads(src.read_text())))
+        return 0
 
     import torch
 
@@ -385,6 +394,20 @@ def plot_hist(row: dict[str, Any], path: Path, name: str) -> None:
     plt.close(fig)
 
 
+def per_layer_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Per-layer breakdown of the gather (one image): where it wins and where it costs more."""
+    out = [
+        "| layer | C_in -> C_out (groups) | input H*W | kept out | live in | dense us | gather us |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['name']} | {r['cin']} -> {r['cout']} ({r['groups']}) | {r['in_hw']} | {r['kept_out_frac']:.2f} "
+            f"| {r['live_in_frac']:.2f} | {r['dense_us']:.0f} | {r['gather_us']:.0f} |"
+        )
+    return out
+
+
 def render(res: dict[str, Any]) -> str:
     st = res["settings"]
     lines = [
@@ -438,7 +461,8 @@ def render(res: dict[str, Any]) -> str:
             by = row["ftwt"][0]["input_dependence"]["by_class"]
             lines += [
                 "",
-                "FLOPs reduction by class (first row): " + ", ".join(f"{c['label']} {c['mean']:.1%}" for c in by),
+                "FLOPs reduction by class (first row, mean): "
+                + ", ".join(f"{c.get('name', c['label'])} {c['mean']:.1%}" for c in by),
             ]
         if "latency" in row:
             lt = row["latency"]
@@ -447,8 +471,11 @@ def render(res: dict[str, Any]) -> str:
                 f"Batch-1 CPU (torch eager, {lt['threads']} thread), mean over {lt['images']} test images: dense "
                 f"{lt['dense_ms']:.3f} ms, gather-executed {lt['gather_ms']:.3f} ms (x{lt['gather_over_dense']:.2f}), "
                 f"masked-dense {lt['masked_ms']:.3f} ms; drift {lt['drift']['status']}"
-                + (", noisy" if lt["noisy"] else ""),
+                + (", noisy" if lt["noisy"] else "")
+                + ".",
             ]
+            if lt.get("per_layer"):
+                lines += ["", *per_layer_lines(lt["per_layer"])]
         lines.append("")
     lines.append(
         f"Total {res.get('seconds', 0) / 60:.1f} min; load average before/after {res['load_before'][0]:.1f}/"
