@@ -84,3 +84,45 @@ def test_ist_resume_reports_where_it_resumed(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["resumed_from"] == 4 and result["steps"] == 8
+
+
+def test_progressive_training_resumes_from_its_epoch_checkpoint(tmp_path):
+    """UPDP's progressive training on the shared EpochCheckpoint: a run stopped in epoch 2 resumes from
+    epoch 1's checkpoint and ends with the uninterrupted run's weights; other settings are refused."""
+    import timm
+    import torch
+
+    from compress.data import load_dataset
+    from compress.prune.updp.progressive import ProgressiveConfig, train_progressive
+    from compress.prune.updp.surgery import insert_pruned
+
+    ds = load_dataset("digits", image_size=32, train_limit=96)
+    cfg = ProgressiveConfig(epochs=2, batch_size=32, ramp_share=0.5)
+
+    def student():
+        torch.manual_seed(0)
+        m = timm.create_model("test_convnext", num_classes=10, in_chans=1)
+        insert_pruned(m, ["stages.1.blocks.0"], lam=0.0)
+        return m
+
+    whole = student()
+    train_progressive(whole, None, ds.train, config=cfg, ckpt_dir=tmp_path / "a")
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_epoch_two(step, total, rec):
+        if step > 3:  # 3 steps per epoch
+            raise Stop
+
+    broken = student()
+    with pytest.raises(Stop):
+        train_progressive(broken, None, ds.train, config=cfg, ckpt_dir=tmp_path / "b", progress=stop_in_epoch_two)
+    assert json.loads((tmp_path / "b" / "ckpt.json").read_text())["epoch"] == 1
+    resumed = student()
+    res = train_progressive(resumed, None, ds.train, config=cfg, ckpt_dir=tmp_path / "b")
+    assert res["steps"] == 6
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(UsageError, match="other settings"):
+        train_progressive(student(), None, ds.train, config=ProgressiveConfig(epochs=3), ckpt_dir=tmp_path / "b")

@@ -10,7 +10,6 @@ unpruned model, frozen in eval mode. Each epoch ends with a checkpoint (``ckpt.s
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from compress.core.errors import UsageError
-from compress.core.runs import atomic_path, atomic_write_json
 from compress.prune.updp.linearize import set_lambda
+from compress.train.checkpoint import EpochCheckpoint
 from compress.train.schedule import cosine_factor
 
 SCHEDULES = ("linear", "cosine", "step", "constant")
@@ -118,9 +117,12 @@ def train_progressive(
         for p in teacher.parameters():
             p.requires_grad_(False)
     start_epoch, step, trace = 0, 0, []
-    ck = Path(ckpt_dir) if ckpt_dir else None
-    if ck is not None and (ck / "ckpt.json").is_file():
-        start_epoch, step, trace = _resume(ck, student, opt, sched, cfg)
+    ck = EpochCheckpoint(ckpt_dir, settings=asdict(cfg)) if ckpt_dir else None
+    if ck is not None and ck.exists():
+        rec, states = ck.load(student)
+        opt.load_state_dict(states["opt"])
+        sched.load_state_dict(states["sched"])
+        start_epoch, step, trace = int(rec["epoch"]), int(rec["step"]), list(rec["trace"])
     losses: list[float] = []
     for epoch in range(start_epoch, cfg.epochs):
         student.train()
@@ -152,7 +154,11 @@ def train_progressive(
                 if progress:
                     progress(step, total, trace[-1])
         if ck is not None:
-            _checkpoint(ck, student, opt, sched, cfg, epoch + 1, step, trace)
+            ck.save(
+                student,
+                {"opt": opt.state_dict(), "sched": sched.state_dict()},
+                {"epoch": epoch + 1, "step": step, "trace": trace},
+            )
     set_lambda(student, 1.0)
     student.eval()
     return {
@@ -163,29 +169,3 @@ def train_progressive(
         "trace": trace,
         "config": asdict(cfg),
     }
-
-
-def _checkpoint(
-    d: Path, model: nn.Module, opt, sched, cfg: ProgressiveConfig, epoch: int, step: int, trace: list
-) -> None:
-    from safetensors.torch import save_file
-
-    d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d / "ckpt.safetensors") as tmp:
-        save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}, str(tmp))
-    with atomic_path(d / "ckpt_opt.pt") as tmp:
-        torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp)
-    atomic_write_json(d / "ckpt.json", {"epoch": epoch, "step": step, "trace": trace, "config": asdict(cfg)})
-
-
-def _resume(d: Path, model: nn.Module, opt, sched, cfg: ProgressiveConfig) -> tuple[int, int, list]:
-    from safetensors.torch import load_file
-
-    rec = json.loads((d / "ckpt.json").read_text())
-    if rec.get("config") != asdict(cfg):
-        raise UsageError(f"{d}: a checkpoint from a run with other settings is there; use another --out or delete it")
-    model.load_state_dict(load_file(str(d / "ckpt.safetensors")))
-    st = torch.load(d / "ckpt_opt.pt", weights_only=True)
-    opt.load_state_dict(st["opt"])
-    sched.load_state_dict(st["sched"])
-    return int(rec["epoch"]), int(rec["step"]), list(rec["trace"])
