@@ -727,18 +727,17 @@ def main() -> None:
 
     if "speed" in parts:
         load_before = os.getloadavg()
-        new = speed_part(
-            [m for m in args.models.split(",") if m], iterations=args.iterations, rounds=args.rounds, calib_n=args.calib
-        )
-        # models timed in separate runs (--models) accumulate; a model timed again replaces its row
-        done = {r["model"]: r for r in (res.get("speed") or {}).get("models", [])}
-        done.update({r["model"]: r for r in new["models"]})
-        new["models"] = [done[m] for m in [*SPEED_MODELS, *sorted(set(done) - set(SPEED_MODELS))] if m in done]
-        # the machine's load around the campaign: the drift verdicts say whether it disturbed the timing
-        new["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
-        mine.add("speed")
-        res["speed"] = new
-        save()
+        for model in [m for m in args.models.split(",") if m]:  # saved after every model: a long run keeps its part
+            new = speed_part([model], iterations=args.iterations, rounds=args.rounds, calib_n=args.calib)
+            # models timed in separate runs (--models) accumulate; a model timed again replaces its row
+            done = {r["model"]: r for r in (res.get("speed") or {}).get("models", [])}
+            done.update({r["model"]: r for r in new["models"]})
+            new["models"] = [done[m] for m in [*SPEED_MODELS, *sorted(set(done) - set(SPEED_MODELS))] if m in done]
+            # the machine's load around the campaigns: the drift verdicts say whether it disturbed the timing
+            new["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+            mine.add("speed")
+            res["speed"] = new
+            save()
     if "lite0" in parts:
         mine.add("lite0")
         res["lite0"] = lite0_part(calib_n=max(args.calib, 64))
