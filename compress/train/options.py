@@ -27,8 +27,10 @@ OPTION_FIELDS: dict[str, str] = {
 
 
 def default(name: str) -> Any:
-    """The model's default of a CLI option or field (for help texts)."""
+    """The model's default of a CLI option or field (for help texts); None for a required field."""
     f = TrainConfig.model_fields[OPTION_FIELDS.get(name, name)]
+    if f.is_required():
+        return None
     return f.default if f.default_factory is None else f.default_factory()  # type: ignore[call-arg]
 
 
