@@ -125,11 +125,11 @@ def pretrain(name: str, ds: Any, st: dict[str, Any], out: Path) -> Any:
     """The dense baseline of ``small:name``, trained once per pretraining settings and cached."""
     from compress.core.runs import sha256_json
     from compress.models import load_model
-    from compress.prune.ftwt.train import TrainConfig, train
+    from compress.prune.ftwt.train import FtwtTrainConfig, train
 
     key = {k: st[k] for k in ("pretrain_epochs", "pretrain_lr", "train_limit", "seed")} | {"model": name}
     base = load_model(f"small:{name}", num_classes=10, in_chans=1, image_size=28)
-    cfg = TrainConfig(epochs=st["pretrain_epochs"], lr=st["pretrain_lr"], seed=st["seed"], schedule="cosine")
+    cfg = FtwtTrainConfig(epochs=st["pretrain_epochs"], lr=st["pretrain_lr"], seed=st["seed"], schedule="cosine")
     train(
         base.module,
         ds.train,
@@ -151,9 +151,9 @@ def evaluate(model: Any, split: Any) -> float:
 
 
 def fine_tune_cfg(st: dict[str, Any], seed: int) -> Any:
-    from compress.prune.ftwt.train import TrainConfig
+    from compress.prune.ftwt.train import FtwtTrainConfig
 
-    return TrainConfig(epochs=st["epochs"], lr=st["lr"], seed=seed, schedule=st["schedule"])
+    return FtwtTrainConfig(epochs=st["epochs"], lr=st["lr"], seed=seed, schedule=st["schedule"])
 
 
 def run_ftwt(base: Any, ds: Any, st: dict[str, Any], work: Path, *, r: float, mode: str, seed: int) -> dict[str, Any]:

@@ -145,9 +145,9 @@ def test_mass_default_is_held_once(monkeypatch):
     """``mass=None`` (what the CLI passes without --mass) means FtwtOptions' default, DEFAULT_MASS."""
     from compress.prune.ftwt import DEFAULT_MASS
     from compress.prune.ftwt.api import FtwtOptions, validate_options
-    from compress.prune.ftwt.train import TrainConfig
+    from compress.prune.ftwt.train import FtwtTrainConfig
 
-    assert FtwtOptions().mass == DEFAULT_MASS == TrainConfig(epochs=1).mass
+    assert FtwtOptions().mass == DEFAULT_MASS == FtwtTrainConfig(epochs=1).mass
     o = validate_options(1, None, None, {}, out=None)
     assert (o.mass, o.mode, o.schedule) == (DEFAULT_MASS, "decoupled", "cosine")
     assert validate_options(1, 0.8, "joint", {}, out=None).mass == 0.8

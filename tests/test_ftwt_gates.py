@@ -8,7 +8,7 @@ from compress.core.errors import UsageError
 from compress.prune.ftwt.accounting import measure_flops
 from compress.prune.ftwt.gates import ChannelGate, GatedConv
 from compress.prune.ftwt.models import build_small
-from compress.prune.ftwt.train import TrainConfig, mask_loss, mask_weight, train
+from compress.prune.ftwt.train import FtwtTrainConfig, mask_loss, mask_weight, train
 from compress.prune.ftwt.wrap import (
     backbone_parameters,
     configure,
@@ -148,25 +148,25 @@ def test_task_loss_never_reaches_the_predictor():
 
 
 def test_mask_weight_schedule():
-    cfg = TrainConfig(epochs=4, cooldown=0.5)
+    cfg = FtwtTrainConfig(epochs=4, cooldown=0.5)
     assert [mask_weight(e, cfg) for e in range(4)] == [1.0, 1.0, 0.0, 0.0]
-    cfg = TrainConfig(epochs=3, cooldown=0.5, w_mask=2.0)  # released: epoch >= int(0.5 * 3) = 1 is off
+    cfg = FtwtTrainConfig(epochs=3, cooldown=0.5, w_mask=2.0)  # released: epoch >= int(0.5 * 3) = 1 is off
     assert [mask_weight(e, cfg) for e in range(3)] == [2.0, 0.0, 0.0]
     # deviation: the released code would never train the predictors in a 1-epoch run
-    assert [mask_weight(e, TrainConfig(epochs=1, cooldown=0.5)) for e in range(1)] == [1.0]
-    assert [mask_weight(e, TrainConfig(epochs=2, cooldown=0.0)) for e in range(2)] == [0.0, 0.0]
+    assert [mask_weight(e, FtwtTrainConfig(epochs=1, cooldown=0.5)) for e in range(1)] == [1.0]
+    assert [mask_weight(e, FtwtTrainConfig(epochs=2, cooldown=0.0)) for e in range(2)] == [0.0, 0.0]
 
 
 def test_backbone_lr_schedules():
     from compress.prune.ftwt.train import backbone_lr
 
-    cfg = TrainConfig(epochs=200, lr=0.01, schedule="step")  # the released job script: x0.1 at epochs 81, 122, 151
+    cfg = FtwtTrainConfig(epochs=200, lr=0.01, schedule="step")  # the released job script: x0.1 at epochs 81, 122, 151
     lrs = {e: backbone_lr(cfg, e, 0, 1) for e in (0, 80, 81, 121, 122, 150, 151, 199)}
     assert lrs[0] == lrs[80] == 0.01 and lrs[81] == pytest.approx(1e-3) and lrs[121] == pytest.approx(1e-3)
     assert lrs[122] == pytest.approx(1e-4) and lrs[151] == pytest.approx(1e-5) and lrs[199] == pytest.approx(1e-5)
-    short = TrainConfig(epochs=3, lr=1.0, schedule="step")  # no milestone before epoch 1
+    short = FtwtTrainConfig(epochs=3, lr=1.0, schedule="step")  # no milestone before epoch 1
     assert [backbone_lr(short, e, 0, 1) for e in range(3)] == pytest.approx([1.0, 0.01, 0.001])
-    cos = TrainConfig(epochs=2, lr=0.1, schedule="cosine")
+    cos = FtwtTrainConfig(epochs=2, lr=0.1, schedule="cosine")
     assert backbone_lr(cos, 0, 0, 100) == pytest.approx(0.1) and backbone_lr(cos, 1, 50, 100) == pytest.approx(0.05)
 
 
@@ -179,7 +179,7 @@ def test_mask_loss_off_and_predictors_frozen_after_half_the_epochs(digits16):
         snaps.append([p.detach().clone() for p in predictor_parameters(m)])
 
     hist = train(
-        m, digits16.train.subset(256), cfg=TrainConfig(epochs=4, mass=0.9, batch_size=64), progress=False, log=log
+        m, digits16.train.subset(256), cfg=FtwtTrainConfig(epochs=4, mass=0.9, batch_size=64), progress=False, log=log
     )
     assert [h["w_mask"] for h in hist] == [1.0, 1.0, 0.0, 0.0]
     assert hist[0]["mask_loss"] > 0 and hist[2]["mask_loss"] == 0.0
@@ -188,7 +188,7 @@ def test_mask_loss_off_and_predictors_frozen_after_half_the_epochs(digits16):
 
 
 def test_interrupted_training_resumes_to_the_same_weights(digits16, tmp_path):
-    cfg = TrainConfig(epochs=2, mass=0.9, batch_size=64)
+    cfg = FtwtTrainConfig(epochs=2, mass=0.9, batch_size=64)
     split = digits16.train.subset(192)
 
     def gated():
@@ -219,7 +219,7 @@ def test_interrupted_training_resumes_to_the_same_weights(digits16, tmp_path):
         train(
             gated(),
             split,
-            cfg=TrainConfig(epochs=3, mass=0.9, batch_size=64),
+            cfg=FtwtTrainConfig(epochs=3, mass=0.9, batch_size=64),
             checkpoint=ckpt,
             progress=False,
             log=lambda s: None,
@@ -244,7 +244,7 @@ def test_supernet_subnet_mbconv_blocks_are_gated():
 def test_stop_after_caps_the_schedule_and_a_later_call_resumes(digits16, tmp_path):
     """``stop_after`` ends early on the same schedule; resuming without it equals one straight run."""
     split = digits16.train.subset(256)
-    cfg = TrainConfig(epochs=2, lr=0.05, batch_size=64, seed=0)
+    cfg = FtwtTrainConfig(epochs=2, lr=0.05, batch_size=64, seed=0)
     a, b = build_small("vgg"), build_small("vgg")
     ck = tmp_path / "ck.pt"
     assert len(train(a, split, cfg=cfg, checkpoint=ck, progress=False, log=lambda s: None, stop_after=1)) == 1

@@ -174,12 +174,12 @@ def open_run(job: _Job, out: Any, *, weights: Any) -> None:
 
 def pretrain_dense(job: _Job, module: Any) -> None:
     """Step 4 (optional): train the dense model first (``pretrain_epochs``), cosine schedule."""
-    from compress.prune.ftwt.train import TrainConfig, train
+    from compress.prune.ftwt.train import FtwtTrainConfig, train
 
     o = job.o
     if not o.pretrain_epochs:
         return
-    cfg = TrainConfig(
+    cfg = FtwtTrainConfig(
         epochs=o.pretrain_epochs,
         lr=o.pretrain_lr,
         batch_size=o.batch_size,
@@ -193,10 +193,10 @@ def pretrain_dense(job: _Job, module: Any) -> None:
 
 def train_gates(job: _Job, module: Any) -> list[dict[str, Any]]:
     """Step 6: FTWT training of the gated model (mask loss, cooldown, two optimisers, resume)."""
-    from compress.prune.ftwt.train import TrainConfig, train
+    from compress.prune.ftwt.train import FtwtTrainConfig, train
 
     o = job.o
-    cfg = TrainConfig(
+    cfg = FtwtTrainConfig(
         epochs=job.epochs,
         mass=o.mass,
         lr=o.lr,

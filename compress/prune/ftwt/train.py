@@ -39,7 +39,9 @@ from compress.prune.ftwt.wrap import backbone_parameters, configure, iter_gates,
 
 
 @dataclass
-class TrainConfig:
+class FtwtTrainConfig:
+    """Settings of FTWT's trainer (gate training, and the same loop without gates for baselines)."""
+
     epochs: int
     mass: float = DEFAULT_MASS
     lr: float = 0.01
@@ -59,19 +61,19 @@ STEP_GAMMA = 0.1
 SCHEDULES = ("step", "cosine")
 
 
-def mask_epochs(cfg: TrainConfig) -> int:
+def mask_epochs(cfg: FtwtTrainConfig) -> int:
     """Epochs with the mask loss on: ``int(cooldown * epochs)`` (released code), at least 1 when
     ``cooldown > 0`` (deviation: see the module docstring)."""
     n = int(cfg.cooldown * cfg.epochs)
     return max(n, 1) if cfg.cooldown > 0 else 0
 
 
-def mask_weight(epoch: int, cfg: TrainConfig) -> float:
+def mask_weight(epoch: int, cfg: FtwtTrainConfig) -> float:
     """``w_mask`` for 0-based ``epoch``: on while ``epoch < mask_epochs(cfg)``, then 0."""
     return cfg.w_mask if epoch < mask_epochs(cfg) else 0.0
 
 
-def backbone_lr(cfg: TrainConfig, epoch: int, step: int, total_steps: int) -> float:
+def backbone_lr(cfg: FtwtTrainConfig, epoch: int, step: int, total_steps: int) -> float:
     """Backbone learning rate: the released step schedule (per epoch) or cosine (per step)."""
     if cfg.schedule == "cosine":
         from compress.train.schedule import cosine_lr
@@ -96,7 +98,7 @@ def train(
     model: nn.Module,
     train_split: Split,
     *,
-    cfg: TrainConfig,
+    cfg: FtwtTrainConfig,
     checkpoint: str | Path | None = None,
     progress: bool = True,
     desc: str = "train",
@@ -180,7 +182,7 @@ def _resume(
 def _run_epoch(
     model: nn.Module,
     train_split: Split,
-    cfg: TrainConfig,
+    cfg: FtwtTrainConfig,
     epoch: int,
     opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer | None],
     w: float,
