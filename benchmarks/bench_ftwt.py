@@ -94,6 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="instead: the `bars` check, FTWT --mass 0.95 on the default supernet's max subnet (writes bench_ftwt_bars.json)",
     )
+    ap.add_argument(
+        "--crossover",
+        action="store_true",
+        help="instead: dense vs gather on one 3x3 conv over widths, map sizes and kept shares (bench_ftwt_crossover.json)",
+    )
     ap.add_argument("--render", default=None, help="only re-render bench_ftwt.md from this bench_ftwt.json")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="data split and pretraining seed")
@@ -304,6 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     ft_ds = dataclasses.replace(ds, train=ds.train.subset(a.finetune_limit)) if a.finetune_limit else ds
     if a.bars:
         return bars(a, st, out)
+    if a.crossover:
+        from compress.core.runs import atomic_write_json as write
+        from compress.prune.ftwt.execute import crossover
+
+        rows = crossover(reps=40, seed=a.seed)
+        write(out / "bench_ftwt_crossover.json", {"threads": a.threads, "load": os.getloadavg(), "rows": rows})
+        for r in rows:
+            log(
+                f"C={r['channels']} HxW={r['hw']} kept {r['kept']}: dense {r['dense_us']:.0f} us, gather {r['gather_us']:.0f} us"
+            )
+        return 0
     if a.pretrain_only:
         for name in a.models.split(","):
             base = pretrain(name, ds, st, out)

@@ -102,3 +102,11 @@ def test_paper_plan_models_and_widths():
         parse_small_name("vgg16@wide")
     with pytest.raises(UsageError, match="fixed width"):
         build_small("resnet", width=2.0)
+
+
+def test_crossover_rows_and_gather_parity_at_each_share():
+    from compress.prune.ftwt.execute import crossover
+
+    rows = crossover(channels=(8,), hw=(4,), kept=(1.0, 0.5), reps=2)
+    assert [(r["channels"], r["hw"], r["kept"]) for r in rows] == [(8, 16, 1.0), (8, 16, 0.5)]
+    assert all(r["dense_us"] > 0 and r["gather_us"] > 0 for r in rows)

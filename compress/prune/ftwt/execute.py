@@ -206,6 +206,46 @@ def per_layer_times(gated: nn.Module, image: torch.Tensor, *, reps: int = 30) ->
     return rows
 
 
+@torch.no_grad()
+def crossover(
+    *,
+    channels: tuple[int, ...] = (64, 256, 1024),
+    hw: tuple[int, ...] = (16, 4),
+    kept: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.1),
+    reps: int = 30,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Where the gather pays: one C x C 3x3 conv (BN folded, ReLU) on an ``hw x hw`` map, dense vs
+    gather with a share ``kept`` of the output filters kept and of the input channels live (the same
+    share on both sides, as when a gated layer feeds another). Median of ``reps`` alternating runs."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for c in channels:
+        conv, bn = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c).eval()
+        gated = GatedConv(conv, bn, nn.ReLU()).eval()
+        dense, gath = FoldedConv(gated), GatherConv(gated)
+        for s in hw:
+            for k in kept:
+                n = max(1, int(round(k * c)))
+                x = torch.randn(1, c, s, s, generator=g)
+                x[:, n:] = 0.0  # dead input channels
+                gath.fc_w.zero_()
+                gath.fc_b.fill_(-1.0)
+                gath.fc_b[:n] = 1.0  # the predictor keeps the first n filters
+                td, tg = [], []
+                for _ in range(reps):
+                    for f, acc in ((dense, td), (gath, tg)):
+                        t0 = time.perf_counter()
+                        f(x)
+                        acc.append(1e6 * (time.perf_counter() - t0))
+                td.sort()
+                tg.sort()
+                rows.append(
+                    {"channels": c, "hw": s * s, "kept": k, "dense_us": td[reps // 2], "gather_us": tg[reps // 2]}
+                )
+    return rows
+
+
 def _canary() -> nn.Module:
     """A fixed dense conv stack timed between rounds for drift control (random init, seed 0)."""
     torch.manual_seed(0)
