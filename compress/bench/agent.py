@@ -117,13 +117,27 @@ def _runtime_available(runtime: str) -> bool:
         return False
 
 
+def _fallback(runtime: str) -> tuple[str, str]:
+    """``(runtime name, vendor tool)`` the runtime's module declares as its fallback (``("", "")`` for none)."""
+    try:
+        from compress.export.runtimes import RUNNERS
+    except Exception:  # noqa: BLE001 - compress.export.runtimes itself may not import (no numpy)
+        return "", ""
+    if runtime not in RUNNERS:
+        return "", ""
+    runner = RUNNERS.get(runtime)
+    return str(runner.name), str(runner.fallback)
+
+
 def _vendor_item(item: dict[str, Any], base: Path | None, cfg: TimingConfig) -> tuple[Item, dict[str, Any]]:
+    """Time ``item`` with the vendor tool its runtime declares (``Runner.fallback``)."""
     from compress.bench import vendor
 
     rt = item["runtime"]
+    name, tool = _fallback(rt)
     path = _resolve(item["artifact"], base)
     chunk = max(10, math.ceil((cfg.iterations or 100) / cfg.rounds))
-    if rt in ("openvino", "ov") and vendor.find_tool("benchmark_app"):
+    if tool == "benchmark_app" and vendor.find_tool("benchmark_app"):
         prec = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}.get(item.get("precision") or "fp32")
 
         def burst() -> list[float]:
@@ -137,26 +151,25 @@ def _vendor_item(item: dict[str, Any], base: Path | None, cfg: TimingConfig) -> 
             return [r["median_ms"]]
 
         return Item(item["name"], burst=burst, batch=item.get("batch") or 1), {
-            "runtime": "openvino",
+            "runtime": name,
             "runner": "benchmark_app",
             "runtime_version": None,
             "settings": {"iterations_per_run": chunk, "precision": prec, "threads": item.get("threads")},
             "note": "benchmark_app reports a summary only: each sample is the median of one benchmark_app run",
         }
-    if rt in ("tensorrt", "trt") and vendor.find_tool("trtexec"):
+    if tool == "trtexec" and vendor.find_tool("trtexec"):
 
         def burst_trt() -> list[float]:
             return list(vendor.run_trtexec(path, iterations=chunk)["compute_ms"])
 
         return Item(item["name"], burst=burst_trt, batch=item.get("batch") or 1), {
-            "runtime": "tensorrt",
+            "runtime": name,
             "runner": "trtexec",
             "runtime_version": None,
             "settings": {"iterations_per_run": chunk, "timer": "GPU compute time (--exportTimes computeMs)"},
         }
     raise AgentError(
-        f"runtime '{rt}' is not installed on this device and no vendor tool "
-        f"({'benchmark_app' if rt in ('openvino', 'ov') else 'trtexec'}) was found"
+        f"runtime '{rt}' is not installed on this device and no vendor tool ({tool or 'none declared'}) was found"
     )
 
 
@@ -173,11 +186,20 @@ def _numpy_canary() -> Callable[[], None]:  # a fixed CPU workload when no runti
     return run
 
 
+def _onnx_runtimes() -> tuple[str, ...]:
+    """The runtimes that read the (ONNX) canary model, as the runner modules declare them."""
+    try:
+        from compress.export.runtimes import kind_runtimes
+    except Exception:  # noqa: BLE001 - compress.export.runtimes itself may not import (no numpy)
+        return ()
+    return tuple(kind_runtimes("onnx"))
+
+
 def _canary(spec: dict[str, Any], base: Path | None, seed: int) -> tuple[Any, dict[str, Any], list[Any]]:
     c = spec.get("canary")
     if not c:
         return None, {"kind": "none"}, []
-    for rt in [c.get("runtime"), "onnxruntime", "openvino"]:
+    for rt in [c.get("runtime"), *_onnx_runtimes()]:
         if rt and _runtime_available(rt):
             try:
                 sess, info = _session(
@@ -233,11 +255,7 @@ def run_spec(spec: dict[str, Any], *, base_dir: str | Path | None = None, progre
     sessions: list[Any] = []
 
     def load(it: dict[str, Any]) -> Item:
-        if (
-            spec.get("fallback", True)
-            and not _runtime_available(it["runtime"])
-            and it["runtime"] in ("openvino", "ov", "tensorrt", "trt")
-        ):
+        if spec.get("fallback", True) and not _runtime_available(it["runtime"]) and _fallback(it["runtime"])[1]:
             item, info = _vendor_item(it, base, cfg)
         else:
             sess, info = _session(it, base)

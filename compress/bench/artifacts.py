@@ -17,30 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from compress.core.errors import UsageError, unknown
+from compress.export.runtimes import RUNNERS, artifact_kinds, kind_of, kind_runtimes, runner_names
 
-RUNTIMES = ("onnxruntime", "openvino", "tensorrt", "torch")
-RUNTIME_ALIASES = {
-    "ort": "onnxruntime",
-    "onnx-runtime": "onnxruntime",
-    "ov": "openvino",
-    "trt": "tensorrt",
-    "pytorch": "torch",
-    "eager": "torch",
-}
+# Runtime names, aliases, artefact kinds and their suffixes are declared by the runner modules
+# (compress.export.runtimes); this module only reads them.
 PREDICTION_KEYS = ("compress.predicted_latency_ms", "compress.predictions", "predicted_latency_ms", "predictions")
-_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-_KIND_RUNTIMES = {
-    "onnx": ("onnxruntime", "openvino"),
-    "openvino-ir": ("openvino",),
-    "tensorrt-engine": ("tensorrt",),
-    "model-ref": ("torch", "onnxruntime", "openvino"),
-}
-_KIND_NAMES = {
-    "onnx": "an ONNX model",
-    "openvino-ir": "an OpenVINO IR",
-    "tensorrt-engine": "a TensorRT engine",
-    "model-ref": "a model reference",
-}
+
+
+def _kind_label(kind: str) -> str:
+    return next((k.label for k in artifact_kinds() if k.name == kind), kind)
 
 
 @dataclass
@@ -55,29 +40,28 @@ class Artifact:
     def runtimes(self) -> list[str]:
         out: list[str] = []
         for kind in self.files:
-            out += [r for r in _KIND_RUNTIMES[kind] if r not in out]
+            out += [r for r in kind_runtimes(kind) if r not in out]
         return out
 
     def file_for(self, runtime: str) -> tuple[str, str]:
         """``(kind, path)`` that ``runtime`` reads; UsageError naming the fix when none."""
         for kind, path in self.files.items():
-            if runtime in _KIND_RUNTIMES[kind]:
+            if runtime in kind_runtimes(kind):
                 return kind, path
         if not self.files:
             raise UsageError(f"{self.name}: nothing runnable found")
-        what = " and ".join(_KIND_NAMES[k] for k in self.files)
+        what = " and ".join(_kind_label(k) for k in self.files)
         hint = f"use --runtime {self.runtimes()[0]}"
-        if runtime == "tensorrt" and "onnx" in self.files:
+        if runtime == "tensorrt" and "onnx" in self.files:  # the one runtime whose artefact is built on the device
             hint += ", or build an engine with `compress export --format tensorrt` on the device"
         raise UsageError(f"{self.name} is {what}; runtime '{runtime}' cannot run it ({hint})")
 
 
 def canonical_runtime(name: str) -> str:
     key = name.strip().lower()
-    key = RUNTIME_ALIASES.get(key, key)
-    if key not in RUNTIMES:
-        raise unknown("runtime", name, [*RUNTIMES, "auto"])
-    return key
+    if key not in RUNNERS:
+        raise unknown("runtime", name, [*runner_names(), "auto"])
+    return RUNNERS.canonical(key)
 
 
 def _parse_predictions(obj: Any) -> dict[str, float]:
@@ -113,14 +97,8 @@ def onnx_predictions(path: Path) -> dict[str, float]:
 
 
 def _kind_of(p: Path) -> str | None:
-    s = p.suffix.lower()
-    if s == ".onnx":
-        return "onnx"
-    if s == ".xml":
-        return "openvino-ir"
-    if s in _ENGINE_SUFFIXES:
-        return "tensorrt-engine"
-    return None
+    kind = kind_of(p)
+    return kind.name if kind else None
 
 
 def _from_dir(d: Path) -> Artifact:
@@ -136,7 +114,8 @@ def _from_dir(d: Path) -> Artifact:
         if isinstance(entry, dict) and entry.get("path"):
             q = Path(entry["path"])
             cands.append(q if q.is_absolute() else d / q)
-    for pattern in ("*.onnx", "*.xml", "*.engine", "*.plan", "*/*.onnx", "*/*.xml", "*/*.engine", "*/*.plan"):
+    suffixes = [s for k in artifact_kinds() for s in k.suffixes]
+    for pattern in [f"*{s}" for s in suffixes] + [f"*/*{s}" for s in suffixes]:
         cands += sorted(d.glob(pattern))
     for q in cands:
         kind = _kind_of(q)
@@ -145,8 +124,9 @@ def _from_dir(d: Path) -> Artifact:
     if not art.files and (d / "model.json").is_file():
         art.files["model-ref"] = str(d)
     if not art.files:
+        nouns = [k.noun for k in artifact_kinds() if k.suffixes]
         raise UsageError(
-            f"no ONNX model, OpenVINO IR or TensorRT engine found in {d}; pass a file or an export run directory"
+            f"no {', '.join(nouns[:-1])} or {nouns[-1]} found in {d}; pass a file or an export run directory"
         )
     art.predictions = _parse_predictions(manifest.get("predictions"))
     if not art.predictions and "onnx" in art.files:
@@ -165,14 +145,14 @@ def resolve_artifact(spec: str) -> Artifact:
         return _from_dir(p)
     if not p.exists():
         raise UsageError(f"artefact not found: {p}")
-    kind = _kind_of(p)
-    if kind is None:
-        raise UsageError(
-            f"cannot benchmark '{p.name}': expected .onnx, an OpenVINO .xml, a TensorRT "
-            ".engine/.plan, an export run directory or timm:NAME"
-        )
-    if kind == "openvino-ir" and not p.with_suffix(".bin").is_file():
-        raise UsageError(f"OpenVINO IR {p.name} has no {p.with_suffix('.bin').name} beside it")
+    found = kind_of(p)
+    if found is None:
+        files = ", ".join(f"{k.label} ({'/'.join(k.suffixes)})" for k in artifact_kinds() if k.suffixes)
+        raise UsageError(f"cannot benchmark '{p.name}': expected {files}, an export run directory or timm:NAME")
+    for companion in found.companions:
+        if not p.with_suffix(companion).is_file():
+            raise UsageError(f"{found.noun} {p.name} has no {p.with_suffix(companion).name} beside it")
+    kind = found.name
     art = Artifact(spec=spec, name=p.name, files={kind: str(p)})
     if kind == "onnx":
         art.predictions = onnx_predictions(p)

@@ -19,10 +19,9 @@ from pydantic import Field, field_validator
 
 from compress.core.config import StrictModel, load_model_yaml
 from compress.core.errors import UsageError, unknown
+from compress.export.runtimes import runner_names
 from compress.hardware.figure import Figure as Figure  # the lowest schema type (modes.py builds them too)
 
-Runtime = Literal["tensorrt", "openvino", "onnxruntime", "torch"]
-RUNTIMES: tuple[str, ...] = ("tensorrt", "openvino", "onnxruntime", "torch")
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
 
@@ -102,7 +101,7 @@ class HardwareProfile(StrictModel):
     kind: Literal["gpu", "cpu", "edge"]
     vendor: str
     description: str = ""
-    runtimes: list[Runtime] = Field(min_length=1)
+    runtimes: list[str] = Field(min_length=1)  # registered runtime names (compress.export.runtimes)
     precisions: list[Precision] = Field(min_length=1)
     power_modes: list[PowerMode] = Field(default_factory=list)
     default_power_mode: str | None = None
@@ -112,6 +111,15 @@ class HardwareProfile(StrictModel):
     calibration: str | None = None
     latency_tables: list[str] = Field(default_factory=list)
     detect: bool = False
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtime_names(cls, v: list[str]) -> list[str]:
+        names = runner_names()
+        for rt in v:
+            if rt not in names:
+                raise ValueError(f"unknown runtime '{rt}'; choose one of: {', '.join(names)}")
+        return v
 
     @field_validator("power_modes", mode="before")
     @classmethod
@@ -136,8 +144,8 @@ class HardwareProfile(StrictModel):
         """Return ``runtime`` (or the default one) after checking the device supports it."""
         if runtime is None or runtime == "auto":
             return self.default_runtime
-        if runtime not in RUNTIMES:
-            raise unknown("runtime", runtime, RUNTIMES)
+        if runtime not in runner_names():
+            raise unknown("runtime", runtime, runner_names())
         if runtime not in self.runtimes:
             raise UsageError(
                 f"device '{self.name}' does not run '{runtime}'; its runtimes are: {', '.join(self.runtimes)}"
@@ -205,6 +213,7 @@ def profile_dirs(extra: str | Path | None = None) -> list[Path]:
 
 @lru_cache(maxsize=16)
 def _load_dir(path: str, mtime_key: float) -> tuple[HardwareProfile, ...]:
+    # cached per directory state; load_profiles hands out copies, never these shared objects
     profiles = []
     for f in sorted(Path(path).glob("*.yaml")) + sorted(Path(path).glob("*.yml")):
         profiles.append(load_model_yaml(HardwareProfile, f))
@@ -217,7 +226,7 @@ def load_profiles(extra_dir: str | Path | None = None) -> dict[str, HardwareProf
     for d in profile_dirs(extra_dir):
         mtime = max((f.stat().st_mtime for f in d.iterdir()), default=0.0)
         for prof in _load_dir(str(d), mtime):
-            out[prof.name] = prof
+            out[prof.name] = prof.model_copy(deep=True)
     seen: dict[str, str] = {}
     for prof in out.values():
         for key in (prof.name, *prof.aliases):

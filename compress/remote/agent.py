@@ -20,6 +20,7 @@ from typing import Any
 
 from compress.bench.timing import TimingConfig
 from compress.core.errors import Failure, UsageError
+from compress.export.runtimes import kind_of
 from compress.remote.ssh import RemoteHost
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -96,11 +97,11 @@ def run_agent(
                 raise UsageError(f"artefact not found: {art}")
             rel = f"art{k}/{art.name}"
             files[rel] = art
-            if art.suffix.lower() == ".xml":
-                binf = art.with_suffix(".bin")
-                if not binf.is_file():
-                    raise UsageError(f"OpenVINO IR {art.name} has no {binf.name} beside it")
-                files[f"art{k}/{binf.name}"] = binf
+            kind = kind_of(art)  # files that travel with it (an OpenVINO IR's .bin), as its runtime declares
+            for side in [art.with_suffix(c) for c in kind.companions] if kind is not None else []:
+                if not side.is_file():
+                    raise UsageError(f"{kind.noun} {art.name} has no {side.name} beside it")
+                files[f"art{k}/{side.name}"] = side
             data = art.with_name(art.name + ".data")
             if data.is_file():  # ONNX external data
                 files[f"art{k}/{data.name}"] = data

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +98,46 @@ class Session(ABC):
         return f"<{type(self).__name__} {self.runtime} input={self.input_shape} settings={self.settings}>"
 
 
+@dataclass(frozen=True)
+class ArtifactKind:
+    """One kind of artefact a runtime owns (its native format), declared by that runtime's module.
+
+    ``compress bench`` classifies files by ``suffixes``, finds them in run directories by
+    ``suffixes`` (and the runtime guesser by ``files``), names them with ``label`` and refuses a
+    file whose ``companions`` (files beside it with these suffixes, e.g. an IR's ``.bin``) are
+    missing. Nothing else spells these names.
+    """
+
+    name: str  # "onnx", "openvino-ir", "tensorrt-engine", "model-ref"
+    label: str  # with its article: "an ONNX model"
+    suffixes: tuple[str, ...] = ()  # file suffixes of this kind (lower case, with the dot)
+    files: tuple[str, ...] = ()  # the file names an export directory holds for this kind
+    companions: tuple[str, ...] = ()  # suffixes of files that must sit beside it
+
+    @property
+    def noun(self) -> str:
+        """``label`` without its article: "ONNX model"."""
+        return self.label.split(" ", 1)[1]
+
+
 class Runner(ABC):
-    """One runtime. Subclasses set ``name``, ``aliases``, ``suffixes`` (artefacts they read)."""
+    """One runtime, and the single place its names are declared.
+
+    Subclasses set ``name``, ``aliases``, ``suffixes`` (artefact files :meth:`load` reads),
+    ``kind`` (the artefact kind it owns), ``reads`` (every artefact kind it can run, by name, in
+    the order it prefers them) and ``fallback`` (a vendor tool the benchmark agent times this
+    runtime's artefacts with when its Python package is missing on the device: ``benchmark_app``,
+    ``trtexec``; empty for none). Profiles, ``compress bench``, the agent and the pipeline read
+    these through :mod:`compress.export.runtimes`, so adding a runtime is its module plus one line
+    there (see docs/extending.md).
+    """
 
     name: str = ""
     aliases: tuple[str, ...] = ()
     suffixes: tuple[str, ...] = ()
+    kind: ArtifactKind | None = None
+    reads: tuple[str, ...] = ()
+    fallback: str = ""
     extra: str = ""  # how to install it, for MissingDependency messages
     module: str = ""  # the Python package that provides the runtime
 

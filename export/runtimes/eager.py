@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from compress.core.errors import MissingDependency, UsageError
-from compress.export.runtimes.base import PRECISIONS, Runner, Session, check_opts, check_precision, check_threads
+from compress.export.runtimes.base import (
+    PRECISIONS,
+    ArtifactKind,
+    Runner,
+    Session,
+    check_opts,
+    check_precision,
+    check_threads,
+)
 
 
 class TorchSession(Session):
@@ -77,6 +85,8 @@ class TorchSession(Session):
 class TorchRunner(Runner):
     name = "torch"
     aliases = ("pytorch", "eager")
+    kind = ArtifactKind("model-ref", "a model reference", files=("model.json",))  # timm:NAME or a run dir
+    reads = ("model-ref",)
     extra = "pip install torch"
 
     module = "torch"

@@ -15,6 +15,7 @@ import numpy as np
 
 from compress.core.errors import Failure, MissingDependency, UsageError, unknown
 from compress.export.runtimes.base import (
+    ArtifactKind,
     Runner,
     Session,
     artifact_file,
@@ -118,6 +119,8 @@ class OrtRunner(Runner):
     name = "onnxruntime"
     aliases = ("ort", "onnx-runtime")
     suffixes = (".onnx",)
+    kind = ArtifactKind("onnx", "an ONNX model", suffixes=(".onnx",), files=("model.onnx",))
+    reads = ("onnx", "model-ref")  # a model reference is exported to ONNX in a temp dir
     extra = "pip install onnxruntime (or onnxruntime-gpu for CUDA)"
 
     module = "onnxruntime"

@@ -13,6 +13,7 @@ import numpy as np
 
 from compress.core.errors import Failure, MissingDependency, UsageError
 from compress.export.runtimes.base import (
+    ArtifactKind,
     Runner,
     Session,
     artifact_file,
@@ -66,6 +67,9 @@ class OvRunner(Runner):
     name = "openvino"
     aliases = ("ov",)
     suffixes = (".xml", ".onnx")
+    kind = ArtifactKind("openvino-ir", "an OpenVINO IR", suffixes=(".xml",), files=("model.xml",), companions=(".bin",))
+    reads = ("openvino-ir", "onnx", "model-ref")
+    fallback = "benchmark_app"
     extra = "pip install 'compress[openvino]'"
 
     module = "openvino"

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from compress.core.errors import Failure, MissingDependency, UsageError
-from compress.export.runtimes.base import Runner, Session, artifact_file, check_opts, check_precision, concrete_shape
+from compress.export.runtimes.base import (
+    ArtifactKind,
+    Runner,
+    Session,
+    artifact_file,
+    check_opts,
+    check_precision,
+    concrete_shape,
+)
 
 INSTALL = "pip install 'compress[tensorrt]' on an x86 CUDA machine, or use JetPack's TensorRT on Jetson"
 
@@ -123,6 +131,9 @@ class TrtRunner(Runner):
     name = "tensorrt"
     aliases = ("trt",)
     suffixes = (".engine", ".plan", ".trt")
+    kind = ArtifactKind("tensorrt-engine", "a TensorRT engine", suffixes=suffixes, files=("model.engine",))
+    reads = ("tensorrt-engine",)
+    fallback = "trtexec"
     extra = INSTALL
 
     def available(self) -> bool:
