@@ -557,12 +557,11 @@ class ExportStage(Stage):
         return out
 
 
-_RUNTIME_KINDS = {
-    "onnxruntime": ("onnx",),
-    "openvino": ("openvino-ir", "onnx"),
-    "tensorrt": ("tensorrt-engine",),
-    "torch": (),
-}
+def _runtime_kinds(runtime: str) -> tuple[str, ...]:
+    """The artefact kinds ``runtime`` runs, in its order of preference (declared by its runner module)."""
+    from compress.export.runtimes import get_runner
+
+    return get_runner(runtime).reads
 
 
 def bench_items(ctx: Context, runtimes: list[str]) -> list[tuple[str, str, str]]:
@@ -602,7 +601,7 @@ class BenchStage(Stage):
         skipped = []
         for rt in b.runtimes:
             prof.check_runtime(rt)
-            for kind in _RUNTIME_KINDS.get(rt, ()):
+            for kind in _runtime_kinds(rt):
                 f = next((f for f in ex["formats"] if f["kind"] == kind), None)
                 if f is not None:
                     items.append((f"final:{rt}", str(ctx.path("export", f["path"])), rt))
