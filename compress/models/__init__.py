@@ -5,6 +5,9 @@ A *model directory* is ``model.json`` (how to rebuild the architecture: a base m
 recorded transforms) and ``model.safetensors`` (the weights). No pickle anywhere.
 """
 
+# This package's own model sources register themselves on import (timm:NAME, file.py:factory);
+# other packages' sources live in their source.py modules (compress.models.ref.source_modules).
+from compress.models import pyfile, timm_source  # noqa: F401
 from compress.models.ref import (
     RESOLVERS,
     TRANSFORMS,

@@ -1,8 +1,11 @@
 """Resolve model references and save/load model directories.
 
 Resolvers are tried in registration order; each declares ``matches(ref)`` and ``load(ref, **opts)``.
-Later stages register theirs (supernet checkpoints, search runs, pruned model dirs) next to their
-own code, so adding a source touches nothing here.
+Sources register themselves from their own modules: this package's (``timm:NAME``, ``file.py:factory``)
+are imported by ``compress/models/__init__.py``; every other package puts its sources in a module
+named ``source.py`` (supernet checkpoints, search runs, pruned model dirs, ``small:NAME``), which
+:func:`load_model` imports on first use (:func:`source_modules` finds them by that name). Adding a
+source touches nothing here; see docs/extending.md.
 
 A model directory records ``base`` (a reference a resolver can load, e.g. ``{"kind": "timm", ...}``
 or ``{"kind": "subnet", ...}``) and ``transforms`` (e.g. UPDP merges). Loading rebuilds the base,
@@ -70,19 +73,29 @@ def register_base_kind(kind: str, fn: Callable[..., LoadedModel]) -> None:
     BASE_KINDS[kind] = fn
 
 
+SOURCE_MODULE = "source.py"  # the file name of a package's model-source module
+
+
+def source_modules() -> list[str]:
+    """The ``source.py`` modules of every ``compress`` package (sorted by name), found on disk.
+
+    Found by name rather than listed so that a package adds a source without editing this module;
+    nothing is imported here."""
+    root = Path(__file__).resolve().parents[1]  # the compress package
+    mods = []
+    for f in sorted(root.rglob(SOURCE_MODULE)):
+        rel = f.relative_to(root).with_suffix("")
+        if "__pycache__" not in rel.parts and all(p.isidentifier() for p in rel.parts):
+            mods.append(".".join(["compress", *rel.parts]))
+    return mods
+
+
 def _ensure_builtin() -> None:
-    # Importing these modules registers their resolvers/base kinds; each import is optional so
-    # that a stage that is not installed does not break the others.
+    # Importing these modules registers their resolvers/base kinds/transforms; a module whose own
+    # package is missing (a partial install) is skipped so that it does not break the others.
     import importlib
 
-    for mod in (
-        "compress.models.timm_source",
-        "compress.models.pyfile",
-        "compress.supernet.source",
-        "compress.search.source",
-        "compress.prune.source",
-        "compress.prune.ftwt.source",
-    ):
+    for mod in source_modules():
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as err:
