@@ -34,6 +34,7 @@ SCRIPTS = {  # name -> (script, takes --quick)
     "quantize-tables": ("bench_quantize_tables.py", True),
     "quantize-updp": ("bench_quantize_updp.py", True),
     "quantize": ("bench_quantize.py", False),
+    "standalone": ("bench_standalone.py", True),
 }
 
 
