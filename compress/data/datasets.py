@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -102,17 +103,31 @@ class LoadedDataset:
         return getattr(self, name)
 
 
+def _frozen(*arrays: Any) -> tuple[Any, ...]:
+    """The cached arrays below are shared by every caller in the process: read-only, so that a
+    caller writing into one fails loudly instead of changing what the next ``load_dataset`` sees
+    (callers index or copy them; fancy indexing returns writable copies)."""
+    for a in arrays:
+        if isinstance(a, np.ndarray):
+            a.setflags(write=False)
+    return arrays
+
+
 @lru_cache(maxsize=4)
 def _raw_imagefolder(path: str):
     from compress.data.sources import image_folder
 
     x, y, classes = image_folder(path)
-    return x, y, None, classes
+    return _frozen(x, y, None, tuple(classes))
 
 
 @lru_cache(maxsize=4)
 def _raw(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(train_x, train_y, test_x, test_y); test is None where the source has no official split."""
+    """(train_x, train_y, test_x, test_y), read-only; test is None where the source has no official split."""
+    return _frozen(*_read_raw(name))  # type: ignore[return-value]
+
+
+def _read_raw(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     from compress.data import sources
 
     if name == "fashion-mnist":

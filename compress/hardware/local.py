@@ -60,9 +60,14 @@ def flops_per_cycle(flags: set[str]) -> int:
     return 8
 
 
-@lru_cache(maxsize=1)
 def detected() -> dict[str, float | str | bool]:
-    """What this machine has (model, usable cores, clock, FP32 FLOP/cycle/core, bf16); cached."""
+    """What this machine has (model, usable cores, clock, FP32 FLOP/cycle/core, bf16); probed once
+    per process, returned as a fresh dict (a caller changing it does not change the next answer)."""
+    return dict(_detected())
+
+
+@lru_cache(maxsize=1)
+def _detected() -> dict[str, float | str | bool]:
     flags = cpu_flags()
     cores = usable_cores()
     ghz = cpu_clock_ghz() or 2.5

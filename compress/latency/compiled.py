@@ -14,6 +14,7 @@ objects with a ``name`` and the signature fields).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,7 +208,27 @@ def verify(
 
 # ---- caching (in-process and on disk; numpy .npz without pickle) --------------------------------
 
-_MEMO: dict[str, CompiledSpace] = {}
+# In-process memo of compiled spaces, keyed by the space's hash. Bounded (least recently used
+# dropped first): a long-lived process that walks many spaces (a notebook, a sweep) keeps at most
+# MEMO_SIZE of them; a dropped one is rebuilt, or read back from ``cache_dir``. The memoised arrays
+# are shared by every caller, so they are made read-only. clear_memo() empties it.
+MEMO_SIZE = 8
+_MEMO: OrderedDict[str, CompiledSpace] = OrderedDict()
+
+
+def clear_memo() -> None:
+    """Forget every compiled space of this process (the on-disk caches stay)."""
+    _MEMO.clear()
+
+
+def _remember(key: str, comp: CompiledSpace) -> CompiledSpace:
+    for a in (comp.gene_sizes, *comp.deps, *comp.strides, *comp.sig_ids):
+        a.setflags(write=False)
+    _MEMO[key] = comp
+    _MEMO.move_to_end(key)
+    while len(_MEMO) > MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return comp
 
 
 def _space_key(space: Any) -> str | None:
@@ -244,13 +265,15 @@ def load_compiled(path: Any) -> CompiledSpace:
 
 
 def compiled_space(space: Any, *, cache_dir: Any = None) -> CompiledSpace:
-    """:func:`compile_space` memoised per space hash (in this process, and in ``cache_dir`` if given)."""
+    """:func:`compile_space` memoised per space hash (in this process, the last :data:`MEMO_SIZE`
+    spaces, read-only; and in ``cache_dir`` if given)."""
     from pathlib import Path
 
     key = _space_key(space)
     if key is None:
         return compile_space(space)
     if key in _MEMO:
+        _MEMO.move_to_end(key)
         return _MEMO[key]
     path = Path(cache_dir) / f"compiled-{key}-v1.npz" if cache_dir else None
     comp = None
@@ -267,5 +290,4 @@ def compiled_space(space: Any, *, cache_dir: Any = None) -> CompiledSpace:
                 save_compiled(comp, path)
             except OSError:
                 pass
-    _MEMO[key] = comp
-    return comp
+    return _remember(key, comp)
