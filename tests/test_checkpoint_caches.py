@@ -2,7 +2,7 @@
 
 When the embedded default supernet is replaced (a retrained ``compress/supernet/default/``), nothing
 computed from the old weights may be reused: the search's (subnet, top-1) pairs and fitted
-predictors, and the pipeline stages that read the checkpoint. The default path is pointed at a copy
+predictors, the pipeline stages that read the checkpoint, and a search's selected subnet (refused, not rebuilt). The default path is pointed at a copy
 (then at the same copy with one tensor perturbed, at the *same path*) - the real checkpoint, real
 Fashion-MNIST evaluation, a small search. Latency tables are keyed on the search space, not the
 weights (a weight change keeps the latency of every subnet): they must be kept for a weight change
@@ -74,8 +74,9 @@ def default_dir(tmp_path, monkeypatch):
     return d
 
 
-def _search(space):
+def _search(space, out=None):
     return search(
+        out=out,
         devices=["local-cpu"],
         latency_ms=None,
         supernet=None,  # the default checkpoint
@@ -99,7 +100,7 @@ def test_search_cache_misses_when_the_default_checkpoint_changes_in_place(defaul
     assert ckpt.parent == default_dir
     space = SearchSpace.from_dict(read_checkpoint_header(ckpt)["space"])
 
-    first = _search(space)
+    first = _search(space, out=default_dir.parent / "search1")
     again = _search(space)  # same checkpoint: pairs and predictor come from the cache
     assert first.predictor["cached"] is False and again.predictor["cached"] is True
     assert again.predictor["cache"] == first.predictor["cache"]
@@ -115,6 +116,12 @@ def test_search_cache_misses_when_the_default_checkpoint_changes_in_place(defaul
     new_pairs = json.loads(next(new_dir.glob("pairs-*.json")).read_text())["rows"]
     assert [r["genes"] for r in old_pairs] == [r["genes"] for r in new_pairs]
     assert [r["top1"] for r in old_pairs] != [r["top1"] for r in new_pairs]
+    # the subnet the first search selected is refused, not rebuilt from the new weights
+    from compress.core.errors import UsageError
+    from compress.search.source import load_selected
+
+    with pytest.raises(UsageError, match="changed since the search"):
+        load_selected(default_dir.parent / "search1" / "subnet.json")
 
 
 def test_pipeline_stages_reading_the_checkpoint_get_new_keys(default_dir, tmp_path) -> None:
