@@ -27,6 +27,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from compress.core.config import StrictModel, load_model_yaml
+from compress.train.config import Recipe, TrainConfig
+
+_TRAIN = TrainConfig.model_fields  # the one place training defaults live
 
 
 class ModelSource(StrictModel):
@@ -82,11 +85,13 @@ class DeviceCfg(StrictModel):
 
 
 class TrainCfg(StrictModel):
-    family: str = "convnext-small-input"
-    recipe: Literal["deps", "ofa-ps", "bignas"] = "deps"
-    epochs: int = Field(default=2, ge=1)
+    """The pipeline's ``train:`` section; family, recipe and batch size default as compress.train.TrainConfig."""
+
+    family: str = _TRAIN["family"].default
+    recipe: Recipe = _TRAIN["recipe"].default
+    epochs: int = Field(default=2, ge=1)  # a short run: the pipeline's own default (TrainConfig's is 10)
     train_limit: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=128, ge=1)
+    batch_size: int = Field(default=_TRAIN["batch_size"].default, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
     space: dict = Field(default_factory=dict)  # search-space overrides passed to the family
     options: dict = Field(default_factory=dict)  # any other compress.train.TrainConfig field (validated there)
