@@ -450,7 +450,7 @@ class PruneStage(Stage):
 
                 opts["latency"] = MacsBlockLatency()
         else:  # ftwt (logs to stderr itself; reports top-1 as a fraction)
-            opts.update(mass=p.mass if p.mass is not None else 0.95, progress=ctx.console is not None)
+            opts.update(mass=p.mass, progress=ctx.console is not None)  # None: FTWT's DEFAULT_MASS
         _seam(self.name, work)
         res = prune(method=p.method, **opts)
         if p.method == "ftwt":
