@@ -94,7 +94,7 @@ def main() -> int:
     from compress.prune.updp.measure import logits, recalibrate_bn, top1
     from compress.prune.updp.progressive import TrainConfig, train_progressive
     from compress.prune.updp.proxy import proxy_scorer
-    from compress.prune.updp.select import SearchConfig, select_blocks
+    from compress.prune.updp.select import select_blocks
     from compress.prune.updp.surgery import insert_pruned, merged_copy
     from compress.quantize.onnxruntime import quantize_onnx_int8
 
@@ -143,7 +143,7 @@ def main() -> int:
         val = ds.val.images[:512]
         score = proxy_scorer(base, logits(teacher, val), ds.calib.images, val)
         for k in ks:
-            sel = select_blocks(decisions, base_ms=base_ms, score=score, blocks=k, config=SearchConfig(seed=seed))
+            sel = select_blocks(decisions, base_ms=base_ms, score=score, blocks=k, seed=seed)
             forms = {n: next(d.form for d in decisions if d.name == n) for n in sel.mask}
             log(f"seed {seed} K={k}: {forms}")
             st = copy.deepcopy(base)

@@ -56,7 +56,7 @@ from compress.prune.updp.linearize import NormSwapStep  # noqa: E402
 from compress.prune.updp.measure import count_macs, logits, recalibrate_bn, top1  # noqa: E402
 from compress.prune.updp.progressive import ProgressiveConfig, train_progressive  # noqa: E402
 from compress.prune.updp.proxy import _kl, proxy_scorer  # noqa: E402
-from compress.prune.updp.select import SearchConfig, select_blocks  # noqa: E402
+from compress.prune.updp.select import select_blocks  # noqa: E402
 from compress.prune.updp.surgery import insert_pruned, merged_copy  # noqa: E402
 
 
@@ -235,19 +235,15 @@ def run_model(
     for kind, value in targets:
         try:
             if kind == "k":
-                sel = select_blocks(
-                    decisions, base_ms=base_ms, score=score, blocks=value, config=SearchConfig(seed=seed)
-                )
+                sel = select_blocks(decisions, base_ms=base_ms, score=score, blocks=value, seed=seed)
             else:
-                sel = select_blocks(
-                    decisions, base_ms=base_ms, score=score, latency_ms=base_ms / value, config=SearchConfig(seed=seed)
-                )
+                sel = select_blocks(decisions, base_ms=base_ms, score=score, latency_ms=base_ms / value, seed=seed)
             sel_drop = select_blocks(
                 drop_decisions,
                 base_ms=base_ms,
                 score=drop_score,
                 latency_ms=sel.predicted_ms,
-                config=SearchConfig(seed=seed),
+                seed=seed,
             )
         except UsageError as e:
             log(f"{name} {kind} {value}: skipped: {e}")

@@ -51,7 +51,7 @@ from compress.prune.updp.candidates import find_candidates  # noqa: E402
 from compress.prune.updp.measure import logits, top1  # noqa: E402
 from compress.prune.updp.progressive import TrainConfig, train_progressive  # noqa: E402
 from compress.prune.updp.proxy import proxy_scorer  # noqa: E402
-from compress.prune.updp.select import SearchConfig, decide, select_blocks  # noqa: E402
+from compress.prune.updp.select import decide, select_blocks  # noqa: E402
 
 # variant -> (λ schedule, ramp share); None: drop the blocks instead
 VARIANTS: dict[str, tuple[str, float] | None] = {
@@ -72,9 +72,7 @@ def proxy_blocks(base, ds, k: int, seed: int, score_images: int) -> list[str]:
     decisions = [decide(n, "convnext", 1.0, {"dw_pw": 0.5}) for n in names]
     val = ds.val.images[:score_images]
     score = proxy_scorer(base, logits(base, val), ds.calib.images, val)
-    return list(
-        select_blocks(decisions, base_ms=float(len(names)), score=score, blocks=k, config=SearchConfig(seed=seed)).mask
-    )
+    return list(select_blocks(decisions, base_ms=float(len(names)), score=score, blocks=k, seed=seed).mask)
 
 
 def run_setting(

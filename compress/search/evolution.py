@@ -184,11 +184,14 @@ def evolve(
     max_retries: int = 20,
     seeds: np.ndarray | None = None,
     keep_archive: bool = True,
+    distinct_parents: bool = False,
 ) -> EvolutionResult:
     """Maximise ``accuracy.predict_genes`` subject to ``constraints`` (OFA's regularised evolution).
 
     ``seeds``: optional feasible rows to put in the initial population (e.g. the minimum-latency
-    config when random samples are rarely feasible). Raises :class:`InfeasibleError` when no
+    config when random samples are rarely feasible). ``distinct_parents``: parents are the best
+    *distinct* rows (OFA keeps copies; in small spaces, such as UPDP's block masks, copies of the
+    best row crowd the parents out and the search stalls). Raises :class:`InfeasibleError` when no
     feasible row is found.
     """
     if population < 2 or generations < 0:
@@ -206,6 +209,7 @@ def evolve(
             max_retries=max_retries,
             seeds=seeds,
             keep_archive=keep_archive,
+            distinct_parents=distinct_parents,
         )
 
 
@@ -222,6 +226,7 @@ def _evolve(
     max_retries: int,
     seeds: np.ndarray | None,
     keep_archive: bool,
+    distinct_parents: bool = False,
 ) -> EvolutionResult:
     n_parents = max(1, int(round(parent_ratio * population)))
     n_mut = int(round(mutation_ratio * population))
@@ -259,7 +264,11 @@ def _evolve(
             a_vals[k][: pop.shape[0]] = vals[k]
         fill = pop.shape[0]
     for gen in range(generations):
-        order = np.argsort(-scores, kind="stable")[:n_parents]
+        order = np.argsort(-scores, kind="stable")
+        if distinct_parents:  # first (best) occurrence of each row, still best first
+            _, first = np.unique(pop[order], axis=0, return_index=True)
+            order = order[np.sort(first)]
+        order = order[:n_parents]
         parents, p_scores, p_vals = pop[order], scores[order], take(vals, order)
         history[gen] = p_scores[0]
         kids, kv, fb = make_children(

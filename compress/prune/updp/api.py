@@ -176,7 +176,7 @@ def prune_updp(
     from compress.prune.updp.measure import count_macs, count_params, logits, recalibrate_bn
     from compress.prune.updp.progressive import ProgressiveConfig, train_progressive
     from compress.prune.updp.proxy import proxy_scorer, supernet_scorer
-    from compress.prune.updp.select import SearchConfig, select_blocks
+    from compress.prune.updp.select import select_blocks
     from compress.prune.updp.surgery import insert_pruned, merged_copy
 
     t0 = _T0[0] = time.time()
@@ -269,7 +269,7 @@ def prune_updp(
     else:
         raise UsageError(f"unknown selection '{selection}'; choose proxy or supernet")
     sel = select_blocks(
-        decisions, base_ms=base_ms, score=score, blocks=blocks, latency_ms=latency_ms, config=SearchConfig(seed=seed)
+        decisions, base_ms=base_ms, score=score, blocks=blocks, latency_ms=latency_ms, seed=seed
     )
     if not sel.mask:
         raise UsageError(

@@ -11,9 +11,15 @@ minus the sum of the chosen blocks' savings (additive per-block model [R]).
 
 **Selection.** Masks over eligible blocks are scored by ``score(mask)`` (higher is better; the API
 uses an accuracy proxy, see :mod:`compress.prune.updp.api`). With a block count K: all
-C(n, K) masks are enumerated when there are at most ``max_enumerate``; otherwise an OFA-style
-evolution with K fixed runs (population 100, 25 % parents, mutation ratio 0.5, per-bit swap
-probability 0.1; ALGORITHMS §1.6) for ``generations`` rounds. With a latency budget: the smallest K
+C(n, K) masks are enumerated when there are at most ``max_enumerate``; otherwise the search
+package's OFA-style evolution (:func:`compress.search.evolution.evolve`) runs for ``generations``
+rounds on the block set as a :class:`~compress.search.protocols.GeneSpace` (one binary gene per
+eligible block, :class:`MaskSpace`), the score as its accuracy estimator and "exactly K blocks" plus
+the latency budget as a :class:`~compress.search.constraints.ConstraintSet` (population 100, 25 %
+parents, mutation ratio 0.5, per-gene resample probability 0.1; ALGORITHMS §1.6), its parents
+distinct masks as the replaced selector's were. Its initial
+population is random K-block masks (repaired to meet a budget); children are rejection-sampled
+with the engine's bounded retries. The seed is the caller's. With a latency budget: the smallest K
 whose best savings can meet the budget is found, and masks of that K and K+1 that meet the budget
 are searched the same way (infeasible masks are never chosen).
 """
@@ -22,11 +28,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
+
+import numpy as np
 
 from compress.core.errors import UsageError
+from compress.search.constraints import ConstraintSet
+from compress.search.evolution import evolve
+from compress.search.protocols import GeneSpace
 
 Mask = tuple[str, ...]
 
@@ -77,13 +88,18 @@ def decide(
 
 @dataclass
 class SearchConfig:
+    """Selection settings. Above ``max_enumerate`` masks of one K, the search package's regularised
+    evolution (:func:`compress.search.evolution.evolve`) runs with these OFA settings; its bounded
+    retries (``max_retries`` batched rounds, then a copy of a feasible parent) mean it never hangs.
+    There is no seed here: :func:`select_blocks` takes the caller's."""
+
     max_enumerate: int = 256
     population: int = 100
     parent_ratio: float = 0.25
     mutation_ratio: float = 0.5
     mutate_prob: float = 0.1
     generations: int = 30
-    seed: int = 0
+    max_retries: int = 20
 
 
 @dataclass
@@ -100,83 +116,112 @@ def predicted_latency(base_ms: float, decisions: dict[str, BlockDecision], mask:
     return base_ms - sum(decisions[n].saving_ms for n in mask)
 
 
+class MaskSpace:
+    """The eligible blocks as a :class:`~compress.search.protocols.GeneSpace`: one binary gene per
+    block (1 = pruned), in ``pool`` order, so a gene row *is* a mask and no two rows name one mask."""
+
+    def __init__(self, pool: Sequence[str], *, mutate_prob: float) -> None:
+        self.pool = list(pool)
+        self.genes = GeneSpace(sizes=np.full(len(self.pool), 2), mutate_prob=mutate_prob, names=tuple(self.pool))
+
+    def mask(self, row: np.ndarray) -> Mask:
+        return tuple(self.pool[j] for j in np.flatnonzero(row))
+
+    def rows(self, masks: Sequence[Sequence[str]]) -> np.ndarray:
+        out = np.zeros((len(masks), len(self.pool)), dtype=np.int64)
+        for i, m in enumerate(masks):
+            out[i, [self.pool.index(n) for n in m]] = 1
+        return out
+
+
+class MaskScore:
+    """``score(mask)`` as an :class:`~compress.search.protocols.AccuracyEstimator` over mask rows,
+    memoised per mask (a proxy score costs a BN recalibration and a forward pass)."""
+
+    def __init__(self, space: MaskSpace, score: Callable[[Mask], float], cache: dict[Mask, float]) -> None:
+        self.space, self.score, self.cache = space, score, cache
+
+    def __call__(self, mask: Mask) -> float:
+        if mask not in self.cache:
+            self.cache[mask] = float(self.score(mask))
+        return self.cache[mask]
+
+    def predict_genes(self, genes: np.ndarray) -> np.ndarray:
+        return np.array([self(self.space.mask(r)) for r in np.atleast_2d(genes)], dtype=np.float64)
+
+
+def mask_constraints(
+    space: MaskSpace, k: int, *, base_ms: float, decisions: dict[str, BlockDecision], latency_ms: float | None
+) -> ConstraintSet:
+    """Exactly ``k`` blocks (``k_error`` = |blocks − k| <= 0) and the predicted latency (the additive
+    per-block model, summed exactly as :func:`predicted_latency` does) within ``latency_ms``."""
+    metrics = {
+        "k_error": lambda g: np.abs(np.atleast_2d(g).sum(1) - k).astype(np.float64),
+        "latency_ms": lambda g: np.array([predicted_latency(base_ms, decisions, space.mask(r)) for r in g]),
+    }
+    return ConstraintSet(metrics, {"k_error": 0.0, "latency_ms": latency_ms})
+
+
+def _random_masks(
+    pool: list[str], k: int, n: int, rng: np.random.Generator, feasible: Callable[[Mask], bool], saving
+) -> list[Mask]:
+    """``n`` random K-block masks for the initial population; under a latency budget each one that
+    misses it is repaired (its smallest-saving block swapped for the largest unchosen one until it
+    fits: a tight budget leaves few feasible masks, which random draws miss; K >= the smallest
+    feasible K, so the top-K-savings mask always fits)."""
+    out = []
+    for _ in range(n):
+        m = tuple(pool[j] for j in sorted(rng.choice(len(pool), size=k, replace=False)))
+        if not feasible(m) and saving is not None:
+            chosen = sorted(m, key=saving)
+            rest = sorted((p for p in pool if p not in m), key=saving, reverse=True)
+            while not feasible(tuple(chosen)) and rest and saving(rest[0]) > saving(chosen[0]):
+                chosen[0], rest[0] = rest[0], chosen[0]
+                chosen.sort(key=saving)
+                rest.sort(key=saving, reverse=True)
+            m = tuple(sorted(chosen, key=pool.index))
+        if not feasible(m):
+            raise UsageError(f"no set of {k} blocks meets the latency budget; raise --latency-ms")
+        out.append(m)
+    return out
+
+
 def _fixed_k(
     pool: list[str],
     k: int,
-    score: Callable[[Mask], float],
+    scorer: MaskScore,
     feasible: Callable[[Mask], bool],
     cfg: SearchConfig,
-    cache: dict[Mask, float],
+    constraints: ConstraintSet,
+    rng: np.random.Generator,
     saving: Callable[[str], float] | None = None,
 ) -> tuple[Mask | None, str]:
-    def s(m: Mask) -> float:
-        m = tuple(sorted(m, key=pool.index))
-        if m not in cache:
-            cache[m] = score(m)
-        return cache[m]
-
-    n = len(pool)
-    if math.comb(n, k) <= cfg.max_enumerate:
+    """The best feasible K-block mask: every one when there are at most ``max_enumerate``, else by the
+    search package's evolution over :class:`MaskSpace` rows (ties: the greatest mask, as enumerated)."""
+    if math.comb(len(pool), k) <= cfg.max_enumerate:
         masks = [m for m in itertools.combinations(pool, k) if feasible(m)]
         if not masks:
             return None, "enumerate"
-        return max(masks, key=lambda m: (s(m), m)), "enumerate"
-    rng = random.Random(cfg.seed * 7919 + k)
-
-    def sample() -> Mask:
-        m = tuple(sorted(rng.sample(pool, k), key=pool.index))
-        if feasible(m) or saving is None:
-            return m
-        # repair a random mask that misses the budget: swap its smallest-saving block for the largest
-        # unchosen one until it fits (a tight budget leaves few feasible masks, which random draws miss;
-        # K >= the smallest feasible K, so the top-K-savings mask always fits)
-        chosen = sorted(m, key=saving)
-        rest = sorted((p for p in pool if p not in m), key=saving, reverse=True)
-        while not feasible(tuple(chosen)) and rest and saving(rest[0]) > saving(chosen[0]):
-            chosen[0], rest[0] = rest[0], chosen[0]
-            chosen.sort(key=saving)
-            rest.sort(key=saving, reverse=True)
-        if not feasible(tuple(chosen)):
-            raise UsageError(f"no set of {k} blocks meets the latency budget; raise --latency-ms")
-        return tuple(sorted(chosen, key=pool.index))
-
-    def mutate(m: Mask) -> Mask:
-        chosen, rest = list(m), [p for p in pool if p not in m]
-        for i in range(len(chosen)):
-            if rest and rng.random() < cfg.mutate_prob:  # swap keeps K fixed
-                j = rng.randrange(len(rest))
-                chosen[i], rest[j] = rest[j], chosen[i]
-        return tuple(sorted(chosen, key=pool.index))
-
-    def crossover(a: Mask, b: Mask) -> Mask:
-        both = list(dict.fromkeys([x for x in a if rng.random() < 0.5] + [x for x in b if rng.random() < 0.5]))
-        rest = [p for p in (*a, *b) if p not in both]
-        rng.shuffle(rest)
-        for x in rest:
-            if len(both) >= k:
-                break
-            if x not in both:
-                both.append(x)
-        return tuple(sorted(both[:k], key=pool.index))
-
-    popn = [sample() for _ in range(cfg.population)]
-    n_par = max(2, int(cfg.population * cfg.parent_ratio))
-    n_mut = int(cfg.population * cfg.mutation_ratio)
-    for _ in range(cfg.generations):
-        parents = sorted(set(popn), key=lambda m: (s(m), m), reverse=True)[:n_par]
-        children = []
-        while len(children) < n_mut:
-            c = mutate(rng.choice(parents))
-            if feasible(c):
-                children.append(c)
-        tries = 0
-        while len(children) < cfg.population - n_par and tries < 10 * cfg.population:
-            tries += 1
-            c = crossover(rng.choice(parents), rng.choice(parents))
-            if len(c) == k and feasible(c):
-                children.append(c)
-        popn = parents + children
-    return max(set(popn), key=lambda m: (s(m), m)), "evolution"
+        return max(masks, key=lambda m: (scorer(m), m)), "enumerate"
+    space = scorer.space
+    seeds = space.rows(_random_masks(pool, k, cfg.population, rng, feasible, saving))
+    res = evolve(
+        space.genes,
+        scorer,
+        constraints,
+        rng=rng,
+        population=cfg.population,
+        generations=cfg.generations,
+        parent_ratio=cfg.parent_ratio,
+        mutation_ratio=cfg.mutation_ratio,
+        max_retries=cfg.max_retries,
+        seeds=seeds,
+        keep_archive=False,
+        distinct_parents=True,
+    )
+    top = res.scores[0]
+    best = max(space.mask(r) for r, s in zip(res.genes, res.scores) if s == top)
+    return best, "evolution"
 
 
 def select_blocks(
@@ -184,11 +229,16 @@ def select_blocks(
     *,
     base_ms: float,
     score: Callable[[Mask], float],
+    seed: int,
     blocks: int | None = None,
     latency_ms: float | None = None,
     config: SearchConfig | None = None,
 ) -> Selection:
-    """Choose which eligible blocks to prune: exactly ``blocks`` of them, or a set meeting ``latency_ms``."""
+    """Choose which eligible blocks to prune: exactly ``blocks`` of them, or a set meeting ``latency_ms``.
+
+    ``seed`` (the caller's) seeds the evolution of each K with ``numpy.random.default_rng([seed, K])``,
+    so the K and K + 1 searches of a budget are independent and each is reproducible alone.
+    """
     cfg = config or SearchConfig()
     if (blocks is None) == (latency_ms is None):
         raise UsageError("give either a block count (--blocks K) or a latency budget (--latency-ms X)")
@@ -203,14 +253,11 @@ def select_blocks(
                 f"only {len(pool)} of {len(decisions)} candidate blocks get faster when merged on this "
                 f"target (see the per-block decisions); ask for --blocks <= {len(pool)}"
             )
-        mask, method = _fixed_k(pool, blocks, score, lambda m: True, cfg, cache)
-        assert mask is not None
-        return Selection(mask, cache[mask], predicted_latency(base_ms, by_name, mask), len(cache), method)
-    assert latency_ms is not None
-    if latency_ms >= base_ms:
+        return _select_k(pool, blocks, by_name, base_ms, score, cache, cfg, seed, latency_ms=None) or _bug(blocks)
+    if latency_ms >= base_ms:  # type: ignore[operator]
         return Selection((), math.nan, base_ms, 0, "none: the unpruned model already meets the budget")
     savings = sorted((by_name[n].saving_ms for n in pool), reverse=True)
-    need = base_ms - latency_ms
+    need = base_ms - latency_ms  # type: ignore[operator]
     k_min = next((k for k in range(1, len(pool) + 1) if sum(savings[:k]) >= need), None)
     if k_min is None:
         best = base_ms - sum(savings)
@@ -218,23 +265,42 @@ def select_blocks(
             f"the latency budget {latency_ms:.3f} ms cannot be met by merging blocks: the predicted best is "
             f"{best:.3f} ms (unpruned {base_ms:.3f} ms); raise --latency-ms"
         )
-
-    def feasible(m: Mask) -> bool:
-        return predicted_latency(base_ms, by_name, m) <= latency_ms
-
     best_sel: Selection | None = None
     for k in range(k_min, min(k_min + 1, len(pool)) + 1):
-        mask, method = _fixed_k(pool, k, score, feasible, cfg, cache, saving=lambda n: by_name[n].saving_ms)
-        if mask is None:
-            continue
-        sel = Selection(
-            mask,
-            cache[tuple(sorted(mask, key=pool.index))],
-            predicted_latency(base_ms, by_name, mask),
-            len(cache),
-            method,
-        )
-        if best_sel is None or sel.score > best_sel.score:
+        sel = _select_k(pool, k, by_name, base_ms, score, cache, cfg, seed, latency_ms=latency_ms)
+        if sel is not None and (best_sel is None or sel.score > best_sel.score):
             best_sel = sel
-    assert best_sel is not None
-    return best_sel
+    return best_sel or _bug(k_min)
+
+
+def _select_k(
+    pool: list[str],
+    k: int,
+    by_name: dict[str, BlockDecision],
+    base_ms: float,
+    score: Callable[[Mask], float],
+    cache: dict[Mask, float],
+    cfg: SearchConfig,
+    seed: int,
+    *,
+    latency_ms: float | None,
+) -> Selection | None:
+    space = MaskSpace(pool, mutate_prob=cfg.mutate_prob)
+    scorer = MaskScore(space, score, cache)
+    constraints = mask_constraints(space, k, base_ms=base_ms, decisions=by_name, latency_ms=latency_ms)
+
+    def feasible(m: Mask) -> bool:
+        return latency_ms is None or predicted_latency(base_ms, by_name, m) <= latency_ms
+
+    saving = (lambda n: by_name[n].saving_ms) if latency_ms is not None else None
+    rng = np.random.default_rng([seed, k])
+    mask, method = _fixed_k(pool, k, scorer, feasible, cfg, constraints, rng, saving=saving)
+    if mask is None:
+        return None
+    return Selection(mask, cache[mask], predicted_latency(base_ms, by_name, mask), len(cache), method)
+
+
+def _bug(k: int) -> NoReturn:
+    from compress.core.errors import InternalError
+
+    raise InternalError(f"no mask of {k} blocks was selected although one is feasible")
