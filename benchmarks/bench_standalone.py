@@ -97,7 +97,8 @@ def count_passes(train_config: dict[str, Any], train_size: int, space: dict[str,
     from compress.train.config import TrainConfig
     from compress.train.recipes import get_recipe
 
-    cfg = TrainConfig(**train_config)
+    # fields a later toolkit dropped are ignored (none of them changes how many steps/passes a run takes)
+    cfg = TrainConfig(**{k: v for k, v in train_config.items() if k in TrainConfig.model_fields})
     sp = SearchSpace.from_dict(space or _space_for(cfg))
     gb = cfg.batch_size * cfg.nproc
     per_epoch = train_size // gb
