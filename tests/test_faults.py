@@ -151,7 +151,10 @@ def _argv(cmd: str, out: Path, tmp_path: Path) -> list[str]:
     }[cmd]
 
 
-@pytest.mark.parametrize("cmd", ["pipeline", "train", "export", "search", "bench", "profile"])
+CMDS = ["pipeline", "train", "export", "search", "bench", "profile"]
+
+
+@pytest.mark.parametrize("cmd", CMDS)
 def test_read_only_output_directory(mounts, tmp_path, cmd):
     ro = mounts.tmpfs("ro", ro=True, size="1m")
     r = runner.invoke(app, _argv(cmd, ro / "run", tmp_path))
@@ -275,6 +278,104 @@ def test_full_disk_during_training_then_resume(mounts, tmp_path):
     r = runner.invoke(app, [*argv, "--resume"])
     assert r.exit_code == 0, r.stderr
     assert (out / "supernet.safetensors").is_file() and not temp_leftovers(out)
+
+
+# ---- permission denied (a real EACCES) and a quota (EDQUOT, simulated) ---------------------------
+
+NO_DAC = ["--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions deny: as root, `setpriv` drops the capabilities
+    that override them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) while the user stays root, so the
+    .venv (which may live under root's home) still runs. A normal user needs no prefix."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux): cannot drop CAP_DAC_OVERRIDE, so chmod never denies")
+    probe = subprocess.run(["setpriv", *NO_DAC, "--", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"setpriv cannot drop CAP_DAC_OVERRIDE here ({probe.stderr.strip()}); chmod never denies root")
+    return ["setpriv", *NO_DAC, "--"]
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A directory nobody may write into (mode 0555), restored at the end so pytest can clean up."""
+    d = tmp_path / "locked"
+    d.mkdir()
+    d.chmod(0o555)
+    yield d
+    d.chmod(0o755)
+
+
+DENIED = """
+import json, os, sys
+import _export_helpers
+from typer.testing import CliRunner
+from compress.cli.main import app
+res = {}
+for name, (argv, env) in json.loads(sys.argv[1]).items():
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    r = CliRunner().invoke(app, argv)
+    for k, v in saved.items():
+        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    res[name] = [r.exit_code, r.stderr]
+print(json.dumps(res))
+"""
+
+
+def test_permission_denied_is_one_line(locked, tmp_path):
+    """A real EACCES (no monkeypatching): the commands run without the capability to override file
+    permissions. Into a directory they may not write: one line naming it, exit 2, for train, export,
+    search, bench, profile --tables and pipeline; the per-user table cache not writable: exit 1,
+    naming COMPRESS_TABLES. (One child process runs them all, to import torch once.)"""
+    prefix = unprivileged()
+    probe = subprocess.run([*prefix, "touch", str(locked / "x")], capture_output=True, text=True)
+    assert probe.returncode != 0 and "Permission denied" in probe.stderr  # the set-up denies for real
+    cases = {cmd: [_argv(cmd, locked / "run", tmp_path), {}] for cmd in CMDS}
+    cases["cache"] = [["profile", "--runtime", "onnxruntime"], {"XDG_CACHE_HOME": str(locked), "COMPRESS_TABLES": ""}]
+    env = {k: v for k, v in ENV.items() if k != "COMPRESS_TABLES"}
+    r = subprocess.run(
+        [*prefix, sys.executable, "-c", DENIED, json.dumps(cases)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    for cmd in CMDS:
+        code, err = got[cmd]
+        assert code == 2, (cmd, err)
+        if cmd == "pipeline":  # the preflight lists every problem of the YAML, one per line
+            assert "permission denied" in err.lower() and str(locked) in err and "this is a bug" not in err, err
+            continue
+        line = one_error_line(err)
+        assert f"permission denied in {locked}" in line, (cmd, line)
+        assert ("--tables" if cmd == "profile" else "--out") in line, (cmd, line)
+    code, err = got["cache"]
+    line = one_error_line(err)
+    assert code == 1 and "permission denied" in line and "COMPRESS_TABLES" in line, err
+    assert not (locked / "run").exists()
+
+
+def test_quota_exceeded_while_writing_an_export_is_one_line(tmp_path, monkeypatch):
+    """EDQUOT needs a quota-enabled file system, which cannot be set up here: simulated by the OS
+    call that fails (the rename of model.onnx into place raises EDQUOT). One line, exit 2, no
+    model.onnx under its final name and no temp file."""
+    real = os.replace
+
+    def replace(src, dst, *a, **kw):
+        if str(dst).endswith("model.onnx"):
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["export", "exporttest:tiny", "--out", str(out), "--samples", "4", "--exporter", "legacy"])
+    line = one_error_line(r.stderr)
+    assert r.exit_code == 2 and f"disk quota exceeded in {out}" in line and "--out" in line, r.stderr
+    assert not (out / "model.onnx").exists() and not temp_leftovers(out)
 
 
 # ---- leftovers of a killed run: removed by the next run into the same place, nothing else -------
@@ -410,7 +511,7 @@ def test_temp_dirs_of_dead_processes_are_removed(tmp_path, monkeypatch):
 # ---- SIGKILL at seeded random moments, then the next run (slow) ----------------------------------
 
 TESTS = Path(__file__).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
 # `compress` with the tests' exporttest:NAME models registered
 CLI = [sys.executable, "-c", "import _export_helpers; from compress.cli.main import main; main()"]
 

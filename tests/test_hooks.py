@@ -14,6 +14,7 @@ import pytest
 
 from compress.core import hooks
 
+pytestmark = pytest.mark.faults
 ROOT = Path(__file__).resolve().parents[1]
 SEAMS = ROOT / "tests" / "seams"
 

@@ -20,6 +20,7 @@ from compress.cli.main import app
 from compress.core.locks import LockHeld, dir_lock_path, file_lock_path, holder
 from compress.core.runs import RunDir, claim_run_dir, release_run_dir, run_dir_lock
 
+pytestmark = pytest.mark.faults
 runner = CliRunner()
 
 HOLD = """
@@ -256,7 +257,6 @@ print(json.dumps({"measured_now": r.measured_now, "already": r.already_measured,
 """
 
 
-@pytest.mark.faults
 def test_concurrent_profiles_of_one_table_wait_and_keep_each_others_entries(tmp_path):
     """Two `profile` runs for the same device table at once: the second waits for the first, then
     measures only what is missing (nothing): every block measured once, no entry lost."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -58,10 +59,25 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temp directory beside ``path``; when the block succeeds it becomes ``path``, as a unit.
 
     For artefacts of several files (an OpenVINO ``.xml`` + ``.bin``, a TensorRT bundle): a reader
-    sees the old set or the new one, never half of each. An existing ``path`` is renamed aside
-    (``.NAME.XXXXXXXX.old``), the new one renamed in, then the old one deleted; a crash between the
-    two renames leaves no ``path`` and a complete ``.old``, which :func:`clean_stale_temps` puts back.
-    The whole directory is replaced: callers make sure it holds only the artefact.
+    sees the old set or the new one, never half of each. The swap is :func:`swap_dir`: one atomic
+    exchange where the kernel and file system offer it, else two renames. The whole directory is
+    replaced: callers make sure it holds only the artefact.
+    """
+    path = Path(path)
+    tmp = new_temp_dir(path)
+    try:
+        with storage_errors(path):
+            yield tmp
+            swap_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def new_temp_dir(path: str | Path) -> Path:
+    """An empty directory ``.NAME.XXXXXXXX.tmpdir`` beside ``path``, to fill and then :func:`swap_dir` in.
+
+    A killed run leaves it under a temp name, which :func:`clean_stale_temps` removes.
     """
     path = Path(path)
     with storage_errors(path):
@@ -70,19 +86,53 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the artefact directory is not
+    return tmp
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Exchange two existing paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
     try:
-        with storage_errors(path):
-            yield tmp
-            old = None
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-                os.replace(path, old)  # onto the empty directory just made
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        fn = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.3
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # kernel < 3.15, or a file system without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def swap_dir(tmp: str | Path, path: str | Path) -> None:
+    """Make the complete directory ``tmp`` (beside ``path``) become ``path``, as a unit; the old one is deleted.
+
+    Where ``renameat2(RENAME_EXCHANGE)`` works (Linux >= 3.15 on ext4, xfs, btrfs, tmpfs, ...) the two
+    directories trade places in one step: a reader finds the old set or the new one at ``path``,
+    never neither. Elsewhere ``path`` is renamed aside (``.NAME.XXXXXXXX.old``) and ``tmp`` renamed
+    in: for that moment a reader can find no ``path`` (never half of each), and a crash in between
+    leaves a complete ``.old``, which :func:`clean_stale_temps` puts back. A file or symlink at
+    ``path`` is replaced too.
+    """
+    tmp, path = Path(tmp), Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    if _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # it holds the old set now
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old)  # onto the empty directory just made
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # The toolkit's own temp names (and nothing else): atomic_path's files, atomic_dir's directories,
@@ -92,35 +142,12 @@ _TEMP_FILE = re.compile(
 )
 _TEMP_DIR = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmpdir$|^\.openvino-[a-z0-9_]{8}$|^\..+\.old-\d+$")
 _OLD_DIR = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.old$")
-_GEN_DIR = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.gen$")
-
-
-# ---- sets of files published as a unit through a symlink (a pipeline's report set) ---------------
-#
-# ``NAME`` is a symlink to ``.NAME.XXXXXXXX.gen``, a directory that never changes once published.
-# A new version is written into a fresh ``.gen`` directory, then ``NAME`` is re-pointed with ONE
-# rename(2) of a temp symlink over it: a reader that resolves ``NAME`` sees the old set or the new
-# one, whole, never a mixture. The set it replaced stays until the next writer takes the directory's
-# lock (:func:`clean_stale_temps` removes every ``.gen`` directory its link does not point at), so
-# a reader in the middle of reading it is not cut off.
 
 
 def _rand8() -> str:
     import secrets
 
     return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789_") for _ in range(8))
-
-
-def new_generation(path: str | Path) -> Path:
-    """A new, empty directory ``.NAME.XXXXXXXX.gen`` beside ``path`` for the next version of the set at ``path``."""
-    path = Path(path)
-    with storage_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        gen = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".gen", dir=path.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(gen, 0o777 & ~umask)  # mkdtemp makes it private; the published set is not
-    return gen
 
 
 def _replace_with_link(path: Path, target: str) -> None:
@@ -148,21 +175,6 @@ def _replace_with_link(path: Path, target: str) -> None:
             os.unlink(tmp)
 
 
-def publish_generation(path: str | Path, gen: str | Path) -> str | None:
-    """Point ``path`` at the complete directory ``gen`` (made by :func:`new_generation`), as a unit.
-
-    The commit point is one ``rename(2)``. Returns the name of the generation it replaced (None if
-    none). ``gen`` must not change afterwards.
-    """
-    path, gen = Path(path), Path(gen)
-    if gen.parent != path.parent or not _GEN_DIR.match(gen.name):
-        raise ValueError(f"{gen} is not a generation directory beside {path}")
-    prev = os.readlink(path) if path.is_symlink() else None
-    with storage_errors(path):
-        _replace_with_link(path, gen.name)
-    return prev
-
-
 def link_aliases(path: str | Path, names: list[str]) -> None:
     """Make each ``NAME`` beside ``path`` a symlink to ``<path.name>/NAME`` (the familiar top-level names).
 
@@ -176,15 +188,6 @@ def link_aliases(path: str | Path, names: list[str]) -> None:
             if alias.is_symlink() and os.readlink(alias) == target:
                 continue
             _replace_with_link(alias, target)
-
-
-def generation_of(path: str | Path) -> str | None:
-    """The generation directory name ``path`` points at, or None when it is not such a link."""
-    path = Path(path)
-    if not path.is_symlink():
-        return None
-    target = os.readlink(path)
-    return target if _GEN_DIR.match(target) else None
 
 
 def is_temp_name(name: str) -> bool:
@@ -224,13 +227,6 @@ def clean_stale_temps(root: str | Path, *, recursive: bool = True) -> list[Path]
                     with contextlib.suppress(OSError):
                         (d / name).unlink()
                         removed.append(d / name)
-                continue
-            g = _GEN_DIR.match(name)
-            if g:  # a published set's directory: kept while its link points at it (see new_generation)
-                link = d / g["name"]
-                if not (link.is_symlink() and os.readlink(link) == name):
-                    shutil.rmtree(d / name, ignore_errors=True)
-                    removed.append(d / name)
                 continue
             m = _OLD_DIR.match(name)
             if m and not os.path.lexists(d / m["name"]):

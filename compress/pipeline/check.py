@@ -23,12 +23,11 @@ SUMMARY = "summary.json"
 
 
 def report_set(run_dir: str | Path) -> Path:
-    """The directory holding the run's report set, resolved once: ``report/`` (a link to the published
-    generation, see :mod:`compress.pipeline.runner`) when there is one, else the run directory itself
-    (runs written by older versions, summaries written by other tools)."""
+    """The directory holding the run's report set: ``report/`` (published as a unit, see
+    :mod:`compress.pipeline.runner`) when there is one, else the run directory itself (runs written
+    by older versions, summaries written by other tools)."""
     d = Path(run_dir)
-    rep = d / "report"
-    return rep.resolve() if rep.is_symlink() and rep.is_dir() else d
+    return d / "report" if (d / "report" / SUMMARY).is_file() else d
 
 
 def load_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -47,15 +46,15 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
 def verify_finished(run_dir: str | Path) -> None:
     """Refuse a pipeline run directory that is not a finished, self-consistent run (exit 2).
 
-    ``pipeline.json`` must say ``done``; ``report/`` must point at the report set that run published
-    and ``summary.json`` must be the one it wrote (both recorded when the run finishes); every stage
-    record must carry the key the run used. A directory without ``pipeline.json`` (a summary written
+    ``pipeline.json`` must say ``done``; ``summary.json``, ``report.md`` and ``report.html`` must be
+    the ones that run published (their sha256 are recorded when it finishes); every stage record must
+    carry the key the run used. A directory without ``pipeline.json`` (a summary written
     by another tool) is not checked here.
     """
     import json
 
     from compress.core.locks import dir_lock_path, holder, holder_gone
-    from compress.core.runs import generation_of, sha256_file
+    from compress.core.runs import sha256_file
 
     d = Path(run_dir)
     state_p = d / "pipeline.json"
@@ -80,14 +79,14 @@ def verify_finished(run_dir: str | Path) -> None:
             f"{d} is not a finished pipeline run (status '{status}'{where}){live}; gates are checked only "
             f"on a finished run: finish it with `compress pipeline ... --resume --out {d}`"
         )
-    gen = state.get("report")
-    # a copy that resolved the links (an uploaded artefact) holds plain files: the summary hash decides
-    if gen and (d / "report").is_symlink() and generation_of(d / "report") != gen:
-        raise UsageError(
-            f"{d}/report is not the report set its run published ({gen}); rerun the pipeline into this directory"
-        )
-    want = state.get("summary_sha256")
     src = report_set(d)
+    for name, sha in (state.get("report_sha256") or {}).items():
+        if (src / name).is_file() and sha256_file(src / name) != sha:
+            raise UsageError(
+                f"{src / name} is not the one its run published (the report set was changed after the run "
+                "finished); rerun the pipeline into this directory"
+            )
+    want = state.get("summary_sha256")
     if want and (src / SUMMARY).is_file() and sha256_file(src / SUMMARY) != want:
         raise UsageError(
             f"{d / SUMMARY} is not the summary its run wrote (changed after the run finished); "

@@ -6,12 +6,12 @@ stage's JSON and files) and the report set: ``summary.json`` (what ``compress ch
 ``report.md``, ``report.html`` and ``figures/``. A run that did not finish must be continued with
 ``resume=True`` (or written elsewhere), so a crashed CI job is never mistaken for a finished one.
 
-The report set is published as a unit: it is written into a fresh directory
-``.report.XXXXXXXX.gen``, then the symlink ``report`` is re-pointed at it with one rename
-(:func:`compress.core.runs.publish_generation`); ``summary.json``, ``report.md``, ``report.html`` and
-``figures`` at the top of the run directory are fixed links into ``report/``. A reader that resolves
-``report`` once sees one run's set, whole. ``pipeline.json`` then records ``status: done`` with the
-generation and the summary's hash: ``compress check`` trusts nothing before that.
+The report set is published as a unit: it is written into a temp directory
+``.report.XXXXXXXX.tmpdir`` beside ``report/``, which then trades places with ``report/`` in one
+atomic step (:func:`compress.core.runs.swap_dir`); ``summary.json``, ``report.md``, ``report.html`` and
+``figures`` at the top of the run directory are fixed links into ``report/``. ``pipeline.json`` then
+records ``status: done`` with the sha256 of the published files: ``compress check`` trusts nothing
+before that.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from compress.core.runs import (
     RunDir,
     atomic_write_json,
     link_aliases,
-    new_generation,
+    new_temp_dir,
     now_iso,
-    publish_generation,
     run_dir_lock,
     sha256_file,
+    swap_dir,
 )
+from compress.core.storage import storage_errors
 from compress.pipeline.cache import StageStore, stage_key
 from compress.pipeline.config import PipelineCfg, load_pipeline
 from compress.pipeline.quantize_stage import QuantizeStage
@@ -65,7 +66,7 @@ STAGES: list[Stage] = [
 
 STATE = "pipeline.json"
 SUMMARY = "summary.json"
-REPORT = "report"  # the symlink to the published report set
+REPORT = "report"  # the directory of the published report set
 REPORT_FILES = [SUMMARY, "report.md", "report.html", "figures"]  # top-level links into report/
 
 
@@ -150,11 +151,11 @@ def _run_locked(
     run.set("pipeline", cfg.model_dump(mode="json"))
     enabled = [s for s in STAGES if s.enabled(cfg)]
     t_all = time.perf_counter()
-    gen: Path | None = None  # the report set being written (published after the last stage)
+    gen: Path | None = None  # the report set being written (swapped in after the last stage)
     try:
         for i, st in enumerate(enabled, 1):
             if st.name == "check":  # the check stage gates the summary of this run, not the published one
-                gen = new_generation(run_dir / REPORT)
+                gen = new_temp_dir(run_dir / REPORT)
                 ctx.report_dir = gen
                 write_summary(ctx, devices)
             upstream = {n: ctx.records[n]["key"] for n in st.needs if n in ctx.records}
@@ -182,7 +183,7 @@ def _run_locked(
             ctx.log(f"  [dim]done in {secs:.1f} s[/dim]")
         state["stage"] = None
         if gen is None:
-            gen = new_generation(run_dir / REPORT)
+            gen = new_temp_dir(run_dir / REPORT)
             ctx.report_dir = gen
         summary = write_summary(ctx, devices)
         from compress.pipeline.report import write_report
@@ -190,11 +191,16 @@ def _run_locked(
         ctx.log("writing the report")
         report = {k: run_dir / v.relative_to(gen) for k, v in write_report(ctx, summary, out=gen).items()}
         hooks.fire("pipeline.report", step="staged", run_dir=run_dir)
-        publish_generation(run_dir / REPORT, gen)  # the one rename that makes the new set visible
+        with storage_errors(run_dir / REPORT):
+            swap_dir(gen, run_dir / REPORT)  # the one step that makes the new set visible
         hooks.fire("pipeline.report", step="swapped", run_dir=run_dir)
         link_aliases(run_dir / REPORT, REPORT_FILES)
         hooks.fire("pipeline.report", step="linked", run_dir=run_dir)
     except BaseException as err:
+        if gen is not None and gen.exists():  # an unpublished report set (a kill leaves it to the next run)
+            import shutil
+
+            shutil.rmtree(gen, ignore_errors=True)
         state["status"] = "failed"
         state["usage_error"] = isinstance(err, UsageError)  # the YAML must change anyway: no --resume needed
         state["error"] = f"{type(err).__name__}: {err}"
@@ -207,8 +213,8 @@ def _run_locked(
         status="done",
         finished=now_iso(),
         seconds=round(time.perf_counter() - t_all, 1),
-        report=gen.name,
-        summary_sha256=sha256_file(gen / SUMMARY),
+        summary_sha256=sha256_file(run_dir / REPORT / SUMMARY),
+        report_sha256={n: sha256_file(run_dir / REPORT / n) for n in REPORT_FILES[:3]},
     )
     atomic_write_json(run_dir / STATE, state)
     if "search" in ctx.records or "train" in ctx.records:

@@ -8,7 +8,8 @@ installs a callback on a :mod:`compress.core.hooks` point::
     COMPRESS_TEST_FAULT='{"point": "train.step", "when": {"step": 14, "rank": 1, "restart": 0}, "do": "kill"}'
 
 ``when``: the hook arguments that must all be equal (compared as strings); ``do``: ``kill`` (SIGKILL
-this process: a real crash, nothing runs after it) or ``raise`` (a RuntimeError naming the point).
+this process: a real crash, nothing runs after it), ``raise`` (a RuntimeError naming the point) or
+``sleep:SECONDS`` (hold still there, e.g. to hold a lock while another process tries to write).
 Without the variable nothing is installed and ``compress`` is not even imported.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 _SPEC = os.environ.get("COMPRESS_TEST_FAULT")
 
@@ -29,8 +31,15 @@ if _SPEC:
 
     def _fault(**info: object) -> None:
         if all(str(info.get(k)) == v for k, v in _when.items()):
-            if _spec.get("do", "kill") == "kill":
+            do = str(_spec.get("do", "kill"))
+            if do == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if do.startswith("sleep:"):
+                import time
+
+                print(f"seam: sleeping at {_spec['point']}", file=sys.stderr, flush=True)
+                time.sleep(float(do[6:]))
+                return
             raise RuntimeError(f"injected fault at {_spec['point']} {_when}")
 
     hooks.add(_spec["point"], _fault)
