@@ -86,7 +86,8 @@ def _resolve_data(data: Any, *, image_size: int | None, channels: int | None, se
 
 
 def _resolve_model(model: Any, *, weights: Any, subnet: Any, info: Any, image_size: int | None):
-    from compress.models import LoadedModel, load_model
+    from compress.models import LoadedModel
+    from compress.models.dataset import load_for_dataset
 
     if isinstance(model, LoadedModel):
         return model
@@ -95,16 +96,8 @@ def _resolve_model(model: Any, *, weights: Any, subnet: Any, info: Any, image_si
             "model must be a model reference (timm:NAME, small:NAME, a model directory, "
             "a supernet checkpoint with subnet=...) or a LoadedModel"
         )
-    opts: dict[str, Any] = {
-        "num_classes": info.num_classes,
-        "in_chans": info.channels,
-        "image_size": image_size or info.native_size or 32,
-    }
-    if weights is not None:
-        opts["weights"] = str(weights)
-    if subnet is not None:
-        opts["subnet"] = subnet
-    return load_model(str(model), **opts)
+    # FTWT's small CIFAR-style models keep the native size (28x28 Fashion-MNIST stays 28): no minimum
+    return load_for_dataset(model, info, weights=weights, subnet=subnet, image_size=image_size, min_image_size=0)
 
 
 def validate_options(epochs: Any, mass: Any, mode: Any, opts: dict[str, Any], *, out: Any) -> FtwtOptions:
