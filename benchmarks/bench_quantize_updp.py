@@ -87,11 +87,12 @@ def main() -> int:
     from compress.core.runs import atomic_write_json, package_versions
     from compress.data import load_dataset
     from compress.latency.blocks import export_onnx
+    from compress.nn.evaluate import top1
     from compress.prune.updp.api import block_decisions
     from compress.prune.updp.candidates import find_candidates
     from compress.prune.updp.latency import MacsBlockLatency
     from compress.prune.updp.linearize import NormSwapStep
-    from compress.prune.updp.measure import logits, recalibrate_bn, top1
+    from compress.prune.updp.measure import logits, recalibrate_bn
     from compress.prune.updp.progressive import TrainConfig, train_progressive
     from compress.prune.updp.proxy import proxy_scorer
     from compress.prune.updp.select import select_blocks
@@ -163,8 +164,8 @@ def main() -> int:
                 "seed": seed,
                 "k": k,
                 "blocks": forms,
-                "top1_torch_unmerged": top1(st, test_x, ds.test.labels[: len(test_x)]),
-                "top1_torch_merged": top1(merged, test_x, ds.test.labels[: len(test_x)]),
+                "top1_torch_unmerged": 100 * top1(st, test_x, ds.test.labels[: len(test_x)]),
+                "top1_torch_merged": 100 * top1(merged, test_x, ds.test.labels[: len(test_x)]),
             }
             with tempfile.TemporaryDirectory(prefix="bench-qupdp-") as td:
                 for name, mod in (("unmerged", st), ("merged", merged)):

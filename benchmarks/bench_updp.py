@@ -49,11 +49,12 @@ sys.path.insert(0, str(ROOT))
 from compress.core.errors import UsageError  # noqa: E402
 from compress.core.runs import atomic_write_json, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
+from compress.nn.evaluate import top1  # noqa: E402
 from compress.prune.updp.api import block_decisions  # noqa: E402
 from compress.prune.updp.candidates import chain_of, find_candidates, set_module  # noqa: E402
 from compress.prune.updp.latency import BlockItem, MeasuredBlockLatency  # noqa: E402
 from compress.prune.updp.linearize import NormSwapStep  # noqa: E402
-from compress.prune.updp.measure import count_macs, logits, recalibrate_bn, top1  # noqa: E402
+from compress.prune.updp.measure import count_macs, logits, recalibrate_bn  # noqa: E402
 from compress.prune.updp.progressive import ProgressiveConfig, train_progressive  # noqa: E402
 from compress.prune.updp.proxy import _kl, proxy_scorer  # noqa: E402
 from compress.prune.updp.select import select_blocks  # noqa: E402
@@ -204,7 +205,7 @@ def run_model(
     if sink is not None:
         sink.append(out)
     base.eval()
-    out["top1_base"] = top1(base, ds.test.images, ds.test.labels)
+    out["top1_base"] = 100 * top1(base, ds.test.images, ds.test.labels)
     cands, skipped = find_candidates(base)
     # baseline (a) needs an identity to fall back to: only residual blocks are in the pool
     cands = [c for c in cands if chain_of(_pruned(c)).residual]
@@ -272,7 +273,7 @@ def run_model(
                     epochs=ft_epochs, batch_size=128, lr=5e-4, schedule=schedule, seed=seed, augment=True
                 ),
             )
-            row[f"top1_{variant}"] = top1(merged, ds.test.images, ds.test.labels)
+            row[f"top1_{variant}"] = 100 * top1(merged, ds.test.images, ds.test.labels)
             models[variant] = merged
         row["blocks_drop_matched"] = list(sel_drop.mask)
         for variant, mask in (("drop", sel.mask), ("drop_matched", sel_drop.mask)):
@@ -283,7 +284,7 @@ def run_model(
                 ds.train,
                 config=ProgressiveConfig(epochs=ft_epochs, batch_size=128, lr=5e-4, seed=seed, augment=True),
             )
-            row[f"top1_{variant}"] = top1(dropped, ds.test.images, ds.test.labels)
+            row[f"top1_{variant}"] = 100 * top1(dropped, ds.test.images, ds.test.labels)
             models[variant] = dropped
         row["macs"] = {k2: count_macs(m, shape) for k2, m in models.items()}
         for rt in ("onnxruntime", "openvino"):
@@ -353,7 +354,7 @@ def lite0_part(
     lm64 = load_model("efficientnet-lite0", num_classes=10, image_size=64)
     base = lm64.module
     train_base(base, ds, epochs=ep, lr=1e-3, seed=seed)
-    out["fmnist_top1_base"] = top1(base, ds.test.images, ds.test.labels)
+    out["fmnist_top1_base"] = 100 * top1(base, ds.test.images, ds.test.labels)
     # the two deepest identity-shortcut blocks, as for the photos (a block without a shortcut loses
     # all its non-linearity when merged; the previous run pruned _blocks.15, which has none)
     names = [c.name for c in find_candidates(base)[0] if chain_of(_pruned(c)).residual][-2:]
@@ -367,7 +368,7 @@ def lite0_part(
     )
     merged = merged_copy(st, {n: "dense" for n in names})
     out["fmnist_pruned_blocks"] = names
-    out["fmnist_top1_pruned"] = top1(merged, ds.test.images, ds.test.labels)
+    out["fmnist_top1_pruned"] = 100 * top1(merged, ds.test.images, ds.test.labels)
     log(f"lite0 fashion-mnist: base {out['fmnist_top1_base']:.2f}, 2 blocks merged {out['fmnist_top1_pruned']:.2f}")
     return out
 

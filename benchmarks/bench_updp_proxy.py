@@ -39,8 +39,9 @@ from bench_updp import _pruned, convnext_subnet, finetune_merged, log, train_bas
 
 from compress.core.runs import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
+from compress.nn.evaluate import top1  # noqa: E402
 from compress.prune.updp.candidates import chain_of, find_candidates  # noqa: E402
-from compress.prune.updp.measure import logits, top1  # noqa: E402
+from compress.prune.updp.measure import logits  # noqa: E402
 from compress.prune.updp.progressive import TrainConfig  # noqa: E402
 from compress.prune.updp.proxy import proxy_scorer, supernet_scorer  # noqa: E402
 
@@ -55,7 +56,7 @@ def true_top1(base, teacher, mask, ds, *, steps: int, seed: int) -> float:
         ds,
         TrainConfig(epochs=epochs, batch_size=128, lr=5e-4, seed=seed, augment=True, max_steps=steps),
     )
-    return top1(merged, ds.test.images, ds.test.labels)
+    return 100 * top1(merged, ds.test.images, ds.test.labels)
 
 
 def rank_stats(a: list[float], b: list[float]) -> dict:
@@ -146,7 +147,7 @@ def main() -> None:
         "train_images": len(ds.train.labels),
         "pretrain_epochs": pre,
         "threads": torch.get_num_threads(),
-        "top1_base": top1(base, ds.test.images, ds.test.labels),
+        "top1_base": 100 * top1(base, ds.test.images, ds.test.labels),
         "candidates": names,
         "truth_steps": 10 if q else a.truth_steps,
         "cost_s": {},

@@ -47,8 +47,9 @@ from bench_updp import convnext_subnet, drop_blocks, finetune_merged, log, train
 
 from compress.core.runs import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
 from compress.data import load_dataset  # noqa: E402
+from compress.nn.evaluate import top1  # noqa: E402
 from compress.prune.updp.candidates import find_candidates  # noqa: E402
-from compress.prune.updp.measure import logits, top1  # noqa: E402
+from compress.prune.updp.measure import logits  # noqa: E402
 from compress.prune.updp.progressive import TrainConfig, train_progressive  # noqa: E402
 from compress.prune.updp.proxy import proxy_scorer  # noqa: E402
 from compress.prune.updp.select import decide, select_blocks  # noqa: E402
@@ -108,7 +109,7 @@ def run_setting(
                     max_steps=steps,
                 ),
             )
-        out[v] = top1(m, ds.test.images, ds.test.labels)
+        out[v] = 100 * top1(m, ds.test.images, ds.test.labels)
     return out
 
 
@@ -240,7 +241,7 @@ def main() -> None:
             cache=a.base_cache and a.base_cache / f"convnext-subnet-n{limit}-e{pre}-s{seed}.safetensors",
         )
         base.eval()
-        b1 = top1(base, ds.test.images, ds.test.labels)
+        b1 = 100 * top1(base, ds.test.images, ds.test.labels)
         names = proxy_blocks(base, ds, a.k, seed, 500 if q else 2000)
         log(f"seed {seed}: base {b1:.2f}; blocks {names}")
         teacher = copy.deepcopy(base).eval()
