@@ -93,7 +93,7 @@ def main() -> int:
     from compress.prune.updp.latency import MacsBlockLatency
     from compress.prune.updp.linearize import NormSwapStep
     from compress.prune.updp.measure import logits, recalibrate_bn
-    from compress.prune.updp.progressive import TrainConfig, train_progressive
+    from compress.prune.updp.progressive import ProgressiveConfig, train_progressive
     from compress.prune.updp.proxy import proxy_scorer
     from compress.prune.updp.select import select_blocks
     from compress.prune.updp.surgery import insert_pruned, merged_copy
@@ -156,7 +156,7 @@ def main() -> int:
                 st,
                 teacher,
                 ds.train,
-                config=TrainConfig(epochs=a.ft_epochs, batch_size=128, lr=5e-4, seed=seed, augment=True),
+                config=ProgressiveConfig(epochs=a.ft_epochs, batch_size=128, lr=5e-4, seed=seed, augment=True),
             )
             st.eval()
             merged = merged_copy(st, forms).eval()

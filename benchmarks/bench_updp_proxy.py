@@ -42,7 +42,7 @@ from compress.data import load_dataset  # noqa: E402
 from compress.nn.evaluate import top1  # noqa: E402
 from compress.prune.updp.candidates import chain_of, find_candidates  # noqa: E402
 from compress.prune.updp.measure import logits  # noqa: E402
-from compress.prune.updp.progressive import TrainConfig  # noqa: E402
+from compress.prune.updp.progressive import ProgressiveConfig  # noqa: E402
 from compress.prune.updp.proxy import proxy_scorer, supernet_scorer  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def true_top1(base, teacher, mask, ds, *, steps: int, seed: int) -> float:
         teacher,
         {n: "dw_pw" for n in mask},
         ds,
-        TrainConfig(epochs=epochs, batch_size=128, lr=5e-4, seed=seed, augment=True, max_steps=steps),
+        ProgressiveConfig(epochs=epochs, batch_size=128, lr=5e-4, seed=seed, augment=True, max_steps=steps),
     )
     return 100 * top1(merged, ds.test.images, ds.test.labels)
 

@@ -50,7 +50,7 @@ from compress.data import load_dataset  # noqa: E402
 from compress.nn.evaluate import top1  # noqa: E402
 from compress.prune.updp.candidates import find_candidates  # noqa: E402
 from compress.prune.updp.measure import logits  # noqa: E402
-from compress.prune.updp.progressive import TrainConfig, train_progressive  # noqa: E402
+from compress.prune.updp.progressive import ProgressiveConfig, train_progressive  # noqa: E402
 from compress.prune.updp.proxy import proxy_scorer  # noqa: E402
 from compress.prune.updp.select import decide, select_blocks  # noqa: E402
 
@@ -89,7 +89,9 @@ def run_setting(
                 m,
                 teacher,
                 ds.train,
-                config=TrainConfig(epochs=epochs, batch_size=128, lr=lr, seed=seed, augment=True, max_steps=steps),
+                config=ProgressiveConfig(
+                    epochs=epochs, batch_size=128, lr=lr, seed=seed, augment=True, max_steps=steps
+                ),
             )
         else:
             schedule, ramp = spec
@@ -98,7 +100,7 @@ def run_setting(
                 teacher,
                 dict.fromkeys(names, "dw_pw"),
                 ds,
-                TrainConfig(
+                ProgressiveConfig(
                     epochs=epochs,
                     batch_size=128,
                     lr=lr,
