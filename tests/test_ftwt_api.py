@@ -55,7 +55,7 @@ def test_result_keys_and_files(run):
     assert sum(dep["histogram"]["counts"]) == 200 and len(dep["histogram"]["edges"]) == 51
     assert sum(c["n"] for c in dep["by_class"]) == 200 and all("name" in c for c in dep["by_class"])
     assert dep["p90_minus_p10"] == pytest.approx(res["flops_reduction_p90"] - res["flops_reduction_p10"])
-    assert 0.0 <= res["flops_reduction_mean_released"] <= 1.0
+    assert 0.0 <= res["flops_reduction_mean_released"] <= 1.0 and 0.9 < res["released_gated_share"] <= 1.0
     for f in (
         "metrics.json",
         "history.json",

@@ -18,7 +18,9 @@ It differs from the exact count here in both directions. In its favour: (1) in a
 a block's first conv is ``relu(masked conv2 + shortcut)``, which has more live channels than conv2's
 mask says; (2) for a depthwise conv ``floor(prev / groups)`` is 0 as soon as one channel of the
 previous layer is masked, so depthwise layers count as free; (3) ungated layers (shortcut convs,
-the classifier) are in the dense total but never in the dynamic one. Against it: input channels that
+the classifier) are in the dense total but never in the dynamic one (``released_gated_share`` is the
+share of the dense MACs in gated convs; where it is well below 1, e.g. ConvNeXt blocks gated only
+at their depthwise conv, the released figure is meaningless). Against it: input channels that
 are zero for another reason (a kept filter whose ReLU output is all zero for this input) count as
 active there and as skippable here.
 
@@ -160,6 +162,9 @@ def _summarise(rec: _Recorder, samples: int, labels: torch.Tensor | None) -> dic
     if rec.masks:
         per_sample_masks = {n: torch.cat(v) for n, v in rec.masks.items()}
         result["flops_reduction_mean_released"] = float(1.0 - torch.cat(rec.released).mean() / dense_total)
+        # the share of the dense MACs the released accounting can see (1.0 when every conv is gated)
+        gated_dense = sum(r["dense_macs"] for n, r in per_layer.items() if n in rec.masks)
+        result["released_gated_share"] = gated_dense / dense_total if dense_total else 0.0
         result["per_sample_masks"] = per_sample_masks
         result["input_dependence"] = input_dependence(per_sample_masks, 1.0 - macs.double() / dense_total, labels)
     return result
