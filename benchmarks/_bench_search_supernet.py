@@ -83,7 +83,6 @@ def supernet_section(args, out: dict) -> None:
             predictor_samples=50 if args.quick else 500,
             generations=100 if args.quick else 500,
             out=out,
-            progress=False,
         )
 
     res = run_search(budget, work / "run")

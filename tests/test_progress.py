@@ -9,7 +9,16 @@ import pytest
 from rich.console import Console
 
 from compress.cli.progress import RichProgress
-from compress.core.progress import ListProgress, LogProgress, NullProgress, Phases, Progress, progress_or_log, tracked
+from compress.core.progress import (
+    ListProgress,
+    LogProgress,
+    NullProgress,
+    Phases,
+    Prefixed,
+    Progress,
+    progress_or_log,
+    tracked,
+)
 
 
 def test_tracked_reports_counts_and_finishes_on_error():
@@ -63,8 +72,9 @@ def test_rich_renderer_prints_notes_plainly_and_removes_finished_bars():
     con = Console(file=buf, width=200, force_terminal=False)
     with RichProgress(label="x", console=con) as p:
         p.note("[not markup] kept as text")
-        with tracked(p, "blocks", total=2) as step:
+        assert not p._live  # nothing holds the console before a task starts
+        with tracked(Prefixed(p, "profile cpu"), "blocks", total=2) as step:
             step(1)
-            assert "blocks" in p._tasks
-        assert p._tasks == {}
+            assert "profile cpu: blocks" in p._tasks and p._live
+        assert p._tasks == {} and not p._live  # the live display ends with the last task
     assert "[not markup] kept as text" in buf.getvalue()

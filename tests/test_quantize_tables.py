@@ -195,7 +195,6 @@ def test_search_int8_selects_by_int8_latency(int8_tables, ckpt) -> None:
         refine=0,
         population=16,
         generations=5,
-        progress=False,
     )
     d = res.devices[0]
     assert d.precision == "int8" and d.latency_source == "measured"

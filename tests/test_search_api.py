@@ -32,7 +32,7 @@ def tables(tmp_path_factory):
 def _search(ckpt, tables, **kw):
     from compress.search.api import search
 
-    return search(supernet=ckpt, tables=tables, progress=False, **{**FAST, **kw})
+    return search(supernet=ckpt, tables=tables, **{**FAST, **kw})
 
 
 def _check_candidate(space, cost, lat, c, *, budget=None, max_params=None, max_macs=None, multiple=None):
@@ -235,7 +235,7 @@ def test_public_function_is_compress_search(ckpt, tables):
     import compress
     import compress.search.api  # noqa: F401 - importing the subpackage must not break compress.search(...)
 
-    r = compress.search(devices=["local-cpu"], latency_ms=10.0, supernet=ckpt, tables=tables, progress=False, **FAST)
+    r = compress.search(devices=["local-cpu"], latency_ms=10.0, supernet=ckpt, tables=tables, **FAST)
     assert r.devices[0].device == "local-cpu" and r.devices[0].selected.predicted_latency_ms <= 10.0
 
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from compress.bench.report import to_csv, to_markdown
 from compress.bench.schema import BenchItem, BenchResult
 from compress.bench.timing import TimingConfig, TimingError
 from compress.core.errors import UsageError
+from compress.core.progress import Progress, progress_or_log, tracked
 from compress.core.runs import now_iso
 
 
@@ -89,7 +90,7 @@ def bench(
     csv: bool = False,
     command: str = "compress bench",
     profiles_dir: str | Path | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> BenchResult:
     """Benchmark ``artifacts`` interleaved on ``device`` and return the versioned result.
 
@@ -184,7 +185,8 @@ def bench(
                 if canary_path
                 else None,
             }
-            raw = run_spec(spec, progress=progress)
+            with tracked(progress_or_log(progress), "timing") as step:
+                raw = run_spec(spec, progress=lambda name, done, total: step(done, total))
     return _result(
         raw,
         arts=arts,

@@ -78,27 +78,14 @@ def bench_cmd(
 ) -> None:
     """Measure latency with warm-up, interleaving, drift control and device state."""
     device = device_at(device, power_mode)  # DEVICE@MODE: validated where the profile is resolved
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from compress.bench.api import bench
     from compress.bench.report import to_markdown
+    from compress.cli.progress import RichProgress
 
     if out is not None:
         claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
 
-    with Progress(
-        TextColumn("[bold]bench[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-        disable=remote is not None,
-    ) as bar:
-        task = bar.add_task("timing", total=None)
-
-        def progress(name: str, done: int, total: int) -> None:
-            bar.update(task, description=name, completed=done, total=total)
-
+    with RichProgress(label="bench", bars=remote is None) as progress:
         if remote is not None:
             console.print(f"bench: copying to {remote} and running the agent there ...")
         res = bench(

@@ -51,19 +51,11 @@ def validate_cmd(
 ) -> None:
     """Measure random subnets and report how well the table predicts them (and the noise)."""
     device = device_at(device, power_mode)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from compress.cli.profile import parse_resolutions
+    from compress.cli.progress import RichProgress
     from compress.latency.validate import validate
 
-    with Progress(
-        TextColumn("[bold]validate[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("measuring", total=None)
+    with RichProgress(label="validate") as progress:
         res = validate(
             device=device,
             runtime=runtime,
@@ -79,7 +71,7 @@ def validate_cmd(
             seed=seed,
             out=out,
             command=command_line(),
-            progress=lambda ph, d, t: bar.update(task, description=ph, completed=d, total=t),
+            progress=progress,
         )
     if json_out:
         emit_json(res)

@@ -38,9 +38,11 @@ def pipeline_cmd(
     """
     from rich.markup import escape
 
+    from compress.cli.progress import RichProgress
     from compress.pipeline.runner import run_pipeline
 
-    res = run_pipeline(pipeline, out=out, resume=resume, console=console, check_only=check_only)
+    with RichProgress(elapsed=True, note_style=None) as progress:
+        res = run_pipeline(pipeline, out=out, resume=resume, console=console, check_only=check_only, progress=progress)
     if check_only:
         if json:
             emit_json(res)

@@ -88,23 +88,10 @@ def profile_cmd(
     device = device_at(device, power_mode)  # DEVICE@MODE: validated where the profile is resolved
     from dataclasses import asdict
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from compress.cli.progress import RichProgress
     from compress.latency.profile import profile_table
 
-    with Progress(
-        TextColumn("[bold]profile[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("starting", total=None)
-
-        def progress(phase: str, done: int, total: int) -> None:
-            bar.update(task, description=phase, completed=done, total=total)
-
+    with RichProgress(label="profile", elapsed=True) as progress:
         res = profile_table(
             device=device,
             runtime=runtime,

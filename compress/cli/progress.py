@@ -5,8 +5,9 @@
 ...     profile_table(..., progress=p)
 
 One transient bar per running task (its description is the task name, so a task per phase shows the
-phase), removed when the task finishes; notes are printed above the bars as plain text (library
-messages carry no markup). ``bars=False`` prints notes only (e.g. while a remote agent runs).
+phase), removed when the task finishes; the live display runs only while some task does. Notes are
+printed above the bars as plain text (library messages carry no markup). ``bars=False`` prints notes
+only (e.g. while a remote agent runs).
 This module registers no command.
 """
 
@@ -52,21 +53,18 @@ class RichProgress:
             columns.append(TimeRemainingColumn())
         self._bars = _Bars(*columns, console=self.console, transient=True, disable=not bars)
         self._tasks: dict[str, TaskID] = {}
-        self._depth = 0
+        self._live = False
 
+    # The live display runs only while a task does: between tasks (and during work the library hands to
+    # code with its own rich display, e.g. training inside the pipeline) nothing holds the console.
     def __enter__(self) -> RichProgress:
-        if self._depth == 0:
-            self._bars.start()
-        self._depth += 1
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._depth -= 1
-        if self._depth == 0:
-            self._bars.stop()
-            self._tasks.clear()
+        for task in list(self._tasks):
+            self.finish(task)
 
     def note(self, message: str) -> None:
         self.console.print(message, style=self.note_style, markup=False, highlight=False)
@@ -74,8 +72,11 @@ class RichProgress:
     def start(self, task: str, total: int | None = None) -> None:
         if task in self._tasks:
             self._bars.reset(self._tasks[task], total=total)
-        else:
-            self._tasks[task] = self._bars.add_task(task, total=total)
+            return
+        if not self._live:
+            self._bars.start()
+            self._live = True
+        self._tasks[task] = self._bars.add_task(task, total=total)
 
     def update(self, task: str, done: int, total: int | None = None) -> None:
         if task not in self._tasks:
@@ -86,3 +87,6 @@ class RichProgress:
         tid = self._tasks.pop(task, None)
         if tid is not None:
             self._bars.remove_task(tid)
+        if not self._tasks and self._live:
+            self._bars.stop()
+            self._live = False

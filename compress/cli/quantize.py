@@ -82,6 +82,8 @@ def quantize_cmd(
     if out is None:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name or model).strip("-") or "model"
         out = Path("runs") / f"quantize-{slug}-{runtime}-{precision}"
+    from compress.cli.progress import RichProgress
+
     res = quantize(
         model,
         out=out,
@@ -98,7 +100,7 @@ def quantize_cmd(
         seed=seed,
         model_options=model_options,
         command=command_line(),
-        progress=lambda m: console.print(f"[dim]{m}[/dim]"),
+        progress=RichProgress(),  # notes only (accuracy-control steps), dim on stderr
     )
     if json:
         emit_json(res.to_json())

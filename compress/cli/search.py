@@ -11,6 +11,10 @@ from compress.cli.common import JsonOpt, OutOpt, ProfilesOpt, SeedOpt, TablesOpt
 from compress.cli.main import app
 from compress.cli.power import PowerModeOpt, devices_at
 from compress.core.runs import claim_run_dir
+from compress.search.options import SearchOptions, SearchRequest
+
+_D = SearchOptions()  # every default below is read from the options models (held once, shared with YAML/API)
+_BATCH = SearchRequest.model_fields["batch"].default
 
 
 @app.command("search")
@@ -38,7 +42,7 @@ def search_cmd(
     precision: Annotated[
         str | None, typer.Option("--precision", help="Precision (default: the device's first).")
     ] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Batch size the latency is predicted for.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size the latency is predicted for.")] = _BATCH,
     max_params: Annotated[int | None, typer.Option("--max-params", help="Upper limit on parameters.")] = None,
     max_macs: Annotated[int | None, typer.Option("--max-macs", help="Upper limit on multiply-accumulates.")] = None,
     channel_multiple: Annotated[
@@ -50,46 +54,47 @@ def search_cmd(
     algorithm: Annotated[
         str,
         typer.Option(
-            "--algorithm", help="evolution | nsga2 | random (the front always comes from NSGA-II without a budget)."
+            "--algorithm",
+            help="A registered searcher: evolution | nsga2 | random (the front always comes from NSGA-II without a budget).",
         ),
-    ] = "evolution",
+    ] = _D.algorithm,
     rerank: Annotated[
         int,
         typer.Option(
             "--rerank",
             help="Evaluate the top K for real (BN recalibration + validation split) and choose by measured top-1.",
         ),
-    ] = 0,
+    ] = _D.rerank,
     refine: Annotated[
         int,
         typer.Option(
             "--refine",
             help="Refinement rounds: score the top candidates (5, or --rerank K) for real, add them to the predictor's data, refit and search again.",
         ),
-    ] = 2,
-    population: Annotated[int, typer.Option("--population", help="Population size (OFA: 100).")] = 100,
-    generations: Annotated[int, typer.Option("--generations", help="Generations (OFA: 500).")] = 500,
+    ] = _D.refine,
+    population: Annotated[int, typer.Option("--population", help="Population size (OFA: 100).")] = _D.population,
+    generations: Annotated[int, typer.Option("--generations", help="Generations (OFA: 500).")] = _D.generations,
     predictor_samples: Annotated[
         int,
         typer.Option(
             "--predictor-samples",
             help="Subnets evaluated to train the accuracy predictor (cached beside the checkpoint).",
         ),
-    ] = 50,
+    ] = _D.predictor_samples,
     predictor_val_images: Annotated[
         int,
         typer.Option(
             "--predictor-val-images",
             help="Validation images the predictor's training subnets are scored on (recorded; 0 = the whole split).",
         ),
-    ] = 0,
+    ] = _D.predictor_val_images or 0,
     predictor_calib_images: Annotated[
         int,
         typer.Option(
             "--predictor-calib-images",
             help="Calibration images for their BN recalibration (recorded; 0 = all --calib images).",
         ),
-    ] = 256,
+    ] = _D.predictor_calib_images or 0,
     dataset: Annotated[
         str | None,
         typer.Option("--dataset", help="Dataset for BN recalibration/evaluation (default: the checkpoint's)."),
@@ -105,41 +110,42 @@ def search_cmd(
 
     Example: compress search --device jetson --latency-ms 8 --supernet supernet.safetensors --out runs/s1
     """
+    from compress.cli.progress import RichProgress
     from compress.search.api import search
     from compress.search.result import render_table
 
     if out is not None:
         claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
-
-    device = devices_at(device, power_mode)
-    res = search(
-        devices=device,
-        latency_ms=latency_ms or None,
-        pareto=pareto,
-        supernet=supernet,
-        runtime=runtime,
-        precision=precision,
-        batch=batch,
-        max_params=max_params,
-        max_macs=max_macs,
-        channel_multiple=channel_multiple,
-        algorithm=algorithm,
-        rerank=rerank,
-        refine=refine,
-        seed=seed,
-        out=out,  # type: ignore[arg-type]
-        population=population,
-        generations=generations,
-        predictor_samples=predictor_samples,
-        dataset=dataset,
-        tables=tables,
-        profiles=profiles,
-        console=console,
-        progress=True,
-        command=command_line(),
-        predictor_val_images=predictor_val_images or None,
-        predictor_calib_images=predictor_calib_images or None,
-    )
+    with RichProgress(remaining=True) as progress:
+        res = search(
+            devices=devices_at(device, power_mode),
+            latency_ms=latency_ms or None,
+            pareto=pareto,
+            supernet=supernet,
+            runtime=runtime,
+            precision=precision,
+            batch=batch,
+            seed=seed,
+            dataset=dataset,
+            tables=tables,
+            profiles=profiles,
+            options=dict(  # validated into SearchOptions by search() (a bad value is a usage error)
+                algorithm=algorithm,
+                population=population,
+                generations=generations,
+                rerank=rerank,
+                refine=refine,
+                predictor_samples=predictor_samples,
+                predictor_val_images=predictor_val_images or None,  # 0 on the command line: the whole split
+                predictor_calib_images=predictor_calib_images or None,
+                max_params=max_params,
+                max_macs=max_macs,
+                channel_multiple=channel_multiple,
+            ),
+            out=out,
+            progress=progress,
+            command=command_line(),
+        )
     render_table(res, console)
     if out is not None:
         png = ", pareto.png" if "pareto_png" in (res.files or {}) else ""  # no figure without [report]

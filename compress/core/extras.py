@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
+import logging
 from types import ModuleType
 from typing import Any
 
@@ -99,13 +99,17 @@ _noted: set[str] = set()
 def pyplot(what: str = "figures") -> Any:
     """``matplotlib.pyplot`` on the Agg backend, or None when the [report] extra is not installed.
 
-    Figures are side outputs: without matplotlib they are skipped with a one-line note on stderr
-    (once per process) rather than failing the command that would have drawn them.
+    Figures are side outputs: without matplotlib they are skipped with a one-line note (a warning on
+    the ``compress`` logger, shown on stderr by default; once per process) rather than failing the
+    command that would have drawn them.
     """
     if not available("matplotlib"):
         if what not in _noted:
             _noted.add(what)
-            print(f"note: {what} skipped: matplotlib is not installed ({install_hint('report')})", file=sys.stderr)
+            # a warning on the `compress` logger: on stderr unless the application configured logging
+            logging.getLogger("compress").warning(
+                "note: %s skipped: matplotlib is not installed (%s)", what, install_hint("report")
+            )
         return None
     import matplotlib
 

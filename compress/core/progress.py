@@ -111,6 +111,26 @@ class ListProgress(ProgressBase):
         return [str(e[1]) for e in self.events if e[0] == "note"]
 
 
+class Prefixed(ProgressBase):
+    """Forwards to ``inner`` with ``"<prefix>: "`` before every task name and note (e.g. the pipeline's
+    ``profile jetson: blocks``)."""
+
+    def __init__(self, inner: Progress, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix
+
+    def note(self, message: str) -> None:
+        self.inner.note(f"{self.prefix}: {message}")
+
+    def start(self, task: str, total: int | None = None) -> None:
+        self.inner.start(f"{self.prefix}: {task}", total)
+
+    def update(self, task: str, done: int, total: int | None = None) -> None:
+        self.inner.update(f"{self.prefix}: {task}", done, total)
+
+    def finish(self, task: str) -> None:
+        self.inner.finish(f"{self.prefix}: {task}")
+
+
 def progress_or_log(progress: Progress | None) -> Progress:
     """``progress`` itself, or the logging default when the caller gave none."""
     return progress if progress is not None else LogProgress()

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from compress.core.errors import UsageError
+from compress.core.progress import Progress, progress_or_log, tracked
 from compress.core.runs import now_iso
 from compress.latency.compiled import CompiledSpace, compiled_space
 from compress.latency.measure import (
@@ -40,8 +41,6 @@ from compress.latency.quantized import check_quantizable
 from compress.latency.signature import BlockSignature
 from compress.latency.store import lock_table, release_tables
 from compress.latency.table import LatencyTable
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 def space_signatures(comp: CompiledSpace, space: Any, *, resolutions: list[int] | None = None) -> list[BlockSignature]:
@@ -364,12 +363,18 @@ def profile_table(
             from compress.hardware.profile import check_measured_mode
 
             check_measured_mode(prof.name, prof.power_mode, table.meta.host, where="this machine")
-        drift = _profile_local(table, todo, settings, progress)
+        drift = _profile_local(table, todo, settings, progress_or_log(progress))
     else:
         from compress.latency.remote import profile_remote
 
         drift = profile_remote(
-            table, todo, settings, remote=remote, ssh_config=ssh_config, remote_python=remote_python, progress=progress
+            table,
+            todo,
+            settings,
+            remote=remote,
+            ssh_config=ssh_config,
+            remote_python=remote_python,
+            progress=progress_or_log(progress),
         )
     table.meta.timing = {
         "warmup": warmup,
@@ -430,7 +435,7 @@ def profile_table(
 
 
 def _profile_local(
-    table: LatencyTable, todo: list[BlockSignature], settings: MeasureSettings, progress: Progress | None
+    table: LatencyTable, todo: list[BlockSignature], settings: MeasureSettings, progress: Progress
 ) -> dict[str, Any]:
     """Time ``todo`` here; entries are written (and the table saved) after every settled stretch."""
     from compress.latency.blocks import build_module
@@ -467,13 +472,13 @@ def _profile_local(
         # every block is timed in ``block_passes`` passes (alternating direction) and its entry is the
         # pass with the lower estimate: a short slow spell inflates one pass, never both
         passes = max(1, settings.block_passes)
-        for p in range(passes):
-            order = range(len(todo)) if p % 2 == 0 else range(len(todo) - 1, -1, -1)
-            for j, i in enumerate(order):
-                key = todo[i].key()
-                timer.add(key if p == 0 else f"{key}#p{p}", arts[i][0], opts=arts[i][1])
-                if progress:
-                    progress("blocks", p * len(todo) + j + 1, passes * len(todo))
+        with tracked(progress, "blocks", passes * len(todo)) as step:
+            for p in range(passes):
+                order = range(len(todo)) if p % 2 == 0 else range(len(todo) - 1, -1, -1)
+                for j, i in enumerate(order):
+                    key = todo[i].key()
+                    timer.add(key if p == 0 else f"{key}#p{p}", arts[i][0], opts=arts[i][1])
+                    step(p * len(todo) + j + 1)
         run = timer.finish()
         f = scale(timer)
         basis = campaign_basis(run.drift.status)
@@ -510,14 +515,10 @@ def calibrate_table(
     st = MeasureSettings(**{**settings.__dict__, "iterations": iterations, "canary_every": 4})
     # two passes (the second in reverse order), averaged: the target `compress latency validate`
     # compares with, and a slow spell on a shared machine does not hit one subnet twice
-    ms, drift = measure_subnets(
-        net,
-        cfgs,
-        st,
-        repeats=repeats,
-        force_raw=table_is_raw(table),
-        progress=(lambda d, t: progress("calibrate", d, t)) if progress else None,
-    )
+    with tracked(progress_or_log(progress), "calibrate") as step:
+        ms, drift = measure_subnets(
+            net, cfgs, st, repeats=repeats, force_raw=table_is_raw(table), progress=lambda d, t: step(d, t)
+        )
     target = ms.mean(axis=0)
     feats = model.features_genes(genes, per_kind=True)
     cal = fit(feats, target)

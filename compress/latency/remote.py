@@ -11,12 +11,12 @@ on one scale through the canary: every chunk's values are multiplied by
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from compress.bench.timing import TimingConfig
 from compress.core.errors import Failure
+from compress.core.progress import Progress, progress_or_log
 from compress.core.runs import now_iso
 from compress.latency.measure import MeasureSettings
 from compress.latency.signature import BlockSignature
@@ -53,7 +53,7 @@ def profile_remote(
     remote: str,
     ssh_config: str | Path | None = None,
     remote_python: str = "python3",
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
     chunk: int = CHUNK,
 ) -> dict[str, Any]:
     """Time ``todo`` on ``remote``; returns the drift record of the whole campaign."""
@@ -81,6 +81,8 @@ def profile_remote(
     statuses: list[str] = []
     drifts: list[dict[str, Any]] = []
     done = 0
+    p = progress_or_log(progress)
+    p.start("blocks", len(todo))
     with tempfile.TemporaryDirectory(prefix="compress-remote-profile-") as td:
         work = Path(td)
         canary = canary_onnx(work)
@@ -137,8 +139,8 @@ def profile_remote(
             drifts.append(drift)
             table.save()
             done += len(part)
-            if progress:
-                progress("blocks", done, len(todo))
+            p.update("blocks", done, len(todo))
+    p.finish("blocks")
     worst = (
         "uncontrolled"
         if "uncontrolled" in statuses

@@ -9,13 +9,13 @@ ceiling (share of subnets whose two passes agree within +-10%). A scatter PNG is
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compress.core.errors import UsageError
+from compress.core.progress import Progress, progress_or_log, tracked
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,7 +95,7 @@ def validate(
     seed: int = 0,
     out: str | Path | None = None,
     command: str = "compress latency validate",
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Measure ``samples`` random subnets twice and compare with the predictors (module docstring)."""
     from compress.hardware import get_profile
@@ -137,14 +137,10 @@ def validate(
     )
     from compress.latency.profile import table_is_raw
 
-    ms, drift = measure_subnets(
-        net,
-        cfgs,
-        settings,
-        repeats=2,
-        force_raw=table_is_raw(model.table),
-        progress=(lambda d, t: progress("subnets", d, t)) if progress else None,
-    )
+    with tracked(progress_or_log(progress), "subnets") as step:
+        ms, drift = measure_subnets(
+            net, cfgs, settings, repeats=2, force_raw=table_is_raw(model.table), progress=lambda d, t: step(d, t)
+        )
     measured = ms.mean(axis=0)
     pred = model.predict_genes(genes)
     raw = model.predict_sum_genes(genes)

@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from compress.core.config import StrictModel, load_model_yaml
+from compress.search.options import SearchOptions
 from compress.train.config import Recipe, TrainConfig
 
 _TRAIN = TrainConfig.model_fields  # the one place training defaults live
@@ -107,18 +108,9 @@ class ProfilingCfg(StrictModel):
     threads: int | None = Field(default=None, ge=1)
 
 
-class SearchCfg(StrictModel):
-    algorithm: Literal["evolution", "nsga2", "random"] = "evolution"
-    population: int = Field(default=100, ge=4)
-    generations: int = Field(default=500, ge=1)
-    predictor_samples: int = Field(default=50, ge=10)
-    calib_images: int = Field(default=512, ge=1)
-    val_images: int | None = Field(default=None, ge=1)
-    rerank: int = Field(default=0, ge=0)
-    refine: int = Field(default=2, ge=0)
-    max_params: int | None = None
-    max_macs: int | None = None
-    channel_multiple: int | None = None
+# the `search:` section is the search's own options model: same fields, defaults and checks as
+# `compress search` and compress.search(...); `algorithm` is validated against the searcher registry
+SearchCfg = SearchOptions
 
 
 class PruneCfg(StrictModel):

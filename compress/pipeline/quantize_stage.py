@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.core.errors import InternalError, UsageError
+from compress.core.progress import Prefixed
 from compress.pipeline.config import PipelineCfg
 from compress.pipeline.stages import Context, Stage, _seam, canonical_devices, prune_device, pruned_model_ref
 
@@ -59,8 +60,7 @@ class QuantizeStage(Stage):
         threads = ctx.cfg.bench.threads or 1
         out: dict[str, Any] = {"precision": q.precision, "max_drop": q.max_drop, "runtimes": {}, "searched": None}
 
-        def say(msg: str) -> None:
-            ctx.log(f"  [dim]quantize:[/dim] {msg}")
+        say = Prefixed(ctx.progress, "  quantize")  # the quantizer's accuracy-control steps
 
         for rt in q.runtimes:
             ctx.log(

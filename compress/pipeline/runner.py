@@ -23,6 +23,7 @@ from typing import Any
 
 from compress.core import hooks
 from compress.core.errors import UsageError
+from compress.core.progress import Progress, progress_or_null
 from compress.core.runs import (
     RunDir,
     atomic_write_json,
@@ -89,6 +90,7 @@ def run_pipeline(
     resume: bool = False,
     console: Any = None,
     check_only: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run ``PIPELINE.yaml`` into ``out`` (default ``runs/<name>``); returns the JSON result.
 
@@ -108,19 +110,26 @@ def run_pipeline(
         raise UsageError(f"--resume: {run_dir} holds no pipeline run to continue; run without --resume")
     pre = preflight(cfg, run_dir=run_dir)
     raise_if_problems(pre, source=str(path))
-    if console is not None:
-        for note in pre.notes:
-            console.print(f"[dim]note: {note}[/dim]")
+    p = progress_or_null(progress)  # the CLI passes its renderer; a notebook passes its own or none
+    for note in pre.notes:
+        p.note(f"note: {note}")
     if check_only:
         return {"run_dir": str(run_dir), "check_only": True, "preflight": pre.to_dict()}
     devices = canonical_devices(cfg)  # bad device names fail before anything is written
     # one writer per run directory: a second run (or a --resume) while this one lives is refused at once
     with run_dir_lock(run_dir, command="compress pipeline" + (" --resume" if resume else "")):
-        return _run_locked(path, cfg, run_dir, devices, resume=resume, console=console)
+        return _run_locked(path, cfg, run_dir, devices, resume=resume, console=console, progress=p)
 
 
 def _run_locked(
-    path: Path, cfg: PipelineCfg, run_dir: Path, devices: list[dict[str, Any]], *, resume: bool, console: Any
+    path: Path,
+    cfg: PipelineCfg,
+    run_dir: Path,
+    devices: list[dict[str, Any]],
+    *,
+    resume: bool,
+    console: Any,
+    progress: Progress,
 ) -> dict[str, Any]:
     prev = _read_state(run_dir)
     if resume and prev is None:
@@ -130,7 +139,9 @@ def _run_locked(
         raise UsageError(
             f"{run_dir} holds an unfinished pipeline run{where}; pass --resume to continue it or choose another --out"
         )
-    ctx = Context(cfg=cfg, run_dir=run_dir, stage_dir=lambda name: run_dir / "stages" / name, console=console)
+    ctx = Context(
+        cfg=cfg, run_dir=run_dir, stage_dir=lambda name: run_dir / "stages" / name, console=console, progress=progress
+    )
     _preflight(ctx)  # usage errors (missing checkpoint, bad prune device, ...) before anything is written
     store = StageStore(run_dir)
     ctx.stage_dir = store.final
@@ -166,21 +177,19 @@ def _run_locked(
             if rec is not None:
                 ctx.records[st.name] = rec
                 state["stages"][st.name] = {"key": key, "cached": True}
-                ctx.log(f"[bold][{i}/{len(enabled)}] {st.name}[/bold] [dim]cached ({key})[/dim]")
+                ctx.log(f"[{i}/{len(enabled)}] {st.name} cached ({key})")
                 continue
             state["stage"] = st.name
             atomic_write_json(run_dir / STATE, state)
             work, resumed = store.begin(st.name, key, resume=resume)
-            ctx.log(
-                f"[bold][{i}/{len(enabled)}] {st.name}[/bold]" + (" [dim](resuming kept work)[/dim]" if resumed else "")
-            )
+            ctx.log(f"[{i}/{len(enabled)}] {st.name}" + (" (resuming kept work)" if resumed else ""))
             t0 = time.perf_counter()
             result = st.run(ctx, work, resumed)
             rec = store.commit(st.name, key, result, inputs={"config": conf, "upstream": upstream, "files": inputs})
             ctx.records[st.name] = rec
             secs = round(time.perf_counter() - t0, 2)
             state["stages"][st.name] = {"key": key, "cached": False, "seconds": secs}
-            ctx.log(f"  [dim]done in {secs:.1f} s[/dim]")
+            ctx.log(f"  done in {secs:.1f} s")
         state["stage"] = None
         if gen is None:
             gen = new_temp_dir(run_dir / REPORT)

@@ -16,6 +16,7 @@ from typing import Any
 
 from compress.core import hooks
 from compress.core.errors import UsageError
+from compress.core.progress import NullProgress, Prefixed, Progress
 from compress.core.runs import sha256_file
 from compress.pipeline.config import PipelineCfg
 
@@ -26,12 +27,12 @@ class Context:
     run_dir: Path
     stage_dir: Callable[[str], Path]  # committed directory of a stage
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # committed stage records
-    console: Any = None
+    console: Any = None  # for stages whose library call still takes a console/bool (train, prune)
     report_dir: Path | None = None  # where this run's report set is being written (not yet published)
+    progress: Progress = field(default_factory=NullProgress)  # lines and bars (the CLI renders them)
 
     def log(self, msg: str) -> None:
-        if self.console is not None:
-            self.console.print(msg)
+        self.progress.note(msg)
 
     def result(self, stage: str) -> dict[str, Any]:
         return self.records[stage]["result"]
@@ -220,27 +221,26 @@ class ProfileStage(Stage):
                 f"  measuring the latency table of {d['name']} ({d['runtime']}, {d['precision']}, batch {d['batch']})"
                 + (f" on {d['remote']}" if d["remote"] else " on this machine")
             )
-            with _bar(ctx, f"profile {d['name']}") as tick:
-                res = profile_table(
-                    device=d["name"],
-                    runtime=d["runtime"],
-                    precision=d["precision"],
-                    supernet=ckpt,
-                    batch=d["batch"],
-                    resolutions=p.resolutions,
-                    remote=d["remote"],
-                    tables=work / "tables",
-                    # UPDP prices another device's blocks and merged forms from this table
-                    # (on this machine it times them on the spot)
-                    merged=ctx.cfg.prune.method == "updp" and not d["detect"],
-                    threads=p.threads,
-                    iterations=p.iterations,
-                    warmup=p.warmup,
-                    calibrate=p.calibrate,
-                    seed=ctx.cfg.seed,
-                    progress=tick,
-                )
-                _seam(self.name, work)
+            res = profile_table(
+                device=d["name"],
+                runtime=d["runtime"],
+                precision=d["precision"],
+                supernet=ckpt,
+                batch=d["batch"],
+                resolutions=p.resolutions,
+                remote=d["remote"],
+                tables=work / "tables",
+                # UPDP prices another device's blocks and merged forms from this table
+                # (on this machine it times them on the spot)
+                merged=ctx.cfg.prune.method == "updp" and not d["detect"],
+                threads=p.threads,
+                iterations=p.iterations,
+                warmup=p.warmup,
+                calibrate=p.calibrate,
+                seed=ctx.cfg.seed,
+                progress=Prefixed(ctx.progress, f"profile {d['name']}"),
+            )
+            _seam(self.name, work)
             from dataclasses import asdict
 
             r = asdict(res)
@@ -292,24 +292,13 @@ class SearchStage(Stage):
                 runtime=d["runtime"],
                 precision=d["precision"],
                 batch=d["batch"],
-                max_params=s.max_params,
-                max_macs=s.max_macs,
-                channel_multiple=s.channel_multiple,
-                algorithm=s.algorithm,
-                rerank=s.rerank,
-                refine=s.refine,
                 seed=ctx.cfg.seed,
-                out=work / d["name"],
-                population=s.population,
-                generations=s.generations,
-                predictor_samples=s.predictor_samples,
                 predictor_seed=ctx.cfg.seed,
                 dataset=ctx.cfg.data.name,
-                calib_images=s.calib_images,
-                val_images=s.val_images,
                 tables=tables,
-                console=ctx.console,
-                progress=ctx.console is not None,
+                options=s,
+                out=work / d["name"],
+                progress=ctx.progress,
                 command="compress pipeline (search)",
             )
             dev = res.devices[0]
@@ -421,7 +410,7 @@ class PruneStage(Stage):
         from compress.prune import prune
 
         def say(msg: str) -> None:
-            ctx.log(f"  [dim]{p.method}:[/dim] {msg}")
+            ctx.log(f"  {p.method}: {msg}")
 
         opts: dict[str, Any] = {
             "model": ref,
@@ -621,21 +610,20 @@ class BenchStage(Stage):
         for label, path, rt in items:
             by_rt.setdefault(rt, []).append((label, path))
         for rt, its in by_rt.items():
-            with _bar(ctx, f"bench {rt}") as tick:
-                res = bench(
-                    [p for _, p in its],
-                    device=prof.table_device,
-                    runtime=rt,
-                    batch=1,
-                    threads=b.threads,
-                    warmup=b.warmup,
-                    iterations=b.iterations,
-                    rounds=b.rounds,
-                    remote=b.remote,
-                    out=work / rt,
-                    command="compress pipeline (bench)",
-                    progress=(lambda name, done, total: tick("timing", done, total)) if tick else None,
-                )
+            res = bench(
+                [p for _, p in its],
+                device=prof.table_device,
+                runtime=rt,
+                batch=1,
+                threads=b.threads,
+                warmup=b.warmup,
+                iterations=b.iterations,
+                rounds=b.rounds,
+                remote=b.remote,
+                out=work / rt,
+                command="compress pipeline (bench)",
+                progress=Prefixed(ctx.progress, f"bench {rt}"),
+            )
             for (label, _), item in zip(its, res.items):
                 results[label] = {
                     "runtime": item.runtime,
@@ -677,36 +665,3 @@ class CheckStage(Stage):
             return {"passed": None, "gates": [], "note": "no gates in the pipeline YAML"}
         res = check(ctx.report_dir or ctx.run_dir, junit=work / "junit.xml")
         return {**res, "run_dir": str(ctx.run_dir), "junit": "junit.xml"}
-
-
-class _bar:
-    """A rich progress bar on the pipeline console; yields a ``(phase, done, total)`` callback (or None)."""
-
-    def __init__(self, ctx: Context, label: str) -> None:
-        self.ctx, self.label, self.progress, self.tasks = ctx, label, None, {}
-
-    def __enter__(self):
-        if self.ctx.console is None:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("  {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.ctx.console,
-            transient=True,
-        )
-        self.progress.start()
-
-        def tick(phase: str, done: int, total: int) -> None:
-            if phase not in self.tasks:
-                self.tasks[phase] = self.progress.add_task(f"{self.label}: {phase}", total=total)
-            self.progress.update(self.tasks[phase], completed=done, total=total)
-
-        return tick
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -33,6 +33,7 @@ from pydantic import Field
 
 from compress.core.config import StrictModel, validate
 from compress.core.errors import Failure, UsageError, unknown
+from compress.core.progress import Progress, progress_or_log
 
 RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino", "tensorrt")
 PRECISIONS: tuple[str, ...] = ("int8", "fp16")
@@ -327,7 +328,7 @@ def quantize(
     seed: int = 0,
     model_options: dict[str, Any] | None = None,
     command: str = "quantize",
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> QuantizeResult:
     """Quantize ``model`` (anything ``compress export`` takes, or an fp32 ``.onnx`` file) for ``runtime``
     at ``precision`` into ``out``; calibrate on ``data``'s calib split, measure top-1 on its test split,
@@ -360,7 +361,7 @@ def quantize(
         },
         source="quantize",
     )
-    say = progress or (lambda _m: None)
+    say = progress_or_log(progress).note
     rt = _canonical_runtime(cfg.runtime)
     _check_precision(rt, cfg.precision)
     out = Path(out)

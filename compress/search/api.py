@@ -4,45 +4,49 @@
 >>> r = compress.search(devices=["jetson"], latency_ms=8.0, supernet="supernet.safetensors")
 >>> r.devices[0].selected.config                                           # doctest: +SKIP
 
-Flow: read the checkpoint header (search space), build the accuracy predictor (cached beside the
-checkpoint: sampled subnets evaluated after BN recalibration), load one latency model per device
-(measured table, else a roofline estimate, announced once), then per device run the searcher under
-the constraints; optionally re-rank the top K by measured accuracy; write the run directory.
+Flow, one named step each: check the request (:func:`_budgets`), read the checkpoint header
+(:func:`_load_supernet`), load one latency model per device (:func:`_latency_models`: measured table,
+else a roofline estimate, announced once), find each device's fastest feasible subnet (:func:`_fastest`:
+an infeasible budget fails in a second), build the accuracy predictor (:func:`build_accuracy_predictor`,
+cached beside the checkpoint), then per device (:func:`_search_device`) run the registered searcher
+under the constraints, refine the predictor (:func:`_refine`), select (:func:`_select`) and optionally
+re-rank the top K by measured accuracy (:func:`_rerank`); write the run directory (:func:`_write`).
+Options and their defaults: :class:`compress.search.options.SearchOptions`; searchers by name:
+:data:`compress.search.registry.SEARCHERS`. Progress: :class:`compress.core.progress.Progress`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from compress.core.errors import UsageError
+from compress.core.progress import Progress, progress_or_log, tracked
 from compress.search.constraints import ConstraintSet
-from compress.search.evolution import InfeasibleError, evolve, minimise_metric
+from compress.search.evolution import EvolutionResult, InfeasibleError, minimise_metric
+from compress.search.options import (
+    PREDICTOR_CALIB_IMAGES as PREDICTOR_CALIB_IMAGES,
+    PREDICTOR_VAL_IMAGES as PREDICTOR_VAL_IMAGES,
+    SearchOptions,
+    SearchRequest,
+    request_from,
+)
 from compress.search.pareto import front_indices, knee_index
 from compress.search.protocols import AccuracyEstimator, LatencyEstimator, gene_space_for
 from compress.search.result import Candidate, DeviceResult, SearchResult
+from compress.search.searchers import SEARCHERS, SearchTask
 
-Algorithm = Literal["evolution", "nsga2", "random"]
-ALGORITHMS = ("evolution", "nsga2", "random")
 PREDICTOR_VERSION = 4
-# predictor targets: top-1 on the whole validation split after BN recalibration on a calibration
-# subset. Scoring only 1,000 images (version 3) left ~0.6 points of sampling noise in each target,
-# as much as the spread between subnets, and the search then picked subnets the predictor
-# over-rated by 1.2-1.5 points (README `search`, "winner's curse").
-PREDICTOR_VAL_IMAGES: int | None = None
-PREDICTOR_CALIB_IMAGES = 256
 # candidates scored per refinement round (or --rerank K when larger)
 REFINE_TOP = 5
-
-
-def _log(console: Any, msg: str) -> None:
-    if console is not None:
-        console.print(msg)
+# without a budget the front always comes from NSGA-II, with at most this many generations
+PARETO_SEARCHER = "nsga2"
+PARETO_MAX_GENERATIONS = 200
 
 
 def resolve_checkpoint(supernet: str | Path | None) -> Path:
@@ -117,7 +121,7 @@ def _fit_cached(
     seed: int,
     n_refined: int,
     info: dict[str, Any],
-    console: Any = None,
+    progress: Progress | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Load the predictor fitted on exactly these rows from the cache, or fit and cache it."""
     from compress.core.runs import sha256_json
@@ -128,7 +132,7 @@ def _fit_cached(
     if (pdir / "predictor.json").is_file():
         try:
             pred = LayeredPredictor.load(pdir, space.encode_genes)
-            _log(console, f"[dim]accuracy predictor: cached ({pdir})[/dim]")
+            progress_or_log(progress).note(f"accuracy predictor: cached ({pdir})")
             return pred, {
                 **pred.meta.get("report", {}),
                 **info,
@@ -154,8 +158,7 @@ def build_accuracy_predictor(
     dataset: str | None,
     calib_images: int,
     val_images: int | None,
-    console: Any = None,
-    progress: bool = True,
+    progress: Progress | None = None,
     predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
     predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES,
 ) -> PredictorState:
@@ -178,32 +181,15 @@ def build_accuracy_predictor(
     net = load_checkpoint(ckpt)
     evaluator = SubnetEvaluator(net, data)
     t_eval = time.perf_counter()
-    _log(
-        console,
+    p = progress_or_log(progress)
+    p.note(
         f"accuracy predictor: {samples} sampled subnets (BN recalibration on {data.meta['calib_images']} calib "
-        f"images, top-1 on {data.meta['val_images']} val images of {data.meta['dataset']}); cache {cache}",
+        f"images, top-1 on {data.meta['val_images']} val images of {data.meta['dataset']}); cache {cache}"
     )
-    if progress and console is not None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(
-            TextColumn("subnets"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("eval", total=None)
-
-            def tick(i: int, n: int) -> None:
-                bar.update(task, completed=i, total=n)
-
-            genes, top1 = collect_pairs(
-                space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key, progress=tick
-            )
-    else:
-        genes, top1 = collect_pairs(space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key)
+    with tracked(p, "subnets") as step:
+        genes, top1 = collect_pairs(
+            space, evaluator, cache, n=samples, seed=data_seed, eval_key=eval_key, progress=lambda i, n: step(i, n)
+        )
     eval_s = time.perf_counter() - t_eval
     key = f"predictor-v{PREDICTOR_VERSION}-{eval_key}-n{samples}-s{data_seed}"
     pred, info = _fit_cached(
@@ -215,7 +201,7 @@ def build_accuracy_predictor(
         seed=data_seed,
         n_refined=0,
         info={"targets": data.meta, "evaluation_s": eval_s},
-        console=console,
+        progress=progress,
     )
     return PredictorState(
         predictor=pred,
@@ -259,42 +245,54 @@ def _candidates(space: Any, genes: np.ndarray, acc: np.ndarray, values: dict[str
     ]
 
 
+@dataclass
+class _Target:
+    """One device of the request: its profile, runtime, precision, latency model and budget."""
+
+    prof: Any
+    runtime: str
+    precision: str
+    lat: LatencyEstimator
+    budget: float | None
+
+
+@dataclass
+class _Run:
+    """What every per-device step shares: the request, the space, the accuracy source."""
+
+    req: SearchRequest
+    ckpt: Path
+    header: dict[str, Any]
+    space: Any
+    cost: Any
+    gs: Any
+    progress: Progress
+    accuracy: AccuracyEstimator | None = None
+    state: PredictorState | None = None
+    evaluator: Any = None
+    eval_meta: dict[str, Any] | None = None
+    pred_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def opts(self) -> SearchOptions:
+        return self.req.options
+
+
 def search(
+    request: SearchRequest | None = None,
     *,
-    devices: Sequence[str],
-    latency_ms: float | Sequence[float] | None = None,
-    pareto: bool = False,
-    supernet: str | Path | None = None,
-    runtime: str | None = None,
-    precision: str | None = None,
-    batch: int = 1,
-    max_params: int | None = None,
-    max_macs: int | None = None,
-    channel_multiple: int | None = None,
-    algorithm: Algorithm = "evolution",
-    rerank: int = 0,
-    refine: int = 2,
-    seed: int = 0,
-    out: str | Path | None = None,
-    population: int = 100,
-    generations: int = 500,
-    predictor_samples: int = 50,
-    predictor_seed: int = 0,
-    dataset: str | None = None,
-    calib_images: int = 512,
-    val_images: int | None = None,
-    tables: str | Path | None = None,
-    profiles: str | Path | None = None,
     accuracy: AccuracyEstimator | None = None,
     latency: dict[str, LatencyEstimator] | None = None,
-    console: Any = None,
-    progress: bool = True,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
     command: str = "compress search",
-    predictor_val_images: int | None = PREDICTOR_VAL_IMAGES,
-    predictor_calib_images: int | None = PREDICTOR_CALIB_IMAGES,
+    **fields: Any,
 ) -> SearchResult:
     """Search the supernet for the subnet each of ``devices`` should ship.
 
+    Give a :class:`~compress.search.options.SearchRequest`, or its fields as keywords (``devices=``,
+    ``latency_ms=``, ``supernet=``, ``seed=`` ... and any :class:`~compress.search.options.SearchOptions`
+    field such as ``population=``; unknown keywords are usage errors with a close match).
     ``latency_ms``: a budget for all devices or one per device; without it (or with ``pareto``) the
     result is each device's Pareto front and ``selected`` is its knee point. ``rerank=K`` evaluates
     the top K candidates for real (BN recalibration + validation split) and picks by measured top-1.
@@ -302,253 +300,311 @@ def search(
     are scored for real under the predictor's protocol, added to its training data (cached), the
     predictor is refitted and the search repeated; each round's predicted - measured error is reported.
     ``accuracy`` / ``latency`` inject estimators (tests, custom predictors) instead of building them.
+    ``progress`` receives the narrative and the evaluation count (default: the ``compress`` logger).
     Same ``seed``, same result.
     """
-    from compress.core.runs import RunDir, sha256_file
+    req = request_from(request, fields)
+    budgets = _check_request(req)
+    ckpt, header, space, supernet_info = _load_supernet(req)
     from compress.latency.space_cost import SpaceCost
+
+    # latency models first: a bad device/runtime fails before any expensive evaluation
+    targets = [
+        _Target(prof, rt, prec, lat, budget)
+        for (prof, rt, prec, lat), budget in zip(_latency_models(req, space, latency), budgets)
+    ]
+    run = _Run(req, ckpt, header, space, SpaceCost(space), gene_space_for(space), progress_or_log(progress))
+    # the fastest subnet per device before the accuracy predictor is fitted: an infeasible budget (or
+    # limits no subnet meets) fails in a second, not after the predictor's training evaluations
+    fastest = [_fastest_for(run, di, t) for di, t in enumerate(targets)]
+    _accuracy_source(run, accuracy, supernet_info["sha256"])
+    results = [_search_device(run, di, t, fastest[di]) for di, t in enumerate(targets)]
+    if run.state is not None:
+        run.pred_info = run.state.info
+    res = SearchResult(
+        supernet=supernet_info,
+        predictor=run.pred_info,
+        devices=results,
+        seed=req.seed,
+        algorithm=run.opts.algorithm,
+        eval_data=run.eval_meta,
+    )
+    if out is not None:
+        _write(res, run, budgets, out=out, command=command)
+    return res
+
+
+def _check_request(req: SearchRequest) -> list[float | None]:
+    """The checks no file is needed for; returns one budget (or None) per device."""
+    if not req.devices:
+        raise UsageError("give at least one --device")
+    if len(set(req.devices)) != len(req.devices):
+        raise UsageError("each --device may be given only once")
+    if req.latency_ms is not None and req.pareto:
+        raise UsageError("give either --latency-ms or --pareto, not both")
+    return _budgets(req.devices, req.latency_ms)
+
+
+def _load_supernet(req: SearchRequest) -> tuple[Path, dict[str, Any], Any, dict[str, Any]]:
+    """The checkpoint, its header, its search space and the ``supernet`` record of the result."""
+    from compress.core.runs import sha256_file
     from compress.supernet import SearchSpace
     from compress.supernet.checkpoint import read_checkpoint_header
 
-    if not devices:
-        raise UsageError("give at least one --device")
-    if len(set(devices)) != len(devices):
-        raise UsageError("each --device may be given only once")
-    if algorithm not in ALGORITHMS:
-        from compress.core.errors import unknown
-
-        raise unknown("algorithm", str(algorithm), ALGORITHMS)
-    if latency_ms is not None and pareto:
-        raise UsageError("give either --latency-ms or --pareto, not both")
-    if refine < 0:
-        raise UsageError(f"--refine must be >= 0, got {refine}")
-    if rerank < 0 or batch < 1 or population < 4 or generations < 1 or predictor_samples < 10:
-        raise UsageError(
-            "--rerank must be >= 0, --batch >= 1, population >= 4, generations >= 1, predictor samples >= 10"
-        )
-    if channel_multiple is not None and channel_multiple < 1:
-        raise UsageError(f"--channel-multiple must be >= 1, got {channel_multiple}")
-    budgets = _budgets(devices, latency_ms)
-    ckpt = resolve_checkpoint(supernet)
+    ckpt = resolve_checkpoint(req.supernet)
     header = read_checkpoint_header(ckpt)
     space = SearchSpace.from_dict(header["space"])
     sha = sha256_file(ckpt)
-    supernet_info = {"path": str(ckpt.resolve()), "sha256": sha, "family": space.family, "space_hash": space.hash()}
+    info = {"path": str(ckpt.resolve()), "sha256": sha, "family": space.family, "space_hash": space.hash()}
+    return ckpt, header, space, info
 
+
+def _latency_models(
+    req: SearchRequest, space: Any, injected: dict[str, LatencyEstimator] | None
+) -> list[tuple[Any, str, str, LatencyEstimator]]:
+    """Per device: (profile, runtime, precision, latency model), an injected one where given."""
     from compress.hardware import get_profile
+    from compress.latency.predict import LatencyModel
 
-    profs = [get_profile(d, profiles_dir=profiles) for d in devices]
-    # latency models first: a bad device/runtime fails before any expensive evaluation
-    lat_models: list[tuple[Any, str, str, LatencyEstimator]] = []
-    for prof in profs:
-        rt, prec = prof.check_runtime(runtime), prof.check_precision(precision)
-        if latency is not None and prof.name in latency:
-            lat_models.append((prof, rt, prec, latency[prof.name]))
+    models: list[tuple[Any, str, str, LatencyEstimator]] = []
+    for prof in [get_profile(d, profiles_dir=req.profiles) for d in req.devices]:
+        rt, prec = prof.check_runtime(req.runtime), prof.check_precision(req.precision)
+        if injected is not None and prof.name in injected:
+            models.append((prof, rt, prec, injected[prof.name]))
             continue
-        from compress.latency.predict import LatencyModel
-
-        lat_models.append(
-            (
-                prof,
-                rt,
-                prec,
-                LatencyModel.load(
-                    device=prof.table_device,
-                    runtime=rt,
-                    precision=prec,
-                    batch=batch,
-                    space=space,
-                    tables=tables,
-                    profiles=profiles,
-                ),
-            )
+        lat = LatencyModel.load(
+            device=prof.table_device,
+            runtime=rt,
+            precision=prec,
+            batch=req.batch,
+            space=space,
+            tables=req.tables,
+            profiles=req.profiles,
         )
-    cost = SpaceCost(space)
-    gs = gene_space_for(space)
-    # the fastest subnet per device before the accuracy predictor is fitted: an infeasible budget (or
-    # limits no subnet meets) fails in a second, not after the predictor's training evaluations
-    fastest = [
-        _fastest(space, gs, cost, lat, budget, prof, rt, prec, batch, seed, di, max_params, max_macs, channel_multiple)
-        for di, ((prof, rt, prec, lat), budget) in enumerate(zip(lat_models, budgets))
-    ]
-    evaluator = None
-    eval_meta = None
-    state: PredictorState | None = None
-    if accuracy is None:
-        state = build_accuracy_predictor(
-            ckpt,
-            header,
-            space,
-            sha=sha,
-            samples=predictor_samples,
-            data_seed=predictor_seed,
-            dataset=dataset,
-            calib_images=calib_images,
-            val_images=val_images,
-            console=console,
-            progress=progress,
-            predictor_val_images=predictor_val_images,
-            predictor_calib_images=predictor_calib_images,
-        )
-        accuracy = state.predictor
-        evaluator, eval_meta = state.full_evaluator, state.full_evaluator.data.meta
-    else:
-        pred_info = {"kind": "injected", "type": type(accuracy).__name__}
+        models.append((prof, rt, prec, lat))
+    return models
 
-    results: list[DeviceResult] = []
-    for di, ((prof, rt, prec, lat), budget) in enumerate(zip(lat_models, budgets)):
-        metrics = {"latency_ms": lat.predict_genes, "params": cost.params_genes, "macs": cost.macs_genes}
-        limits: dict[str, float | None] = {"latency_ms": budget, "params": max_params, "macs": max_macs}
-        if channel_multiple and channel_multiple > 1:
-            metrics["channel_violations"] = lambda g, m=channel_multiple: cost.channel_violations_genes(g, m)
-            limits["channel_violations"] = 0.0
-        cs = ConstraintSet(metrics, limits)
-        t0 = time.perf_counter()
-        g_min, min_ms = fastest[di]
-        pareto_mode = budget is None
 
-        def run_searcher(acc: AccuracyEstimator) -> tuple[Any, str]:
-            if pareto_mode or algorithm == "nsga2":
-                from compress.search.nsga2 import nsga2_search
+def _constraint_set(
+    cost: Any,
+    lat: Any,
+    budget: float | None,
+    max_params: int | None,
+    max_macs: int | None,
+    channel_multiple: int | None,
+) -> ConstraintSet:
+    """Latency within ``budget``, params / MACs within their limits, channels multiples of ``channel_multiple``."""
+    metrics = {"latency_ms": lat.predict_genes, "params": cost.params_genes, "macs": cost.macs_genes}
+    limits: dict[str, float | None] = {"latency_ms": budget, "params": max_params, "macs": max_macs}
+    if channel_multiple and channel_multiple > 1:
+        metrics["channel_violations"] = lambda g, m=channel_multiple: cost.channel_violations_genes(g, m)
+        limits["channel_violations"] = 0.0
+    return ConstraintSet(metrics, limits)
 
-                return nsga2_search(
-                    gs,
-                    acc,
-                    cs,
-                    seed=int(np.random.default_rng([seed, di, 1]).integers(2**31 - 1)),
-                    population=population,
-                    generations=generations if not pareto_mode else min(generations, 200),
-                ), "nsga2"
-            if algorithm == "random":
-                from compress.search.random import random_search
 
-                return random_search(
-                    gs, acc, cs, rng=np.random.default_rng([seed, di, 2]), samples=population * generations
-                ), "random"
-            return evolve(
-                gs,
-                acc,
-                cs,
-                rng=np.random.default_rng([seed, di, 2]),
-                population=population,
-                generations=generations,
-                seeds=g_min[None, :],
-            ), "evolution"
-
-        r, algo_used = run_searcher(accuracy)
-        t_refine = time.perf_counter()
-        rounds: list[dict[str, Any]] = []
-        for rd in range(refine if state is not None else 0):
-            # refinement: score the searcher's top candidates for real under the predictor's protocol
-            # (each prediction was made before its measurement), add them to the training data, refit
-            pool = _rerank_pool(space, r, _front(space, r), pareto_mode, max(rerank, REFINE_TOP))
-            known = state.known()
-            fresh = [c for c in pool if _genes_of(space, c.config) not in known]
-            if not fresh:
-                rounds.append({"round": rd + 1, "evaluated": 0, "note": "every top candidate was already evaluated"})
-                break
-            g_new = np.stack([space.to_genes(space.config_from_dict(c.config)) for c in fresh])
-            y_new = state.measure(g_new)
-            err = np.asarray([c.predicted_top1 for c in fresh]) - y_new
-            rounds.append(
-                {
-                    "round": rd + 1,
-                    "evaluated": len(fresh),
-                    "mean_error": float(err.mean()),
-                    "max_abs_error": float(np.abs(err).max()),
-                    "best_measured_top1": float(y_new.max()),
-                }
-            )
-            _log(
-                console,
-                f"[dim]refine {rd + 1}/{refine} ({prof.name}): {len(fresh)} top candidates scored, predicted - "
-                f"measured {100 * err.mean():+.2f} points on average; refitting the predictor[/dim]",
-            )
-            state.add(g_new, y_new)
-            accuracy = state.predictor
-            r, algo_used = run_searcher(accuracy)
-        refine_s = time.perf_counter() - t_refine if rounds else 0.0
-        search_s = time.perf_counter() - t0 - refine_s
-        front = _front(space, r)
-        if pareto_mode:
-            k = knee_index(
-                np.array([c.predicted_latency_ms for c in front]), np.array([c.predicted_top1 for c in front])
-            )
-            selected, how = front[k], "knee of the predicted Pareto front"
-        else:
-            top = space.canonical_genes(r.genes[:1])
-            selected = _candidates(space, top, r.scores[:1], {k: v[:1] for k, v in r.values.items()})[0]
-            how = "highest predicted top-1 within the budget"
-        if rerank:
-            if evaluator is None:
-                evaluator = _evaluator_for(ckpt, header, dataset, calib_images, val_images)
-                eval_meta = evaluator.data.meta
-            pool = _rerank_pool(space, r, front, pareto_mode, rerank)
-            for c in pool:
-                c.measured_top1 = evaluator.top1(space.config_from_dict(c.config))
-            measured = {json_key(c.config): c.measured_top1 for c in pool}
-            for c in front:
-                c.measured_top1 = measured.get(json_key(c.config), c.measured_top1)
-            if pareto_mode:
-                pts = sorted(pool, key=lambda c: c.predicted_latency_ms)
-                k = knee_index(
-                    np.array([c.predicted_latency_ms for c in pts]), np.array([c.measured_top1 for c in pts])
-                )
-                selected, how = pts[k], f"knee of {len(pool)} front points by measured top-1 (--rerank {rerank})"
-            else:
-                selected = max(pool, key=lambda c: (c.measured_top1, c.predicted_top1))
-                how = f"highest measured top-1 among the top {len(pool)} by predicted top-1 (--rerank {rerank})"
-        results.append(
-            DeviceResult(
-                device=prof.name,
-                runtime=rt,
-                precision=prec,
-                batch=batch,
-                budget_ms=budget,
-                latency_source=str(getattr(lat, "source", "estimated")),
-                selected=selected,
-                pareto=front,
-                algorithm=algo_used,
-                selection=how,
-                search_s=search_s,
-                refine_s=refine_s,
-                evaluations=r.evaluations,
-                fallbacks=r.fallbacks,
-                min_latency_ms=min_ms,
-                constraints=cs.describe(),
-                latency_info=lat.info() if hasattr(lat, "info") else {},
-                refinement=rounds,
-                selected_in_predictor_data=state is not None and _genes_of(space, selected.config) in state.known(),
-            )
-        )
-    if state is not None:
-        pred_info = state.info
-    res = SearchResult(
-        supernet=supernet_info,
-        predictor=pred_info,
-        devices=results,
-        seed=seed,
-        algorithm=algorithm,
-        eval_data=eval_meta,
+def _fastest_for(run: _Run, di: int, t: _Target) -> tuple[np.ndarray, float]:
+    o = run.opts
+    return _fastest(
+        run.space,
+        run.gs,
+        run.cost,
+        t.lat,
+        t.budget,
+        t.prof,
+        t.runtime,
+        t.precision,
+        run.req.batch,
+        run.req.seed,
+        di,
+        o.max_params,
+        o.max_macs,
+        o.channel_multiple,
     )
-    if out is not None:
-        from compress.search.result import write_run
 
-        run = RunDir(out, command=command, seeds={"search": seed, "predictor": predictor_seed})
-        run.add_input("supernet", ckpt)
-        run.set(
-            "search",
+
+def _accuracy_source(run: _Run, accuracy: AccuracyEstimator | None, sha: str) -> None:
+    """The injected estimator, or the predictor fitted on evaluated subnets (with its evaluators)."""
+    if accuracy is not None:
+        run.accuracy = accuracy
+        run.pred_info = {"kind": "injected", "type": type(accuracy).__name__}
+        return
+    req, o = run.req, run.opts
+    run.state = build_accuracy_predictor(
+        run.ckpt,
+        run.header,
+        run.space,
+        sha=sha,
+        samples=o.predictor_samples,
+        data_seed=req.predictor_seed,
+        dataset=req.dataset,
+        calib_images=o.calib_images,
+        val_images=o.val_images,
+        progress=run.progress,
+        predictor_val_images=o.predictor_val_images,
+        predictor_calib_images=o.predictor_calib_images,
+    )
+    run.accuracy = run.state.predictor
+    run.evaluator, run.eval_meta = run.state.full_evaluator, run.state.full_evaluator.data.meta
+
+
+def _run_searcher(run: _Run, di: int, cs: ConstraintSet, anchor: np.ndarray, pareto_mode: bool) -> tuple[Any, str]:
+    """Dispatch to the registered searcher (the Pareto front: always NSGA-II); returns (result, its name)."""
+    o = run.opts
+    name = PARETO_SEARCHER if pareto_mode else o.algorithm
+    if run.accuracy is None:
+        from compress.core.errors import InternalError
+
+        raise InternalError("the searcher was run before the accuracy source was built")
+    task = SearchTask(
+        space=run.gs,
+        accuracy=run.accuracy,
+        constraints=cs,
+        seed=run.req.seed,
+        stream=di,
+        population=o.population,
+        generations=min(o.generations, PARETO_MAX_GENERATIONS) if pareto_mode else o.generations,
+        anchors=anchor[None, :],
+    )
+    return SEARCHERS.get(name)(task), name
+
+
+def _search_device(run: _Run, di: int, t: _Target, fastest: tuple[np.ndarray, float]) -> DeviceResult:
+    """Search, refine, select and re-rank for one device."""
+    o = run.opts
+    cs = _constraint_set(run.cost, t.lat, t.budget, o.max_params, o.max_macs, o.channel_multiple)
+    t0 = time.perf_counter()
+    g_min, min_ms = fastest
+    pareto_mode = t.budget is None
+    r, algo_used = _run_searcher(run, di, cs, g_min, pareto_mode)
+    t_refine = time.perf_counter()
+    r, algo_used, rounds = _refine(run, di, t, cs, g_min, pareto_mode, r, algo_used)
+    refine_s = time.perf_counter() - t_refine if rounds else 0.0
+    search_s = time.perf_counter() - t0 - refine_s
+    front = _front(run.space, r)
+    selected, how = _select(run.space, r, front, pareto_mode)
+    if o.rerank:
+        selected, how = _rerank(run, r, front, pareto_mode, selected, how)
+    return DeviceResult(
+        device=t.prof.name,
+        runtime=t.runtime,
+        precision=t.precision,
+        batch=run.req.batch,
+        budget_ms=t.budget,
+        latency_source=str(getattr(t.lat, "source", "estimated")),
+        selected=selected,
+        pareto=front,
+        algorithm=algo_used,
+        selection=how,
+        search_s=search_s,
+        refine_s=refine_s,
+        evaluations=r.evaluations,
+        fallbacks=r.fallbacks,
+        min_latency_ms=min_ms,
+        constraints=cs.describe(),
+        latency_info=t.lat.info() if hasattr(t.lat, "info") else {},
+        refinement=rounds,
+        selected_in_predictor_data=run.state is not None and _genes_of(run.space, selected.config) in run.state.known(),
+    )
+
+
+def _refine(
+    run: _Run,
+    di: int,
+    t: _Target,
+    cs: ConstraintSet,
+    g_min: np.ndarray,
+    pareto_mode: bool,
+    r: EvolutionResult,
+    algo_used: str,
+) -> tuple[EvolutionResult, str, list[dict[str, Any]]]:
+    """Refinement rounds: score the searcher's top candidates for real under the predictor's protocol
+    (each prediction was made before its measurement), add them to the training data, refit, search again."""
+    o, state, space = run.opts, run.state, run.space
+    rounds: list[dict[str, Any]] = []
+    if state is None:
+        return r, algo_used, rounds
+    for rd in range(o.refine):
+        pool = _rerank_pool(space, r, _front(space, r), pareto_mode, max(o.rerank, REFINE_TOP))
+        known = state.known()
+        fresh = [c for c in pool if _genes_of(space, c.config) not in known]
+        if not fresh:
+            rounds.append({"round": rd + 1, "evaluated": 0, "note": "every top candidate was already evaluated"})
+            break
+        g_new = np.stack([space.to_genes(space.config_from_dict(c.config)) for c in fresh])
+        y_new = state.measure(g_new)
+        err = np.asarray([c.predicted_top1 for c in fresh]) - y_new
+        rounds.append(
             {
-                "devices": list(devices),
-                "budgets_ms": budgets,
-                "algorithm": algorithm,
-                "population": population,
-                "generations": generations,
-                "rerank": rerank,
-                "refine": refine,
-            },
+                "round": rd + 1,
+                "evaluated": len(fresh),
+                "mean_error": float(err.mean()),
+                "max_abs_error": float(np.abs(err).max()),
+                "best_measured_top1": float(y_new.max()),
+            }
         )
-        write_run(res, run)
-    return res
+        run.progress.note(
+            f"refine {rd + 1}/{o.refine} ({t.prof.name}): {len(fresh)} top candidates scored, predicted - "
+            f"measured {100 * err.mean():+.2f} points on average; refitting the predictor"
+        )
+        state.add(g_new, y_new)
+        run.accuracy = state.predictor
+        r, algo_used = _run_searcher(run, di, cs, g_min, pareto_mode)
+    return r, algo_used, rounds
+
+
+def _select(space: Any, r: EvolutionResult, front: list[Candidate], pareto_mode: bool) -> tuple[Candidate, str]:
+    """By prediction: the knee of the front (no budget), else the highest predicted top-1 within the budget."""
+    if pareto_mode:
+        k = knee_index(np.array([c.predicted_latency_ms for c in front]), np.array([c.predicted_top1 for c in front]))
+        return front[k], "knee of the predicted Pareto front"
+    top = space.canonical_genes(r.genes[:1])
+    best = _candidates(space, top, r.scores[:1], {k: v[:1] for k, v in r.values.items()})[0]
+    return best, "highest predicted top-1 within the budget"
+
+
+def _rerank(
+    run: _Run, r: EvolutionResult, front: list[Candidate], pareto_mode: bool, selected: Candidate, how: str
+) -> tuple[Candidate, str]:
+    """Evaluate the top ``rerank`` candidates for real and choose by measured top-1 (front points updated)."""
+    o, space = run.opts, run.space
+    if run.evaluator is None:
+        run.evaluator = _evaluator_for(run.ckpt, run.header, run.req.dataset, o.calib_images, o.val_images)
+        run.eval_meta = run.evaluator.data.meta
+    pool = _rerank_pool(space, r, front, pareto_mode, o.rerank)
+    for c in pool:
+        c.measured_top1 = run.evaluator.top1(space.config_from_dict(c.config))
+    measured = {json_key(c.config): c.measured_top1 for c in pool}
+    for c in front:
+        c.measured_top1 = measured.get(json_key(c.config), c.measured_top1)
+    if pareto_mode:
+        pts = sorted(pool, key=lambda c: c.predicted_latency_ms)
+        k = knee_index(np.array([c.predicted_latency_ms for c in pts]), np.array([c.measured_top1 for c in pts]))
+        return pts[k], f"knee of {len(pool)} front points by measured top-1 (--rerank {o.rerank})"
+    best = max(pool, key=lambda c: (c.measured_top1, c.predicted_top1))
+    return best, f"highest measured top-1 among the top {len(pool)} by predicted top-1 (--rerank {o.rerank})"
+
+
+def _write(res: SearchResult, run: _Run, budgets: list[float | None], *, out: str | Path, command: str) -> None:
+    """The run directory: manifest (seeds, the search's settings), result.json, subnet files, pareto.csv/png."""
+    from compress.core.runs import RunDir
+    from compress.search.result import write_run
+
+    req, o = run.req, run.opts
+    rd = RunDir(out, command=command, seeds={"search": req.seed, "predictor": req.predictor_seed})
+    rd.add_input("supernet", run.ckpt)
+    rd.set(
+        "search",
+        {
+            "devices": list(req.devices),
+            "budgets_ms": budgets,
+            "algorithm": o.algorithm,
+            "population": o.population,
+            "generations": o.generations,
+            "rerank": o.rerank,
+            "refine": o.refine,
+        },
+    )
+    write_run(res, rd)
 
 
 def _genes_of(space: Any, config: dict[str, Any]) -> bytes:
@@ -637,12 +693,7 @@ def _fastest(
 ) -> tuple[np.ndarray, float]:
     """The fastest config meeting the non-latency limits (its genes, its ms): reported when the budget is
     infeasible, and put in the first population so a tight budget never starts empty."""
-    metrics = {"latency_ms": lat.predict_genes, "params": cost.params_genes, "macs": cost.macs_genes}
-    limits: dict[str, float | None] = {"latency_ms": budget, "params": max_params, "macs": max_macs}
-    if channel_multiple and channel_multiple > 1:
-        metrics["channel_violations"] = lambda g, m=channel_multiple: cost.channel_violations_genes(g, m)
-        limits["channel_violations"] = 0.0
-    cs = ConstraintSet(metrics, limits)
+    cs = _constraint_set(cost, lat, budget, max_params, max_macs, channel_multiple)
     rng = np.random.default_rng([seed, di])
     anchors = np.stack([space.to_genes(space.min_config())])
     try:

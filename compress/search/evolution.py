@@ -28,6 +28,7 @@ import numpy as np
 
 from compress.search.constraints import ConstraintSet, concat, take
 from compress.search.protocols import AccuracyEstimator, GeneSpace
+from compress.search.registry import SEARCHERS, SearchTask
 
 
 class InfeasibleError(Exception):
@@ -326,3 +327,17 @@ def minimise_metric(
         space, _Neg(), relaxed, rng=rng, population=population, generations=generations, seeds=seeds, keep_archive=False
     )
     return res.genes[0], take(res.values, np.array([0]))
+
+
+@SEARCHERS.register("evolution")
+def _evolution_searcher(task: SearchTask) -> EvolutionResult:
+    """OFA's regularised evolution from the task's anchors (random stream salt 2)."""
+    return evolve(
+        task.space,
+        task.accuracy,
+        task.constraints,
+        rng=task.rng(2),
+        population=task.population,
+        generations=task.generations,
+        seeds=task.anchors,
+    )

@@ -14,6 +14,7 @@ from compress.search.constraints import ConstraintSet, take
 from compress.search.evolution import EvolutionResult, InfeasibleError, crossover, mutate
 from compress.search.pareto import front_indices
 from compress.search.protocols import AccuracyEstimator, GeneSpace
+from compress.search.registry import SEARCHERS, SearchTask
 
 
 def nsga2_search(
@@ -109,6 +110,19 @@ def nsga2_search(
         archive_scores=s[fi],
         archive_values=take(v, fi),
         evaluations=int(g.shape[0]),
+    )
+
+
+@SEARCHERS.register("nsga2")
+def _nsga2_searcher(task: SearchTask) -> EvolutionResult:
+    """NSGA-II seeded from the task's stream (salt 1) through pymoo's integer seed."""
+    return nsga2_search(
+        task.space,
+        task.accuracy,
+        task.constraints,
+        seed=int(task.rng(1).integers(2**31 - 1)),
+        population=task.population,
+        generations=task.generations,
     )
 
 

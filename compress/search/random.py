@@ -7,6 +7,7 @@ import numpy as np
 from compress.search.constraints import ConstraintSet, take
 from compress.search.evolution import EvolutionResult, InfeasibleError, sample_feasible
 from compress.search.protocols import AccuracyEstimator, GeneSpace
+from compress.search.registry import SEARCHERS, SearchTask
 
 
 def random_search(
@@ -34,4 +35,12 @@ def random_search(
         archive_scores=scores,
         archive_values=vals,
         evaluations=int(genes.shape[0]),
+    )
+
+
+@SEARCHERS.register("random")
+def _random_searcher(task: SearchTask) -> EvolutionResult:
+    """``population x generations`` random feasible rows (the same evaluation budget as evolution; salt 2)."""
+    return random_search(
+        task.space, task.accuracy, task.constraints, rng=task.rng(2), samples=task.population * task.generations
     )
