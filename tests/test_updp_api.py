@@ -278,9 +278,9 @@ def test_cli_selection_option_reaches_updp_and_is_refused_for_ftwt(monkeypatch):
     base = ["prune", "--model", "timm:test_convnext", "--data", "digits", "--epochs", "1"]
     res = CliRunner().invoke(app, base + ["--method", "updp", "--blocks", "1", "--selection", "supernet", "--json"])
     assert res.exit_code == 0, res.output
-    assert seen["selection"] == "supernet"
+    assert seen["options"].selection == "supernet" and seen["options"].blocks == 1  # the one options model
     res = CliRunner().invoke(app, base + ["--method", "updp", "--blocks", "1", "--json"])
-    assert res.exit_code == 0 and seen["selection"] == "proxy"
+    assert res.exit_code == 0 and seen["options"].selection == "proxy"
     res = CliRunner().invoke(app, base + ["--method", "ftwt", "--selection", "supernet"])
     assert res.exit_code == 2 and "--selection does not apply to --method ftwt" in res.output
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
@@ -13,6 +13,7 @@ from compress.cli.main import app
 from compress.core.errors import UsageError
 from compress.core.runs import claim_run_dir
 from compress.prune.ftwt import DEFAULT_MASS
+from compress.prune.updp.options import UpdpOptions
 
 
 class Method(str, Enum):
@@ -20,9 +21,8 @@ class Method(str, Enum):
     ftwt = "ftwt"
 
 
-class Selection(str, Enum):
-    proxy = "proxy"
-    supernet = "supernet"
+# the scorers UPDP knows, named once (compress.prune.updp.options.UpdpOptions.selection)
+Selection = Enum("Selection", {v: v for v in get_args(UpdpOptions.model_fields["selection"].annotation)}, type=str)  # type: ignore[misc]
 
 
 class Mode(str, Enum):
@@ -143,22 +143,25 @@ def prune_cmd(
     if out is not None:
         claim_run_dir(out, command=command_line())  # one writer per run directory, before any work
     if method is Method.updp:
-        if (blocks is None) == (latency_ms is None):
-            raise UsageError("--method updp needs exactly one of --blocks K or --latency-ms X")
-        opts = dict(
-            model=model,
-            data=data,
+        from compress.prune.updp.options import options_from
+
+        given_opts = dict(
             epochs=epochs,
             blocks=blocks,
             latency_ms=latency_ms,
             device=device,
             runtime=runtime,
             teacher=teacher,
+            selection=selection.value if selection else None,
+        )
+        opts = dict(
+            model=model,
+            data=data,
+            options=options_from(None, {k: v for k, v in given_opts.items() if v is not None}),
             weights=str(weights) if weights else None,
             subnet=subnet,
             seed=seed,
             out=out,
-            selection=(selection or Selection.proxy).value,
             tables=tables,
             profiles=profiles,
             progress=lambda msg: console.print(f"[dim]updp:[/dim] {msg}"),

@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from compress.core.config import StrictModel, load_model_yaml
+from compress.prune.updp.options import shared_field
 from compress.search.options import SearchOptions
 from compress.train.config import Recipe, TrainConfig
 
@@ -115,13 +116,15 @@ SearchCfg = SearchOptions
 
 class PruneCfg(StrictModel):
     method: Literal["updp", "ftwt", "none"] = "updp"
-    device: str | None = None
-    blocks: int | None = Field(default=None, ge=1)
-    latency_ms: float | None = Field(default=None, gt=0)
-    epochs: int = Field(default=1, ge=0)
-    train_limit: int | None = Field(default=None, ge=1)  # train on a subset (keeps the demo short)
-    max_steps: int | None = Field(default=None, ge=1)
-    timing_iterations: int = Field(default=60, ge=1)  # per block form, when measuring merged forms
+    # UPDP's fields are its options model's own (compress.prune.updp.options.UpdpOptions: one type
+    # check and one default for the YAML, `compress prune` and prune_updp)
+    device: str | None = shared_field("device")
+    blocks: int | None = shared_field("blocks")
+    latency_ms: float | None = shared_field("latency_ms")
+    epochs: int = shared_field("epochs")
+    train_limit: int | None = shared_field("train_limit")  # train on a subset (keeps the demo short)
+    max_steps: int | None = shared_field("max_steps")
+    timing_iterations: int = shared_field("timing_iterations")  # per block form, when measuring merged forms
     # updp block latencies: measured on `device` (default), or UPDP's MACs estimate (deterministic;
     # for tests and dry runs; reported as `estimate:macs`)
     latency: Literal["measured", "macs-estimate"] = "measured"
