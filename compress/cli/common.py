@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +40,29 @@ TablesOpt = Annotated[
     Path | None,
     typer.Option("--tables", help="Latency-table directory (default: the per-user cache, or COMPRESS_TABLES)."),
 ]
+
+# how a MODEL argument given as timm:NAME is built (compress export, compress quantize): one definition
+NumClassesOpt = Annotated[int | None, typer.Option("--num-classes", help="timm:NAME only: classifier size.")]
+ImageSizeOpt = Annotated[int | None, typer.Option("--image-size", help="timm:NAME only: input resolution.")]
+InChansOpt = Annotated[int | None, typer.Option("--in-chans", help="timm:NAME only: input channels.")]
+ModelWeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", help="timm:NAME only: weights (.safetensors or a weights_only torch file)."),
+]
+
+
+def model_options(
+    *, num_classes: int | None, image_size: int | None, in_chans: int | None, weights: Path | None
+) -> dict[str, Any]:
+    """The MODEL options given (for ``compress.models.load_model``); unset ones are left to the model."""
+    given = {"num_classes": num_classes, "image_size": image_size, "in_chans": in_chans, "weights": weights}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def default_run_dir(command: str, model: str, *suffix: str) -> Path:
+    """``runs/COMMAND-SLUG[-SUFFIX...]``: the run directory when --out is not given (slug from MODEL)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name or model).strip("-") or "model"
+    return Path("runs") / "-".join([f"{command}-{slug}", *suffix])
 
 
 def emit_json(obj: Any) -> None:

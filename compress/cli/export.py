@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from compress.cli.common import JsonOpt, OutOpt, SeedOpt, command_line, console, emit_json
+from compress.cli.common import (
+    ImageSizeOpt,
+    InChansOpt,
+    JsonOpt,
+    ModelWeightsOpt,
+    NumClassesOpt,
+    OutOpt,
+    SeedOpt,
+    command_line,
+    console,
+    default_run_dir,
+    emit_json,
+    model_options,
+)
 from compress.cli.main import app
+
+
+def _default(name: str) -> str:
+    """ExportConfig's default for ``name``, for the help text (the model holds it, the CLI shows it)."""
+    from compress.export.context import ExportConfig
+
+    f = ExportConfig.model_fields[name]
+    v = f.get_default(call_default_factory=True)
+    return ",".join(v) if isinstance(v, list) else str(v)
 
 
 @app.command("export")
@@ -18,17 +38,31 @@ def export_cmd(
         str, typer.Argument(help="timm:NAME, a model directory, a search run, or a checkpoint reference.")
     ],
     format: Annotated[
-        str, typer.Option("--format", "-f", help="Comma-separated: onnx, openvino (ov), tensorrt (trt, engine).")
-    ] = "onnx",
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help=f"Comma-separated: onnx, openvino (ov), tensorrt (trt, engine) (default {_default('formats')}).",
+        ),
+    ] = None,
     precision: Annotated[
-        str, typer.Option("--precision", help="fp32 | fp16 | bf16 (openvino) | int8 (tensorrt).")
-    ] = "fp32",
-    batch: Annotated[str, typer.Option("--batch", help="A static batch size, or 'dynamic'.")] = "1",
+        str | None,
+        typer.Option(
+            "--precision",
+            help=f"fp32 | fp16 | bf16 (openvino) | int8 (tensorrt) (default {_default('precision')}).",
+        ),
+    ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option("--batch", help=f"A static batch size, or 'dynamic' (default {_default('batch')})."),
+    ] = None,
     opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (default 18).")] = None,
     data: Annotated[
         str | None, typer.Option("--data", help="Dataset for the top-1 agreement batch (default: the model's own).")
     ] = None,
-    samples: Annotated[int, typer.Option("--samples", help="Images in the parity batch.")] = 64,
+    samples: Annotated[
+        int | None, typer.Option("--samples", help=f"Images in the parity batch (default {_default('samples')}).")
+    ] = None,
     remote: Annotated[
         str | None, typer.Option("--remote", help="user@host: build the TensorRT engine there over SSH.")
     ] = None,
@@ -42,33 +76,46 @@ def export_cmd(
         str | None,
         typer.Option("--trt-version", help="TensorRT version to preflight against (default: installed, else 10)."),
     ] = None,
-    workspace_mb: Annotated[int, typer.Option("--workspace-mb", help="TensorRT builder workspace limit (MiB).")] = 2048,
-    max_batch: Annotated[int, typer.Option("--max-batch", help="Largest batch of a dynamic TensorRT profile.")] = 32,
-    exporter: Annotated[
-        str, typer.Option("--exporter", help="auto (dynamo, legacy on failure) | dynamo | legacy.")
-    ] = "auto",
-    simplify: Annotated[
-        bool,
+    workspace_mb: Annotated[
+        int | None,
         typer.Option(
-            "--simplify/--no-simplify", help="Simplify the ONNX with onnxslim (kept only if outputs are unchanged)."
+            "--workspace-mb", help=f"TensorRT builder workspace limit (MiB) (default {_default('workspace_mb')})."
         ),
-    ] = True,
+    ] = None,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch", help=f"Largest batch of a dynamic TensorRT profile (default {_default('max_batch')})."
+        ),
+    ] = None,
+    exporter: Annotated[
+        str | None,
+        typer.Option(
+            "--exporter", help=f"auto (dynamo, legacy on failure) | dynamo | legacy (default {_default('exporter')})."
+        ),
+    ] = None,
+    simplify: Annotated[
+        bool | None,
+        typer.Option(
+            "--simplify/--no-simplify",
+            help="Simplify the ONNX with onnxslim (kept only if outputs are unchanged; default on).",
+        ),
+    ] = None,
     parity: Annotated[
-        bool, typer.Option("--parity/--no-parity", help="Compare every runnable artefact with PyTorch.")
-    ] = True,
+        bool | None,
+        typer.Option("--parity/--no-parity", help="Compare every runnable artefact with PyTorch (default on)."),
+    ] = None,
     preflight: Annotated[
-        bool, typer.Option("--preflight/--no-preflight", help="Check ops against each target before building.")
-    ] = True,
+        bool | None,
+        typer.Option("--preflight/--no-preflight", help="Check ops against each target before building (default on)."),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads for the runtimes during verification.")
     ] = None,
-    num_classes: Annotated[int | None, typer.Option("--num-classes", help="timm:NAME only: classifier size.")] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="timm:NAME only: input resolution.")] = None,
-    in_chans: Annotated[int | None, typer.Option("--in-chans", help="timm:NAME only: input channels.")] = None,
-    weights: Annotated[
-        Path | None,
-        typer.Option("--weights", help="timm:NAME only: weights (.safetensors or a weights_only torch file)."),
-    ] = None,
+    num_classes: NumClassesOpt = None,
+    image_size: ImageSizeOpt = None,
+    in_chans: InChansOpt = None,
+    weights: ModelWeightsOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -80,49 +127,34 @@ def export_cmd(
     from compress.core.config import validate
     from compress.export.api import export_model
     from compress.export.context import ExportConfig
-
-    cfg = validate(
-        ExportConfig,
-        {
-            "formats": [s for s in format.split(",") if s.strip()],
-            "precision": precision,
-            "batch": batch,
-            "opset": opset,
-            "data": data,
-            "samples": samples,
-            "remote": remote,
-            "dla_core": dla,
-            "dla_gpu_fallback": dla_gpu_fallback,
-            "trt_version": trt_version,
-            "workspace_mb": workspace_mb,
-            "max_batch": max_batch,
-            "exporter": exporter,
-            "simplify": simplify,
-            "parity": parity,
-            "preflight": preflight,
-            "threads": threads,
-            "seed": seed,
-        },
-        source="compress export",
-    )
-    model_options = {
-        k: v
-        for k, v in {
-            "num_classes": num_classes,
-            "image_size": image_size,
-            "in_chans": in_chans,
-            "weights": weights,
-        }.items()
-        if v is not None
-    }
-    if out is None:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name or model).strip("-") or "model"
-        out = Path("runs") / f"export-{slug}"
     from compress.export.formats import resolve_formats
 
+    given = {
+        "formats": [s for s in format.split(",") if s.strip()] if format is not None else None,
+        "precision": precision,
+        "batch": batch,
+        "opset": opset,
+        "data": data,
+        "samples": samples,
+        "remote": remote,
+        "dla_core": dla,
+        "dla_gpu_fallback": dla_gpu_fallback or None,  # a flag: absent means the model's default
+        "trt_version": trt_version,
+        "workspace_mb": workspace_mb,
+        "max_batch": max_batch,
+        "exporter": exporter,
+        "simplify": simplify,
+        "parity": parity,
+        "preflight": preflight,
+        "threads": threads,
+        "seed": seed,
+    }
+    cfg = validate(ExportConfig, {k: v for k, v in given.items() if v is not None}, source="compress export")
+    opts = model_options(num_classes=num_classes, image_size=image_size, in_chans=in_chans, weights=weights)
+    out = out or default_run_dir("export", model)
     names = [f.name for f in resolve_formats(cfg.formats)]
     console.print(f"exporting {model} -> {', '.join(names)} ({cfg.precision}, batch {cfg.batch}) into {out}")
-    result = export_model(model, out=out, config=cfg, model_options=model_options, command=command_line())
+    result = export_model(model, out=out, config=cfg, model_options=opts, command=command_line())
     if json:
         emit_json(result.to_json())
     else:

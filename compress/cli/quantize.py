@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from compress.cli.common import JsonOpt, OutOpt, SeedOpt, command_line, console, emit_json
+from compress.cli.common import (
+    ImageSizeOpt,
+    InChansOpt,
+    JsonOpt,
+    ModelWeightsOpt,
+    NumClassesOpt,
+    OutOpt,
+    SeedOpt,
+    command_line,
+    console,
+    default_run_dir,
+    emit_json,
+    model_options,
+)
 from compress.cli.main import app
 
 
@@ -52,13 +63,10 @@ def quantize_cmd(
     exporter: Annotated[
         str, typer.Option("--exporter", help="auto | dynamo | legacy (for MODELs that are exported first).")
     ] = "auto",
-    num_classes: Annotated[int | None, typer.Option("--num-classes", help="timm:NAME only: classifier size.")] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="timm:NAME only: input resolution.")] = None,
-    in_chans: Annotated[int | None, typer.Option("--in-chans", help="timm:NAME only: input channels.")] = None,
-    weights: Annotated[
-        Path | None,
-        typer.Option("--weights", help="timm:NAME only: weights (.safetensors or a weights_only torch file)."),
-    ] = None,
+    num_classes: NumClassesOpt = None,
+    image_size: ImageSizeOpt = None,
+    in_chans: InChansOpt = None,
+    weights: ModelWeightsOpt = None,
     out: OutOpt = None,
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -69,19 +77,8 @@ def quantize_cmd(
     """
     from compress.quantize.api import quantize
 
-    model_options = {
-        k: v
-        for k, v in {
-            "num_classes": num_classes,
-            "image_size": image_size,
-            "in_chans": in_chans,
-            "weights": weights,
-        }.items()
-        if v is not None
-    }
-    if out is None:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.rstrip("/")).name or model).strip("-") or "model"
-        out = Path("runs") / f"quantize-{slug}-{runtime}-{precision}"
+    opts = model_options(num_classes=num_classes, image_size=image_size, in_chans=in_chans, weights=weights)
+    out = out or default_run_dir("quantize", model, runtime, precision)
     from compress.cli.progress import RichProgress
 
     res = quantize(
@@ -98,7 +95,7 @@ def quantize_cmd(
         time=not no_time,
         exporter=exporter,
         seed=seed,
-        model_options=model_options,
+        model_options=opts,
         command=command_line(),
         progress=RichProgress(),  # notes only (accuracy-control steps), dim on stderr
     )
