@@ -682,6 +682,16 @@ def main() -> None:
     args = ap.parse_args()
     import nncf
 
+    # everything the parts call, loaded now: a long run (training takes most of an hour here) must not
+    # pick up half of a tree that others edit meanwhile (it once did, and failed after training)
+    import compress.data
+    import compress.export.onnx
+    import compress.export.runtimes
+    import compress.models
+    import compress.quantize.api
+    import compress.quantize.onnxruntime
+    import compress.quantize.openvino  # noqa: F401
+
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
